@@ -1,0 +1,59 @@
+"""Exceptions raised by hpi-triton.
+
+Every error the tool raises derives from :class:`HpiTritonError`, so callers can catch one
+type. Subclasses are narrow: each names the thing that is wrong and says what is expected.
+"""
+
+from __future__ import annotations
+
+
+class HpiTritonError(Exception):
+    """Base class of every error raised by hpi-triton."""
+
+
+class ModelDirError(HpiTritonError):
+    """A PaddleX model directory is missing files or holds unreadable ones."""
+
+
+class InferenceConfigError(ModelDirError):
+    """A field of ``inference.yml`` has a value hpi-triton cannot use."""
+
+
+class UnknownBackendError(HpiTritonError):
+    """A backend name is not one hpi-triton knows."""
+
+
+class BackendUnavailableError(HpiTritonError):
+    """A known backend cannot run on this machine (package missing, no GPU, ...)."""
+
+
+class ConversionError(HpiTritonError):
+    """Converting a model to a backend's artifact failed."""
+
+
+class VerificationError(HpiTritonError):
+    """A converted artifact does not reproduce the Paddle Inference reference."""
+
+
+class NoUsableBackendError(HpiTritonError):
+    """Every candidate backend for a model failed to convert or to verify."""
+
+
+class BuildError(HpiTritonError):
+    """The repository build was asked for something inconsistent."""
+
+
+class ModelConfigError(HpiTritonError):
+    """A Triton model configuration could not be built or parsed."""
+
+
+class ServerError(HpiTritonError):
+    """tritonserver could not be found, started, or did not become ready."""
+
+
+class PortInUseError(ServerError):
+    """A port tritonserver should listen on is taken."""
+
+
+class InferError(HpiTritonError):
+    """A request to a served model failed or was malformed."""

@@ -1,0 +1,54 @@
+"""Run a conversion step in a child Python process.
+
+Converters (paddle2onnx, OpenVINO's frontends, TensorRT's builder) print freely and can crash
+the process on a bad model; in a child, a crash becomes a :class:`ConversionError` carrying the
+tail of what the converter said, and the build goes on with the next backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import subprocess
+import sys
+
+from hpi_triton.errors import ConversionError
+
+_TAIL_LINES = 4
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def summarize_output(text: str) -> str:
+    """The lines of a converter's output worth quoting: its error lines, then its last lines."""
+    lines = [_ANSI.sub("", ln).rstrip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if re.search(r"error|exception|fail|unimplemented", ln, re.I)]
+    picked = errors[-6:] + [ln for ln in lines[-_TAIL_LINES:] if ln not in errors[-6:]]
+    return "\n    ".join(ln.strip()[:300] for ln in picked)
+
+
+def run_isolated(target: str, kwargs: dict, what: str, timeout: float = 1800) -> None:
+    """Call ``module:function(**kwargs)`` in a child process.
+
+    Raises:
+        ConversionError: the child failed, crashed or timed out; the message names ``what``
+            and quotes the end of its output.
+    """
+    command = [sys.executable, "-m", "hpi_triton.generator.isolated", target, json.dumps(kwargs)]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise ConversionError(f"{what}: timed out after {timeout:.0f} s") from exc
+    if proc.returncode != 0:
+        tail = summarize_output(proc.stdout + proc.stderr) or f"exit code {proc.returncode}"
+        raise ConversionError(f"{what} failed:\n    {tail}")
+
+
+def main() -> None:
+    target, kwargs = sys.argv[1], json.loads(sys.argv[2])
+    module_name, function_name = target.split(":")
+    getattr(importlib.import_module(module_name), function_name)(**kwargs)
+
+
+if __name__ == "__main__":
+    main()

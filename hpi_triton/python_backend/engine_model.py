@@ -1,0 +1,115 @@
+"""Triton Python-backend model that serves one engine artifact (copied as ``model.py``).
+
+Settings come from ``config.pbtxt`` ``parameters`` (engine, model_file, precision, ...); the
+engine itself is loaded once in ``initialize``. Requests of one ``execute`` call whose inputs
+share their non-batch shapes are concatenated into one engine call, so Triton's dynamic
+batcher really batches. A request that fails gets its own ``TritonError``; the others and the
+server carry on.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+# engines.py lies beside this file; the stub does not always put this folder on sys.path.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import engines  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        if args.get("model_instance_kind") == "GPU":
+            params["device"] = "gpu"
+            params["device_id"] = str(args.get("model_instance_device_id", "0"))
+        self.batched = config.get("max_batch_size", 0) > 0
+        self.inputs = [
+            (i["name"], pb_utils.triton_string_to_numpy(i["data_type"])) for i in config["input"]
+        ]
+        self.outputs = [
+            (o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]
+        ]
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.runner = engines.create_runner(version_dir, params)
+        # The engine's own tensor names can differ from the served ones (e.g. after a
+        # conversion renamed them); map them by position, as the build verified.
+        self.engine_inputs = dict(zip([n for n, _ in self.inputs], self.runner.input_names))
+        self.engine_outputs = list(zip([n for n, _ in self.outputs], self.runner.output_names))
+
+    def _read(self, request):
+        arrays = {}
+        for name, dtype in self.inputs:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                raise ValueError("input '%s' is missing" % name)
+            array = tensor.as_numpy()
+            if array.dtype != dtype:
+                raise ValueError(
+                    "input '%s' has dtype %s; expected %s" % (name, array.dtype, np.dtype(dtype))
+                )
+            arrays[name] = array
+        return arrays
+
+    def _infer(self, arrays):
+        feed = {self.engine_inputs[name]: value for name, value in arrays.items()}
+        result = self.runner.run(feed)
+        return {
+            served: np.ascontiguousarray(result[engine_name]).astype(dtype, copy=False)
+            for (served, engine_name), (_, dtype) in zip(self.engine_outputs, self.outputs)
+        }
+
+    def _response(self, outputs):
+        return pb_utils.InferenceResponse(
+            output_tensors=[pb_utils.Tensor(name, outputs[name]) for name, _ in self.outputs]
+        )
+
+    def _error(self, exc):
+        return pb_utils.InferenceResponse(
+            output_tensors=[], error=pb_utils.TritonError("%s: %s" % (type(exc).__name__, exc))
+        )
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        groups = {}
+        for index, request in enumerate(requests):
+            try:
+                arrays = self._read(request)
+            except Exception as exc:  # a malformed request fails alone
+                responses[index] = self._error(exc)
+                continue
+            key = tuple((n, a.shape[1:] if self.batched else a.shape) for n, a in arrays.items())
+            groups.setdefault(key, []).append((index, arrays))
+        for members in groups.values():
+            if self.batched and len(members) > 1:
+                self._execute_batched(members, responses)
+            else:
+                for index, arrays in members:
+                    try:
+                        responses[index] = self._response(self._infer(arrays))
+                    except Exception as exc:
+                        responses[index] = self._error(exc)
+        return responses
+
+    def _execute_batched(self, members, responses):
+        sizes = [next(iter(arrays.values())).shape[0] for _, arrays in members]
+        stacked = {
+            name: np.concatenate([arrays[name] for _, arrays in members]) for name, _ in self.inputs
+        }
+        try:
+            outputs = self._infer(stacked)
+        except Exception as exc:
+            for index, _ in members:
+                responses[index] = self._error(exc)
+            return
+        offsets = np.cumsum([0] + sizes)
+        for (index, _), start, stop in zip(members, offsets[:-1], offsets[1:]):
+            responses[index] = self._response(
+                {name: value[start:stop] for name, value in outputs.items()}
+            )
+
+    def finalize(self):
+        self.runner = None

@@ -1,0 +1,274 @@
+"""Starting a real tritonserver on a repository (``hpi-triton serve``).
+
+The binary is ``--tritonserver PATH``, a ``tritonserver`` on PATH, or the one shipped in PyPI's
+``nvidia-pytriton`` wheel. For the wheel's server a backend directory is prepared outside
+site-packages (the Python backend plus the stub built for the running Python), and the
+environment is set so the stub embeds *this* interpreter: its ``libpython``, its stdlib and
+its site-packages, which hold the engine packages the Python-backend models import.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from hpi_triton.errors import PortInUseError, ServerError
+from hpi_triton.generator.cache import default_cache_dir
+
+
+@dataclass
+class TritonBinary:
+    """A tritonserver executable and the backend directory it should use (if any)."""
+
+    executable: Path
+    backend_dir: Optional[Path] = None
+    env: Optional[Dict[str, str]] = None
+
+
+def _pytriton_server_root() -> Optional[Path]:
+    import importlib.util
+
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+    return root if (root / "bin" / "tritonserver").is_file() else None
+
+
+def _make_executable(path: Path) -> None:
+    mode = path.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def _prepare_pytriton_backends(root: Path) -> Path:
+    """Copy the wheel's Python backend + this Python's stub into the cache (once)."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise ServerError(f"nvidia-pytriton has no Python-backend stub for Python {version} "
+                          f"(looked for {stub}); use a Python it ships stubs for, or pass "
+                          f"--tritonserver")
+    source_dir = root / "backends" / "python"
+    target = default_cache_dir() / "tritonserver-backends" / f"py{version}-{_fingerprint(stub)}"
+    python_dir = target / "python"
+    if not (python_dir / "triton_python_backend_stub").is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".backends-", dir=target.parent))
+        shutil.copytree(source_dir, staging / "python",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(stub, staging / "python" / "triton_python_backend_stub")
+        for name in ("triton_python_backend_stub", "libtriton_python.so"):
+            _make_executable(staging / "python" / name)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _fingerprint(path: Path) -> str:
+    info = path.stat()
+    return f"{info.st_size:x}{int(info.st_mtime):x}"
+
+
+def stub_environment(extra_lib_dirs: List[Path]) -> Dict[str, str]:
+    """Environment under which the Python-backend stub embeds the running interpreter."""
+    env = dict(os.environ)
+    lib_dirs = [str(p) for p in extra_lib_dirs]
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if libdir:
+        lib_dirs.append(libdir)
+    if env.get("LD_LIBRARY_PATH"):
+        lib_dirs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(lib_dirs)
+    env["PYTHONHOME"] = sys.base_prefix
+    paths = [p for p in sys.path if p and Path(p).is_dir()]
+    if env.get("PYTHONPATH"):
+        paths.insert(0, env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def find_tritonserver(explicit: Optional[str] = None) -> TritonBinary:
+    """Locate a tritonserver: ``explicit``, then PATH, then the nvidia-pytriton wheel."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file() or not os.access(path, os.X_OK):
+            raise ServerError(f"--tritonserver {path}: not an executable file")
+        return TritonBinary(path, env=stub_environment([]))
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        return TritonBinary(Path(on_path), env=stub_environment([]))
+    root = _pytriton_server_root()
+    if root is None:
+        raise ServerError("no tritonserver found: pass --tritonserver PATH, put tritonserver on "
+                          "PATH, or pip install nvidia-pytriton (ships a CPU-capable server)")
+    executable = root / "bin" / "tritonserver"
+    _make_executable(executable)
+    backend_dir = _prepare_pytriton_backends(root)
+    # The stub's RPATH points into the wheel; once copied, its bundled libs need this path.
+    libs = root.parent.parent / "nvidia_pytriton.libs"
+    return TritonBinary(executable, backend_dir, stub_environment([libs] if libs.is_dir() else []))
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for tests and ``--http-port 0``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+_LOAD_FAILURE = re.compile(r"failed to load '([^']+)'[^:]*: (.*)")
+
+
+class TritonServer:
+    """A tritonserver child process on ``repository``.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`. :meth:`start` returns once
+    ``/v2/health/ready`` answers 200, and raises :class:`ServerError` naming the models that
+    failed to load when the server exits first.
+    """
+
+    def __init__(self, repository: Path, http_port: int = 8000, grpc_port: int = 8001,
+                 metrics_port: int = 8002, tritonserver: Optional[str] = None,
+                 log_path: Optional[Path] = None, extra_args: Optional[List[str]] = None,
+                 log_verbose: int = 0):
+        self.repository = Path(repository).expanduser().resolve()
+        self.ports = {"http": http_port or free_port(), "grpc": grpc_port or free_port(),
+                      "metrics": metrics_port or free_port()}
+        self.tritonserver = tritonserver
+        self.log_path = Path(log_path) if log_path else None
+        self.extra_args = list(extra_args or [])
+        self.log_verbose = log_verbose
+        self.process: Optional[subprocess.Popen] = None
+        self._log_file = None
+
+    @property
+    def http_url(self) -> str:
+        return f"localhost:{self.ports['http']}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"localhost:{self.ports['grpc']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://localhost:{self.ports['metrics']}/metrics"
+
+    def command(self, binary: TritonBinary) -> List[str]:
+        cmd = [str(binary.executable), "--model-repository", str(self.repository),
+               "--http-port", str(self.ports["http"]), "--grpc-port", str(self.ports["grpc"]),
+               "--metrics-port", str(self.ports["metrics"]), "--log-verbose",
+               str(self.log_verbose), "--exit-on-error", "true", "--strict-readiness", "true"]
+        if binary.backend_dir is not None:
+            cmd += ["--backend-directory", str(binary.backend_dir)]
+        return cmd + self.extra_args
+
+    def start(self, timeout: float = 300.0) -> "TritonServer":
+        if not self.repository.is_dir():
+            raise ServerError(f"repository {self.repository} is not a directory; build one "
+                              f"with 'hpi-triton build'")
+        for label, port in self.ports.items():
+            if not port_is_free(port):
+                raise PortInUseError(f"--{label}-port {port} is taken by another process; "
+                                     f"stop it or pass another --{label}-port")
+        binary = find_tritonserver(self.tritonserver)
+        if self.log_path is None:
+            handle, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(handle)
+            self.log_path = Path(name)
+        self._log_file = open(self.log_path, "wb")
+        self.process = subprocess.Popen(self.command(binary), stdout=self._log_file,
+                                        stderr=subprocess.STDOUT, env=binary.env,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self._close_log()
+                raise ServerError(self._failure_message())
+            if self.is_ready():
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise ServerError(f"tritonserver was not ready after {timeout:.0f} s; see "
+                          f"{self.log_path}")
+
+    def is_ready(self) -> bool:
+        url = f"http://localhost:{self.ports['http']}/v2/health/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace") if self.log_path else ""
+        except OSError:
+            return ""
+
+    def _failure_message(self) -> str:
+        text = self.log_text()
+        failures = _LOAD_FAILURE.findall(text)
+        if failures:
+            lines = "\n".join(f"  model '{name}': {why.strip()[:500]}" for name, why in failures)
+            return (f"tritonserver exited: models failed to load:\n{lines}\n(full log: "
+                    f"{self.log_path})")
+        tail = "\n".join(text.strip().splitlines()[-15:])
+        return f"tritonserver exited with code {self.process.returncode}:\n{tail}"
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def wait(self) -> int:
+        """Block until the server exits (Ctrl-C stops it)."""
+        assert self.process is not None
+        try:
+            return self.process.wait()
+        except KeyboardInterrupt:
+            self.stop()
+            return 0
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,30 @@
+"""ONNX Runtime: the model's own ONNX, or Paddle converted with paddle2onnx."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict
+
+from hpi_triton.triton_models.backends.base import Backend, ConvertContext, NativeEntry
+from hpi_triton.triton_models.backends.onnx_export import ONNX_FILE, copy_onnx, ensure_onnx
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnx_runtime"
+    aliases = ("onnxruntime", "ort")
+    engine = "onnxruntime"
+    modules = ("onnxruntime",)
+    packages = ("onnxruntime", "onnxruntime-gpu", "paddle2onnx")
+    install_hint = "pip install onnxruntime (onnxruntime-gpu for GPUs)"
+    devices = frozenset({"cpu", "gpu"})
+
+    def convert(self, source, ctx: ConvertContext, out_dir: Path) -> Dict[str, str]:
+        copy_onnx(ensure_onnx(source, ctx), out_dir)
+        return {"engine": self.engine, "model_file": ONNX_FILE, "precision": ctx.precision}
+
+    def native_entry(self, params, ctx: ConvertContext) -> NativeEntry:
+        parameters = {"inter_op_thread_count": "1"}
+        if ctx.cpu_threads:
+            parameters["intra_op_thread_count"] = str(ctx.cpu_threads)
+        return NativeEntry(platform="onnxruntime_onnx", default_model_filename=ONNX_FILE,
+                           parameters=parameters)
