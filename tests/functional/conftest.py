@@ -1,0 +1,56 @@
+"""A repository with every usable backend for each test model, served by a real tritonserver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
+from hpi_triton.server import TritonServer
+
+# Triton model name → (fixture model, backend asked for; None = let the build choose)
+SERVED = {
+    "det_paddle_infer": ("PP-OCRv4_mobile_det", "paddle_infer"),
+    "det_openvino": ("PP-OCRv4_mobile_det", "openvino"),
+    "rec_paddle_infer": ("PP-OCRv4_mobile_rec", "paddle"),  # PaddleX 3 spelling
+    "rec_openvino": ("PP-OCRv4_mobile_rec", "openvino"),
+    "mnv3_paddle_infer": ("pir", "paddle_infer"),
+    "mnv3_onnx_runtime": ("pir", "onnx_runtime"),
+    "mnv3_openvino": ("pir", "openvino"),
+    "mnv3_selected": ("pir", None),  # Hpi.selected_backends.cpu = paddle_infer
+    "cls_onnx_runtime": ("ch_ppocr_mobile_v2_cls_onnx", "onnxruntime"),
+    "cls_openvino": ("ch_ppocr_mobile_v2_cls_onnx", "openvino"),
+    "cls_measured": ("ch_ppocr_mobile_v2_cls_onnx", None),  # no Hpi selection: measured
+}
+
+
+@pytest.fixture(scope="session")
+def model_paths(wheel_models, pir_model):
+    return {**wheel_models, "pir": pir_model}
+
+
+@pytest.fixture(scope="session")
+def requests_all(model_paths):
+    return [ModelRequest(name, model_paths[model], backend)
+            for name, (model, backend) in SERVED.items()]
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, requests_all, shared_cache_dir):
+    out = tmp_path_factory.mktemp("repos") / "all"
+    report = build_repository(requests_all, BuildOptions(out=out, cache_dir=shared_cache_dir))
+    return out, report
+
+
+@pytest.fixture(scope="session")
+def server(built, tmp_path_factory):
+    repo, _ = built
+    log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
+    with TritonServer(repo, 0, 0, 0, log_path=log) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh_cache(tmp_path) -> Path:
+    return tmp_path / "cache"

@@ -1,0 +1,94 @@
+"""The commands a user types: build, serve, infer, with their error paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hpi_triton.server import free_port
+
+pytestmark = pytest.mark.functional
+
+CLI = [sys.executable, "-m", "hpi_triton.cli"]
+
+
+def _run(args, **kw):
+    return subprocess.run(CLI + args, capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def cli_repo(wheel_models, shared_cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "repo"
+    proc = _run(["build", "--model", f"cls={wheel_models['ch_ppocr_mobile_v2_cls_onnx']}",
+                 "--model", f"rec={wheel_models['PP-OCRv4_mobile_rec']}",
+                 "--backend", "rec=openvino", "--out", str(out),
+                 "--cache-dir", str(shared_cache_dir)])
+    assert proc.returncode == 0, proc.stderr
+    assert "rec: openvino as python (--backend rec=openvino)" in proc.stdout
+    return out
+
+
+def test_serve_and_infer_from_the_command_line(cli_repo, tmp_path):
+    ports = [free_port() for _ in range(3)]
+    serve = subprocess.Popen(
+        CLI + ["serve", str(cli_repo), "--http-port", str(ports[0]), "--grpc-port",
+               str(ports[1]), "--metrics-port", str(ports[2])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = serve.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert f"HTTP    localhost:{ports[0]}" in text, serve.stderr.read() if serve.poll() else text
+        assert f"gRPC    localhost:{ports[1]}" in text
+        x = np.random.default_rng(1).standard_normal((1, 3, 48, 192)).astype(np.float32)
+        np.save(tmp_path / "x.npy", x)
+        for protocol, port in (("http", ports[0]), ("grpc", ports[1])):
+            proc = _run(["infer", "--url", f"localhost:{port}", "--protocol", protocol,
+                         "--model", "cls", "--input", f"x={tmp_path / 'x.npy'}",
+                         "--output-dir", str(tmp_path / protocol)])
+            assert proc.returncode == 0, proc.stderr
+            result = json.loads(proc.stdout.strip().splitlines()[0])
+            assert result["shape"] == [1, 2] and result["dtype"] == "float32"
+            saved = np.load(next((tmp_path / protocol).glob("*.npy")))
+            assert np.allclose(np.array(result["data"]), saved)
+        # A wrong dtype is refused with a message naming the input and the expected dtype.
+        np.save(tmp_path / "bad.npy", x.astype(np.float64))
+        proc = _run(["infer", "--url", f"localhost:{ports[0]}", "--model", "cls",
+                     "--input", f"x={tmp_path / 'bad.npy'}"])
+        assert proc.returncode == 2 and "expected float32" in proc.stderr
+        # A second server on the same ports is refused clearly.
+        proc = _run(["serve", str(cli_repo), "--http-port", str(ports[0]), "--grpc-port",
+                     str(free_port()), "--metrics-port", str(free_port())])
+        assert proc.returncode == 2 and f"--http-port {ports[0]} is taken" in proc.stderr
+    finally:
+        os.killpg(serve.pid, signal.SIGINT)
+        serve.wait(timeout=60)
+    with socket.socket() as sock:  # the server really went away with Ctrl-C
+        assert sock.connect_ex(("127.0.0.1", ports[0])) != 0
+
+
+def test_build_errors_are_clear(wheel_models, tmp_path):
+    proc = _run(["build", "--model", f"det={tmp_path / 'missing'}", "--out",
+                 str(tmp_path / "r")])
+    assert proc.returncode == 2 and "not a directory" in proc.stderr
+    proc = _run(["build", "--model", f"cls={wheel_models['ch_ppocr_mobile_v2_cls_onnx']}",
+                 "--backend", "cls=tflite", "--out", str(tmp_path / "r")])
+    assert proc.returncode == 2 and "valid names" in proc.stderr and "openvino" in proc.stderr
+    proc = _run(["build", "--model", "nodir", "--out", str(tmp_path / "r")])
+    assert proc.returncode == 2 and "expected NAME=VALUE" in proc.stderr
+    assert not (tmp_path / "r").exists()
