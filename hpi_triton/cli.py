@@ -139,7 +139,8 @@ def infer(
             try:
                 arrays[name] = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as exc:
-                raise InferError(f"--input {name}={path}: not a readable .npy file ({exc})")
+                raise InferError(
+                    f"--input {name}={path}: not a readable .npy file ({exc})") from exc
         client = Client(url, protocol)
         outputs = client.infer(model, arrays)
     except HpiTritonError as exc:

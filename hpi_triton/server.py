@@ -190,7 +190,7 @@ class TritonServer:
             cmd += ["--backend-directory", str(binary.backend_dir)]
         return cmd + self.extra_args
 
-    def start(self, timeout: float = 300.0) -> "TritonServer":
+    def start(self, timeout: float = 300.0) -> TritonServer:
         if not self.repository.is_dir():
             raise ServerError(f"repository {self.repository} is not a directory; build one "
                               f"with 'hpi-triton build'")
@@ -267,7 +267,7 @@ class TritonServer:
             self.stop()
             return 0
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

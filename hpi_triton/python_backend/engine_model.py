@@ -45,11 +45,11 @@ class TritonPythonModel:
         for name, dtype in self.inputs:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is None:
-                raise ValueError("input '%s' is missing" % name)
+                raise ValueError(f"input '{name}' is missing")
             array = tensor.as_numpy()
             if array.dtype != dtype:
                 raise ValueError(
-                    "input '%s' has dtype %s; expected %s" % (name, array.dtype, np.dtype(dtype))
+                    f"input '{name}' has dtype {array.dtype}; expected {np.dtype(dtype)}"
                 )
             arrays[name] = array
         return arrays
@@ -69,7 +69,7 @@ class TritonPythonModel:
 
     def _error(self, exc):
         return pb_utils.InferenceResponse(
-            output_tensors=[], error=pb_utils.TritonError("%s: %s" % (type(exc).__name__, exc))
+            output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
         )
 
     def execute(self, requests):

@@ -219,7 +219,7 @@ class TensorRTRunner(Runner):
         data = (Path(model_dir) / params["model_file"]).read_bytes()
         self._engine = runtime.deserialize_cuda_engine(data)
         if self._engine is None:
-            raise EngineError("TensorRT could not deserialize %s" % params["model_file"])
+            raise EngineError("TensorRT could not deserialize {}".format(params["model_file"]))
         self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT
@@ -230,7 +230,7 @@ class TensorRTRunner(Runner):
     def _check(self, result):
         err, *rest = result if isinstance(result, tuple) else (result,)
         if int(err) != 0:
-            raise EngineError("CUDA call failed: %s" % err)
+            raise EngineError(f"CUDA call failed: {err}")
         return rest
 
     def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -280,6 +280,6 @@ def create_runner(model_dir: Path, params: Dict[str, str]) -> Runner:
     engine = params.get("engine", "")
     if engine not in ENGINES:
         raise EngineError(
-            "parameter 'engine' is %r; expected one of %s" % (engine, sorted(ENGINES))
+            f"parameter 'engine' is {engine!r}; expected one of {sorted(ENGINES)}"
         )
     return ENGINES[engine](Path(model_dir), params)

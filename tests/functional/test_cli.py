@@ -53,7 +53,7 @@ def test_serve_and_infer_from_the_command_line(cli_repo, tmp_path):
             if "Ctrl-C" in line:
                 break
         text = "".join(lines)
-        assert f"HTTP    localhost:{ports[0]}" in text, serve.stderr.read() if serve.poll() else text
+        assert f"HTTP    localhost:{ports[0]}" in text, text
         assert f"gRPC    localhost:{ports[1]}" in text
         x = np.random.default_rng(1).standard_normal((1, 3, 48, 192)).astype(np.float32)
         np.save(tmp_path / "x.npy", x)

@@ -85,7 +85,8 @@ def test_bad_hpi_fields(wheel_models, tmp_path):
     (d / "inference.yml").write_text(yaml.safe_dump(config))
     with pytest.raises(InferenceConfigError, match="Hpi.selected_backends"):
         load_model_dir(d)
-    config["Hpi"] = {"backend_configs": {"tensorrt": {"dynamic_shapes": {"image": [[1], [1], [1]]}}}}
+    shapes = {"image": [[1], [1], [1]]}
+    config["Hpi"] = {"backend_configs": {"tensorrt": {"dynamic_shapes": shapes}}}
     (d / "inference.yml").write_text(yaml.safe_dump(config))
     with pytest.raises(InferenceConfigError, match="names no input"):
         load_model_dir(d)

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import ClassVar, Dict, FrozenSet, Optional, Tuple
 
@@ -26,7 +26,7 @@ class Device:
     index: int = 0
 
     @classmethod
-    def parse(cls, text: str) -> "Device":
+    def parse(cls, text: str) -> Device:
         """Parse ``cpu``, ``gpu`` or ``gpu:N``."""
         kind, _, index = text.strip().lower().partition(":")
         if kind not in ("cpu", "gpu") or (index and not index.isdigit()) or (
@@ -59,7 +59,7 @@ class NativeEntry:
     parameters: Dict[str, str] = field(default_factory=dict)
 
 
-@lru_cache(maxsize=None)
+@cache
 def gpu_count() -> int:
     """Number of NVIDIA GPUs ``nvidia-smi`` lists (0 when there is no driver)."""
     if shutil.which("nvidia-smi") is None:

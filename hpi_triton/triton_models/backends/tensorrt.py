@@ -30,7 +30,8 @@ class TensorRTBackend(Backend):
     def convert(self, source, ctx: ConvertContext, out_dir: Path) -> Dict[str, str]:
         profile = profile_shapes(source, ctx.max_batch_size)
         run_isolated("hpi_triton.triton_models.backends.tensorrt:build_engine",
-                     {"onnx_path": str(ensure_onnx(source, ctx)), "output": str(out_dir / PLAN_FILE),
+                     {"onnx_path": str(ensure_onnx(source, ctx)),
+                      "output": str(out_dir / PLAN_FILE),
                       "profile": json.dumps(profile), "fp16": ctx.precision == "fp16",
                       "device_id": ctx.device.index},
                      what=f"TensorRT engine build for {source.path}")
