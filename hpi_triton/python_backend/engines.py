@@ -209,7 +209,11 @@ class TensorRTRunner(Runner):
 
     def __init__(self, model_dir: Path, params: Dict[str, str]):
         import tensorrt as trt
-        from cuda.bindings import runtime as cudart
+
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:  # cuda-python < 12.6
+            from cuda import cudart
 
         self._trt = trt
         self._cudart = cudart

@@ -229,3 +229,39 @@ def test_model_that_fails_to_load_is_named(built, tmp_path):
     (copy / "cls_openvino" / "1" / "model.xml").write_text("<not-an-ir/>")
     with pytest.raises(ServerError, match="cls_openvino"):
         TritonServer(copy, 0, 0, 0).start(timeout=120)
+
+
+def test_gpu_build_without_gpu_is_a_clear_error(wheel_models, tmp_path):
+    from hpi_triton.errors import NoUsableBackendError
+    from hpi_triton.triton_models.backends import Device
+    from hpi_triton.triton_models.backends.base import gpu_count
+
+    if gpu_count():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(NoUsableBackendError, match="no backend converted and verified on gpu"):
+        build_repository([ModelRequest("cls", wheel_models["ch_ppocr_mobile_v2_cls_onnx"])],
+                         BuildOptions(out=tmp_path / "r", device=Device("gpu")))
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("backend", ["tensorrt", "paddle_tensorrt"])
+def test_gpu_engines_serve_equal_to_paddle(backend, model_paths, tmp_path, shared_cache_dir):
+    """Runs only where the backend is usable (NVIDIA GPU + TensorRT); skipped here, saying why."""
+    from hpi_triton.errors import BackendUnavailableError
+    from hpi_triton.triton_models.backends import Device, registry
+
+    try:
+        reason = registry.get(backend).unavailable_reason(Device("gpu"), "fp32")
+    except BackendUnavailableError as exc:
+        reason = str(exc)
+    if reason:
+        pytest.skip(f"{backend} not verified on this machine: {reason}")
+    out = tmp_path / "gpu"
+    report = build_repository([ModelRequest("m", model_paths["pir"], backend)],
+                              BuildOptions(out=out, device=Device("gpu"),
+                                           cache_dir=shared_cache_dir))
+    assert report.models[0].backend == backend
+    with TritonServer(out, 0, 0, 0) as server:
+        x = _input_for("pir")
+        (got,) = Client(server.http_url).infer("m", {"x": x}).values()
+        assert relative_error(got, _reference(model_paths, "pir", x)[0]) <= 1e-4

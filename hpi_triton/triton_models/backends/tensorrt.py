@@ -62,7 +62,11 @@ def profile_shapes(source, max_batch_size: int) -> Dict[str, list]:
 def build_engine(onnx_path: str, output: str, profile: str, fp16: bool, device_id: int) -> None:
     """Run in a child process: parse ONNX, add the optimization profile, serialize."""
     import tensorrt as trt
-    from cuda.bindings import runtime as cudart
+
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:  # cuda-python < 12.6
+        from cuda import cudart
 
     cudart.cudaSetDevice(device_id)
     logger = trt.Logger(trt.Logger.WARNING)
