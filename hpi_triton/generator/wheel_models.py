@@ -25,12 +25,16 @@ _NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scal
               "order": "hwc"}
 
 
+def _hpi(shapes: dict) -> dict:
+    """PaddleX 3's Hpi section: the same dynamic shapes for Paddle-TRT and TensorRT."""
+    return {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": shapes},
+                                "tensorrt": {"dynamic_shapes": shapes}}}
+
+
 def _det_yml(name: str) -> dict:
-    shapes = {"x": [[1, 3, 32, 32], [1, 3, 736, 736], [1, 3, 4000, 4000]]}
     return {
         "Global": {"model_name": name},
-        "Hpi": {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": shapes},
-                                    "tensorrt": {"dynamic_shapes": shapes}}},
+        "Hpi": _hpi({"x": [[1, 3, 32, 32], [1, 3, 736, 736], [1, 3, 4000, 4000]]}),
         "PreProcess": {"transform_ops": [
             {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
             {"DetResizeForTest": {"resize_long": 960}},
@@ -44,11 +48,9 @@ def _det_yml(name: str) -> dict:
 
 
 def _rec_yml(name: str, characters) -> dict:
-    shapes = {"x": [[1, 3, 48, 160], [1, 3, 48, 320], [8, 3, 48, 3200]]}
     return {
         "Global": {"model_name": name},
-        "Hpi": {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": shapes},
-                                    "tensorrt": {"dynamic_shapes": shapes}}},
+        "Hpi": _hpi({"x": [[1, 3, 48, 160], [1, 3, 48, 320], [8, 3, 48, 3200]]}),
         "PreProcess": {"transform_ops": [
             {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
             {"MultiLabelEncode": {"gtc_encode": "NRTRLabelEncode"}},
@@ -61,11 +63,9 @@ def _rec_yml(name: str, characters) -> dict:
 
 
 def _cls_yml(name: str) -> dict:
-    shapes = {"x": [[1, 3, 48, 192], [1, 3, 48, 192], [8, 3, 48, 192]]}
     return {
         "Global": {"model_name": name},
-        "Hpi": {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": shapes},
-                                    "tensorrt": {"dynamic_shapes": shapes}}},
+        "Hpi": _hpi({"x": [[1, 3, 48, 192], [1, 3, 48, 192], [8, 3, 48, 192]]}),
         "PreProcess": {"transform_ops": [
             {"ResizeImage": {"size": [192, 48]}},
             {"NormalizeImage": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
@@ -167,3 +167,27 @@ def model_dir(name: str, root: Path | None = None) -> Path:
 
 def model_dirs(names, root: Path | None = None) -> Dict[str, Path]:
     return {n: model_dir(n, root) for n in names}
+
+
+_EXPORT_MOBILENET = """
+import sys, paddle
+paddle.seed(0)
+model = paddle.vision.models.mobilenet_v3_small(num_classes=1000)
+model.eval()
+paddle.jit.save(model, sys.argv[1] + "/inference",
+                input_spec=[paddle.static.InputSpec([None, 3, 224, 224], "float32", "x")])
+"""
+
+
+def random_mobilenet_dir(target: Path, inference_config: dict) -> Path:
+    """paddle.vision MobileNetV3-small with random weights (seed 0), saved by paddle.jit.save
+    as a PIR program, with ``inference_config`` as its inference.yml. Random weights prove
+    plumbing and backend parity, not accuracy. Exported in a child process so the caller's
+    Paddle state is untouched; reused when already there."""
+    target = Path(target)
+    if not (target / "inference.json").is_file():
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-c", _EXPORT_MOBILENET, str(target)], check=True,
+                       capture_output=True)
+    (target / "inference.yml").write_text(yaml.safe_dump(inference_config, sort_keys=False))
+    return target
