@@ -4,4 +4,13 @@ from hpi_triton.errors import HpiTritonError
 
 __version__ = "0.1.0"
 
-__all__ = ["HpiTritonError", "__version__"]
+__all__ = ["Client", "HpiTritonError", "__version__"]
+
+
+def __getattr__(name):
+    # Client pulls in tritonclient; import it only when asked for.
+    if name == "Client":
+        from hpi_triton.client import Client
+
+        return Client
+    raise AttributeError(name)

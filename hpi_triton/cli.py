@@ -39,8 +39,14 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.command()
 def build(
-    model: List[str] = typer.Option(..., "--model", help="NAME=DIR of a PaddleX model dir"),
     out: Path = typer.Option(..., "--out", help="Repository to write"),
+    model: List[str] = typer.Option([], "--model",
+                                    help="NAME=DIR of a PaddleX model dir (ROLE=DIR with "
+                                    "--pipeline)"),
+    pipeline: Optional[str] = typer.Option(None, help="Pipeline to serve as a graph: OCR"),
+    pipeline_config: Optional[Path] = typer.Option(
+        None, help="PaddleX pipeline YAML with SubModules model_dir filled in"),
+    param: List[str] = typer.Option([], "--param", help="KEY=VALUE pipeline default"),
     backend: List[str] = typer.Option([], "--backend", help="NAME=BACKEND override"),
     device: str = typer.Option("cpu", help="cpu, gpu or gpu:N"),
     precision: str = typer.Option("fp32", help="fp32 (default, equals Paddle), fp16, bf16"),
@@ -58,11 +64,30 @@ def build(
 ) -> None:
     """Convert, verify and write a Triton model repository."""
     _setup_logging(verbose)
+    from hpi_triton.ensembles import load_pipeline_config, pipeline_spec
     from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
     from hpi_triton.triton_models.backends import Device
 
     try:
         backends = dict(_pairs(backend, "--backend"))
+        pipelines = []
+        if pipeline_config is not None:
+            spec = load_pipeline_config(pipeline_config)
+            spec_roles = dict(spec.roles)
+            spec_roles.update({k: Path(v) for k, v in _pairs(model, "--model")})
+            pipelines = [pipeline_spec(spec.name, spec_roles,
+                                       {**spec.params, **dict(_pairs(param, "--param"))},
+                                       {r: backends.pop(r) for r in list(backends)
+                                        if r in spec_roles})]
+            model = []
+        elif pipeline is not None:
+            roles = {k: Path(v) for k, v in _pairs(model, "--model")}
+            pipelines = [pipeline_spec(pipeline, roles, dict(_pairs(param, "--param")),
+                                       {r: backends.pop(r) for r in list(backends)
+                                        if r in roles})]
+            model = []
+        elif param:
+            raise BuildError("--param sets pipeline defaults; use it with --pipeline")
         requests = [ModelRequest(name, Path(path), backends.pop(name, None))
                     for name, path in _pairs(model, "--model")]
         if backends:
@@ -72,11 +97,14 @@ def build(
                                hosting=hosting, cache_dir=cache_dir, use_cache=not no_cache,
                                cpu_threads=cpu_threads, max_batch_size=max_batch_size or None,
                                instances=instances, force=force)
-        report = build_repository(requests, options)
+        report = build_repository(requests, options, pipelines)
     except HpiTritonError as exc:
         _fail(exc)
     for m in report.models:
         typer.echo(f"{m.name}: {m.backend} as {m.hosting} ({m.selection})")
+    for p in report.pipelines:
+        typer.echo(f"{p['pipeline']}: pipeline graph over "
+                   f"{', '.join(m[0] for m in p['roles'].values())}")
     typer.echo(f"repository written to {report.out} in {report.seconds:.1f} s "
                f"(report: {Path(report.out) / 'REPORT.md'})")
 
@@ -124,15 +152,38 @@ def _summary(name: str, array: np.ndarray) -> dict:
 
 @app.command()
 def infer(
-    model: str = typer.Option(..., help="Triton model name"),
-    input: List[str] = typer.Option(..., "--input", help="NAME=FILE.npy"),
+    images: List[Path] = typer.Argument(None, help="Images for --pipeline"),
+    model: Optional[str] = typer.Option(None, help="Triton model name (raw tensors)"),
+    pipeline: Optional[str] = typer.Option(None, help="Pipeline name, e.g. OCR"),
+    input: List[str] = typer.Option([], "--input", help="NAME=FILE.npy (with --model)"),
+    param: List[str] = typer.Option([], "--param", help="KEY=VALUE per-request parameter"),
     url: str = typer.Option("localhost:8000", help="HOST:PORT"),
     protocol: str = typer.Option("http", help="http or grpc"),
     output_dir: Optional[Path] = typer.Option(None, help="Save every output as NAME.npy here"),
 ) -> None:
-    """Send .npy inputs to MODEL; print one JSON line per output."""
+    """--pipeline NAME IMAGE...: one JSON result per line; --model NAME --input x=F.npy: raw."""
     from hpi_triton.client import Client
 
+    if (model is None) == (pipeline is None):
+        _fail(InferError("pass either --pipeline NAME IMAGE... or --model NAME --input ..."))
+    if pipeline is not None:
+        try:
+            client = Client(url, protocol)
+            params = dict(_pairs(param, "--param"))
+        except HpiTritonError as exc:
+            _fail(exc)
+        if not images:
+            _fail(InferError("--pipeline needs at least one image path"))
+        failed = 0
+        for path in images:
+            try:
+                result = client.predict(pipeline, path, **params)
+            except HpiTritonError as exc:
+                failed += 1
+                typer.secho(f"error: {path}: {exc}", err=True, fg=typer.colors.RED)
+                continue
+            typer.echo(json.dumps({"input_path": str(path), **result}, ensure_ascii=False))
+        raise typer.Exit(2 if failed else 0)
     try:
         arrays = {}
         for name, path in _pairs(input, "--input"):

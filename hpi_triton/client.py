@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+import json
+from pathlib import Path
+from typing import Dict, Optional, Union
 
 import numpy as np
 
@@ -88,6 +90,48 @@ class Client:
         except Exception as exc:
             raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
         return {n: result.as_numpy(n) for n in names}
+
+    def predict(self, pipeline: str, image: Union[str, Path, bytes, np.ndarray],
+                **params) -> dict:
+        """Run a served pipeline on one image and return its PaddleX-shaped result.
+
+        Args:
+            pipeline: The pipeline model's name (e.g. ``"OCR"``).
+            image: A file path, encoded bytes (PNG, JPEG, BMP, TIFF, WebP), or a decoded
+                uint8 array (BGR HxWx3 like ``cv2.imread``, or HxW gray).
+            **params: Per-request pipeline parameters (e.g. ``limit_side_len=960``,
+                ``text_rec_score_thresh=0.5``, ``use_textline_orientation=False``).
+
+        Raises:
+            InferError: the image cannot be read or sent, or the server refused the request
+                (its message says why; the server keeps serving).
+        """
+        if isinstance(image, (str, Path)):
+            try:
+                image = Path(image).read_bytes()
+            except OSError as exc:
+                raise InferError(f"image {str(image)!r} cannot be read: {exc}") from exc
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            name, array = "image", np.frombuffer(bytes(image), dtype=np.uint8)
+        elif isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or image.ndim not in (2, 3):
+                raise InferError(f"image array is {image.dtype} with shape {list(image.shape)}; "
+                                 f"expected uint8 HxWx3 (BGR) or HxW")
+            name, array = "image_array", image if image.ndim == 3 else image[:, :, None]
+        else:
+            raise InferError(f"image is a {type(image).__name__}; expected a path, bytes or a "
+                             f"uint8 numpy array")
+        tensor = self._module.InferInput(name, list(array.shape), "UINT8")
+        tensor.set_data_from_numpy(np.ascontiguousarray(array))
+        # Parameters travel as strings: gRPC has no float parameter type in every version.
+        wire = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+        try:
+            result = self._client.infer(pipeline, [tensor], parameters=wire or None,
+                                        outputs=[self._module.InferRequestedOutput("result")])
+        except Exception as exc:
+            raise InferError(f"pipeline {pipeline!r} at {self.url}: {exc}") from exc
+        raw = result.as_numpy("result").reshape(-1)[0]
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
 
     def close(self) -> None:
         self._client.close()

@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from hpi_triton.errors import (
     BackendUnavailableError,
@@ -121,6 +121,7 @@ class BuildReport:
     precision: str
     hosting: str
     models: List[ModelReport] = field(default_factory=list)
+    pipelines: List[dict] = field(default_factory=list)
     seconds: float = 0.0
     versions: Dict[str, Optional[str]] = field(default_factory=dict)
 
@@ -128,14 +129,19 @@ class BuildReport:
         return asdict(self)
 
 
-def build_repository(requests: List[ModelRequest], options: BuildOptions) -> BuildReport:
+def build_repository(requests: List[ModelRequest], options: BuildOptions,
+                     pipelines: Sequence = ()) -> BuildReport:
     """Build the repository at ``options.out``; see the module docstring.
+
+    ``pipelines`` (from :mod:`hpi_triton.ensembles`) add their role models to ``requests``
+    and, once those are built, write their orchestration models.
 
     Raises:
         HpiTritonError: a model dir is broken, a backend name is unknown, or no backend
             converted and verified for some model. Nothing is left at ``options.out`` then.
     """
     started = time.perf_counter()
+    requests = list(requests) + [r for p in pipelines for r in p.model_requests()]
     _check_options(requests, options)
     out = Path(options.out).expanduser().resolve()
     if out.exists() and not options.force:
@@ -152,6 +158,9 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions) -> Bui
         for request in requests:
             builder = _ModelBuilder(request, sources[request.name], options, cache)
             report.models.append(builder.build(staging))
+        by_name = {m.name: m for m in report.models}
+        for pipeline in pipelines:
+            report.pipelines.append(pipeline.write(staging, sources, by_name))
         report.seconds = round(time.perf_counter() - started, 2)
         from hpi_triton.generator.report import write_report
 
@@ -165,7 +174,8 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions) -> Bui
 
 def _check_options(requests: List[ModelRequest], options: BuildOptions) -> None:
     if not requests:
-        raise BuildError("no models given; pass --model NAME=DIR at least once")
+        raise BuildError("no models given; pass --model NAME=DIR at least once (or "
+                         "--pipeline NAME with --model ROLE=DIR)")
     names = [r.name for r in requests]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

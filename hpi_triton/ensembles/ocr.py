@@ -1,0 +1,140 @@
+"""The OCR pipeline: TextDetection + TextRecognition [+ TextLineOrientation] as a BLS graph."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List
+
+from hpi_triton.errors import BuildError, InferenceConfigError
+from hpi_triton.generator.model_dir import ModelSource
+from hpi_triton.python_backend import ocr_pipeline
+from hpi_triton.triton_models.config import InstanceGroup, TensorConfig, TritonModelConfig
+
+PYTHON_BACKEND_DIR = Path(ocr_pipeline.__file__).parent
+REQUIRED_ROLES = ("TextDetection", "TextRecognition")
+OPTIONAL_ROLES = ("TextLineOrientation",)
+
+
+def _transform(source: ModelSource, op: str) -> dict:
+    for item in (source.config.get("PreProcess") or {}).get("transform_ops") or []:
+        if isinstance(item, dict) and op in item:
+            return item[op] or {}
+    return {}
+
+
+def _normalize(source: ModelSource, default_mean, default_std) -> dict:
+    norm = _transform(source, "NormalizeImage")
+    scale = norm.get("scale", 1 / 255.0)
+    if isinstance(scale, str):  # PaddleX writes "1./255."
+        try:
+            numerator, denominator = scale.split("/")
+            scale = float(numerator) / float(denominator)
+        except ValueError as exc:
+            raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
+                                       f"'NormalizeImage.scale' is {scale!r}; expected a number "
+                                       f"or 'a/b'") from exc
+    return {"mean": list(norm.get("mean", default_mean)), "std": list(norm.get("std", default_std)),
+            "scale": float(scale)}
+
+
+def characters_of(source: ModelSource) -> List[str]:
+    """The recognition character dict: inference.yml PostProcess.character_dict, else the
+    ONNX model's metadata ('character')."""
+    post = source.config.get("PostProcess") or {}
+    chars = post.get("character_dict")
+    if chars:
+        return [str(c) for c in chars]
+    if source.onnx_file is not None:
+        import onnx
+
+        model = onnx.load(str(source.onnx_file), load_external_data=False)
+        for prop in model.metadata_props:
+            if prop.key in ("character", "character_dict"):
+                return prop.value.splitlines()
+    raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
+                               f"'PostProcess.character_dict' is missing; TextRecognition needs "
+                               f"its character dict (a list of characters)")
+
+
+@dataclass
+class OCRPipeline:
+    """``--pipeline OCR``: role dirs, default parameters, per-role backend overrides."""
+
+    roles: Dict[str, Path]
+    params: dict = field(default_factory=dict)
+    backends: Dict[str, str] = field(default_factory=dict)
+    instances: int = 2
+    name: str = "OCR"
+
+    def __post_init__(self):
+        missing = [r for r in REQUIRED_ROLES if r not in self.roles]
+        unknown = sorted(set(self.roles) - set(REQUIRED_ROLES + OPTIONAL_ROLES))
+        if missing or unknown:
+            raise BuildError(f"pipeline OCR takes --model ROLE=DIR with roles "
+                             f"{list(REQUIRED_ROLES)} (required) and {list(OPTIONAL_ROLES)}; "
+                             f"missing {missing}, not supported {unknown}")
+        try:
+            self.params = ocr_pipeline.coerce_parameters(self.params)
+        except ocr_pipeline.ParameterError as exc:
+            raise BuildError(f"pipeline OCR: {exc}") from exc
+        if self.params["use_doc_preprocessor"]:
+            raise BuildError("pipeline OCR: use_doc_preprocessor needs the doc_preprocessor "
+                             "pipeline, which this build does not support yet; set "
+                             "use_doc_preprocessor: False")
+
+    def model_name(self, role: str) -> str:
+        return f"{self.name}_{role}"
+
+    def model_requests(self):
+        from hpi_triton.generator.build import ModelRequest
+
+        return [ModelRequest(self.model_name(role), Path(path), self.backends.get(role))
+                for role, path in self.roles.items()]
+
+    def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        """Write the BLS model ``OCR`` calling the role models built into ``repo``."""
+        det = sources[self.model_name("TextDetection")]
+        rec = sources[self.model_name("TextRecognition")]
+        models = {role: [self.model_name(role), sources[self.model_name(role)].inputs[0].name,
+                         sources[self.model_name(role)].outputs[0].name]
+                  for role in self.roles}
+        settings = {
+            "models": models,
+            "params": self.params,
+            "det_normalize": _normalize(det, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+            "rec_batch_size": max(1, min(8, reports[self.model_name("TextRecognition")]
+                                         .max_batch_size or 1)),
+        }
+        if "TextLineOrientation" in self.roles:
+            cls = sources[self.model_name("TextLineOrientation")]
+            size = _transform(cls, "ResizeImage").get("size", [160, 80])
+            settings["cls_resize"] = [int(size[0]), int(size[1])]
+            settings["cls_normalize"] = _normalize(cls, [0.485, 0.456, 0.406],
+                                                   [0.229, 0.224, 0.225])
+            settings["cls_batch_size"] = max(1, min(8, reports[self.model_name(
+                "TextLineOrientation")].max_batch_size or 1))
+        characters = characters_of(rec)
+        classes = rec.outputs[0].shape[-1]
+        if classes > 0 and classes not in (len(characters) + 2, len(characters) + 1):
+            raise InferenceConfigError(
+                f"{rec.path}: the recognition model has {classes} classes but its character "
+                f"dict has {len(characters)} entries (expected classes = entries + 2: blank "
+                f"and space)")
+        version = repo / self.name / "1"
+        version.mkdir(parents=True)
+        shutil.copyfile(PYTHON_BACKEND_DIR / "ocr_model.py", version / "model.py")
+        for module in ("ocr_ops.py", "ocr_pipeline.py"):
+            shutil.copyfile(PYTHON_BACKEND_DIR / module, version / module)
+        (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
+        TritonModelConfig(
+            name=self.name, backend="python", max_batch_size=0,
+            inputs=[TensorConfig("image", "uint8", [-1], optional=True),
+                    TensorConfig("image_array", "uint8", [-1, -1, -1], optional=True)],
+            outputs=[TensorConfig("result", "object", [1])],
+            instance_groups=[InstanceGroup("cpu", self.instances)],
+            parameters={"pipeline_settings": json.dumps(settings, sort_keys=True)},
+        ).write(repo / self.name)
+        return {"pipeline": self.name, "roles": models, "params": self.params}

@@ -1,0 +1,305 @@
+"""OCR pre- and post-processing with PaddleX's semantics, vectorised with numpy/OpenCV.
+
+Copied next to the OCR pipeline's ``model.py`` in a generated repository (and imported by the
+in-process reference in tests), so it imports nothing from hpi_triton: numpy, OpenCV and
+pyclipper (the polygon-offset library PaddleX's DB post-processing uses).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+
+class ImageError(ValueError):
+    """The request's image cannot be used; the message says why and what is expected."""
+
+
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+def decode_image(data: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Encoded bytes (PNG, JPEG, BMP, TIFF, WebP) → BGR HWC uint8.
+
+    Grayscale, RGBA and 16-bit images are converted; corrupt, truncated, empty or non-image
+    bytes and images above ``max_pixels`` raise :class:`ImageError`.
+    """
+    buffer = np.frombuffer(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), np.uint8)
+    if buffer.size == 0:
+        raise ImageError("the image is empty (0 bytes); send PNG, JPEG, BMP, TIFF or WebP bytes")
+    header = _image_size_from_header(buffer)
+    if header is not None and header[0] * header[1] > max_pixels:
+        raise ImageError(f"the image is {header[1]}x{header[0]} = {header[0] * header[1]} "
+                         f"pixels; the limit is {max_pixels} (max_pixels)")
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageError(f"the {buffer.size} bytes are not a decodable image (corrupt, "
+                         f"truncated or not PNG/JPEG/BMP/TIFF/WebP)")
+    return normalize_array(image, max_pixels)
+
+
+def normalize_array(image: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Any decoded image (gray, BGR, BGRA; 8 or 16 bit) → BGR HWC uint8, with checks."""
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ImageError(f"image array has shape {list(image.shape)}; expected HxW, HxWx1, "
+                         f"HxWx3 (BGR) or HxWx4")
+    height, width = image.shape[:2]
+    if height * width > max_pixels:
+        raise ImageError(f"the image is {width}x{height} = {height * width} pixels; the limit "
+                         f"is {max_pixels} (max_pixels)")
+    if height < 2 or width < 2:
+        raise ImageError(f"the image is {width}x{height}; text detection needs at least 2x2 "
+                         f"pixels")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageError(f"image array dtype is {image.dtype}; expected uint8 (or uint16)")
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image.reshape(height, width), cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(image)
+
+
+def _image_size_from_header(buffer: np.ndarray) -> Optional[Tuple[int, int]]:
+    """(height, width) from a PNG header, to refuse huge images before decoding them."""
+    if buffer.size >= 24 and buffer[:8].tobytes() == b"\x89PNG\r\n\x1a\n":
+        width = int.from_bytes(buffer[16:20].tobytes(), "big")
+        height = int.from_bytes(buffer[20:24].tobytes(), "big")
+        return height, width
+    return None
+
+
+# --- detection -----------------------------------------------------------------------------
+
+def det_resize(image: np.ndarray, limit_side_len: int, limit_type: str,
+               max_side_limit: int) -> Tuple[np.ndarray, float, float]:
+    """PaddleX DetResizeForTest (type 0): returns the resized image and (ratio_h, ratio_w)."""
+    h, w = image.shape[:2]
+    if h + w < 64:
+        padded = np.zeros((max(32, h), max(32, w), 3), np.uint8)
+        padded[:h, :w] = image
+        image = padded
+        h, w = image.shape[:2]
+    if limit_type == "max":
+        ratio = float(limit_side_len) / max(h, w) if max(h, w) > limit_side_len else 1.0
+    elif limit_type == "min":
+        ratio = float(limit_side_len) / min(h, w) if min(h, w) < limit_side_len else 1.0
+    elif limit_type == "resize_long":
+        ratio = float(limit_side_len) / max(h, w)
+    else:
+        raise ValueError(f"limit_type {limit_type!r}; expected 'min', 'max' or 'resize_long'")
+    resize_h, resize_w = int(h * ratio), int(w * ratio)
+    if max(resize_h, resize_w) > max_side_limit:
+        ratio = float(max_side_limit) / max(resize_h, resize_w)
+        resize_h, resize_w = int(resize_h * ratio), int(resize_w * ratio)
+    resize_h = max(int(round(resize_h / 32) * 32), 32)
+    resize_w = max(int(round(resize_w / 32) * 32), 32)
+    if resize_h == h and resize_w == w:
+        return image, 1.0, 1.0
+    return cv2.resize(image, (resize_w, resize_h)), resize_h / float(h), resize_w / float(w)
+
+
+def normalize_chw(image: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                  scale: float) -> np.ndarray:
+    """(image * scale - mean) / std per channel, HWC uint8 → CHW float32 (PaddleX order hwc)."""
+    alpha = np.asarray([scale / s for s in std], np.float32)
+    beta = np.asarray([-m / s for m, s in zip(mean, std)], np.float32)
+    out = image.astype(np.float32) * alpha + beta
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def _mini_box(contour) -> Tuple[np.ndarray, float]:
+    rect = cv2.minAreaRect(contour)
+    points = sorted(list(cv2.boxPoints(rect)), key=lambda p: p[0])
+    i1, i4 = (0, 1) if points[1][1] > points[0][1] else (1, 0)
+    i2, i3 = (2, 3) if points[3][1] > points[2][1] else (3, 2)
+    return np.array([points[i1], points[i2], points[i3], points[i4]]), min(rect[1])
+
+
+def _box_score_fast(pred: np.ndarray, box: np.ndarray) -> float:
+    h, w = pred.shape
+    xmin = max(0, min(math.floor(box[:, 0].min()), w - 1))
+    xmax = max(0, min(math.ceil(box[:, 0].max()), w - 1))
+    ymin = max(0, min(math.floor(box[:, 1].min()), h - 1))
+    ymax = max(0, min(math.ceil(box[:, 1].max()), h - 1))
+    mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), np.uint8)
+    shifted = box - np.array([xmin, ymin], dtype=box.dtype)
+    cv2.fillPoly(mask, shifted.reshape(1, -1, 2).astype(np.int32), 1)
+    return cv2.mean(pred[ymin:ymax + 1, xmin:xmax + 1], mask)[0]
+
+
+def _unclip(box: np.ndarray, unclip_ratio: float) -> np.ndarray:
+    import pyclipper
+
+    area = cv2.contourArea(box)
+    length = cv2.arcLength(box, True)
+    distance = area * unclip_ratio / length
+    offset = pyclipper.PyclipperOffset()
+    offset.AddPath(box, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    expanded = offset.Execute(distance)
+    return np.array(expanded[0]) if len(expanded) else np.zeros((0, 2))
+
+
+def db_postprocess(pred: np.ndarray, src_h: int, src_w: int, thresh: float,
+                   box_thresh: float, unclip_ratio: float,
+                   max_candidates: int = 1000) -> Tuple[List[np.ndarray], List[float]]:
+    """PaddleX DBPostProcess (quad boxes, fast score): probability map HxW → boxes, scores."""
+    min_size = 3
+    bitmap = (pred > thresh).astype(np.uint8) * 255
+    height, width = bitmap.shape
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    boxes, scores = [], []
+    for contour in contours[:max_candidates]:
+        points, short_side = _mini_box(contour)
+        if short_side < min_size:
+            continue
+        score = _box_score_fast(pred, points.reshape(-1, 2))
+        if box_thresh > score:
+            continue
+        expanded = _unclip(points, unclip_ratio)
+        if expanded.shape[0] == 0:
+            continue
+        box, short_side = _mini_box(expanded.reshape(-1, 1, 2).astype(np.float32))
+        if short_side < min_size + 2:
+            continue
+        box[:, 0] = np.clip(np.round(box[:, 0] * (src_w / width)), 0, src_w)
+        box[:, 1] = np.clip(np.round(box[:, 1] * (src_h / height)), 0, src_h)
+        boxes.append(box.astype(np.int16))
+        scores.append(float(score))
+    return boxes, scores
+
+
+def sort_quad_boxes(boxes: List[np.ndarray]) -> List[np.ndarray]:
+    """PaddleX SortQuadBoxes: top to bottom, then left to right within 10 px rows."""
+    ordered = sorted(boxes, key=lambda b: (b[0][1], b[0][0]))
+    for i in range(len(ordered) - 1):
+        for j in range(i, -1, -1):
+            if abs(ordered[j + 1][0][1] - ordered[j][0][1]) < 10 and \
+                    ordered[j + 1][0][0] < ordered[j][0][0]:
+                ordered[j], ordered[j + 1] = ordered[j + 1], ordered[j]
+            else:
+                break
+    return ordered
+
+
+def crop_quad(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """PaddleX CropByPolys (quad): min-area rect, perspective crop, rotate tall crops."""
+    points, _ = _mini_box(np.array(box).astype(np.int32))
+    points = points.astype(np.float32)
+    width = int(max(np.linalg.norm(points[0] - points[1]), np.linalg.norm(points[2] - points[3])))
+    height = int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2])))
+    if width <= 0 or height <= 0:
+        return np.zeros((0, 0, 3), np.uint8)
+    target = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    matrix = cv2.getPerspectiveTransform(points, target)
+    crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE,
+                               flags=cv2.INTER_CUBIC)
+    if crop.shape[0] * 1.0 / crop.shape[1] >= 1.5:
+        crop = np.rot90(crop)
+    return crop
+
+
+def boxes_from_polys(polys: List[np.ndarray]) -> List[List[int]]:
+    """[x_min, y_min, x_max, y_max] per polygon (PaddleX convert_points_to_boxes)."""
+    return [[int(p[:, 0].min()), int(p[:, 1].min()), int(p[:, 0].max()), int(p[:, 1].max())]
+            for p in polys]
+
+
+# --- text-line orientation ---------------------------------------------------------------
+
+def cls_preprocess(crops: List[np.ndarray], width: int, height: int, mean, std,
+                   scale: float) -> np.ndarray:
+    """PaddleX ResizeImage(size=[w, h]) + NormalizeImage + ToCHW for a batch of crops."""
+    return np.stack([normalize_chw(cv2.resize(c, (width, height)), mean, std, scale)
+                     for c in crops])
+
+
+# --- recognition ---------------------------------------------------------------------------
+
+REC_HEIGHT = 48
+REC_BASE_WIDTH = 320
+REC_MAX_WIDTH = 3200
+
+
+def rec_width(crop: np.ndarray) -> int:
+    """The width PaddleX's OCRReisizeNormImg gives a crop: max(320, ceil(48 * w / h))."""
+    h, w = crop.shape[:2]
+    ratio = max(REC_BASE_WIDTH / REC_HEIGHT, w / float(h))
+    return min(int(REC_HEIGHT * ratio), REC_MAX_WIDTH)
+
+
+def rec_preprocess(crop: np.ndarray) -> np.ndarray:
+    """One crop → 3x48xW float32 in [-1, 1] (PaddleX OCRReisizeNormImg)."""
+    h, w = crop.shape[:2]
+    target_w = rec_width(crop)
+    if target_w >= REC_MAX_WIDTH:
+        resized, resized_w = cv2.resize(crop, (REC_MAX_WIDTH, REC_HEIGHT)), REC_MAX_WIDTH
+    else:
+        resized_w = min(int(math.ceil(REC_HEIGHT * w / float(h))), target_w)
+        resized = cv2.resize(crop, (resized_w, REC_HEIGHT))
+    out = np.zeros((3, REC_HEIGHT, target_w), np.float32)
+    out[:, :, :resized_w] = resized.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+    return out
+
+
+def rec_batches(crops: List[np.ndarray], batch_size: int) -> List[Tuple[List[int], np.ndarray]]:
+    """Group crops by width: sorted by aspect ratio, ``batch_size`` at a time, each batch
+    padded (with zeros, as PaddleX's ToBatch) only to its own widest member."""
+    order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / float(crops[i].shape[0]))
+    batches = []
+    for start in range(0, len(order), batch_size):
+        members = order[start:start + batch_size]
+        images = [rec_preprocess(crops[i]) for i in members]
+        width = max(img.shape[2] for img in images)
+        batch = np.zeros((len(images), 3, REC_HEIGHT, width), np.float32)
+        for k, img in enumerate(images):
+            batch[k, :, :, :img.shape[2]] = img
+        batches.append((members, batch))
+    return batches
+
+
+class CTCDecoder:
+    """PaddleX CTCLabelDecode: argmax, collapse repeats, drop blank (index 0); score = mean
+    probability of the kept steps (0 when none)."""
+
+    def __init__(self, characters: Sequence[str], use_space_char: bool = True):
+        chars = list(characters) + ([" "] if use_space_char else [])
+        self.characters = np.array(["blank"] + chars, dtype=object)
+
+    def __call__(self, probs: np.ndarray) -> List[Tuple[str, float]]:
+        indices = probs.argmax(axis=-1)
+        maxima = probs.max(axis=-1)
+        keep = indices != 0
+        keep[:, 1:] &= indices[:, 1:] != indices[:, :-1]
+        results = []
+        for row in range(indices.shape[0]):
+            selected = indices[row][keep[row]]
+            if selected.size and selected.max() >= len(self.characters):
+                raise ValueError(f"the recognition model has {probs.shape[-1]} classes but the "
+                                 f"character dict has {len(self.characters)} entries")
+            text = "".join(self.characters[selected])
+            conf = maxima[row][keep[row]]
+            results.append((text, float(conf.mean()) if conf.size else 0.0))
+        return results
+
+
+def polys_to_lists(polys: List[np.ndarray]) -> List[List[List[int]]]:
+    return [np.asarray(p).astype(int).tolist() for p in polys]
+
+
+def ocr_result(dt_polys, rec_texts, rec_scores, rec_polys, angles) -> Dict:
+    """PaddleX OCR result fields, JSON-serialisable."""
+    return {
+        "dt_polys": polys_to_lists(dt_polys),
+        "textline_orientation_angles": list(angles),
+        "rec_texts": list(rec_texts),
+        "rec_scores": [float(s) for s in rec_scores],
+        "rec_polys": polys_to_lists(rec_polys),
+        "rec_boxes": boxes_from_polys([np.asarray(p) for p in rec_polys]),
+    }

@@ -1,0 +1,155 @@
+"""The OCR pipeline's orchestration, independent of where the engines run.
+
+``OCRFlow`` takes three callables (detection, recognition, optional text-line orientation),
+each mapping a float32 batch to the model's output. Inside tritonserver they are BLS calls to
+the separately served engine models; in-process (the parity reference) they are engine
+runners. Same code, same results. Imports nothing from hpi_triton (copied into repositories).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Dict, Optional
+
+import cv2
+import numpy as np
+
+try:  # inside the hpi_triton package
+    from . import ocr_ops
+except ImportError:  # copied into a repository beside model.py
+    import ocr_ops
+
+Infer = Callable[[np.ndarray], np.ndarray]
+
+# name → (type, default, check); names and defaults follow PaddleX's OCR pipeline YAML.
+PARAMETERS = {
+    "limit_side_len": (int, 64, lambda v: v > 0),
+    "limit_type": (str, "min", lambda v: v in ("min", "max", "resize_long")),
+    "max_side_limit": (int, 4000, lambda v: v >= 32),
+    "thresh": (float, 0.3, lambda v: 0.0 <= v <= 1.0),
+    "box_thresh": (float, 0.6, lambda v: 0.0 <= v <= 1.0),
+    "unclip_ratio": (float, 1.5, lambda v: v > 0),
+    "text_rec_score_thresh": (float, 0.0, lambda v: 0.0 <= v <= 1.0),
+    "use_textline_orientation": (bool, True, lambda v: True),
+    "use_doc_preprocessor": (bool, False, lambda v: True),
+    "max_pixels": (int, ocr_ops.DEFAULT_MAX_PIXELS, lambda v: v > 0),
+}
+ALIASES = {"score_thresh": "text_rec_score_thresh", "text_det_limit_side_len": "limit_side_len",
+           "text_det_limit_type": "limit_type", "text_det_thresh": "thresh",
+           "text_det_box_thresh": "box_thresh", "text_det_unclip_ratio": "unclip_ratio",
+           "text_det_max_side_limit": "max_side_limit"}
+
+
+class ParameterError(ValueError):
+    """A pipeline parameter has an unknown name or a value of the wrong type or range."""
+
+
+def coerce_parameters(values: Dict, base: Optional[Dict] = None) -> Dict:
+    """Validate and convert parameters (request parameters arrive as strings or JSON)."""
+    merged = dict(base or {name: spec[1] for name, spec in PARAMETERS.items()})
+    for raw_name, value in (values or {}).items():
+        name = ALIASES.get(raw_name, raw_name)
+        if name not in PARAMETERS:
+            raise ParameterError(f"unknown OCR parameter {raw_name!r}; valid: "
+                                 f"{sorted(PARAMETERS) + sorted(ALIASES)}")
+        kind, _, check = PARAMETERS[name]
+        try:
+            if kind is bool:
+                if isinstance(value, str):
+                    if value.lower() not in ("true", "false", "1", "0"):
+                        raise ValueError(value)
+                    value = value.lower() in ("true", "1")
+                converted = bool(value)
+            elif kind is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            else:
+                converted = kind(value)
+        except (TypeError, ValueError):
+            raise ParameterError(f"OCR parameter {raw_name!r} is {value!r}; expected "
+                                 f"{kind.__name__}") from None
+        if not check(converted):
+            raise ParameterError(f"OCR parameter {raw_name!r} = {converted!r} is out of range")
+        merged[name] = converted
+    return merged
+
+
+def rotate_180(image: np.ndarray) -> np.ndarray:
+    """PaddleX rotate_image(image, 180): an affine warp with cubic interpolation."""
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 180, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_w, new_h = int(h * sin + w * cos), int(h * cos + w * sin)
+    matrix[0, 2] += (new_w - w) / 2
+    matrix[1, 2] += (new_h - h) / 2
+    return cv2.warpAffine(image, matrix, (new_w, new_h), flags=cv2.INTER_CUBIC)
+
+
+class OCRFlow:
+    """Detection → sort → crop → [orientation] → recognition (batched by width) → decode.
+
+    Args:
+        settings: ``det_normalize`` ({mean, std, scale}), ``cls_resize`` ([w, h]),
+            ``cls_normalize``, ``rec_batch_size``, ``cls_batch_size`` and the defaults of
+            :data:`PARAMETERS` (``params``).
+        characters: The recognition character dict (without blank / space).
+        det, rec, cls: Engine callables; ``cls`` may be None (no orientation model).
+    """
+
+    def __init__(self, settings: Dict, characters, det: Infer, rec: Infer,
+                 cls: Optional[Infer] = None):
+        self.settings = settings
+        self.defaults = coerce_parameters(settings.get("params", {}))
+        self.decoder = ocr_ops.CTCDecoder(characters)
+        self.det, self.rec, self.cls = det, rec, cls
+        norm = settings["det_normalize"]
+        self.det_norm = (norm["mean"], norm["std"], float(norm["scale"]))
+
+    def parameters(self, overrides: Optional[Dict]) -> Dict:
+        params = coerce_parameters(overrides or {}, self.defaults)
+        if params["use_doc_preprocessor"]:
+            raise ParameterError("use_doc_preprocessor=True needs a DocPreprocessor "
+                                 "(DocOrientationClassify / DocUnwarping) in the build")
+        return params
+
+    def run(self, image: np.ndarray, overrides: Optional[Dict] = None) -> Dict:
+        params = self.parameters(overrides)
+        h, w = image.shape[:2]
+        resized, _, _ = ocr_ops.det_resize(image, params["limit_side_len"], params["limit_type"],
+                                           params["max_side_limit"])
+        x = ocr_ops.normalize_chw(resized, *self.det_norm)[None]
+        prob = np.asarray(self.det(x))[0, 0]
+        boxes, _ = ocr_ops.db_postprocess(prob, h, w, params["thresh"], params["box_thresh"],
+                                          params["unclip_ratio"])
+        boxes = ocr_ops.sort_quad_boxes(boxes)
+        crops, polys = [], []
+        for box in boxes:
+            crop = ocr_ops.crop_quad(image, box)
+            if crop.size > 0:
+                crops.append(crop)
+                polys.append(box)
+        angles = [-1] * len(crops)
+        if crops and params["use_textline_orientation"] and self.cls is not None:
+            angles = self._orientation(crops)
+            crops = [rotate_180(c) if a == 1 else c for c, a in zip(crops, angles)]
+        texts, scores = [""] * len(crops), [0.0] * len(crops)
+        for members, batch in ocr_ops.rec_batches(crops, int(self.settings["rec_batch_size"])):
+            for index, (text, score) in zip(members, self.decoder(np.asarray(self.rec(batch)))):
+                texts[index], scores[index] = text, score
+        keep = [i for i, s in enumerate(scores) if s >= params["text_rec_score_thresh"]]
+        return ocr_ops.ocr_result(polys, [texts[i] for i in keep], [scores[i] for i in keep],
+                                  [polys[i] for i in keep], angles)
+
+    def _orientation(self, crops):
+        width, height = self.settings["cls_resize"]
+        norm = self.settings["cls_normalize"]
+        size = int(self.settings.get("cls_batch_size", 8))
+        angles = []
+        for start in range(0, len(crops), size):
+            batch = ocr_ops.cls_preprocess(crops[start:start + size], width, height,
+                                           norm["mean"], norm["std"], float(norm["scale"]))
+            angles += [int(a) for a in np.asarray(self.cls(batch)).argmax(axis=-1)]
+        return angles
+
+
+def dumps(result: Dict) -> str:
+    return json.dumps(result, ensure_ascii=False)
