@@ -84,7 +84,7 @@ def _in_process_flow(repo):
     config = read_pbtxt(repo / "OCR" / "config.pbtxt")
     settings = json.loads(config.parameters["pipeline_settings"].string_value)
     calls = {}
-    for role, (model, input_name, output_name) in settings["models"].items():
+    for role, (model, _, _) in settings["models"].items():
         model_config = read_pbtxt(repo / model / "config.pbtxt")
         params = {k: v.string_value for k, v in model_config.parameters.items()}
         runner = engines.create_runner(repo / model / "1", params)
