@@ -8,6 +8,11 @@ STAMP  := $(VENV)/.installed
 .PHONY: setup demo test unit bench clean
 
 $(STAMP): pyproject.toml
+	@# Chinese font for the OCR accuracy set (best effort: needs root and Debian's apt).
+	@fc-list 2>/dev/null | grep -qi microhei || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1))) || \
+	  echo "fonts-wqy-microhei not installed: the OCR accuracy set will be English only"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -e ".[cpu,test]"
@@ -26,7 +31,11 @@ unit: $(STAMP)
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	@# The OCR baseline; --no-deps keeps numpy<2 and the headless OpenCV already installed.
+	$(VENV)/bin/python -m pip install -q --no-deps rapidocr_onnxruntime==1.4.4
+	$(VENV)/bin/python -m pip install -q shapely six
 	$(VENV)/bin/python bench/backends.py
+	$(VENV)/bin/python bench/ocr.py
 
 clean:
 	rm -rf $(VENV) repo

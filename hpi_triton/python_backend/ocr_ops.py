@@ -248,15 +248,23 @@ def rec_preprocess(crop: np.ndarray) -> np.ndarray:
     return out
 
 
+# Batch widths are rounded up to a multiple of this: engines that specialise on input shape
+# (OpenVINO, TensorRT) then see a few dozen shapes instead of one per batch, which they
+# cache; the extra columns are zero padding, as PaddleX's ToBatch pads to the batch maximum.
+REC_WIDTH_BUCKET = 160
+
+
 def rec_batches(crops: List[np.ndarray], batch_size: int) -> List[Tuple[List[int], np.ndarray]]:
     """Group crops by width: sorted by aspect ratio, ``batch_size`` at a time, each batch
-    padded (with zeros, as PaddleX's ToBatch) only to its own widest member."""
+    zero-padded (as PaddleX's ToBatch) to its widest member rounded up to
+    :data:`REC_WIDTH_BUCKET`."""
     order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / float(crops[i].shape[0]))
     batches = []
     for start in range(0, len(order), batch_size):
         members = order[start:start + batch_size]
         images = [rec_preprocess(crops[i]) for i in members]
-        width = max(img.shape[2] for img in images)
+        widest = max(img.shape[2] for img in images)
+        width = min(-(-widest // REC_WIDTH_BUCKET) * REC_WIDTH_BUCKET, REC_MAX_WIDTH)
         batch = np.zeros((len(images), 3, REC_HEIGHT, width), np.float32)
         for k, img in enumerate(images):
             batch[k, :, :, :img.shape[2]] = img

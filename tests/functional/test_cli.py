@@ -92,3 +92,19 @@ def test_build_errors_are_clear(wheel_models, tmp_path):
     proc = _run(["build", "--model", "nodir", "--out", str(tmp_path / "r")])
     assert proc.returncode == 2 and "expected NAME=VALUE" in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_demo_builds_serves_and_reads_an_image(shared_cache_dir, tmp_path):
+    """The README's main job, as typed (with free ports and a temp output)."""
+    ports = [str(free_port()) for _ in range(3)]
+    env = dict(os.environ, HPI_TRITON_CACHE_DIR=str(shared_cache_dir))
+    proc = subprocess.run(CLI + ["demo", "--once", "--out", str(tmp_path / "repo"),
+                                 "--http-port", ports[0], "--grpc-port", ports[1],
+                                 "--metrics-port", ports[2]],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("{"))
+    result = json.loads(line)
+    texts = ["".join(t.split()).lower() for t in result["rec_texts"]]
+    assert "hellofromhpi-triton" in texts
+    assert (tmp_path / "repo" / "OCR" / "config.pbtxt").is_file()
