@@ -68,7 +68,7 @@ class TritonPythonModel:
                 overrides = json.loads(request.parameters() or "{}")
                 params = self.flow.parameters(overrides)
                 image = self._image(request, params["max_pixels"])
-                result = self.flow.run(image, overrides)
+                result = self.flow.run(image, params=params)
                 out = np.array([ocr_pipeline.dumps(result).encode("utf-8")], dtype=np.object_)
                 responses.append(pb_utils.InferenceResponse(
                     output_tensors=[pb_utils.Tensor("result", out)]))

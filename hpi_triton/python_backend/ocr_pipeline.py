@@ -111,8 +111,10 @@ class OCRFlow:
                                  "(DocOrientationClassify / DocUnwarping) in the build")
         return params
 
-    def run(self, image: np.ndarray, overrides: Optional[Dict] = None) -> Dict:
-        params = self.parameters(overrides)
+    def run(self, image: np.ndarray, overrides: Optional[Dict] = None,
+            params: Optional[Dict] = None) -> Dict:
+        """OCR one BGR image; ``params`` (already from :meth:`parameters`) skips re-checking."""
+        params = params if params is not None else self.parameters(overrides)
         h, w = image.shape[:2]
         resized, _, _ = ocr_ops.det_resize(image, params["limit_side_len"], params["limit_type"],
                                            params["max_side_limit"])
