@@ -60,6 +60,7 @@ class ModelSource:
     dynamic_shapes: Dict[str, List[List[int]]] = field(default_factory=dict)
     shape_input_data: Dict[str, List[List[float]]] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    _content_hash: str = field(default="", repr=False, compare=False)
 
     @property
     def has_paddle(self) -> bool:
@@ -93,14 +94,17 @@ class ModelSource:
         return files
 
     def content_hash(self) -> str:
-        """SHA-256 over the model files' names and bytes."""
+        """SHA-256 over the model files' names and bytes (computed once per source)."""
+        if self._content_hash:
+            return self._content_hash
         digest = hashlib.sha256()
         for path in self.model_files:
             digest.update(path.name.encode())
             with open(path, "rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
-        return digest.hexdigest()
+        self._content_hash = digest.hexdigest()
+        return self._content_hash
 
     @property
     def batched(self) -> bool:
