@@ -8,71 +8,17 @@ pyclipper (the polygon-offset library PaddleX's DB post-processing uses).
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+try:  # inside the hpi_triton package
+    from .image_io import DEFAULT_MAX_PIXELS, ImageError, decode_image, normalize_array
+except ImportError:  # copied into a repository beside model.py
+    from image_io import DEFAULT_MAX_PIXELS, ImageError, decode_image, normalize_array
 
-class ImageError(ValueError):
-    """The request's image cannot be used; the message says why and what is expected."""
-
-
-DEFAULT_MAX_PIXELS = 40_000_000
-
-
-# --- decoding ------------------------------------------------------------------------------
-
-def decode_image(data: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Encoded bytes (PNG, JPEG, BMP, TIFF, WebP) → BGR HWC uint8.
-
-    Grayscale, RGBA and 16-bit images are converted; corrupt, truncated, empty or non-image
-    bytes and images above ``max_pixels`` raise :class:`ImageError`.
-    """
-    buffer = np.frombuffer(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), np.uint8)
-    if buffer.size == 0:
-        raise ImageError("the image is empty (0 bytes); send PNG, JPEG, BMP, TIFF or WebP bytes")
-    header = _image_size_from_header(buffer)
-    if header is not None and header[0] * header[1] > max_pixels:
-        raise ImageError(f"the image is {header[1]}x{header[0]} = {header[0] * header[1]} "
-                         f"pixels; the limit is {max_pixels} (max_pixels)")
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ImageError(f"the {buffer.size} bytes are not a decodable image (corrupt, "
-                         f"truncated or not PNG/JPEG/BMP/TIFF/WebP)")
-    return normalize_array(image, max_pixels)
-
-
-def normalize_array(image: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Any decoded image (gray, BGR, BGRA; 8 or 16 bit) → BGR HWC uint8, with checks."""
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise ImageError(f"image array has shape {list(image.shape)}; expected HxW, HxWx1, "
-                         f"HxWx3 (BGR) or HxWx4")
-    height, width = image.shape[:2]
-    if height * width > max_pixels:
-        raise ImageError(f"the image is {width}x{height} = {height * width} pixels; the limit "
-                         f"is {max_pixels} (max_pixels)")
-    if height < 2 or width < 2:
-        raise ImageError(f"the image is {width}x{height}; text detection needs at least 2x2 "
-                         f"pixels")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise ImageError(f"image array dtype is {image.dtype}; expected uint8 (or uint16)")
-    if image.ndim == 2 or image.shape[2] == 1:
-        return cv2.cvtColor(image.reshape(height, width), cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return np.ascontiguousarray(image)
-
-
-def _image_size_from_header(buffer: np.ndarray) -> Optional[Tuple[int, int]]:
-    """(height, width) from a PNG header, to refuse huge images before decoding them."""
-    if buffer.size >= 24 and buffer[:8].tobytes() == b"\x89PNG\r\n\x1a\n":
-        width = int.from_bytes(buffer[16:20].tobytes(), "big")
-        height = int.from_bytes(buffer[20:24].tobytes(), "big")
-        return height, width
-    return None
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageError", "decode_image", "normalize_array"]
 
 
 # --- detection -----------------------------------------------------------------------------

@@ -8,7 +8,6 @@ runners. Same code, same results. Imports nothing from hpi_triton (copied into r
 
 from __future__ import annotations
 
-import json
 from typing import Callable, Dict, Optional
 
 import cv2
@@ -151,7 +150,3 @@ class OCRFlow:
                                            norm["mean"], norm["std"], float(norm["scale"]))
             angles += [int(a) for a in np.asarray(self.cls(batch)).argmax(axis=-1)]
         return angles
-
-
-def dumps(result: Dict) -> str:
-    return json.dumps(result, ensure_ascii=False)

@@ -1,0 +1,57 @@
+"""Helpers for the pipeline graph models (BLS) inside tritonserver. Copied into repositories."""
+
+import json
+
+import image_io
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class EngineCall:
+    """A BLS call to one served engine model: named float32 inputs in, outputs by name out."""
+
+    def __init__(self, model, input_names, output_names):
+        self.model = model
+        self.input_names = [input_names] if isinstance(input_names, str) else list(input_names)
+        self.output_names = [output_names] if isinstance(output_names, str) else list(output_names)
+
+    def run(self, *arrays):
+        request = pb_utils.InferenceRequest(
+            model_name=self.model, requested_output_names=self.output_names,
+            inputs=[pb_utils.Tensor(name, np.ascontiguousarray(array))
+                    for name, array in zip(self.input_names, arrays)])
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"model '{self.model}': {response.error().message()}")
+        return [pb_utils.get_output_tensor_by_name(response, name).as_numpy()
+                for name in self.output_names]
+
+    def __call__(self, batch):
+        """Single-input, first-output form used by the OCR flow."""
+        return self.run(np.asarray(batch, np.float32))[0]
+
+
+def read_image(request, max_pixels):
+    """The request's image as BGR HWC uint8 from exactly one of 'image' / 'image_array'."""
+    encoded = pb_utils.get_input_tensor_by_name(request, "image")
+    decoded = pb_utils.get_input_tensor_by_name(request, "image_array")
+    if (encoded is None) == (decoded is None):
+        raise image_io.ImageError("send exactly one of 'image' (encoded bytes, UINT8 [-1]) and "
+                                  "'image_array' (BGR HxWx3 UINT8)")
+    if encoded is not None:
+        return image_io.decode_image(encoded.as_numpy().reshape(-1), max_pixels)
+    return image_io.normalize_array(decoded.as_numpy(), max_pixels)
+
+
+def request_parameters(request):
+    return json.loads(request.parameters() or "{}")
+
+
+def json_response(result):
+    out = np.array([json.dumps(result, ensure_ascii=False).encode("utf-8")], dtype=np.object_)
+    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("result", out)])
+
+
+def error_response(exc):
+    return pb_utils.InferenceResponse(
+        output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
