@@ -182,6 +182,8 @@ def infer(
                 failed += 1
                 typer.secho(f"error: {path}: {exc}", err=True, fg=typer.colors.RED)
                 continue
+            result = {k: v.tolist() if isinstance(v, np.ndarray) else v
+                      for k, v in result.items()}
             typer.echo(json.dumps({"input_path": str(path), **result}, ensure_ascii=False))
         raise typer.Exit(2 if failed else 0)
     try:

@@ -125,13 +125,18 @@ class Client:
         tensor.set_data_from_numpy(np.ascontiguousarray(array))
         # Parameters travel as strings: gRPC has no float parameter type in every version.
         wire = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+        names = [o["name"] for o in self.metadata(pipeline)["outputs"]]
         try:
             result = self._client.infer(pipeline, [tensor], parameters=wire or None,
-                                        outputs=[self._module.InferRequestedOutput("result")])
+                                        outputs=[self._module.InferRequestedOutput(n)
+                                                 for n in names])
         except Exception as exc:
             raise InferError(f"pipeline {pipeline!r} at {self.url}: {exc}") from exc
         raw = result.as_numpy("result").reshape(-1)[0]
-        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        parsed = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        # Label maps and masks come as their own tensors (numpy arrays here).
+        parsed.update({n: result.as_numpy(n) for n in names if n != "result"})
+        return parsed
 
     def close(self) -> None:
         self._client.close()

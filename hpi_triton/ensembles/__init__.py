@@ -14,7 +14,7 @@ import yaml
 
 from hpi_triton.errors import BuildError
 
-PIPELINES = ("OCR", "image_classification")
+PIPELINES = ("OCR", "image_classification", "semantic_segmentation")
 
 
 def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = None,

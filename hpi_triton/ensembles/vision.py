@@ -16,7 +16,10 @@ from hpi_triton.triton_models.config import InstanceGroup, TensorConfig, TritonM
 PYTHON_BACKEND_DIR = Path(vision_ops.__file__).parent
 SERVED_MODULES = ("vision_ops.py", "image_io.py", "bls.py")
 # pipeline name → its one role (PaddleX SubModules name)
-ROLES = {"image_classification": "ImageClassification"}
+ROLES = {"image_classification": "ImageClassification",
+         "semantic_segmentation": "SemanticSegmentation"}
+# outputs that travel as tensors beside the JSON result: name → (dtype, dims)
+ARRAY_OUTPUTS = {"semantic_segmentation": {"pred": ("int32", [-1, -1])}}
 DEFAULT_MAX_PIXELS = 40_000_000
 
 
@@ -65,6 +68,15 @@ class VisionPipeline:
             settings["preprocess"] = ops
             settings["labels"] = topk_cfg.get("label_list")
             defaults["topk"] = int(topk_cfg.get("topk", 5))
+        if self.name == "semantic_segmentation":
+            deploy = source.config.get("Deploy") or {}
+            transforms = deploy.get("transforms")
+            if not isinstance(transforms, list):
+                raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
+                                           f"'Deploy.transforms' is missing; semantic "
+                                           f"segmentation needs PaddleSeg's Deploy section")
+            settings["transforms"] = transforms
+            settings["arrays"] = list(ARRAY_OUTPUTS[self.name])
         try:
             settings["params"] = vision_ops.coerce_parameters(self.params, defaults)
         except vision_ops.ParameterError as exc:
@@ -82,7 +94,9 @@ class VisionPipeline:
             name=self.name, backend="python", max_batch_size=0,
             inputs=[TensorConfig("image", "uint8", [-1], optional=True),
                     TensorConfig("image_array", "uint8", [-1, -1, -1], optional=True)],
-            outputs=[TensorConfig("result", "object", [1])],
+            outputs=[TensorConfig("result", "object", [1])] + [
+                TensorConfig(name, dtype, dims)
+                for name, (dtype, dims) in ARRAY_OUTPUTS.get(self.name, {}).items()],
             instance_groups=[InstanceGroup("cpu", self.instances)],
             parameters={"pipeline_settings": json.dumps(settings, sort_keys=True)},
         ).write(repo / self.name)

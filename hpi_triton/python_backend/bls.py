@@ -47,9 +47,12 @@ def request_parameters(request):
     return json.loads(request.parameters() or "{}")
 
 
-def json_response(result):
+def json_response(result, arrays=()):
+    """``result`` as the JSON output; entries named in ``arrays`` (numpy) as their own
+    outputs instead, so label maps and masks do not travel as JSON lists."""
+    tensors = [pb_utils.Tensor(name, np.ascontiguousarray(result.pop(name))) for name in arrays]
     out = np.array([json.dumps(result, ensure_ascii=False).encode("utf-8")], dtype=np.object_)
-    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("result", out)])
+    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("result", out)] + tensors)
 
 
 def error_response(exc):

@@ -32,7 +32,7 @@ class TritonPythonModel:
                 bgr = bls.read_image(request, params["max_pixels"])
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 result = vision_ops.run_task(self.settings, params, rgb, self.engine.run)
-                responses.append(bls.json_response(result))
+                responses.append(bls.json_response(result, self.settings.get("arrays", ())))
             except Exception as exc:
                 responses.append(bls.error_response(exc))
         return responses

@@ -86,6 +86,7 @@ class ParameterError(ValueError):
 
 PARAMETERS = {
     "image_classification": {"topk": (int, lambda v: v >= 1)},
+    "semantic_segmentation": {"target_size": (int, lambda v: v == -1 or v >= 32)},
 }
 COMMON = {"max_pixels": (int, lambda v: v > 0)}
 
@@ -116,4 +117,45 @@ def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
         x = classification_preprocess(rgb, settings["preprocess"])[None]
         (probs,) = engine(x)[:1]
         return topk(np.asarray(probs)[0], params["topk"], settings.get("labels"))
+    if task == "semantic_segmentation":
+        x = segmentation_preprocess(rgb, settings["transforms"], params.get("target_size"))
+        (pred,) = engine(x[None])[:1]
+        return {"pred": segmentation_postprocess(np.asarray(pred), rgb.shape[:2])}
     raise ValueError(f"task {task!r} is not supported by this graph")
+
+
+def segmentation_preprocess(rgb: np.ndarray, transforms: List[Dict],
+                            target_size: int | None = None) -> np.ndarray:
+    """PaddleX semantic segmentation: Resize (keep_ratio, size_divisor) from Deploy.transforms
+    or ``target_size`` (-1 = as is), Normalize (scale 1/255, mean/std default 0.5), ToCHW."""
+    resize = next((t for t in transforms if t.get("type") == "Resize"), None)
+    norm = next((t for t in transforms if t.get("type") == "Normalize"), {})
+    image = rgb
+    size = target_size if target_size is not None else (resize or {}).get("target_size", -1)
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if size != (-1, -1):
+        keep_ratio = (resize or {}).get("keep_ratio", False)
+        divisor = (resize or {}).get("size_divisor")
+        h, w = image.shape[:2]
+        if keep_ratio:
+            scale = min(max(size) / max(w, h), min(size) / min(w, h))
+            size = (round(w * scale), round(h * scale))
+        if divisor:
+            size = tuple(int(np.ceil(v / divisor) * divisor) for v in size)
+        interp = _INTERPOLATION[str((resize or {}).get("interp", "LINEAR")).upper()]
+        image = cv2.resize(image, tuple(int(v) for v in size), interpolation=interp)
+    mean = np.broadcast_to(np.asarray(norm.get("mean", 0.5), np.float32), (3,))
+    std = np.broadcast_to(np.asarray(norm.get("std", 0.5), np.float32), (3,))
+    image = image.astype(np.float32) * (1 / 255.0 / std) - mean / std
+    return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+
+def segmentation_postprocess(pred: np.ndarray, source_hw) -> np.ndarray:
+    """Label map at the input size (nearest), from [1,H,W] labels or [1,C,H,W] logits."""
+    if pred.ndim == 4:
+        pred = pred.argmax(axis=1)
+    labels = pred[0].astype(np.int32)
+    h, w = source_hw
+    if labels.shape != (h, w):
+        labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+    return labels
