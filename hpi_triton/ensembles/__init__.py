@@ -14,7 +14,7 @@ import yaml
 
 from hpi_triton.errors import BuildError
 
-PIPELINES = ("OCR", "image_classification", "semantic_segmentation")
+PIPELINES = ("OCR", "image_classification", "object_detection", "semantic_segmentation")
 
 
 def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = None,

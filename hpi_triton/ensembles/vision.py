@@ -17,6 +17,7 @@ PYTHON_BACKEND_DIR = Path(vision_ops.__file__).parent
 SERVED_MODULES = ("vision_ops.py", "image_io.py", "bls.py")
 # pipeline name → its one role (PaddleX SubModules name)
 ROLES = {"image_classification": "ImageClassification",
+         "object_detection": "ObjectDetection",
          "semantic_segmentation": "SemanticSegmentation"}
 # outputs that travel as tensors beside the JSON result: name → (dtype, dims)
 ARRAY_OUTPUTS = {"semantic_segmentation": {"pred": ("int32", [-1, -1])}}
@@ -68,6 +69,9 @@ class VisionPipeline:
             settings["preprocess"] = ops
             settings["labels"] = topk_cfg.get("label_list")
             defaults["topk"] = int(topk_cfg.get("topk", 5))
+        if self.name == "object_detection":
+            settings.update(self._detection_settings(source))
+            defaults["threshold"] = float(source.config.get("draw_threshold", 0.5))
         if self.name == "semantic_segmentation":
             deploy = source.config.get("Deploy") or {}
             transforms = deploy.get("transforms")
@@ -82,6 +86,47 @@ class VisionPipeline:
         except vision_ops.ParameterError as exc:
             raise BuildError(f"pipeline {self.name}: {exc}") from exc
         return settings
+
+    def _detection_settings(self, source: ModelSource) -> dict:
+        yml = source.path / "inference.yml"
+        ops = source.config.get("Preprocess")
+        if not isinstance(ops, list):
+            raise InferenceConfigError(f"{yml}: field 'Preprocess' is missing; object detection "
+                                       f"needs PaddleDetection's Preprocess list")
+        inputs = [t.name for t in source.inputs]
+        unknown = sorted(set(inputs) - {"image", "im_shape", "scale_factor"})
+        if unknown or "image" not in inputs:
+            raise InferenceConfigError(f"{source.path}: detection inputs are {inputs}; expected "
+                                       f"'image' plus optional 'im_shape' / 'scale_factor'")
+        outputs = source.outputs
+        settings = {"preprocess": ops, "inputs": inputs, "labels": source.config.get(
+            "label_list") or self._onnx_labels(source), "nms": source.config.get("NMS") or {}}
+        if len(outputs) == 2 and outputs[0].shape[-1] == 6:
+            settings["head"] = "nms_inside"
+        elif len(outputs) >= 4 and len(outputs) % 2 == 0:
+            strides = source.config.get("fpn_stride")
+            if not strides or len(strides) != len(outputs) // 2:
+                raise InferenceConfigError(
+                    f"{yml}: field 'fpn_stride' must list one stride per head "
+                    f"({len(outputs) // 2}) for a detector exported without NMS")
+            settings["head"], settings["fpn_stride"] = "picodet", list(strides)
+        else:
+            raise InferenceConfigError(
+                f"{source.path}: detection outputs {[t.name for t in outputs]} are neither "
+                f"NMS output (boxes [N,6] + box count) nor PicoDet score/box heads")
+        return settings
+
+    @staticmethod
+    def _onnx_labels(source: ModelSource):
+        if source.onnx_file is None:
+            return None
+        import onnx
+
+        model = onnx.load(str(source.onnx_file), load_external_data=False)
+        for prop in model.metadata_props:
+            if prop.key in ("character", "label_list"):
+                return prop.value.splitlines()
+        return None
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         settings = self._settings(sources[self.engine_name])

