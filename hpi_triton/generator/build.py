@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -220,6 +221,7 @@ def _move_into_place(staging: Path, out: Path) -> None:
         os.rename(staging, out)
 
 
+@cache
 def _engines_digest() -> str:
     return hashlib.sha256(Path(engines.__file__).read_bytes()).hexdigest()[:16]
 
@@ -389,12 +391,11 @@ class _ModelBuilder:
             reference = self.reference
             result = backend.verify(out_dir, self._runtime_params(params), reference,
                                     TOLERANCES[self.options.precision])
-            runner = engines.create_runner(out_dir, self._runtime_params(params))
             return {
                 "backend": backend.name, "params": params,
                 "max_relative_error": result.max_relative_error,
                 "reference": result.reference, "samples": result.samples,
-                "engine_inputs": runner.input_names, "engine_outputs": runner.output_names,
+                "engine_inputs": result.engine_inputs, "engine_outputs": result.engine_outputs,
                 "output_shapes": [[list(o.shape) for o in outs] for outs in reference.outputs],
                 "files": sorted(p.name for p in out_dir.iterdir()),
             }

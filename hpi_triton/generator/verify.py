@@ -79,6 +79,8 @@ class VerificationResult:
     tolerance: float
     samples: int
     reference: str
+    engine_inputs: List[str]
+    engine_outputs: List[str]
 
 
 def verify_artifact(artifact_dir: Path, params: Dict[str, str], reference: Reference,
@@ -115,7 +117,8 @@ def verify_artifact(artifact_dir: Path, params: Dict[str, str], reference: Refer
                     f"{reference.engine} on inputs {shapes}: relative error {error:.3g} > "
                     f"{tolerance:g} (shapes {list(a.shape)} vs {list(e.shape)})")
             worst = max(worst, error)
-    return VerificationResult(worst, tolerance, len(reference.inputs), reference.engine)
+    return VerificationResult(worst, tolerance, len(reference.inputs), reference.engine,
+                              list(runner.input_names), list(runner.output_names))
 
 
 def measure_latency(runner: engines.Runner, feed: Dict[str, np.ndarray], runs: int = 10,
