@@ -11,6 +11,7 @@ from typing import Dict, List
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import ocr_pipeline
+from hpi_triton.python_backend.vision_ops import parse_scale
 from hpi_triton.triton_models.config import InstanceGroup, TensorConfig, TritonModelConfig
 
 PYTHON_BACKEND_DIR = Path(ocr_pipeline.__file__).parent
@@ -28,16 +29,14 @@ def _transform(source: ModelSource, op: str) -> dict:
 def _normalize(source: ModelSource, default_mean, default_std) -> dict:
     norm = _transform(source, "NormalizeImage")
     scale = norm.get("scale", 1 / 255.0)
-    if isinstance(scale, str):  # PaddleX writes "1./255."
-        try:
-            numerator, denominator = scale.split("/")
-            scale = float(numerator) / float(denominator)
-        except ValueError as exc:
-            raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
-                                       f"'NormalizeImage.scale' is {scale!r}; expected a number "
-                                       f"or 'a/b'") from exc
+    try:
+        scale = parse_scale(scale)
+    except ValueError as exc:
+        raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
+                                   f"'NormalizeImage.scale' is {scale!r}; expected a number "
+                                   f"or 'a/b'") from exc
     return {"mean": list(norm.get("mean", default_mean)), "std": list(norm.get("std", default_std)),
-            "scale": float(scale)}
+            "scale": scale}
 
 
 def characters_of(source: ModelSource) -> List[str]:
@@ -47,13 +46,9 @@ def characters_of(source: ModelSource) -> List[str]:
     chars = post.get("character_dict")
     if chars:
         return [str(c) for c in chars]
-    if source.onnx_file is not None:
-        import onnx
-
-        model = onnx.load(str(source.onnx_file), load_external_data=False)
-        for prop in model.metadata_props:
-            if prop.key in ("character", "character_dict"):
-                return prop.value.splitlines()
+    chars = source.onnx_metadata_lines(("character", "character_dict"))
+    if chars:
+        return chars
     raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
                                f"'PostProcess.character_dict' is missing; TextRecognition needs "
                                f"its character dict (a list of characters)")

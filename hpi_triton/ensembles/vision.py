@@ -99,8 +99,10 @@ class VisionPipeline:
             raise InferenceConfigError(f"{source.path}: detection inputs are {inputs}; expected "
                                        f"'image' plus optional 'im_shape' / 'scale_factor'")
         outputs = source.outputs
-        settings = {"preprocess": ops, "inputs": inputs, "labels": source.config.get(
-            "label_list") or self._onnx_labels(source), "nms": source.config.get("NMS") or {}}
+        labels = source.config.get("label_list") or source.onnx_metadata_lines(
+            ("character", "label_list"))
+        settings = {"preprocess": ops, "inputs": inputs, "labels": labels,
+                    "nms": source.config.get("NMS") or {}}
         if len(outputs) == 2 and outputs[0].shape[-1] == 6:
             settings["head"] = "nms_inside"
         elif len(outputs) >= 4 and len(outputs) % 2 == 0:
@@ -115,18 +117,6 @@ class VisionPipeline:
                 f"{source.path}: detection outputs {[t.name for t in outputs]} are neither "
                 f"NMS output (boxes [N,6] + box count) nor PicoDet score/box heads")
         return settings
-
-    @staticmethod
-    def _onnx_labels(source: ModelSource):
-        if source.onnx_file is None:
-            return None
-        import onnx
-
-        model = onnx.load(str(source.onnx_file), load_external_data=False)
-        for prop in model.metadata_props:
-            if prop.key in ("character", "label_list"):
-                return prop.value.splitlines()
-        return None
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         settings = self._settings(sources[self.engine_name])

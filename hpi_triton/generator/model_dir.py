@@ -106,6 +106,18 @@ class ModelSource:
         self._content_hash = digest.hexdigest()
         return self._content_hash
 
+    def onnx_metadata_lines(self, keys) -> Optional[List[str]]:
+        """Lines of the first of ``keys`` in the ONNX model's metadata (labels, charsets)."""
+        if self.onnx_file is None:
+            return None
+        import onnx
+
+        model = onnx.load(str(self.onnx_file), load_external_data=False)
+        for prop in model.metadata_props:
+            if prop.key in keys:
+                return prop.value.splitlines()
+        return None
+
     @property
     def batched(self) -> bool:
         """True when every input and output has a dynamic leading (batch) dim."""

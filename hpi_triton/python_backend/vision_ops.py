@@ -21,7 +21,8 @@ class PreprocessError(ValueError):
     """The image does not fit the model's pre-processing (e.g. smaller than the crop)."""
 
 
-def _scale(value) -> float:
+def parse_scale(value) -> float:
+    """A NormalizeImage scale: a number or PaddleX's string form such as ``"1./255."``."""
     if isinstance(value, str):
         numerator, _, denominator = value.partition("/")
         return float(numerator) / float(denominator or 1)
@@ -55,7 +56,7 @@ def classification_preprocess(rgb: np.ndarray, ops: List[Dict]) -> np.ndarray:
             x1, y1 = max(0, (w - cw) // 2), max(0, (h - ch) // 2)
             image = image[y1:y1 + ch, x1:x1 + cw]
         elif name == "NormalizeImage":
-            scale = _scale(args.get("scale", 1 / 255.0))
+            scale = parse_scale(args.get("scale", 1 / 255.0))
             mean = np.asarray(args.get("mean", [0.485, 0.456, 0.406]), np.float32)
             std = np.asarray(args.get("std", [0.229, 0.224, 0.225]), np.float32)
             image = image.astype(np.float32) * (scale / std) - mean / std
@@ -184,16 +185,10 @@ def detection_preprocess(rgb: np.ndarray, ops: List[Dict], input_names: List[str
     for op in ops:
         kind = op.get("type")
         if kind == "Resize":
-            target_h, target_w = op["target_size"]
             interp = [cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA,
                       cv2.INTER_LANCZOS4][int(op.get("interp", 2))]
-            if op.get("keep_ratio"):
-                scale = min(max(target_h, target_w) / max(h0, w0),
-                            min(target_h, target_w) / min(h0, w0))
-                size = (round(w0 * scale), round(h0 * scale))
-            else:
-                size = (int(target_w), int(target_h))
-            image = cv2.resize(image, size, interpolation=interp)
+            resized_h, resized_w = _resize_hw(op, h0, w0)
+            image = cv2.resize(image, (resized_w, resized_h), interpolation=interp)
         elif kind == "NormalizeImage":
             scale = 1 / 255.0 if op.get("is_scale", True) else 1.0
             # As PaddleX: an absent or "none" norm_type means mean/std normalisation.
@@ -212,26 +207,23 @@ def detection_preprocess(rgb: np.ndarray, ops: List[Dict], input_names: List[str
                 canvas[:] = fill
                 canvas[:image.shape[0], :image.shape[1]] = image
                 image = canvas
-    resized_h, resized_w = _resized_hw(ops, h0, w0)
+    # scale_factor describes the Resize alone (before any Pad).
+    resize = next((op for op in ops if op.get("type") == "Resize"), None)
+    h, w = _resize_hw(resize, h0, w0) if resize else (h0, w0)
     chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)[None]
-    scale = (resized_h / h0, resized_w / w0)
-    h, w = resized_h, resized_w
+    scale = (h / h0, w / w0)
     values = {"image": chw, "im_shape": np.array([[h, w]], np.float32),
               "scale_factor": np.array([scale], np.float32)}
     return [values[name] for name in input_names], scale
 
 
-def _resized_hw(ops: List[Dict], h0: int, w0: int):
-    """The image size after Resize (before any Pad), which scale_factor describes."""
-    for op in ops:
-        if op.get("type") == "Resize":
-            target_h, target_w = op["target_size"]
-            if op.get("keep_ratio"):
-                scale = min(max(target_h, target_w) / max(h0, w0),
-                            min(target_h, target_w) / min(h0, w0))
-                return round(h0 * scale), round(w0 * scale)
-            return int(target_h), int(target_w)
-    return h0, w0
+def _resize_hw(op: Dict, h0: int, w0: int):
+    """(height, width) a PaddleDetection Resize op gives an h0 x w0 image."""
+    target_h, target_w = op["target_size"]
+    if op.get("keep_ratio"):
+        scale = min(max(target_h, target_w) / max(h0, w0), min(target_h, target_w) / min(h0, w0))
+        return round(h0 * scale), round(w0 * scale)
+    return int(target_h), int(target_w)
 
 
 def _hard_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k: int):
