@@ -121,7 +121,8 @@ class OCRPipeline:
         version = repo / self.name / "1"
         version.mkdir(parents=True)
         shutil.copyfile(PYTHON_BACKEND_DIR / "ocr_model.py", version / "model.py")
-        for module in ("ocr_ops.py", "ocr_pipeline.py", "image_io.py", "bls.py"):
+        for module in ("ocr_ops.py", "ocr_pipeline.py", "image_io.py", "bls.py",
+                       "request_params.py"):
             shutil.copyfile(PYTHON_BACKEND_DIR / module, version / module)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
         TritonModelConfig(

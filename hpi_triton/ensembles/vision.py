@@ -14,7 +14,7 @@ from hpi_triton.python_backend import vision_ops
 from hpi_triton.triton_models.config import InstanceGroup, TensorConfig, TritonModelConfig
 
 PYTHON_BACKEND_DIR = Path(vision_ops.__file__).parent
-SERVED_MODULES = ("vision_ops.py", "image_io.py", "bls.py")
+SERVED_MODULES = ("vision_ops.py", "image_io.py", "bls.py", "request_params.py")
 # pipeline name → its one role (PaddleX SubModules name)
 ROLES = {"image_classification": "ImageClassification",
          "object_detection": "ObjectDetection",

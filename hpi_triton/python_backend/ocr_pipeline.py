@@ -14,9 +14,14 @@ import cv2
 import numpy as np
 
 try:  # inside the hpi_triton package
-    from . import ocr_ops
+    from . import ocr_ops, request_params
+    from .request_params import ParameterError
 except ImportError:  # copied into a repository beside model.py
     import ocr_ops
+    import request_params
+    from request_params import ParameterError
+
+__all__ = ["OCRFlow", "ParameterError", "coerce_parameters"]
 
 Infer = Callable[[np.ndarray], np.ndarray]
 
@@ -39,37 +44,11 @@ ALIASES = {"score_thresh": "text_rec_score_thresh", "text_det_limit_side_len": "
            "text_det_max_side_limit": "max_side_limit"}
 
 
-class ParameterError(ValueError):
-    """A pipeline parameter has an unknown name or a value of the wrong type or range."""
-
-
 def coerce_parameters(values: Dict, base: Optional[Dict] = None) -> Dict:
-    """Validate and convert parameters (request parameters arrive as strings or JSON)."""
-    merged = dict(base or {name: spec[1] for name, spec in PARAMETERS.items()})
-    for raw_name, value in (values or {}).items():
-        name = ALIASES.get(raw_name, raw_name)
-        if name not in PARAMETERS:
-            raise ParameterError(f"unknown OCR parameter {raw_name!r}; valid: "
-                                 f"{sorted(PARAMETERS) + sorted(ALIASES)}")
-        kind, _, check = PARAMETERS[name]
-        try:
-            if kind is bool:
-                if isinstance(value, str):
-                    if value.lower() not in ("true", "false", "1", "0"):
-                        raise ValueError(value)
-                    value = value.lower() in ("true", "1")
-                converted = bool(value)
-            elif kind is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            else:
-                converted = kind(value)
-        except (TypeError, ValueError):
-            raise ParameterError(f"OCR parameter {raw_name!r} is {value!r}; expected "
-                                 f"{kind.__name__}") from None
-        if not check(converted):
-            raise ParameterError(f"OCR parameter {raw_name!r} = {converted!r} is out of range")
-        merged[name] = converted
-    return merged
+    """Validate and convert OCR parameters over ``base`` (PaddleX's defaults when absent)."""
+    spec = {name: (kind, check) for name, (kind, _, check) in PARAMETERS.items()}
+    defaults = {name: default for name, (_, default, _) in PARAMETERS.items()}
+    return request_params.coerce(values, spec, base or defaults, "OCR parameter", ALIASES)
 
 
 def rotate_180(image: np.ndarray) -> np.ndarray:

@@ -12,6 +12,15 @@ from typing import Dict, List, Sequence
 import cv2
 import numpy as np
 
+try:  # inside the hpi_triton package
+    from . import request_params
+    from .request_params import ParameterError
+except ImportError:  # copied into a repository beside model.py
+    import request_params
+    from request_params import ParameterError
+
+__all__ = ["ParameterError", "coerce_parameters", "run_task"]
+
 _INTERPOLATION = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR,
                   "CUBIC": cv2.INTER_CUBIC, "BICUBIC": cv2.INTER_CUBIC,
                   "AREA": cv2.INTER_AREA, "LANCZOS4": cv2.INTER_LANCZOS4}
@@ -81,10 +90,6 @@ def topk(probs: np.ndarray, k: int, labels: Sequence[str] | None) -> Dict:
 
 # --- parameters and tasks --------------------------------------------------------------------
 
-class ParameterError(ValueError):
-    """A request parameter has an unknown name or a value of the wrong type or range."""
-
-
 PARAMETERS = {
     "image_classification": {"topk": (int, lambda v: v >= 1)},
     "semantic_segmentation": {"target_size": (int, lambda v: v == -1 or v >= 32)},
@@ -95,21 +100,8 @@ COMMON = {"max_pixels": (int, lambda v: v > 0)}
 
 def coerce_parameters(values: Dict, defaults: Dict) -> Dict:
     """Defaults (set at build time) updated with checked request parameters."""
-    known = {**PARAMETERS.get(defaults.get("task", ""), {}), **COMMON}
-    merged = dict(defaults)
-    for name, value in (values or {}).items():
-        if name not in known:
-            raise ParameterError(f"unknown parameter {name!r}; valid: {sorted(known)}")
-        kind, check = known[name]
-        try:
-            converted = kind(value)
-        except (TypeError, ValueError):
-            raise ParameterError(f"parameter {name!r} is {value!r}; expected "
-                                 f"{kind.__name__}") from None
-        if not check(converted):
-            raise ParameterError(f"parameter {name!r} = {converted!r} is out of range")
-        merged[name] = converted
-    return merged
+    spec = {**PARAMETERS.get(defaults.get("task", ""), {}), **COMMON}
+    return request_params.coerce(values, spec, defaults)
 
 
 def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
