@@ -7,12 +7,44 @@ the pipeline writes its orchestration model, which calls them.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import yaml
 
 from hpi_triton.errors import BuildError
+
+# What every pipeline graph model serves beside its own modules.
+_COMMON_MODULES = ("image_io.py", "bls.py", "request_params.py")
+
+
+def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[str],
+                      settings: dict, instances: int, array_outputs: Optional[dict] = None) -> Path:
+    """Write the Python-backend graph model ``name``: ``model_file`` as model.py plus the
+    modules it imports, and a config taking ``image`` (encoded bytes) or ``image_array``
+    (BGR HxWx3) and returning ``result`` (JSON) plus ``array_outputs`` (name → (dtype, dims)).
+    Returns the version folder."""
+    from hpi_triton.python_backend import MODULE_DIR
+    from hpi_triton.triton_models.config import InstanceGroup, TensorConfig, TritonModelConfig
+
+    version = repo / name / "1"
+    version.mkdir(parents=True)
+    shutil.copyfile(MODULE_DIR / model_file, version / "model.py")
+    for module in (*modules, *_COMMON_MODULES):
+        shutil.copyfile(MODULE_DIR / module, version / module)
+    TritonModelConfig(
+        name=name, backend="python", max_batch_size=0,
+        inputs=[TensorConfig("image", "uint8", [-1], optional=True),
+                TensorConfig("image_array", "uint8", [-1, -1, -1], optional=True)],
+        outputs=[TensorConfig("result", "object", [1])] + [
+            TensorConfig(out, dtype, dims) for out, (dtype, dims) in (array_outputs or {}).items()],
+        instance_groups=[InstanceGroup("cpu", instances)],
+        parameters={"pipeline_settings": json.dumps(settings, sort_keys=True)},
+    ).write(repo / name)
+    return version
+
 
 PIPELINES = ("OCR", "image_classification", "object_detection", "semantic_segmentation")
 

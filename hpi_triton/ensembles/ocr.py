@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
+from hpi_triton.ensembles import write_graph_model
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import ocr_pipeline
 from hpi_triton.python_backend.vision_ops import parse_scale
-from hpi_triton.triton_models.config import InstanceGroup, TensorConfig, TritonModelConfig
 
-PYTHON_BACKEND_DIR = Path(ocr_pipeline.__file__).parent
 REQUIRED_ROLES = ("TextDetection", "TextRecognition")
 OPTIONAL_ROLES = ("TextLineOrientation",)
 
@@ -118,19 +115,7 @@ class OCRPipeline:
                 f"{rec.path}: the recognition model has {classes} classes but its character "
                 f"dict has {len(characters)} entries (expected classes = entries + 2: blank "
                 f"and space)")
-        version = repo / self.name / "1"
-        version.mkdir(parents=True)
-        shutil.copyfile(PYTHON_BACKEND_DIR / "ocr_model.py", version / "model.py")
-        for module in ("ocr_ops.py", "ocr_pipeline.py", "image_io.py", "bls.py",
-                       "request_params.py"):
-            shutil.copyfile(PYTHON_BACKEND_DIR / module, version / module)
+        version = write_graph_model(repo, self.name, "ocr_model.py",
+                                    ("ocr_ops.py", "ocr_pipeline.py"), settings, self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
-        TritonModelConfig(
-            name=self.name, backend="python", max_batch_size=0,
-            inputs=[TensorConfig("image", "uint8", [-1], optional=True),
-                    TensorConfig("image_array", "uint8", [-1, -1, -1], optional=True)],
-            outputs=[TensorConfig("result", "object", [1])],
-            instance_groups=[InstanceGroup("cpu", self.instances)],
-            parameters={"pipeline_settings": json.dumps(settings, sort_keys=True)},
-        ).write(repo / self.name)
         return {"pipeline": self.name, "roles": models, "params": self.params}

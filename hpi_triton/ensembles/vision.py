@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict
 
+from hpi_triton.ensembles import write_graph_model
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import vision_ops
-from hpi_triton.triton_models.config import InstanceGroup, TensorConfig, TritonModelConfig
 
-PYTHON_BACKEND_DIR = Path(vision_ops.__file__).parent
-SERVED_MODULES = ("vision_ops.py", "image_io.py", "bls.py", "request_params.py")
 # pipeline name → its one role (PaddleX SubModules name)
 ROLES = {"image_classification": "ImageClassification",
          "object_detection": "ObjectDetection",
@@ -120,20 +116,7 @@ class VisionPipeline:
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         settings = self._settings(sources[self.engine_name])
-        version = repo / self.name / "1"
-        version.mkdir(parents=True)
-        shutil.copyfile(PYTHON_BACKEND_DIR / "vision_model.py", version / "model.py")
-        for module in SERVED_MODULES:
-            shutil.copyfile(PYTHON_BACKEND_DIR / module, version / module)
-        TritonModelConfig(
-            name=self.name, backend="python", max_batch_size=0,
-            inputs=[TensorConfig("image", "uint8", [-1], optional=True),
-                    TensorConfig("image_array", "uint8", [-1, -1, -1], optional=True)],
-            outputs=[TensorConfig("result", "object", [1])] + [
-                TensorConfig(name, dtype, dims)
-                for name, (dtype, dims) in ARRAY_OUTPUTS.get(self.name, {}).items()],
-            instance_groups=[InstanceGroup("cpu", self.instances)],
-            parameters={"pipeline_settings": json.dumps(settings, sort_keys=True)},
-        ).write(repo / self.name)
+        write_graph_model(repo, self.name, "vision_model.py", ("vision_ops.py",), settings,
+                          self.instances, ARRAY_OUTPUTS.get(self.name))
         return {"pipeline": self.name, "roles": {self.role: settings["model"]},
                 "params": settings["params"]}

@@ -42,7 +42,7 @@ from hpi_triton.generator.verify import (
     compute_reference,
     measure_latency,
 )
-from hpi_triton.python_backend import engines
+from hpi_triton.python_backend import MODULE_DIR, engines
 from hpi_triton.triton_models.backends import Backend, ConvertContext, Device, registry
 from hpi_triton.triton_models.config import (
     DynamicBatching,
@@ -61,7 +61,6 @@ FALLBACK_ORDER = {
     "gpu": ("tensorrt", "paddle_tensorrt", "onnx_runtime", "paddle_infer", "openvino"),
 }
 DEFAULT_MAX_BATCH_SIZE = 8
-PYTHON_BACKEND_DIR = Path(engines.__file__).parent
 SERVED_FILES = ("engines.py",)
 
 
@@ -462,9 +461,9 @@ class _ModelBuilder:
                        f"Python-backend model")
         if native is None:
             self.report.hosting = "python"
-            shutil.copyfile(PYTHON_BACKEND_DIR / "engine_model.py", version_dir / "model.py")
+            shutil.copyfile(MODULE_DIR / "engine_model.py", version_dir / "model.py")
             for name in SERVED_FILES:
-                shutil.copyfile(PYTHON_BACKEND_DIR / name, version_dir / name)
+                shutil.copyfile(MODULE_DIR / name, version_dir / name)
             parameters = self._runtime_params(meta["params"])
             parameters.pop("device", None)
             parameters.pop("device_id", None)
