@@ -71,20 +71,16 @@ def build(
     try:
         backends = dict(_pairs(backend, "--backend"))
         pipelines = []
-        if pipeline_config is not None:
-            spec = load_pipeline_config(pipeline_config)
-            spec_roles = dict(spec.roles)
-            spec_roles.update({k: Path(v) for k, v in _pairs(model, "--model")})
-            pipelines = [pipeline_spec(spec.name, spec_roles,
-                                       {**spec.params, **dict(_pairs(param, "--param"))},
-                                       {r: backends.pop(r) for r in list(backends)
-                                        if r in spec_roles})]
-            model = []
-        elif pipeline is not None:
-            roles = {k: Path(v) for k, v in _pairs(model, "--model")}
-            pipelines = [pipeline_spec(pipeline, roles, dict(_pairs(param, "--param")),
-                                       {r: backends.pop(r) for r in list(backends)
-                                        if r in roles})]
+        if pipeline_config is not None or pipeline is not None:
+            # --model gives ROLE=DIR here, over the YAML's model_dir where both are given.
+            name, roles, params = pipeline, {}, {}
+            if pipeline_config is not None:
+                spec = load_pipeline_config(pipeline_config)
+                name, roles, params = spec.name, dict(spec.roles), dict(spec.params)
+            roles.update({k: Path(v) for k, v in _pairs(model, "--model")})
+            params.update(_pairs(param, "--param"))
+            role_backends = {r: backends.pop(r) for r in list(backends) if r in roles}
+            pipelines = [pipeline_spec(name, roles, params, role_backends)]
             model = []
         elif param:
             raise BuildError("--param sets pipeline defaults; use it with --pipeline")

@@ -191,18 +191,11 @@ def _check_options(requests: List[ModelRequest], options: BuildOptions) -> None:
     if options.instances < 1:
         raise BuildError(f"--instances {options.instances}; expected 1 or more")
     for request in requests:
-        if request.backend and not _is_known(request.backend):
-            registry.canonical(request.backend)  # raises, listing the valid names
-
-
-def _is_known(name: str) -> bool:
-    try:
-        registry.canonical(name)
-    except BackendUnavailableError:
-        return True
-    except UnknownBackendError:
-        return False
-    return True
+        if request.backend:
+            try:  # an unknown name raises here, listing the valid ones
+                registry.canonical(request.backend)
+            except BackendUnavailableError:
+                pass  # known but not installed: the build falls back with a warning
 
 
 def _all_packages() -> List[str]:
