@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from hpi_triton.errors import ConversionError
 
@@ -27,6 +30,14 @@ def summarize_output(text: str) -> str:
     return "\n    ".join(ln.strip()[:300] for ln in picked)
 
 
+def _child_env() -> dict:
+    """This environment, with hpi_triton importable from the scratch directory too."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    return env
+
+
 def run_isolated(target: str, kwargs: dict, what: str, timeout: float = 1800) -> None:
     """Call ``module:function(**kwargs)`` in a child process.
 
@@ -36,7 +47,11 @@ def run_isolated(target: str, kwargs: dict, what: str, timeout: float = 1800) ->
     """
     command = [sys.executable, "-m", "hpi_triton.generator.isolated", target, json.dumps(kwargs)]
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        # Converters leave scratch files in their working directory (paddle2onnx writes
+        # sym_shape_infer_temp.onnx and uuid-named files): give them a throwaway one.
+        with tempfile.TemporaryDirectory(prefix="hpi-triton-convert-") as scratch:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                  cwd=scratch, env=_child_env())
     except subprocess.TimeoutExpired as exc:
         raise ConversionError(f"{what}: timed out after {timeout:.0f} s") from exc
     if proc.returncode != 0:
