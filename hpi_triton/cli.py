@@ -43,7 +43,11 @@ def build(
     model: List[str] = typer.Option([], "--model",
                                     help="NAME=DIR of a PaddleX model dir (ROLE=DIR with "
                                     "--pipeline)"),
-    pipeline: Optional[str] = typer.Option(None, help="Pipeline to serve as a graph: OCR"),
+    pipeline: Optional[str] = typer.Option(
+        None, help="Pipeline to serve as a graph: OCR, image_classification, object_detection, "
+        "semantic_segmentation, instance_segmentation"),
+    name: Optional[str] = typer.Option(
+        None, "--name", help="Served name of the pipeline graph [the pipeline's name]"),
     pipeline_config: Optional[Path] = typer.Option(
         None, help="PaddleX pipeline YAML with SubModules model_dir filled in"),
     param: List[str] = typer.Option([], "--param", help="KEY=VALUE pipeline default"),
@@ -73,17 +77,17 @@ def build(
         pipelines = []
         if pipeline_config is not None or pipeline is not None:
             # --model gives ROLE=DIR here, over the YAML's model_dir where both are given.
-            name, roles, params = pipeline, {}, {}
+            kind, roles, params = pipeline, {}, {}
             if pipeline_config is not None:
                 spec = load_pipeline_config(pipeline_config)
-                name, roles, params = spec.name, dict(spec.roles), dict(spec.params)
+                kind, roles, params = spec.name, dict(spec.roles), dict(spec.params)
             roles.update({k: Path(v) for k, v in _pairs(model, "--model")})
             params.update(_pairs(param, "--param"))
             role_backends = {r: backends.pop(r) for r in list(backends) if r in roles}
-            pipelines = [pipeline_spec(name, roles, params, role_backends)]
+            pipelines = [pipeline_spec(kind, roles, params, role_backends, served_name=name)]
             model = []
-        elif param:
-            raise BuildError("--param sets pipeline defaults; use it with --pipeline")
+        elif param or name:
+            raise BuildError("--param and --name apply to a pipeline; use them with --pipeline")
         requests = [ModelRequest(name, Path(path), backends.pop(name, None))
                     for name, path in _pairs(model, "--model")]
         if backends:
@@ -99,7 +103,7 @@ def build(
     for m in report.models:
         typer.echo(f"{m.name}: {m.backend} as {m.hosting} ({m.selection})")
     for p in report.pipelines:
-        typer.echo(f"{p['pipeline']}: pipeline graph over "
+        typer.echo(f"{p.get('served_name') or p['pipeline']}: {p['pipeline']} graph over "
                    f"{', '.join(m[0] for m in p['roles'].values())}")
     typer.echo(f"repository written to {report.out} in {report.seconds:.1f} s "
                f"(report: {Path(report.out) / 'REPORT.md'})")

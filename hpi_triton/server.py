@@ -97,6 +97,12 @@ def stub_environment(extra_lib_dirs: List[Path]) -> Dict[str, str]:
         lib_dirs.append(env["LD_LIBRARY_PATH"])
     env["LD_LIBRARY_PATH"] = os.pathsep.join(lib_dirs)
     env["PYTHONHOME"] = sys.base_prefix
+    # The stub embeds Python in isolated mode: PYTHONPATH/PYTHONHOME are ignored and the
+    # prefix is found from the first `python3` on PATH. In a virtual environment that must be
+    # the venv's own (its pyvenv.cfg puts the venv's site-packages on sys.path); otherwise the
+    # stub imports the base interpreter's packages (another numpy, no engines).
+    if sys.prefix != sys.base_prefix:
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     paths = [p for p in sys.path if p and Path(p).is_dir()]
     if env.get("PYTHONPATH"):
         paths.insert(0, env["PYTHONPATH"])

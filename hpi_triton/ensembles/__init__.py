@@ -46,23 +46,32 @@ def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[
     return version
 
 
-PIPELINES = ("OCR", "image_classification", "object_detection", "semantic_segmentation")
+PIPELINES = ("OCR", "image_classification", "object_detection", "semantic_segmentation",
+             "instance_segmentation")
 
 
 def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = None,
-                  backends: Optional[Dict[str, str]] = None, instances: int = 2):
-    """The spec of pipeline ``name``; an unknown name lists the known ones."""
+                  backends: Optional[Dict[str, str]] = None, instances: int = 2,
+                  served_name: Optional[str] = None):
+    """The spec of pipeline ``name``; an unknown name lists the known ones.
+
+    ``served_name`` is the graph model's name in the repository (default: the pipeline's
+    name); its engine models are named ``<served_name>_<Role>``."""
     key = name.strip()
+    if served_name is not None and (not served_name or served_name.startswith(".") or not all(
+            c.isalnum() or c in "-_." for c in served_name)):
+        raise BuildError(f"--name {served_name!r}: use letters, digits, '-', '_' or '.'")
     if key.upper() == "OCR":
         from hpi_triton.ensembles.ocr import OCRPipeline
 
         return OCRPipeline(roles=roles, params=params or {}, backends=backends or {},
-                           instances=instances)
+                           instances=instances, name=served_name or "OCR")
     from hpi_triton.ensembles.vision import ROLES, VisionPipeline
 
     if key in ROLES:
         return VisionPipeline(name=key, roles=roles, params=params or {},
-                              backends=backends or {}, instances=instances)
+                              backends=backends or {}, instances=instances,
+                              served_name=served_name)
     raise BuildError(f"--pipeline {name!r} is not supported; known pipelines: "
                      f"{', '.join(PIPELINES)}")
 

@@ -77,6 +77,10 @@ class OCRPipeline:
                              "pipeline, which this build does not support yet; set "
                              "use_doc_preprocessor: False")
 
+    @property
+    def served_name(self) -> str:
+        return self.name
+
     def model_name(self, role: str) -> str:
         return f"{self.name}_{role}"
 

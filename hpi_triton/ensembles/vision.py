@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from hpi_triton.ensembles import write_graph_model
 from hpi_triton.errors import BuildError, InferenceConfigError
@@ -14,22 +14,28 @@ from hpi_triton.python_backend import vision_ops
 # pipeline name → its one role (PaddleX SubModules name)
 ROLES = {"image_classification": "ImageClassification",
          "object_detection": "ObjectDetection",
-         "semantic_segmentation": "SemanticSegmentation"}
+         "semantic_segmentation": "SemanticSegmentation",
+         "instance_segmentation": "InstanceSegmentation"}
 # outputs that travel as tensors beside the JSON result: name → (dtype, dims)
-ARRAY_OUTPUTS = {"semantic_segmentation": {"pred": ("int32", [-1, -1])}}
+ARRAY_OUTPUTS = {"semantic_segmentation": {"pred": ("int32", [-1, -1])},
+                 "instance_segmentation": {"masks": ("uint8", [-1, -1, -1])}}
 DEFAULT_MAX_PIXELS = 40_000_000
 
 
 @dataclass
 class VisionPipeline:
     """A single-model vision pipeline (``--pipeline image_classification --model
-    ImageClassification=DIR``)."""
+    ImageClassification=DIR``).
+
+    ``served_name`` names the graph model (default: the pipeline name) and prefixes its engine
+    model, so one repository can serve several models of the same pipeline."""
 
     name: str
     roles: Dict[str, Path]
     params: dict = field(default_factory=dict)
     backends: Dict[str, str] = field(default_factory=dict)
     instances: int = 2
+    served_name: Optional[str] = None
 
     def __post_init__(self):
         role = ROLES[self.name]
@@ -37,10 +43,11 @@ class VisionPipeline:
             raise BuildError(f"pipeline {self.name} takes exactly --model {role}=DIR; got "
                              f"roles {sorted(self.roles)}")
         self.role = role
+        self.served_name = self.served_name or self.name
 
     @property
     def engine_name(self) -> str:
-        return f"{self.name}_{self.role}"
+        return f"{self.served_name}_{self.role}"
 
     def model_requests(self):
         from hpi_triton.generator.build import ModelRequest
@@ -65,7 +72,7 @@ class VisionPipeline:
             settings["preprocess"] = ops
             settings["labels"] = topk_cfg.get("label_list")
             defaults["topk"] = int(topk_cfg.get("topk", 5))
-        if self.name == "object_detection":
+        if self.name in ("object_detection", "instance_segmentation"):
             settings.update(self._detection_settings(source))
             defaults["threshold"] = float(source.config.get("draw_threshold", 0.5))
         if self.name == "semantic_segmentation":
@@ -99,7 +106,16 @@ class VisionPipeline:
             ("character", "label_list"))
         settings = {"preprocess": ops, "inputs": inputs, "labels": labels,
                     "nms": source.config.get("NMS") or {}}
-        if len(outputs) == 2 and outputs[0].shape[-1] == 6:
+        if self.name == "instance_segmentation":
+            # Mask-RT-DETR / Mask R-CNN exports: boxes [K,6], box count, masks [K,H,W]
+            if len(outputs) != 3 or outputs[0].shape[-1] != 6 or len(outputs[2].shape) != 3:
+                raise InferenceConfigError(
+                    f"{source.path}: instance segmentation outputs "
+                    f"{[(t.name, t.shape) for t in outputs]}; expected boxes [K,6], box count "
+                    f"and masks [K,H,W] (Mask-RT-DETR export)")
+            settings["head"] = "nms_inside"
+            settings["arrays"] = list(ARRAY_OUTPUTS[self.name])
+        elif len(outputs) == 2 and outputs[0].shape[-1] == 6:
             settings["head"] = "nms_inside"
         elif len(outputs) >= 4 and len(outputs) % 2 == 0:
             strides = source.config.get("fpn_stride")
@@ -116,7 +132,8 @@ class VisionPipeline:
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         settings = self._settings(sources[self.engine_name])
-        write_graph_model(repo, self.name, "vision_model.py", ("vision_ops.py",), settings,
+        write_graph_model(repo, self.served_name, "vision_model.py", ("vision_ops.py",), settings,
                           self.instances, ARRAY_OUTPUTS.get(self.name))
-        return {"pipeline": self.name, "roles": {self.role: settings["model"]},
+        return {"pipeline": self.name, "served_name": self.served_name,
+                "roles": {self.role: settings["model"]},
                 "params": settings["params"]}

@@ -143,6 +143,12 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
     started = time.perf_counter()
     requests = list(requests) + [r for p in pipelines for r in p.model_requests()]
     _check_options(requests, options)
+    graphs = [p.served_name for p in pipelines]
+    clashes = sorted({g for g in graphs if graphs.count(g) > 1 or g in
+                      {r.name for r in requests}})
+    if clashes:
+        raise BuildError(f"pipeline graph names must be unique in a repository; repeated: "
+                         f"{clashes} (give each pipeline its own --name)")
     out = Path(options.out).expanduser().resolve()
     if out.exists() and not options.force:
         raise BuildError(f"--out {out} already exists; pass --force to replace it or choose "

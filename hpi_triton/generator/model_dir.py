@@ -120,9 +120,14 @@ class ModelSource:
 
     @property
     def batched(self) -> bool:
-        """True when every input and output has a dynamic leading (batch) dim."""
+        """True when every input and output has a dynamic leading (batch) dim that is the
+        batch: PaddleDetection exports (boxes [K,6], masks [K,H,W] plus a per-image box
+        count [N]) have a leading dim that counts boxes, so Triton must not split them."""
         tensors = self.inputs + self.outputs
-        return bool(tensors) and all(t.shape and t.shape[0] == -1 for t in tensors)
+        box_count = len(self.outputs) > 1 and any(
+            len(t.shape) == 1 and t.dtype.startswith("int") for t in self.outputs)
+        return (bool(tensors) and not box_count
+                and all(t.shape and t.shape[0] == -1 for t in tensors))
 
 
 def load_model_dir(path: Path | str) -> ModelSource:

@@ -36,7 +36,9 @@ def sample_shapes(source: ModelSource, max_batch_size: int) -> List[Shapes]:
             dims = list(tensor.shape)
             for i, d in enumerate(dims):
                 if d < 0:
-                    dims[i] = batch if (i == 0 and source.batched) else fill
+                    # A dynamic leading dim is the image batch, even where outputs are
+                    # not batchable (detection: boxes of all images in one tensor).
+                    dims[i] = batch if i == 0 else fill
             shapes[tensor.name] = tuple(dims)
         sets.append(shapes)
     return sets

@@ -26,6 +26,22 @@ _INTERPOLATION = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR,
                   "AREA": cv2.INTER_AREA, "LANCZOS4": cv2.INTER_LANCZOS4}
 
 
+def resize(image: np.ndarray, size, interpolation: str = "LINEAR",
+           backend: str = "cv2") -> np.ndarray:
+    """Resize to ``size`` (w, h) as PaddleX does: OpenCV, or Pillow where inference.yml says
+    ``backend: pil`` (ConvNeXt, Swin, CLIP, ...: Pillow antialiases when shrinking, so the
+    two differ by more than rounding)."""
+    interpolation = str(interpolation).upper()
+    if str(backend).lower() == "pil":
+        from PIL import Image
+
+        pil = {"NEAREST": Image.NEAREST, "LINEAR": Image.BILINEAR, "BILINEAR": Image.BILINEAR,
+               "BICUBIC": Image.BICUBIC, "CUBIC": Image.BICUBIC, "BOX": Image.BOX,
+               "LANCZOS4": Image.LANCZOS}
+        return np.asarray(Image.fromarray(image).resize(tuple(size), pil[interpolation]))
+    return cv2.resize(image, tuple(size), interpolation=_INTERPOLATION[interpolation])
+
+
 class PreprocessError(ValueError):
     """The image does not fit the model's pre-processing (e.g. smaller than the crop)."""
 
@@ -46,7 +62,6 @@ def classification_preprocess(rgb: np.ndarray, ops: List[Dict]) -> np.ndarray:
         (name, args), = op.items()
         args = args or {}
         if name == "ResizeImage":
-            interp = _INTERPOLATION[str(args.get("interpolation", "LINEAR")).upper()]
             h, w = image.shape[:2]
             if args.get("resize_short"):
                 scale = args["resize_short"] / min(h, w)
@@ -55,7 +70,8 @@ def classification_preprocess(rgb: np.ndarray, ops: List[Dict]) -> np.ndarray:
                 size = args["size"]
                 size = (size, size) if isinstance(size, int) else tuple(size)
             if size != (w, h):
-                image = cv2.resize(image, size, interpolation=interp)
+                image = resize(image, size, args.get("interpolation", "LINEAR"),
+                               args.get("backend", "cv2"))
         elif name == "CropImage":
             size = args.get("size", 224)
             cw, ch = (size, size) if isinstance(size, int) else size
@@ -94,6 +110,7 @@ PARAMETERS = {
     "image_classification": {"topk": (int, lambda v: v >= 1)},
     "semantic_segmentation": {"target_size": (int, lambda v: v == -1 or v >= 32)},
     "object_detection": {"threshold": (float, lambda v: 0.0 <= v <= 1.0)},
+    "instance_segmentation": {"threshold": (float, lambda v: 0.0 <= v <= 1.0)},
 }
 COMMON = {"max_pixels": (int, lambda v: v > 0)}
 
@@ -111,7 +128,7 @@ def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
         x = classification_preprocess(rgb, settings["preprocess"])[None]
         (probs,) = engine(x)[:1]
         return topk(np.asarray(probs)[0], params["topk"], settings.get("labels"))
-    if task == "object_detection":
+    if task in ("object_detection", "instance_segmentation"):
         feeds, scale = detection_preprocess(rgb, settings["preprocess"], settings["inputs"])
         outputs = [np.asarray(o) for o in engine(*feeds)]
         if settings["head"] == "picodet":
@@ -120,8 +137,11 @@ def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
             rows[:, 2:] /= np.array([scale[1], scale[0], scale[1], scale[0]])
         else:  # NMS inside: [K, 6] rows in source-image coordinates (scale_factor given)
             rows = outputs[0].reshape(-1, 6)[: int(np.asarray(outputs[1]).reshape(-1)[0])]
-        return {"boxes": detection_boxes(rows, params["threshold"], settings.get("labels"),
-                                         rgb.shape[:2])}
+        kept = kept_detections(rows, params["threshold"], rgb.shape[:2])
+        result = {"boxes": detection_boxes(rows[kept], settings.get("labels"), rgb.shape[:2])}
+        if task == "instance_segmentation":
+            result["masks"] = instance_masks(outputs[2], kept, rgb.shape[:2])
+        return result
     if task == "semantic_segmentation":
         x = segmentation_preprocess(rgb, settings["transforms"], params.get("target_size"))
         (pred,) = engine(x[None])[:1]
@@ -275,18 +295,42 @@ def picodet_decode(outputs: List[np.ndarray], input_hw, strides: Sequence[int], 
     return result
 
 
-def detection_boxes(rows: np.ndarray, threshold: float, labels, source_hw) -> List[Dict]:
-    """PaddleX DetResult boxes: score > threshold, coordinates clipped to the image, sorted
-    by score."""
+def kept_detections(rows: np.ndarray, threshold: float, source_hw) -> np.ndarray:
+    """Indices of the [K, 6] rows PaddleX keeps, by descending score: score > threshold, a
+    class id (not -1), and a box that is not empty once clipped to the image."""
+    h, w = source_hw
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, 6)
+    x1, y1 = rows[:, 2].clip(0, w), rows[:, 3].clip(0, h)
+    x2, y2 = rows[:, 4].clip(0, w), rows[:, 5].clip(0, h)
+    keep = np.flatnonzero((rows[:, 1] > threshold) & (rows[:, 0] > -1) & (x2 > x1) & (y2 > y1))
+    return keep[np.argsort(-rows[keep, 1], kind="stable")]
+
+
+def detection_boxes(rows: np.ndarray, labels, source_hw) -> List[Dict]:
+    """PaddleX DetResult boxes (cls_id, label, score, coordinate clipped to the image) for
+    rows already selected by :func:`kept_detections`."""
     h, w = source_hw
     out = []
     for cls, score, x1, y1, x2, y2 in np.asarray(rows, dtype=np.float64).reshape(-1, 6):
-        if score <= threshold or cls < 0:
-            continue
         cls = int(cls)
         out.append({"cls_id": cls,
                     "label": str(labels[cls]) if labels and cls < len(labels) else str(cls),
                     "score": float(score),
                     "coordinate": [float(np.clip(x1, 0, w)), float(np.clip(y1, 0, h)),
                                    float(np.clip(x2, 0, w)), float(np.clip(y2, 0, h))]})
-    return sorted(out, key=lambda b: -b["score"])
+    return out
+
+
+def instance_masks(masks: np.ndarray, kept: np.ndarray, source_hw) -> np.ndarray:
+    """The kept boxes' masks as uint8 0/1 [K, H, W] at the input image size. Exports give
+    them at the source size, padded to the largest image of a batch; PaddleX additionally
+    crops each to its box when drawing, which a client can do from ``coordinate``."""
+    h, w = source_hw
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"masks output has shape {list(masks.shape)}; expected [K, H, W]")
+    selected = (masks[kept] > 0).astype(np.uint8)
+    if selected.shape[1] >= h and selected.shape[2] >= w:
+        return np.ascontiguousarray(selected[:, :h, :w])
+    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+                     for m in selected]) if len(selected) else np.zeros((0, h, w), np.uint8)
