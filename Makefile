@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m pip install -q shapely six
 	$(VENV)/bin/python bench/backends.py
 	$(VENV)/bin/python bench/ocr.py
+	$(VENV)/bin/python bench/pipelines.py
 
 clean:
 	rm -rf $(VENV) repo

@@ -22,21 +22,17 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.load import closed_loop, model_stats, percentiles  # noqa: E402
 from hpi_triton import Client  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator import wheel_models  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
 from hpi_triton.server import TritonServer  # noqa: E402
 from tests.ocr_dataset import cer, make_pages  # noqa: E402
-
-
-def percentiles(latencies):
-    return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 95))
 
 
 def run_rapidocr(pages):
@@ -56,52 +52,17 @@ def run_rapidocr(pages):
 
 
 def run_served(url, pages, encoded, clients):
-    predictions = [None] * len(pages)
-    latencies = []
-    lock = threading.Lock()
-    cursor = iter(range(len(pages)))
+    client = Client(url, "grpc")
+    client.predict("OCR", encoded[0])  # warm-up
+    local = threading.local()
 
-    def worker():
-        client = Client(url, "grpc")
-        while True:
-            with lock:
-                index = next(cursor, None)
-            if index is None:
-                return
-            t0 = time.perf_counter()
-            result = client.predict("OCR", encoded[index])
-            elapsed = (time.perf_counter() - t0) * 1e3
-            with lock:
-                latencies.append(elapsed)
-                predictions[index] = result["rec_texts"]
+    def call(index):
+        if not hasattr(local, "client"):
+            local.client = Client(url, "grpc")
+        return local.client.predict("OCR", encoded[index])["rec_texts"]
 
-    Client(url, "grpc").predict("OCR", encoded[0])  # warm-up
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
-    return len(pages) / elapsed, *percentiles(latencies), cer(predictions, pages)
-
-
-def model_stats(url):
-    import tritonclient.grpc as grpcclient
-
-    stats = grpcclient.InferenceServerClient(url).get_inference_statistics(as_json=True)
-    out = {}
-    for model in stats["model_stats"]:
-        infer = model["inference_stats"]
-        out[model["name"]] = {
-            "requests": int(infer.get("success", {}).get("count", 0)),
-            "executions": int(model.get("execution_count", 0)),
-            "queue_ms": int(infer.get("queue", {}).get("ns", 0)) / 1e6,
-            "compute_ms": sum(int(infer.get(k, {}).get("ns", 0)) for k in
-                              ("compute_input", "compute_infer", "compute_output")) / 1e6,
-            "total_ms": int(infer.get("success", {}).get("ns", 0)) / 1e6,
-        }
-    return out
+    ips, p50, p95, predictions = closed_loop(call, len(pages), clients)
+    return ips, p50, p95, cer(predictions, pages)
 
 
 def main():

@@ -45,7 +45,7 @@ def build(
                                     "--pipeline)"),
     pipeline: Optional[str] = typer.Option(
         None, help="Pipeline to serve as a graph: OCR, image_classification, object_detection, "
-        "semantic_segmentation, instance_segmentation"),
+        "semantic_segmentation, instance_segmentation, doc_preprocessor"),
     name: Optional[str] = typer.Option(
         None, "--name", help="Served name of the pipeline graph [the pipeline's name]"),
     pipeline_config: Optional[Path] = typer.Option(
@@ -150,6 +150,24 @@ def _summary(name: str, array: np.ndarray) -> dict:
     return entry
 
 
+def _array_field(name: str, value: np.ndarray, image: Path, output_dir: Optional[Path]):
+    """A pipeline's tensor output in the JSON line: with --output-dir, the file it was saved
+    to (``*_img`` outputs are PNG bytes → .png; label maps and masks → .npy); without, label
+    maps and masks inline as lists and images as their size."""
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if name.endswith("_img"):
+            target = output_dir / f"{image.stem}_{name}.png"
+            target.write_bytes(value.tobytes())
+        else:
+            target = output_dir / f"{image.stem}_{name}.npy"
+            np.save(target, value)
+        return str(target)
+    if name.endswith("_img"):
+        return {"png_bytes": int(value.size), "hint": "pass --output-dir to save it"}
+    return value.tolist()
+
+
 @app.command()
 def infer(
     images: List[Path] = typer.Argument(None, help="Images for --pipeline"),
@@ -159,7 +177,9 @@ def infer(
     param: List[str] = typer.Option([], "--param", help="KEY=VALUE per-request parameter"),
     url: str = typer.Option("localhost:8000", help="HOST:PORT"),
     protocol: str = typer.Option("http", help="http or grpc"),
-    output_dir: Optional[Path] = typer.Option(None, help="Save every output as NAME.npy here"),
+    output_dir: Optional[Path] = typer.Option(
+        None, help="Save tensor outputs here (--model: NAME.npy; --pipeline: IMAGE_NAME.npy, "
+        "images as .png)"),
 ) -> None:
     """--pipeline NAME IMAGE...: one JSON result per line; --model NAME --input x=F.npy: raw."""
     from hpi_triton.client import Client
@@ -182,8 +202,8 @@ def infer(
                 failed += 1
                 typer.secho(f"error: {path}: {exc}", err=True, fg=typer.colors.RED)
                 continue
-            result = {k: v.tolist() if isinstance(v, np.ndarray) else v
-                      for k, v in result.items()}
+            result = {k: _array_field(k, v, path, output_dir) if isinstance(v, np.ndarray)
+                      else v for k, v in result.items()}
             typer.echo(json.dumps({"input_path": str(path), **result}, ensure_ascii=False))
         raise typer.Exit(2 if failed else 0)
     try:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import cv2
+import numpy as np
 import yaml
 
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
@@ -120,6 +122,30 @@ _KIND = {"image_classification": "classification", "semantic_segmentation": "seg
          "object_detection": "detection", "instance_segmentation": "instance_segmentation"}
 
 
+def uvdoc_model_dir(root: Path) -> Path:
+    """A UVDoc-signature network (random weights, near-identity grid) as a PaddleX dir: proves
+    the DocUnwarping plumbing, not unwarping quality (no UVDoc weights ship in a wheel)."""
+    target = Path(root) / "UVDoc_signature_random"
+    if not (target / "inference.json").is_file():
+        target.mkdir(parents=True, exist_ok=True)
+        _export([{"name": "UVDoc", "kind": "unwarping", "inputs": None, "target": str(target),
+                  "spec_size": None}])
+    config = {"Global": {"model_name": "UVDoc"},
+              "PreProcess": {"transform_ops": [{"Normalize": {"mean": 0.0, "std": 1.0,
+                                                               "scale": 0.00392156862745098}},
+                                               {"ToCHWImage": None}]}}
+    (target / "inference.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return target
+
+
+def _export(jobs) -> None:
+    script = Path(__file__).with_name("family_nets.py")
+    done = subprocess.run([sys.executable, str(script), json.dumps(jobs)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"exporting test networks failed:\n{done.stderr[-3000:]}")
+
+
 def family_model_dirs(root: Path) -> Dict[str, Path]:
     """Export the families' networks not yet under ``root`` (one Python process for all) and
     write each ``inference.yml``; family name → model dir."""
@@ -134,12 +160,25 @@ def family_model_dirs(root: Path) -> Dict[str, Path]:
             jobs.append({"name": family.net, "kind": _KIND[family.pipeline],
                          "inputs": family.inputs, "target": str(target), "spec_size": size})
     if jobs:
-        script = Path(__file__).with_name("family_nets.py")
-        done = subprocess.run([sys.executable, str(script), json.dumps(jobs)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"exporting the family networks failed:\n{done.stderr[-3000:]}")
+        _export(jobs)
     for family in FAMILIES:
         config = {"Global": {"model_name": family.model_name}, **family.config}
         (dirs[family.name] / "inference.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     return dirs
+
+
+def scene(height=360, width=480, seed=0):
+    """A BGR image with structure (gradient, shapes, text) rather than noise."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:] = np.linspace(40, 220, width, dtype=np.uint8)[None, :, None]
+    for _ in range(6):
+        x, y = int(rng.integers(0, width - 60)), int(rng.integers(0, height - 60))
+        color = [int(c) for c in rng.integers(0, 255, 3)]
+        cv2.rectangle(image, (x, y), (x + int(rng.integers(20, 120)),
+                                      y + int(rng.integers(20, 120))), color, -1)
+        cv2.circle(image, (int(rng.integers(0, width)), int(rng.integers(0, height))),
+                   int(rng.integers(10, 50)), color[::-1], -1)
+    cv2.putText(image, "hpi-triton", (20, height - 30), cv2.FONT_HERSHEY_SIMPLEX, 1.2,
+                (255, 255, 255), 2)
+    return image

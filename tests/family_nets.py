@@ -323,6 +323,28 @@ class DetectorNet(nn.Layer):
         return rows, count, masks
 
 
+class UVDocNet(nn.Layer):
+    """UVDoc's export signature: x [N,3,H,W] (BGR / 255, any size) -> the unwarped image
+    [N,3,H,W] in [0, 1]. As UVDoc: the image resized to 712x488 predicts a coarse 2-D sampling
+    grid (45x31), which is upsampled to the input size and sampled with grid_sample. Here the
+    grid is the identity plus a small learned offset, so pages stay readable."""
+
+    def __init__(self, offset=0.002):
+        super().__init__()
+        self.offset = offset
+        self.features = nn.Sequential(nn.Conv2D(3, 8, 3, 2, 1), nn.ReLU(),
+                                      nn.Conv2D(8, 2, 3, padding=1))
+
+    def forward(self, x):
+        small = F.interpolate(x, size=[712, 488], mode="bilinear", align_corners=True)
+        delta = F.interpolate(paddle.tanh(self.features(small)), size=[45, 31],
+                              mode="bilinear", align_corners=True) * self.offset
+        ys, xs = paddle.meshgrid(paddle.linspace(-1.0, 1.0, 45), paddle.linspace(-1.0, 1.0, 31))
+        grid = paddle.stack([xs, ys]).unsqueeze(0) + delta  # [N, 2, 45, 31]
+        grid = F.interpolate(grid, size=paddle.shape(x)[2:], mode="bilinear", align_corners=True)
+        return F.grid_sample(x, grid.transpose([0, 2, 3, 1]), align_corners=True)
+
+
 def _classification(name):
     from paddle.vision import models
 
@@ -345,6 +367,8 @@ def export(name: str, kind: str, inputs, target: str, spec_size) -> None:
     h, w = spec_size or (None, None)
     if kind == "classification":
         model, specs = _classification(name), [InputSpec([None, 3, 224, 224], "float32", "x")]
+    elif kind == "unwarping":
+        model, specs = UVDocNet(), [InputSpec([None, 3, None, None], "float32", "x")]
     elif kind == "segmentation":
         model, specs = SEGMENTATION[name](), [InputSpec([None, 3, h, w], "float32", "x")]
     else:

@@ -47,7 +47,7 @@ def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[
 
 
 PIPELINES = ("OCR", "image_classification", "object_detection", "semantic_segmentation",
-             "instance_segmentation")
+             "instance_segmentation", "doc_preprocessor")
 
 
 def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = None,
@@ -66,6 +66,11 @@ def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = No
 
         return OCRPipeline(roles=roles, params=params or {}, backends=backends or {},
                            instances=instances, name=served_name or "OCR")
+    if key == "doc_preprocessor":
+        from hpi_triton.ensembles.doc import DocPreprocessorPipeline
+
+        return DocPreprocessorPipeline(roles=roles, params=params or {}, backends=backends or {},
+                                       instances=instances, name=served_name or key)
     from hpi_triton.ensembles.vision import ROLES, VisionPipeline
 
     if key in ROLES:
@@ -87,19 +92,31 @@ def load_pipeline_config(path: Path):
         raise BuildError(f"--pipeline-config {path}: expected a PaddleX pipeline YAML with "
                          f"'pipeline_name' and 'SubModules'")
     roles, params = {}, {}
+    _read_modules(config, path.parent, roles, params)
+    # Nested pipelines (OCR's DocPreprocessor, ...): their roles and switches join the top's.
+    for sub in (config.get("SubPipelines") or {}).values():
+        if isinstance(sub, dict):
+            _read_modules(sub, path.parent, roles, params)
+    return pipeline_spec(str(config["pipeline_name"]), roles, params)
+
+
+_SWITCHES = ("use_textline_orientation", "use_doc_preprocessor", "use_doc_orientation_classify",
+             "use_doc_unwarping")
+
+
+def _read_modules(config: dict, base: Path, roles: dict, params: dict) -> None:
+    """Roles (SubModules with model_dir), their parameters, and the pipeline's switches."""
     for role, sub in (config.get("SubModules") or {}).items():
         if not isinstance(sub, dict):
             continue
         model_dir = sub.get("model_dir")
         if model_dir:
             candidate = Path(model_dir)
-            roles[role] = candidate if candidate.is_absolute() else path.parent / candidate
+            roles[role] = candidate if candidate.is_absolute() else base / candidate
         for key, value in sub.items():
             if key not in ("module_name", "model_name", "model_dir", "batch_size"):
                 params[key] = value
-    for key in ("use_textline_orientation", "use_doc_preprocessor"):
+    for key in _SWITCHES:
         if key in config:
             params[key] = config[key]
-    if config.get("SubPipelines") and config.get("use_doc_preprocessor"):
-        params["use_doc_preprocessor"] = True
-    return pipeline_spec(str(config["pipeline_name"]), roles, params)
+

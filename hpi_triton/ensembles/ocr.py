@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Dict, List
 
 from hpi_triton.ensembles import write_graph_model
+from hpi_triton.ensembles.doc import DOC_MODULES, DOC_ROLES, doc_defaults, doc_settings
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import ocr_pipeline
 from hpi_triton.python_backend.vision_ops import parse_scale
 
 REQUIRED_ROLES = ("TextDetection", "TextRecognition")
-OPTIONAL_ROLES = ("TextLineOrientation",)
+OPTIONAL_ROLES = ("TextLineOrientation", *DOC_ROLES)
 
 
 def _transform(source: ModelSource, op: str) -> dict:
@@ -68,14 +69,22 @@ class OCRPipeline:
             raise BuildError(f"pipeline OCR takes --model ROLE=DIR with roles "
                              f"{list(REQUIRED_ROLES)} (required) and {list(OPTIONAL_ROLES)}; "
                              f"missing {missing}, not supported {unknown}")
+        doc_roles = [r for r in DOC_ROLES if r in self.roles]
+        params = {"use_doc_preprocessor": bool(doc_roles), **self.params}
         try:
-            self.params = ocr_pipeline.coerce_parameters(self.params)
+            self.params = ocr_pipeline.coerce_parameters(params)
         except ocr_pipeline.ParameterError as exc:
             raise BuildError(f"pipeline OCR: {exc}") from exc
+        if self.params["use_doc_preprocessor"] and not doc_roles:
+            raise BuildError("pipeline OCR: use_doc_preprocessor=True needs --model "
+                             "DocOrientationClassify=DIR and/or --model DocUnwarping=DIR")
         if self.params["use_doc_preprocessor"]:
-            raise BuildError("pipeline OCR: use_doc_preprocessor needs the doc_preprocessor "
-                             "pipeline, which this build does not support yet; set "
-                             "use_doc_preprocessor: False")
+            self.params.update(doc_defaults(doc_roles, params, "OCR"))
+        else:  # off (PaddleX then ignores its switches): on per request only where built
+            self.params.update({key: bool(self.params[key] if key in params else True)
+                                and role in doc_roles for key, role in zip(
+                                    ("use_doc_orientation_classify", "use_doc_unwarping"),
+                                    DOC_ROLES)})
 
     @property
     def served_name(self) -> str:
@@ -112,6 +121,10 @@ class OCRPipeline:
                                                    [0.229, 0.224, 0.225])
             settings["cls_batch_size"] = max(1, min(8, reports[self.model_name(
                 "TextLineOrientation")].max_batch_size or 1))
+        doc_roles = {r: sources[self.model_name(r)] for r in DOC_ROLES if r in self.roles}
+        if doc_roles:
+            settings["doc"] = doc_settings(doc_roles.get("DocOrientationClassify"),
+                                           doc_roles.get("DocUnwarping"))
         characters = characters_of(rec)
         classes = rec.outputs[0].shape[-1]
         if classes > 0 and classes not in (len(characters) + 2, len(characters) + 1):
@@ -120,6 +133,7 @@ class OCRPipeline:
                 f"dict has {len(characters)} entries (expected classes = entries + 2: blank "
                 f"and space)")
         version = write_graph_model(repo, self.name, "ocr_model.py",
-                                    ("ocr_ops.py", "ocr_pipeline.py"), settings, self.instances)
+                                    ("ocr_ops.py", "ocr_pipeline.py", *DOC_MODULES), settings,
+                                    self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
         return {"pipeline": self.name, "roles": models, "params": self.params}

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
-import cv2
 import numpy as np
 
 try:  # inside the hpi_triton package
-    from . import ocr_ops, request_params
+    from . import doc_ops, ocr_ops, request_params
     from .request_params import ParameterError
 except ImportError:  # copied into a repository beside model.py
+    import doc_ops
     import ocr_ops
     import request_params
     from request_params import ParameterError
@@ -36,6 +36,8 @@ PARAMETERS = {
     "text_rec_score_thresh": (float, 0.0, lambda v: 0.0 <= v <= 1.0),
     "use_textline_orientation": (bool, True, lambda v: True),
     "use_doc_preprocessor": (bool, False, lambda v: True),
+    "use_doc_orientation_classify": (bool, False, lambda v: True),
+    "use_doc_unwarping": (bool, False, lambda v: True),
     "max_pixels": (int, ocr_ops.DEFAULT_MAX_PIXELS, lambda v: v > 0),
 }
 ALIASES = {"score_thresh": "text_rec_score_thresh", "text_det_limit_side_len": "limit_side_len",
@@ -51,17 +53,6 @@ def coerce_parameters(values: Dict, base: Optional[Dict] = None) -> Dict:
     return request_params.coerce(values, spec, base or defaults, "OCR parameter", ALIASES)
 
 
-def rotate_180(image: np.ndarray) -> np.ndarray:
-    """PaddleX rotate_image(image, 180): an affine warp with cubic interpolation."""
-    h, w = image.shape[:2]
-    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 180, 1.0)
-    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
-    new_w, new_h = int(h * sin + w * cos), int(h * cos + w * sin)
-    matrix[0, 2] += (new_w - w) / 2
-    matrix[1, 2] += (new_h - h) / 2
-    return cv2.warpAffine(image, matrix, (new_w, new_h), flags=cv2.INTER_CUBIC)
-
-
 class OCRFlow:
     """Detection → sort → crop → [orientation] → recognition (batched by width) → decode.
 
@@ -71,28 +62,35 @@ class OCRFlow:
             :data:`PARAMETERS` (``params``).
         characters: The recognition character dict (without blank / space).
         det, rec, cls: Engine callables; ``cls`` may be None (no orientation model).
+        doc: The doc_preprocessor flow (DocOrientationClassify / DocUnwarping), or None.
     """
 
     def __init__(self, settings: Dict, characters, det: Infer, rec: Infer,
-                 cls: Optional[Infer] = None):
+                 cls: Optional[Infer] = None, doc: Optional[doc_ops.DocPreprocessFlow] = None):
         self.settings = settings
         self.defaults = coerce_parameters(settings.get("params", {}))
         self.decoder = ocr_ops.CTCDecoder(characters)
-        self.det, self.rec, self.cls = det, rec, cls
+        self.det, self.rec, self.cls, self.doc = det, rec, cls, doc
         norm = settings["det_normalize"]
         self.det_norm = (norm["mean"], norm["std"], float(norm["scale"]))
 
     def parameters(self, overrides: Optional[Dict]) -> Dict:
         params = coerce_parameters(overrides or {}, self.defaults)
         if params["use_doc_preprocessor"]:
-            raise ParameterError("use_doc_preprocessor=True needs a DocPreprocessor "
-                                 "(DocOrientationClassify / DocUnwarping) in the build")
+            if self.doc is None:
+                raise ParameterError("use_doc_preprocessor=True needs a DocPreprocessor "
+                                     "(DocOrientationClassify / DocUnwarping) in the build")
+            self.doc.check(params)
         return params
 
     def run(self, image: np.ndarray, overrides: Optional[Dict] = None,
             params: Optional[Dict] = None) -> Dict:
         """OCR one BGR image; ``params`` (already from :meth:`parameters`) skips re-checking."""
         params = params if params is not None else self.parameters(overrides)
+        doc_result = None
+        if params["use_doc_preprocessor"]:
+            # PaddleX runs OCR on the corrected image; boxes are in its coordinates.
+            image, doc_result = self.doc.run(image, params)
         h, w = image.shape[:2]
         resized, _, _ = ocr_ops.det_resize(image, params["limit_side_len"], params["limit_type"],
                                            params["max_side_limit"])
@@ -110,14 +108,18 @@ class OCRFlow:
         angles = [-1] * len(crops)
         if crops and params["use_textline_orientation"] and self.cls is not None:
             angles = self._orientation(crops)
-            crops = [rotate_180(c) if a == 1 else c for c, a in zip(crops, angles)]
+            crops = [doc_ops.rotate_image(c, 180) if a == 1 else c
+                     for c, a in zip(crops, angles)]
         texts, scores = [""] * len(crops), [0.0] * len(crops)
         for members, batch in ocr_ops.rec_batches(crops, int(self.settings["rec_batch_size"])):
             for index, (text, score) in zip(members, self.decoder(np.asarray(self.rec(batch)))):
                 texts[index], scores[index] = text, score
         keep = [i for i, s in enumerate(scores) if s >= params["text_rec_score_thresh"]]
-        return ocr_ops.ocr_result(polys, [texts[i] for i in keep], [scores[i] for i in keep],
-                                  [polys[i] for i in keep], angles)
+        result = ocr_ops.ocr_result(polys, [texts[i] for i in keep], [scores[i] for i in keep],
+                                    [polys[i] for i in keep], angles)
+        if doc_result is not None:
+            result["doc_preprocessor_res"] = doc_result
+        return result
 
     def _orientation(self, crops):
         width, height = self.settings["cls_resize"]

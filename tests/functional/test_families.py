@@ -24,7 +24,7 @@ from hpi_triton.generator.model_dir import load_model_dir
 from hpi_triton.generator.verify import reference_params
 from hpi_triton.python_backend import engines, vision_ops
 from hpi_triton.server import TritonServer
-from tests.families import FAMILIES, family_model_dirs
+from tests.families import FAMILIES, family_model_dirs, scene
 
 pytestmark = pytest.mark.functional
 
@@ -68,23 +68,6 @@ def group_servers(shared_cache_dir, tmp_path_factory):
     servers.close()
 
 
-def _scene(height=360, width=480, seed=0):
-    """A BGR image with structure (gradient, shapes, text) rather than noise."""
-    rng = np.random.default_rng(seed)
-    image = np.zeros((height, width, 3), np.uint8)
-    image[:] = np.linspace(40, 220, width, dtype=np.uint8)[None, :, None]
-    for _ in range(6):
-        x, y = int(rng.integers(0, width - 60)), int(rng.integers(0, height - 60))
-        color = [int(c) for c in rng.integers(0, 255, 3)]
-        cv2.rectangle(image, (x, y), (x + int(rng.integers(20, 120)),
-                                      y + int(rng.integers(20, 120))), color, -1)
-        cv2.circle(image, (int(rng.integers(0, width)), int(rng.integers(0, height))),
-                   int(rng.integers(10, 50)), color[::-1], -1)
-    cv2.putText(image, "hpi-triton", (20, height - 30), cv2.FONT_HERSHEY_SIMPLEX, 1.2,
-                (255, 255, 255), 2)
-    return image
-
-
 def _in_process(spec, model_dir, rgb):
     """The family's model run by Paddle Inference in this process, same pre/post-processing;
     also returns the raw engine outputs."""
@@ -110,7 +93,7 @@ def test_family_served_equals_paddle_inference(family, group_servers):
         "fallback"), (engine_model.backend, engine_model.selection)
     client = Client(server.grpc_url, "grpc")
     for seed, (h, w) in enumerate(((360, 480), (500, 330))):
-        image = _scene(h, w, seed)
+        image = scene(h, w, seed)
         served = client.predict(family.served_name, image)
         expected, raw = _in_process(specs[family.name], dirs[family.name],
                                     cv2.cvtColor(image, cv2.COLOR_BGR2RGB))

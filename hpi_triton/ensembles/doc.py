@@ -1,0 +1,113 @@
+"""doc_preprocessor: DocOrientationClassify and/or DocUnwarping as a BLS graph; its pieces are
+reused by OCR (``use_doc_preprocessor``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+from hpi_triton.ensembles import write_graph_model
+from hpi_triton.errors import BuildError, InferenceConfigError
+from hpi_triton.generator.model_dir import ModelSource
+from hpi_triton.python_backend import request_params
+from hpi_triton.python_backend.doc_ops import PARAMETERS
+
+DOC_ROLES = ("DocOrientationClassify", "DocUnwarping")
+# What a graph using the doc flow copies beside its model.py.
+DOC_MODULES = ("doc_ops.py", "vision_ops.py")
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def doc_defaults(roles, params: Dict, what: str) -> Dict:
+    """use_doc_orientation_classify / use_doc_unwarping: on where the role is built (PaddleX's
+    default), checked against the roles present."""
+    defaults = {"use_doc_orientation_classify": "DocOrientationClassify" in roles,
+                "use_doc_unwarping": "DocUnwarping" in roles}
+    given = {k: v for k, v in params.items() if k in PARAMETERS}
+    try:
+        merged = request_params.coerce(given, PARAMETERS, defaults)
+    except request_params.ParameterError as exc:
+        raise BuildError(f"pipeline {what}: {exc}") from exc
+    for key, role in zip(PARAMETERS, DOC_ROLES):
+        if merged[key] and role not in roles:
+            raise BuildError(f"pipeline {what}: {key}=True needs --model {role}=DIR")
+    return merged
+
+
+def doc_settings(orientation: Optional[ModelSource], unwarping: Optional[ModelSource]) -> Dict:
+    """The doc flow's settings from the role models' inference.yml / signatures."""
+    settings: Dict = {}
+    if orientation is not None:
+        yml = orientation.path / "inference.yml"
+        ops = (orientation.config.get("PreProcess") or {}).get("transform_ops")
+        labels = ((orientation.config.get("PostProcess") or {}).get("Topk") or {}).get(
+            "label_list") or orientation.onnx_metadata_lines(("label_list", "character"))
+        if not ops:
+            raise InferenceConfigError(f"{yml}: field 'PreProcess.transform_ops' is missing; "
+                                       f"DocOrientationClassify needs its pre-processing")
+        if not labels or not all(str(x).lstrip("-").isdigit() for x in labels):
+            raise InferenceConfigError(
+                f"{yml}: field 'PostProcess.Topk.label_list' is {labels!r}; "
+                f"DocOrientationClassify needs angle labels such as ['0', '90', '180', '270']")
+        settings.update(orientation_preprocess=ops, orientation_labels=[str(x) for x in labels])
+    if unwarping is not None:
+        x, y = unwarping.inputs[0], unwarping.outputs[0]
+        if len(x.shape) != 4 or len(y.shape) != 4 or x.shape[1] != 3 or y.shape[1] != 3:
+            raise InferenceConfigError(
+                f"{unwarping.path}: DocUnwarping takes x [N,3,H,W] and returns the unwarped "
+                f"image [N,3,H,W] (UVDoc export); this model has {x.shape} -> {y.shape}")
+    return settings
+
+
+def role_call(name: str, source: ModelSource) -> list:
+    """[engine model name, its first input, its first output] for a graph's EngineCall."""
+    return [name, source.inputs[0].name, source.outputs[0].name]
+
+
+@dataclass
+class DocPreprocessorPipeline:
+    """``--pipeline doc_preprocessor --model DocOrientationClassify=DIR
+    [--model DocUnwarping=DIR]`` → ``angle`` and ``output_img`` (PNG bytes)."""
+
+    roles: Dict[str, Path]
+    params: dict = field(default_factory=dict)
+    backends: Dict[str, str] = field(default_factory=dict)
+    instances: int = 2
+    name: str = "doc_preprocessor"
+
+    def __post_init__(self):
+        unknown = sorted(set(self.roles) - set(DOC_ROLES))
+        if not self.roles or unknown:
+            raise BuildError(f"pipeline doc_preprocessor takes --model ROLE=DIR with roles "
+                             f"{list(DOC_ROLES)} (at least one); not supported: {unknown}")
+        others = sorted(set(self.params) - set(PARAMETERS) - {"max_pixels"})
+        if others:
+            raise BuildError(f"pipeline doc_preprocessor: unknown parameters {others}; valid: "
+                             f"{sorted(PARAMETERS) + ['max_pixels']}")
+        self.params = {**doc_defaults(self.roles, self.params, self.name),
+                       "max_pixels": int(self.params.get("max_pixels", DEFAULT_MAX_PIXELS))}
+
+    @property
+    def served_name(self) -> str:
+        return self.name
+
+    def model_name(self, role: str) -> str:
+        return f"{self.name}_{role}"
+
+    def model_requests(self):
+        from hpi_triton.generator.build import ModelRequest
+
+        return [ModelRequest(self.model_name(role), Path(path), self.backends.get(role))
+                for role, path in self.roles.items()]
+
+    def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        roles = {role: sources[self.model_name(role)] for role in self.roles}
+        models = {role: role_call(self.model_name(role), src) for role, src in roles.items()}
+        settings = {"models": models, "params": self.params,
+                    "doc": doc_settings(roles.get("DocOrientationClassify"),
+                                        roles.get("DocUnwarping"))}
+        write_graph_model(repo, self.name, "doc_model.py", DOC_MODULES, settings,
+                          self.instances, {"output_img": ("uint8", [-1])})
+        return {"pipeline": "doc_preprocessor", "served_name": self.name, "roles": models,
+                "params": self.params}

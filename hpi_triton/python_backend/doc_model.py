@@ -1,0 +1,50 @@
+"""Triton Python-backend (BLS) graph for PaddleX's doc_preprocessor (copied as ``model.py``).
+
+Inputs as the other graphs (``image`` encoded bytes or ``image_array`` BGR HxWx3). Outputs:
+``result`` (JSON: ``angle``, ``model_settings``) and ``output_img``, the corrected image as PNG
+bytes. Per-request parameters: use_doc_orientation_classify, use_doc_unwarping, max_pixels.
+"""
+
+import json
+import os
+import sys
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bls  # noqa: E402
+import doc_ops  # noqa: E402
+import request_params  # noqa: E402
+
+SPEC = {**doc_ops.PARAMETERS, "max_pixels": (int, lambda v: v > 0)}
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.settings = json.loads(params["pipeline_settings"])
+        models = self.settings["models"]
+        first = {role: (lambda x, c=bls.EngineCall(*spec): c.run(x)[0])
+                 for role, spec in models.items()}
+        self.flow = doc_ops.DocPreprocessFlow(self.settings["doc"],
+                                              first.get("DocOrientationClassify"),
+                                              first.get("DocUnwarping"))
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:  # every failure is this request's alone
+                params = request_params.coerce(bls.request_parameters(request), SPEC,
+                                               self.settings["params"])
+                image = bls.read_image(request, params["max_pixels"])
+                output, result = self.flow.run(image, params)
+                ok, png = cv2.imencode(".png", output)
+                if not ok:
+                    raise RuntimeError("the corrected image could not be PNG-encoded")
+                result["output_img"] = np.asarray(png, np.uint8).reshape(-1)
+                responses.append(bls.json_response(result, ("output_img",)))
+            except Exception as exc:
+                responses.append(bls.error_response(exc))
+        return responses

@@ -1,0 +1,82 @@
+"""PaddleX's doc_preprocessor: 4-way document orientation, then UVDoc unwarping.
+
+Self-contained (numpy + OpenCV): copied beside the doc_preprocessor and OCR graphs'
+``model.py``. Engines are callables, so the same flow runs in-process as the parity reference.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+import cv2
+import numpy as np
+
+try:  # inside the hpi_triton package
+    from . import vision_ops
+    from .request_params import ParameterError
+except ImportError:  # copied into a repository beside model.py
+    import vision_ops
+    from request_params import ParameterError
+
+# name → (type, check); defaults are set at build time from the roles present.
+PARAMETERS = {"use_doc_orientation_classify": (bool, lambda v: True),
+              "use_doc_unwarping": (bool, lambda v: True)}
+
+
+def rotate_image(image: np.ndarray, angle: float) -> np.ndarray:
+    """PaddleX rotate_image: turn counter-clockwise by ``angle`` degrees about the centre,
+    growing the canvas to hold the result (cubic interpolation)."""
+    if angle < 0 or angle >= 360:
+        raise ValueError(f"angle {angle} is outside [0, 360)")
+    if angle < 1e-7:
+        return image
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_w, new_h = int(h * sin + w * cos), int(h * cos + w * sin)
+    matrix[0, 2] += (new_w - w) / 2
+    matrix[1, 2] += (new_h - h) / 2
+    return cv2.warpAffine(image, matrix, (new_w, new_h), flags=cv2.INTER_CUBIC)
+
+
+class DocPreprocessFlow:
+    """Orientation (a PaddleX image classifier whose labels are angles) → rotate back →
+    unwarping (UVDoc export: BGR/255 CHW in, the unwarped image in [0, 1] out).
+
+    Args:
+        settings: ``orientation_preprocess`` (the classifier's transform_ops) and
+            ``orientation_labels``; absent when there is no orientation model.
+        orientation: ``f(x [1,3,H,W]) -> probs [1,C]`` or None.
+        unwarping: ``f(x [1,3,H,W]) -> image [1,3,H,W]`` or None.
+    """
+
+    def __init__(self, settings: Dict, orientation: Optional[Callable] = None,
+                 unwarping: Optional[Callable] = None):
+        self.settings, self.orientation, self.unwarping = settings, orientation, unwarping
+
+    def check(self, params: Dict) -> None:
+        for key, engine, role in (("use_doc_orientation_classify", self.orientation,
+                                   "DocOrientationClassify"),
+                                  ("use_doc_unwarping", self.unwarping, "DocUnwarping")):
+            if params.get(key) and engine is None:
+                raise ParameterError(f"{key}=True needs a {role} model in the build")
+
+    def run(self, bgr: np.ndarray, params: Dict):
+        """Returns (output image BGR uint8, {angle, model_settings}) for one image."""
+        self.check(params)
+        settings = {k: bool(params.get(k)) for k in PARAMETERS}
+        angle, image = -1, bgr
+        if settings["use_doc_orientation_classify"]:
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            x = vision_ops.classification_preprocess(rgb, self.settings["orientation_preprocess"])
+            probs = np.asarray(self.orientation(x[None])).reshape(-1)
+            labels = self.settings["orientation_labels"]
+            angle = int(labels[int(probs.argmax())])
+            image = rotate_image(bgr, angle)
+        if settings["use_doc_unwarping"]:
+            x = (image.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+            out = np.asarray(self.unwarping(np.ascontiguousarray(x)))[0]
+            # PaddleX DocTrPostProcess: HWC, x255, to uint8 (kept in BGR order here).
+            image = np.ascontiguousarray(
+                (out.transpose(1, 2, 0) * 255.0).clip(0, 255).astype(np.uint8))
+        return image, {"angle": angle, "model_settings": settings}
