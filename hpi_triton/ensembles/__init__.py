@@ -47,7 +47,7 @@ def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[
 
 
 PIPELINES = ("OCR", "image_classification", "object_detection", "semantic_segmentation",
-             "instance_segmentation", "doc_preprocessor")
+             "instance_segmentation", "doc_preprocessor", "table_recognition")
 
 
 def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = None,
@@ -66,6 +66,12 @@ def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = No
 
         return OCRPipeline(roles=roles, params=params or {}, backends=backends or {},
                            instances=instances, name=served_name or "OCR")
+    if key == "table_recognition":
+        from hpi_triton.ensembles.table import TableRecognitionPipeline
+
+        return TableRecognitionPipeline(roles=roles, params=params or {},
+                                        backends=backends or {}, instances=instances,
+                                        name=served_name or key)
     if key == "doc_preprocessor":
         from hpi_triton.ensembles.doc import DocPreprocessorPipeline
 
@@ -92,16 +98,17 @@ def load_pipeline_config(path: Path):
         raise BuildError(f"--pipeline-config {path}: expected a PaddleX pipeline YAML with "
                          f"'pipeline_name' and 'SubModules'")
     roles, params = {}, {}
-    _read_modules(config, path.parent, roles, params)
-    # Nested pipelines (OCR's DocPreprocessor, ...): their roles and switches join the top's.
+    # Nested pipelines (OCR's DocPreprocessor, table_recognition's GeneralOCR, ...): their
+    # roles and switches join the top's; the top's own switches win.
     for sub in (config.get("SubPipelines") or {}).values():
         if isinstance(sub, dict):
             _read_modules(sub, path.parent, roles, params)
+    _read_modules(config, path.parent, roles, params)
     return pipeline_spec(str(config["pipeline_name"]), roles, params)
 
 
 _SWITCHES = ("use_textline_orientation", "use_doc_preprocessor", "use_doc_orientation_classify",
-             "use_doc_unwarping")
+             "use_doc_unwarping", "use_layout_detection")
 
 
 def _read_modules(config: dict, base: Path, roles: dict, params: dict) -> None:

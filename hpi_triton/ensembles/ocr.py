@@ -14,6 +14,8 @@ from hpi_triton.python_backend import ocr_pipeline
 from hpi_triton.python_backend.vision_ops import parse_scale
 
 REQUIRED_ROLES = ("TextDetection", "TextRecognition")
+# What the OCR flow copies beside a graph's model.py.
+OCR_MODULES = ("ocr_ops.py", "ocr_pipeline.py", *DOC_MODULES)
 OPTIONAL_ROLES = ("TextLineOrientation", *DOC_ROLES)
 
 
@@ -99,8 +101,9 @@ class OCRPipeline:
         return [ModelRequest(self.model_name(role), Path(path), self.backends.get(role))
                 for role, path in self.roles.items()]
 
-    def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
-        """Write the BLS model ``OCR`` calling the role models built into ``repo``."""
+    def graph_settings(self, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        """(settings, characters) of the OCR flow over the role models built for this spec;
+        also used by pipelines that contain OCR (table_recognition)."""
         det = sources[self.model_name("TextDetection")]
         rec = sources[self.model_name("TextRecognition")]
         models = {role: [self.model_name(role), sources[self.model_name(role)].inputs[0].name,
@@ -132,8 +135,13 @@ class OCRPipeline:
                 f"{rec.path}: the recognition model has {classes} classes but its character "
                 f"dict has {len(characters)} entries (expected classes = entries + 2: blank "
                 f"and space)")
-        version = write_graph_model(repo, self.name, "ocr_model.py",
-                                    ("ocr_ops.py", "ocr_pipeline.py", *DOC_MODULES), settings,
+        return settings, characters
+
+    def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        """Write the BLS model ``OCR`` calling the role models built into ``repo``."""
+        settings, characters = self.graph_settings(sources, reports)
+        version = write_graph_model(repo, self.name, "ocr_model.py", OCR_MODULES, settings,
                                     self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
-        return {"pipeline": self.name, "roles": models, "params": self.params}
+        return {"pipeline": "OCR", "served_name": self.name, "roles": settings["models"],
+                "params": self.params}

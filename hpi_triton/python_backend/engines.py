@@ -150,6 +150,10 @@ class OnnxRuntimeRunner(Runner):
         options.intra_op_num_threads = _threads(params)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # Idle pool threads would otherwise spin after each run, taking the CPU that the
+        # graph's pre/post-processing and the other engine models need.
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         params.get("allow_spinning", "0"))
         providers: list = ["CPUExecutionProvider"]
         if params.get("device", "cpu") == "gpu":
             providers = [

@@ -14,7 +14,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bls  # noqa: E402
-import doc_ops  # noqa: E402
 import ocr_pipeline  # noqa: E402
 
 
@@ -26,16 +25,9 @@ class TritonPythonModel:
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         with open(os.path.join(version_dir, "characters.txt"), encoding="utf-8") as handle:
             characters = handle.read().split("\n")
-        roles = {role: bls.EngineCall(*spec) for role, spec in settings["models"].items()}
-        doc = None
-        if "doc" in settings:
-            first = {r: (lambda x, c=roles[r]: c.run(x)[0]) for r in
-                     ("DocOrientationClassify", "DocUnwarping") if r in roles}
-            doc = doc_ops.DocPreprocessFlow(settings["doc"], first.get("DocOrientationClassify"),
-                                            first.get("DocUnwarping"))
-        self.flow = ocr_pipeline.OCRFlow(settings, characters, roles["TextDetection"],
-                                         roles["TextRecognition"],
-                                         roles.get("TextLineOrientation"), doc)
+        calls = {role: bls.EngineCall(*spec) for role, spec in settings["models"].items()}
+        self.flow = ocr_pipeline.OCRFlow.from_settings(
+            settings, characters, lambda role: calls[role])
 
     def execute(self, requests):
         responses = []

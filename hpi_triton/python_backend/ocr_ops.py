@@ -14,11 +14,24 @@ import cv2
 import numpy as np
 
 try:  # inside the hpi_triton package
-    from .image_io import DEFAULT_MAX_PIXELS, ImageError, decode_image, normalize_array
+    from .image_io import (
+        DEFAULT_MAX_PIXELS,
+        ImageError,
+        decode_image,
+        normalize_array,
+        normalize_chw,
+    )
 except ImportError:  # copied into a repository beside model.py
-    from image_io import DEFAULT_MAX_PIXELS, ImageError, decode_image, normalize_array
+    from image_io import (
+        DEFAULT_MAX_PIXELS,
+        ImageError,
+        decode_image,
+        normalize_array,
+        normalize_chw,
+    )
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageError", "decode_image", "normalize_array"]
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageError", "decode_image", "normalize_array",
+           "normalize_chw"]
 
 
 # --- detection -----------------------------------------------------------------------------
@@ -49,15 +62,6 @@ def det_resize(image: np.ndarray, limit_side_len: int, limit_type: str,
     if resize_h == h and resize_w == w:
         return image, 1.0, 1.0
     return cv2.resize(image, (resize_w, resize_h)), resize_h / float(h), resize_w / float(w)
-
-
-def normalize_chw(image: np.ndarray, mean: Sequence[float], std: Sequence[float],
-                  scale: float) -> np.ndarray:
-    """(image * scale - mean) / std per channel, HWC uint8 → CHW float32 (PaddleX order hwc)."""
-    alpha = np.asarray([scale / s for s in std], np.float32)
-    beta = np.asarray([-m / s for m, s in zip(mean, std)], np.float32)
-    out = image.astype(np.float32) * alpha + beta
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
 def _mini_box(contour) -> Tuple[np.ndarray, float]:

@@ -74,6 +74,19 @@ class OCRFlow:
         norm = settings["det_normalize"]
         self.det_norm = (norm["mean"], norm["std"], float(norm["scale"]))
 
+    @classmethod
+    def from_settings(cls, settings: Dict, characters, call) -> OCRFlow:
+        """Build from a graph's settings; ``call(role)`` gives the first-output callable of a
+        served role (``None`` where the role was not built)."""
+        models = settings["models"]
+        first = {role: call(role) for role in models}
+        doc = None
+        if "doc" in settings:
+            doc = doc_ops.DocPreprocessFlow(settings["doc"], first.get("DocOrientationClassify"),
+                                            first.get("DocUnwarping"))
+        return cls(settings, characters, first["TextDetection"], first["TextRecognition"],
+                   first.get("TextLineOrientation"), doc)
+
     def parameters(self, overrides: Optional[Dict]) -> Dict:
         params = coerce_parameters(overrides or {}, self.defaults)
         if params["use_doc_preprocessor"]:

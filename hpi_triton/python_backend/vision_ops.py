@@ -14,9 +14,11 @@ import numpy as np
 
 try:  # inside the hpi_triton package
     from . import request_params
+    from .image_io import normalize_chw
     from .request_params import ParameterError
 except ImportError:  # copied into a repository beside model.py
     import request_params
+    from image_io import normalize_chw
     from request_params import ParameterError
 
 __all__ = ["ParameterError", "coerce_parameters", "run_task"]
@@ -80,12 +82,12 @@ def classification_preprocess(rgb: np.ndarray, ops: List[Dict]) -> np.ndarray:
                 raise PreprocessError(f"image ({w}x{h}) is smaller than the crop ({cw}x{ch})")
             x1, y1 = max(0, (w - cw) // 2), max(0, (h - ch) // 2)
             image = image[y1:y1 + ch, x1:x1 + cw]
-        elif name == "NormalizeImage":
-            scale = parse_scale(args.get("scale", 1 / 255.0))
-            mean = np.asarray(args.get("mean", [0.485, 0.456, 0.406]), np.float32)
-            std = np.asarray(args.get("std", [0.229, 0.224, 0.225]), np.float32)
-            image = image.astype(np.float32) * (scale / std) - mean / std
-        elif name == "ToCHWImage":
+        elif name == "NormalizeImage" and not chw:
+            image = normalize_chw(image, args.get("mean", [0.485, 0.456, 0.406]),
+                                  args.get("std", [0.229, 0.224, 0.225]),
+                                  parse_scale(args.get("scale", 1 / 255.0)))
+            chw = True  # normalize_chw returns CHW; a following ToCHWImage has nothing to do
+        elif name == "ToCHWImage" and not chw:
             image = image.transpose(2, 0, 1)
             chw = True
         # Other ops (DecodeImage, KeepKeys, ...) are training-time or already done.
@@ -169,10 +171,7 @@ def segmentation_preprocess(rgb: np.ndarray, transforms: List[Dict],
             size = tuple(int(np.ceil(v / divisor) * divisor) for v in size)
         interp = _INTERPOLATION[str((resize or {}).get("interp", "LINEAR")).upper()]
         image = cv2.resize(image, tuple(int(v) for v in size), interpolation=interp)
-    mean = np.broadcast_to(np.asarray(norm.get("mean", 0.5), np.float32), (3,))
-    std = np.broadcast_to(np.asarray(norm.get("std", 0.5), np.float32), (3,))
-    image = image.astype(np.float32) * (1 / 255.0 / std) - mean / std
-    return np.ascontiguousarray(image.transpose(2, 0, 1))
+    return normalize_chw(image, norm.get("mean", 0.5), norm.get("std", 0.5), 1 / 255.0)
 
 
 def segmentation_postprocess(pred: np.ndarray, source_hw) -> np.ndarray:
@@ -192,11 +191,13 @@ def segmentation_postprocess(pred: np.ndarray, source_hw) -> np.ndarray:
 def detection_preprocess(rgb: np.ndarray, ops: List[Dict], input_names: List[str]):
     """PaddleDetection Preprocess (Resize, NormalizeImage, Permute) → the model's inputs in
     ``input_names`` order (image, im_shape, scale_factor), and (scale_h, scale_w)."""
-    image = rgb
+    image, is_chw = rgb, False  # HWC uint8 until NormalizeImage / Pad make it CHW float32
     h0, w0 = rgb.shape[:2]
     for op in ops:
         kind = op.get("type")
         if kind == "Resize":
+            if is_chw:
+                raise PreprocessError("Resize after NormalizeImage/Pad is not supported")
             interp = [cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA,
                       cv2.INTER_LANCZOS4][int(op.get("interp", 2))]
             resized_h, resized_w = _resize_hw(op, h0, w0)
@@ -205,28 +206,38 @@ def detection_preprocess(rgb: np.ndarray, ops: List[Dict], input_names: List[str
             scale = 1 / 255.0 if op.get("is_scale", True) else 1.0
             # As PaddleX: an absent or "none" norm_type means mean/std normalisation.
             if (op.get("norm_type") or "none") in ("none", "mean_std"):
-                mean = np.asarray(op.get("mean", [0.485, 0.456, 0.406]), np.float32)
-                std = np.asarray(op.get("std", [0.229, 0.224, 0.225]), np.float32)
+                mean = op.get("mean", [0.485, 0.456, 0.406])
+                std = op.get("std", [0.229, 0.224, 0.225])
             else:
-                mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
-            image = image.astype(np.float32) * (scale / std) - mean / std
+                mean, std = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+            if is_chw:
+                std = np.asarray(std, np.float32)[:, None, None]
+                image = image * (scale / std) - np.asarray(mean, np.float32)[:, None, None] / std
+            else:
+                image, is_chw = normalize_chw(image, mean, std, scale), True
         elif kind == "Pad":
             size = op.get("size") or [640, 640]
             pad_h, pad_w = (size, size) if isinstance(size, int) else tuple(size[-2:])
             fill = np.asarray(op.get("fill_value") or [114.0, 114.0, 114.0], np.float32)
-            if image.shape[:2] != (pad_h, pad_w):
-                canvas = np.empty((pad_h, pad_w, 3), np.float32)
-                canvas[:] = fill
-                canvas[:image.shape[0], :image.shape[1]] = image
+            if not is_chw:
+                image, is_chw = _to_chw(image), True
+            if image.shape[1:] != (pad_h, pad_w):
+                canvas = np.empty((3, pad_h, pad_w), np.float32)
+                canvas[:] = fill[:, None, None]
+                canvas[:, :image.shape[1], :image.shape[2]] = image
                 image = canvas
     # scale_factor describes the Resize alone (before any Pad).
     resize = next((op for op in ops if op.get("type") == "Resize"), None)
     h, w = _resize_hw(resize, h0, w0) if resize else (h0, w0)
-    chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)[None]
+    chw = (image if is_chw else _to_chw(image))[None]
     scale = (h / h0, w / w0)
     values = {"image": chw, "im_shape": np.array([[h, w]], np.float32),
               "scale_factor": np.array([scale], np.float32)}
     return [values[name] for name in input_names], scale
+
+
+def _to_chw(hwc: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(hwc.transpose(2, 0, 1), dtype=np.float32)
 
 
 def _resize_hw(op: Dict, h0: int, w0: int):

@@ -1,0 +1,45 @@
+"""Triton Python-backend (BLS) graph for PaddleX's table_recognition (copied as ``model.py``).
+
+Inputs as the other graphs (``image`` encoded bytes or ``image_array`` BGR HxWx3); output
+``result``: one JSON string with PaddleX's fields (``table_res_list`` with ``pred_html``,
+``cell_box_list``, ``table_ocr_pred`` per table; ``overall_ocr_res``; ...). Per-request
+parameters: the OCR ones, use_doc_preprocessor (+ its switches), use_layout_detection,
+layout_threshold.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bls  # noqa: E402
+import ocr_pipeline  # noqa: E402
+import table_pipeline  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        settings = json.loads(params["pipeline_settings"])
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        with open(os.path.join(version_dir, "characters.txt"), encoding="utf-8") as handle:
+            characters = handle.read().split("\n")
+        calls = {role: bls.EngineCall(*spec) for role, spec in settings["ocr"]["models"].items()}
+        ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters,
+                                                 lambda role: calls[role])
+        structure = bls.EngineCall(*settings["structure"]["model"])
+        layout = bls.EngineCall(*settings["layout"]["model"]) if "layout" in settings else None
+        self.flow = table_pipeline.TableFlow(settings, ocr, structure.run,
+                                             layout.run if layout else None)
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:  # every failure is this request's alone
+                table, ocr = self.flow.parameters(bls.request_parameters(request))
+                image = bls.read_image(request, ocr["max_pixels"])
+                responses.append(bls.json_response(self.flow.run(image, table, ocr)))
+            except Exception as exc:
+                responses.append(bls.error_response(exc))
+        return responses

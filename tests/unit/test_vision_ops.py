@@ -1,0 +1,65 @@
+"""Pre/post-processing of the vision graphs (numpy/OpenCV, no server)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hpi_triton.python_backend import vision_ops
+from hpi_triton.python_backend.image_io import normalize_chw
+
+
+def test_normalize_chw_equals_the_plain_formula():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    mean, std, scale = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], 1 / 255.0
+    mean32, std32 = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    plain = (image.astype(np.float32) * (np.float32(scale) / std32) - mean32 / std32)
+    out = normalize_chw(image, mean, std, scale)
+    assert out.shape == (3, 37, 53) and out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_allclose(out, plain.transpose(2, 0, 1), rtol=0, atol=1e-6)
+
+
+def test_classification_preprocess_pil_and_crop():
+    image = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    ops = [{"ResizeImage": {"resize_short": 232, "interpolation": "bicubic", "backend": "pil"}},
+           {"CropImage": {"size": 224}},
+           {"NormalizeImage": {"scale": "1.0/255.0", "mean": [0.5] * 3, "std": [0.5] * 3}},
+           {"ToCHWImage": None}]
+    x = vision_ops.classification_preprocess(image, ops)
+    assert x.shape == (3, 224, 224) and x.min() >= -1.0 and x.max() <= 1.0
+    cv = vision_ops.classification_preprocess(
+        image, [{"ResizeImage": {"resize_short": 232, "interpolation": "bicubic"}}] + ops[1:])
+    assert not np.array_equal(x, cv)  # Pillow and OpenCV resample differently
+
+
+def test_detection_preprocess_keep_ratio_and_pad():
+    image = np.full((200, 400, 3), 255, np.uint8)
+    ops = [{"type": "Resize", "target_size": [640, 640], "keep_ratio": True, "interp": 1},
+           {"type": "NormalizeImage", "mean": [0.0] * 3, "std": [1.0] * 3, "norm_type": "none",
+            "is_scale": False},
+           {"type": "Pad", "size": [640, 640], "fill_value": [114.0, 114.0, 114.0]},
+           {"type": "Permute"}]
+    (x, scale_factor), scale = vision_ops.detection_preprocess(image, ops,
+                                                               ["image", "scale_factor"])
+    assert x.shape == (1, 3, 640, 640) and scale == (1.6, 1.6)
+    assert np.all(x[0, :, :320, :] == 255.0) and np.all(x[0, :, 320:, :] == 114.0)
+    np.testing.assert_allclose(scale_factor, [[1.6, 1.6]])
+
+
+def test_kept_detections_and_masks():
+    rows = np.array([[0, 0.9, 10, 10, 50, 50],
+                     [1, 0.4, 0, 0, 20, 20],     # below the threshold
+                     [-1, 0.95, 0, 0, 20, 20],   # no class
+                     [2, 0.8, 90, 90, 120, 120],  # empty once clipped to 80x100
+                     [1, 0.95, 5, 5, 30, 30]], np.float32)
+    kept = vision_ops.kept_detections(rows, 0.5, (80, 100))
+    assert kept.tolist() == [4, 0]
+    boxes = vision_ops.detection_boxes(rows[kept], ["a", "b", "c"], (80, 100))
+    assert [b["label"] for b in boxes] == ["b", "a"]
+    masks = np.zeros((5, 96, 128), np.int32)  # padded beyond the 80x100 image
+    masks[4, 5:30, 5:30] = 1
+    out = vision_ops.instance_masks(masks, kept, (80, 100))
+    assert out.shape == (2, 80, 100) and out.dtype == np.uint8
+    assert out[0].sum() == 25 * 25 and out[1].sum() == 0
+    small = vision_ops.instance_masks(masks[:, :40, :50], kept, (80, 100))  # upsampled
+    assert small.shape == (2, 80, 100) and small[0].sum() > 0
