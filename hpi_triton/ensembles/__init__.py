@@ -47,7 +47,7 @@ def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[
 
 
 PIPELINES = ("OCR", "image_classification", "object_detection", "semantic_segmentation",
-             "instance_segmentation", "doc_preprocessor", "table_recognition")
+             "instance_segmentation", "doc_preprocessor", "table_recognition", "layout_parsing")
 
 
 def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = None,
@@ -66,12 +66,12 @@ def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = No
 
         return OCRPipeline(roles=roles, params=params or {}, backends=backends or {},
                            instances=instances, name=served_name or "OCR")
-    if key == "table_recognition":
-        from hpi_triton.ensembles.table import TableRecognitionPipeline
+    if key in ("table_recognition", "layout_parsing"):
+        from hpi_triton.ensembles.table import LayoutParsingPipeline, TableRecognitionPipeline
 
-        return TableRecognitionPipeline(roles=roles, params=params or {},
-                                        backends=backends or {}, instances=instances,
-                                        name=served_name or key)
+        kind = TableRecognitionPipeline if key == "table_recognition" else LayoutParsingPipeline
+        return kind(roles=roles, params=params or {}, backends=backends or {},
+                    instances=instances, name=served_name or key)
     if key == "doc_preprocessor":
         from hpi_triton.ensembles.doc import DocPreprocessorPipeline
 

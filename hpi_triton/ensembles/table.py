@@ -59,13 +59,17 @@ class TableRecognitionPipeline:
     instances: int = 2
     name: str = "table_recognition"
 
+    task = "table_recognition"
+    required = ("TableStructureRecognition",)
+
     def __post_init__(self):
         unknown = sorted(set(self.roles) - set(OCR_ROLES) - set(TABLE_ROLES))
-        if "TableStructureRecognition" not in self.roles or unknown:
-            raise BuildError(f"pipeline table_recognition takes --model ROLE=DIR with roles "
-                             f"TableStructureRecognition, TextDetection, TextRecognition "
-                             f"(required) and LayoutDetection, TextLineOrientation, "
-                             f"{', '.join(DOC_ROLES)}; got {sorted(self.roles)}")
+        missing = [r for r in self.required if r not in self.roles]
+        if missing or unknown:
+            optional = [r for r in TABLE_ROLES + OCR_ROLES[2:] if r not in self.required]
+            raise BuildError(f"pipeline {self.task} takes --model ROLE=DIR with roles "
+                             f"{', '.join(self.required)}, TextDetection, TextRecognition "
+                             f"(required) and {', '.join(optional)}; got {sorted(self.roles)}")
         params = dict(self.params)
         if "threshold" in params:  # LayoutDetection's own key in PaddleX's YAML
             params["layout_threshold"] = params.pop("threshold")
@@ -80,10 +84,10 @@ class TableRecognitionPipeline:
         try:
             self.table_params = request_params.coerce(own, PARAMETERS, defaults)
         except request_params.ParameterError as exc:
-            raise BuildError(f"pipeline table_recognition: {exc}") from exc
+            raise BuildError(f"pipeline {self.task}: {exc}") from exc
         if self.table_params["use_layout_detection"] and "LayoutDetection" not in self.roles:
-            raise BuildError("pipeline table_recognition: use_layout_detection=True needs "
-                             "--model LayoutDetection=DIR")
+            raise BuildError(f"pipeline {self.task}: use_layout_detection=True needs "
+                             f"--model LayoutDetection=DIR")
         self.params = {**self.ocr.params, **self.table_params}
 
     @property
@@ -102,11 +106,14 @@ class TableRecognitionPipeline:
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         ocr_settings, characters = self.ocr.graph_settings(sources, reports)
-        structure = sources[self.model_name("TableStructureRecognition")]
-        settings = {"ocr": ocr_settings, "table_params": self.table_params,
-                    "structure": {**structure_settings(structure), "model": [
-                        self.model_name("TableStructureRecognition"),
-                        [t.name for t in structure.inputs], [t.name for t in structure.outputs]]}}
+        settings = {"task": self.task, "ocr": ocr_settings, "table_params": self.table_params}
+        models = dict(ocr_settings["models"])
+        if "TableStructureRecognition" in self.roles:
+            structure = sources[self.model_name("TableStructureRecognition")]
+            settings["structure"] = {**structure_settings(structure), "model": [
+                self.model_name("TableStructureRecognition"),
+                [t.name for t in structure.inputs], [t.name for t in structure.outputs]]}
+            models["TableStructureRecognition"] = settings["structure"]["model"]
         if "LayoutDetection" in self.roles:
             from hpi_triton.ensembles.vision import VisionPipeline
 
@@ -118,9 +125,18 @@ class TableRecognitionPipeline:
                                     (*OCR_MODULES, "table_ops.py", "table_pipeline.py"),
                                     settings, self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
-        models = {**ocr_settings["models"], "TableStructureRecognition":
-                  settings["structure"]["model"]}
         if "layout" in settings:
             models["LayoutDetection"] = settings["layout"]["model"]
-        return {"pipeline": "table_recognition", "served_name": self.name, "roles": models,
+        return {"pipeline": self.task, "served_name": self.name, "roles": models,
                 "params": self.params}
+
+
+@dataclass
+class LayoutParsingPipeline(TableRecognitionPipeline):
+    """``--pipeline layout_parsing --model LayoutDetection=DIR --model TextDetection=DIR
+    --model TextRecognition=DIR [--model TableStructureRecognition=DIR] [doc roles]``: the
+    visual stage of PP-ChatOCRv3-doc (PaddleX layout_parsing v1)."""
+
+    name: str = "layout_parsing"
+    task = "layout_parsing"
+    required = ("LayoutDetection",)

@@ -1,4 +1,5 @@
-"""Triton Python-backend (BLS) graph for PaddleX's table_recognition (copied as ``model.py``).
+"""Triton Python-backend (BLS) graph for PaddleX's table_recognition and layout_parsing
+(copied as ``model.py``; ``task`` in the settings says which).
 
 Inputs as the other graphs (``image`` encoded bytes or ``image_array`` BGR HxWx3); output
 ``result``: one JSON string with PaddleX's fields (``table_res_list`` with ``pred_html``,
@@ -28,10 +29,12 @@ class TritonPythonModel:
         calls = {role: bls.EngineCall(*spec) for role, spec in settings["ocr"]["models"].items()}
         ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters,
                                                  lambda role: calls[role])
-        structure = bls.EngineCall(*settings["structure"]["model"])
-        layout = bls.EngineCall(*settings["layout"]["model"]) if "layout" in settings else None
-        self.flow = table_pipeline.TableFlow(settings, ocr, structure.run,
-                                             layout.run if layout else None)
+        structure = (bls.EngineCall(*settings["structure"]["model"]).run
+                     if "structure" in settings else None)
+        layout = bls.EngineCall(*settings["layout"]["model"]).run if "layout" in settings else None
+        flow = (table_pipeline.LayoutParsingFlow if settings.get("task") == "layout_parsing"
+                else table_pipeline.TableFlow)
+        self.flow = flow(settings, ocr, structure, layout)
 
     def execute(self, requests):
         responses = []

@@ -147,19 +147,26 @@ def html_result(matched: Dict[int, List[int]], texts: Sequence[str],
     return "".join(structure[:3]) + "".join(out) + "".join(structure[-3:])
 
 
-def sub_region_ocr(ocr: Dict, region) -> Dict:
-    """The OCR results whose boxes overlap ``region`` by more than 3 px each way, in order."""
-    x1, y1, x2, y2 = region
-    keep = [i for i, (a, b, c, d) in enumerate(ocr["rec_boxes"])
-            if min(c, x2) - max(a, x1) > 3 and min(d, y2) - max(b, y1) > 3]
-    return {key: [ocr[key][i] for i in keep]
-            for key in ("rec_polys", "rec_texts", "rec_scores", "rec_boxes")}
+def sub_region_ocr(ocr: Dict, regions, within: bool = True):
+    """PaddleX get_sub_regions_ocr_res: the OCR results whose boxes overlap any of ``regions``
+    by more than 3 px each way (``within``), or none of them; in order. Returns (result,
+    indices of the overlapping boxes)."""
+    boxes = np.asarray(ocr["rec_boxes"], np.float64).reshape(-1, 4)
+    hits = np.zeros(len(boxes), bool)
+    for x1, y1, x2, y2 in np.asarray(regions, np.float64).reshape(-1, 4):
+        pub_w = np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1)
+        pub_h = np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1)
+        hits |= (pub_w > 3) & (pub_h > 3)
+    keep = np.flatnonzero(hits if within else ~hits).tolist()
+    result = {key: [ocr[key][i] for i in keep]
+              for key in ("rec_polys", "rec_texts", "rec_scores", "rec_boxes")}
+    return result, np.flatnonzero(hits).tolist()
 
 
 def table_result(structure: Dict, ocr: Dict, table_box, page_hw) -> Dict:
     """One table of PaddleX's table_res_list: ``cell_box_list`` (page coordinates),
     ``pred_html``, ``table_ocr_pred``."""
-    table_ocr = sub_region_ocr(ocr, table_box)
+    table_ocr, _ = sub_region_ocr(ocr, [table_box])
     x0, y0 = float(table_box[0]), float(table_box[1])
     h, w = page_hw
     cells = []

@@ -53,32 +53,16 @@ class TableFlow:
         return table, self.ocr.parameters(overrides)
 
     def run(self, image: np.ndarray, table: Dict, ocr_params: Dict) -> Dict:
-        doc_result = None
-        if ocr_params["use_doc_preprocessor"]:
-            image, doc_result = self.ocr.doc.run(image, ocr_params)
+        image, doc_result = self.preprocess(image, ocr_params)
         ocr = self.ocr.run(image, params={**ocr_params, "use_doc_preprocessor": False})
         h, w = image.shape[:2]
-        regions, layout_result = [], None
+        layout_result = None
         if table["use_layout_detection"]:
-            settings = self.settings["layout"]
-            rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-            layout_result = vision_ops.run_task(
-                settings, {**settings["params"], "threshold": table["layout_threshold"]}, rgb,
-                self.layout)
-            for box in layout_result["boxes"]:
-                if box["label"].lower() == "table":
-                    x1, y1, x2, y2 = (int(v) for v in box["coordinate"])
-                    regions.append((box["coordinate"], image[y1:y2, x1:x2]))
+            layout_result = self.detect_layout(image, table["layout_threshold"])
+            tables = self.tables(image, [b["coordinate"] for b in layout_result["boxes"]
+                                         if b["label"].lower() == "table"], ocr)
         else:
-            regions.append(([0, 0, w - 1, h - 1], image))
-        tables = []
-        for region_id, (box, crop) in enumerate(regions, start=1):
-            if crop.shape[0] < 2 or crop.shape[1] < 2:
-                continue
-            structure = self.recognize_structure(crop)
-            result = table_ops.table_result(structure, ocr, box, (h, w))
-            result["table_region_id"] = region_id
-            tables.append(result)
+            tables = self.tables(image, [[0, 0, w - 1, h - 1]], ocr)
         out = {"model_settings": {"use_doc_preprocessor": ocr_params["use_doc_preprocessor"],
                                   "use_layout_detection": table["use_layout_detection"],
                                   "use_ocr_model": True},
@@ -89,6 +73,32 @@ class TableFlow:
             out["layout_det_res"] = layout_result
         return out
 
+    def preprocess(self, image: np.ndarray, ocr_params: Dict):
+        """(page, doc_preprocessor_res or None): the doc_preprocessor flow when switched on."""
+        if ocr_params["use_doc_preprocessor"]:
+            return self.ocr.doc.run(image, ocr_params)
+        return image, None
+
+    def detect_layout(self, image: np.ndarray, threshold: float) -> Dict:
+        settings = self.settings["layout"]
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return vision_ops.run_task(settings, {**settings["params"], "threshold": threshold},
+                                   rgb, self.layout)
+
+    def tables(self, image: np.ndarray, boxes, ocr: Dict):
+        """table_res_list for the table ``boxes`` (page coordinates) of ``image``."""
+        h, w = image.shape[:2]
+        out = []
+        for region_id, box in enumerate(boxes, start=1):
+            x1, y1, x2, y2 = (int(v) for v in box)
+            crop = image[max(y1, 0):y2, max(x1, 0):x2]
+            if crop.shape[0] < 2 or crop.shape[1] < 2:
+                continue
+            result = table_ops.table_result(self.recognize_structure(crop), ocr, box, (h, w))
+            result["table_region_id"] = region_id
+            out.append(result)
+        return out
+
     def recognize_structure(self, crop: np.ndarray) -> Dict:
         spec = self.settings["structure"]
         x = table_ops.structure_preprocess(crop, spec["max_len"])
@@ -96,3 +106,84 @@ class TableFlow:
         return table_ops.structure_decode(np.asarray(boxes)[0], np.asarray(probs)[0],
                                           spec["characters"], (crop.shape[1], crop.shape[0]),
                                           spec["max_len"], spec["canvas_boxes"])
+
+
+class LayoutParsingFlow(TableFlow):
+    """PaddleX's layout_parsing (v1, the visual stage of PP-ChatOCRv3-doc): doc_preprocessor →
+    layout detection → OCR on the page → tables (when a structure model is built) → one
+    block per layout region (OCR text, table HTML; seals and formulas get no content here) and
+    ``other_text`` blocks for OCR lines outside every region, in PaddleX's reading order."""
+
+    def parameters(self, overrides: Optional[Dict]):
+        table, ocr = super().parameters({"use_layout_detection": True, **(overrides or {})})
+        if not table["use_layout_detection"]:
+            raise request_params.ParameterError("layout_parsing always runs layout detection")
+        return table, ocr
+
+    def run(self, image: np.ndarray, table: Dict, ocr_params: Dict) -> Dict:
+        image, doc_result = self.preprocess(image, ocr_params)
+        inner = {**ocr_params, "use_doc_preprocessor": False}
+        layout = self.detect_layout(image, table["layout_threshold"])
+        ocr = self.ocr.run(image, params=inner)
+        use_tables = self.structure is not None
+        tables = self.tables(image, [b["coordinate"] for b in layout["boxes"]
+                                     if b["label"].lower() == "table"], ocr) if use_tables else []
+        blocks = self.blocks(image, layout, ocr, tables, inner)
+        return {"model_settings": {"use_doc_preprocessor": ocr_params["use_doc_preprocessor"],
+                                   "use_seal_recognition": False,
+                                   "use_table_recognition": use_tables,
+                                   "use_formula_recognition": False},
+                "doc_preprocessor_res": doc_result or {"angle": -1, "model_settings": {
+                    "use_doc_orientation_classify": False, "use_doc_unwarping": False}},
+                "layout_det_res": layout, "overall_ocr_res": ocr, "table_res_list": tables,
+                "seal_res_list": [], "formula_res_list": [], "parsing_res_list": blocks}
+
+    def blocks(self, image, layout, ocr, tables, ocr_params):
+        blocks, owners = [], {}
+        table_iter = iter(tables)
+        for index, box in enumerate(layout["boxes"]):
+            label = box["label"].lower()
+            block = {"block_bbox": box["coordinate"], "block_label": label, "block_content": ""}
+            if label == "table":
+                found = next(table_iter, None)
+                block["block_content"] = found["pred_html"] if found else ""
+            elif label not in ("seal", "formula"):
+                inside, matched = table_ops.sub_region_ocr(ocr, [box["coordinate"]])
+                for i in matched:
+                    owners.setdefault(i, []).append(index)
+                block["block_content"] = "\n".join(inside["rec_texts"])
+            blocks.append(block)
+        # A line shared by several regions: as PaddleX, OCR each region alone (the rest white).
+        for shared in {tuple(v) for v in owners.values() if len(v) > 1}:
+            for index in shared:
+                x1, y1, x2, y2 = (int(v) for v in blocks[index]["block_bbox"])
+                white = np.full_like(image, 255)
+                white[y1:y2, x1:x2] = image[y1:y2, x1:x2]
+                again = self.ocr.run(white, params=ocr_params)
+                blocks[index]["block_content"] = "\n".join(again["rec_texts"])
+        outside, _ = table_ops.sub_region_ocr(ocr, [b["coordinate"] for b in layout["boxes"]],
+                                              within=False)
+        for rec_box, text in zip(outside["rec_boxes"], outside["rec_texts"]):
+            blocks.append({"block_bbox": list(rec_box), "block_label": "other_text",
+                           "block_content": text})
+        return sorted_layout_boxes(blocks, image.shape[1])
+
+
+def sorted_layout_boxes(blocks, width):
+    """PaddleX's reading order: by (top, left), single-column blocks in page order, and runs
+    of left-column / right-column blocks each read top to bottom (left column first)."""
+    if len(blocks) == 1:
+        return blocks
+    ordered = sorted(blocks, key=lambda b: (b["block_bbox"][1], b["block_bbox"][0]))
+    out, left, right = [], [], []
+    for block in ordered:
+        x1, _, x2, _ = block["block_bbox"]
+        if x1 < width / 4 and x2 < 3 * width / 5:
+            left.append(block)
+        elif x1 > 2 * width / 5:
+            right.append(block)
+        else:
+            out += left + right + [block]
+            left, right = [], []
+    return out + sorted(left, key=lambda b: b["block_bbox"][1]) + sorted(
+        right, key=lambda b: b["block_bbox"][1])

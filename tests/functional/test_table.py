@@ -45,8 +45,9 @@ def table_roles(wheel_models, shared_cache_dir):
 def table_server(table_roles, shared_cache_dir, tmp_path_factory):
     # Whole image as one table by default; layout detection on per request.
     spec = pipeline_spec("table_recognition", table_roles, {"use_layout_detection": False})
+    parsing = pipeline_spec("layout_parsing", table_roles)
     repo = tmp_path_factory.mktemp("table") / "repo"
-    build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), [spec])
+    build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), [spec, parsing])
     with TritonServer(repo, 0, 0, 0) as server:
         yield server, spec, repo
 
@@ -141,3 +142,26 @@ def test_table_bad_input_and_parameters(table_server, table_roles):
         pipeline_spec("table_recognition", {k: v for k, v in table_roles.items()
                                              if k != "LayoutDetection"},
                       {"use_layout_detection": True})
+
+
+def test_layout_parsing(table_server):
+    """layout_parsing (PP-ChatOCRv3-doc's visual stage): blocks in reading order with their
+    text, the table as HTML."""
+    server, *_ = table_server
+    page = make_layout_page(0)
+    result = Client(server.grpc_url, "grpc").predict("layout_parsing", page)
+    blocks = result["parsing_res_list"]
+    assert result["model_settings"]["use_table_recognition"] is True
+    assert result["seal_res_list"] == [] and len(result["table_res_list"]) == 1
+    labels = [b["block_label"] for b in blocks]
+    assert labels.count("table") == 1 and labels.count("text") >= 3
+    # Reading order: top to bottom on this one-column page; the title first.
+    tops = [b["block_bbox"][1] for b in blocks]
+    assert tops == sorted(tops)
+    assert "Quarterly Report" in blocks[0]["block_content"]
+    table = next(b for b in blocks if b["block_label"] == "table")
+    assert table["block_content"] == result["table_res_list"][0]["pred_html"]
+    assert table["block_content"].count("<tr>") == 6
+    text = "\n".join(b["block_content"] for b in blocks if b["block_label"] == "text")
+    words = [w for line in result["overall_ocr_res"]["rec_texts"] for w in line.split()]
+    assert sum(w in text for w in words) > 0.5 * len(words)
