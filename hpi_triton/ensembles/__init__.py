@@ -46,6 +46,24 @@ def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[
     return version
 
 
+class RoleModels:
+    """For pipelines whose roles each become an engine model ``<name>_<Role>``; the graph
+    model is served as ``name``."""
+
+    @property
+    def served_name(self) -> str:
+        return self.name
+
+    def model_name(self, role: str) -> str:
+        return f"{self.name}_{role}"
+
+    def model_requests(self):
+        from hpi_triton.generator.build import ModelRequest
+
+        return [ModelRequest(self.model_name(role), Path(path), self.backends.get(role))
+                for role, path in self.roles.items()]
+
+
 PIPELINES = ("OCR", "image_classification", "object_detection", "semantic_segmentation",
              "instance_segmentation", "doc_preprocessor", "table_recognition", "layout_parsing")
 

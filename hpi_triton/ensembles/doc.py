@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
-from hpi_triton.ensembles import write_graph_model
+from hpi_triton.ensembles import RoleModels, write_graph_model
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import request_params
@@ -66,7 +66,7 @@ def role_call(name: str, source: ModelSource) -> list:
 
 
 @dataclass
-class DocPreprocessorPipeline:
+class DocPreprocessorPipeline(RoleModels):
     """``--pipeline doc_preprocessor --model DocOrientationClassify=DIR
     [--model DocUnwarping=DIR]`` → ``angle`` and ``output_img`` (PNG bytes)."""
 
@@ -87,19 +87,6 @@ class DocPreprocessorPipeline:
                              f"{sorted(PARAMETERS) + ['max_pixels']}")
         self.params = {**doc_defaults(self.roles, self.params, self.name),
                        "max_pixels": int(self.params.get("max_pixels", DEFAULT_MAX_PIXELS))}
-
-    @property
-    def served_name(self) -> str:
-        return self.name
-
-    def model_name(self, role: str) -> str:
-        return f"{self.name}_{role}"
-
-    def model_requests(self):
-        from hpi_triton.generator.build import ModelRequest
-
-        return [ModelRequest(self.model_name(role), Path(path), self.backends.get(role))
-                for role, path in self.roles.items()]
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         roles = {role: sources[self.model_name(role)] for role in self.roles}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
-from hpi_triton.ensembles import write_graph_model
+from hpi_triton.ensembles import RoleModels, write_graph_model
 from hpi_triton.ensembles.doc import DOC_MODULES, DOC_ROLES, doc_defaults, doc_settings
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
@@ -55,7 +55,7 @@ def characters_of(source: ModelSource) -> List[str]:
 
 
 @dataclass
-class OCRPipeline:
+class OCRPipeline(RoleModels):
     """``--pipeline OCR``: role dirs, default parameters, per-role backend overrides."""
 
     roles: Dict[str, Path]
@@ -87,19 +87,6 @@ class OCRPipeline:
                                 and role in doc_roles for key, role in zip(
                                     ("use_doc_orientation_classify", "use_doc_unwarping"),
                                     DOC_ROLES)})
-
-    @property
-    def served_name(self) -> str:
-        return self.name
-
-    def model_name(self, role: str) -> str:
-        return f"{self.name}_{role}"
-
-    def model_requests(self):
-        from hpi_triton.generator.build import ModelRequest
-
-        return [ModelRequest(self.model_name(role), Path(path), self.backends.get(role))
-                for role, path in self.roles.items()]
 
     def graph_settings(self, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         """(settings, characters) of the OCR flow over the role models built for this spec;

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict
 
-from hpi_triton.ensembles import write_graph_model
+from hpi_triton.ensembles import RoleModels, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES
 from hpi_triton.ensembles.ocr import OCR_MODULES, OCRPipeline
 from hpi_triton.errors import BuildError, InferenceConfigError
@@ -48,7 +48,7 @@ def structure_settings(source: ModelSource) -> Dict:
 
 
 @dataclass
-class TableRecognitionPipeline:
+class TableRecognitionPipeline(RoleModels):
     """``--pipeline table_recognition --model TableStructureRecognition=DIR --model
     TextDetection=DIR --model TextRecognition=DIR [--model LayoutDetection=DIR]
     [--model DocOrientationClassify=DIR] [--model DocUnwarping=DIR]``."""
@@ -89,20 +89,6 @@ class TableRecognitionPipeline:
             raise BuildError(f"pipeline {self.task}: use_layout_detection=True needs "
                              f"--model LayoutDetection=DIR")
         self.params = {**self.ocr.params, **self.table_params}
-
-    @property
-    def served_name(self) -> str:
-        return self.name
-
-    def model_name(self, role: str) -> str:
-        return f"{self.name}_{role}"
-
-    def model_requests(self):
-        from hpi_triton.generator.build import ModelRequest
-
-        return self.ocr.model_requests() + [
-            ModelRequest(self.model_name(role), Path(self.roles[role]), self.backends.get(role))
-            for role in TABLE_ROLES if role in self.roles]
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         ocr_settings, characters = self.ocr.graph_settings(sources, reports)

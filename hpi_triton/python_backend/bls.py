@@ -1,10 +1,25 @@
 """Helpers for the pipeline graph models (BLS) inside tritonserver. Copied into repositories."""
 
 import json
+import os
 
 import image_io
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+
+def graph_settings(args):
+    """(settings, version folder) of a graph model: its config's 'pipeline_settings' JSON."""
+    config = json.loads(args["model_config"])
+    params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+    version_dir = os.path.join(args["model_repository"], args["model_version"])
+    return json.loads(params["pipeline_settings"]), version_dir
+
+
+def read_characters(version_dir):
+    """The recognition character dict written beside a graph's model.py."""
+    with open(os.path.join(version_dir, "characters.txt"), encoding="utf-8") as handle:
+        return handle.read().split("\n")
 
 
 class EngineCall:

@@ -5,7 +5,6 @@ Inputs as the other graphs (``image`` encoded bytes or ``image_array`` BGR HxWx3
 bytes. Per-request parameters: use_doc_orientation_classify, use_doc_unwarping, max_pixels.
 """
 
-import json
 import os
 import sys
 
@@ -22,9 +21,7 @@ SPEC = {**doc_ops.PARAMETERS, "max_pixels": (int, lambda v: v > 0)}
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.settings = json.loads(params["pipeline_settings"])
+        self.settings, _ = bls.graph_settings(args)
         models = self.settings["models"]
         first = {role: (lambda x, c=bls.EngineCall(*spec): c.run(x)[0])
                  for role, spec in models.items()}

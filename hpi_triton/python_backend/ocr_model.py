@@ -8,7 +8,6 @@ request as Triton request parameters. Detection, orientation and recognition are
 Triton models called through BLS, so each has its own instances and batching.
 """
 
-import json
 import os
 import sys
 
@@ -19,12 +18,8 @@ import ocr_pipeline  # noqa: E402
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        settings = json.loads(params["pipeline_settings"])
-        version_dir = os.path.join(args["model_repository"], args["model_version"])
-        with open(os.path.join(version_dir, "characters.txt"), encoding="utf-8") as handle:
-            characters = handle.read().split("\n")
+        settings, version_dir = bls.graph_settings(args)
+        characters = bls.read_characters(version_dir)
         calls = {role: bls.EngineCall(*spec) for role, spec in settings["models"].items()}
         self.flow = ocr_pipeline.OCRFlow.from_settings(
             settings, characters, lambda role: calls[role])

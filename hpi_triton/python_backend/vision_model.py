@@ -5,7 +5,6 @@ Same inputs as the OCR graph (``image`` encoded bytes or ``image_array`` BGR HxW
 inference.yml) → the separately served engine model (BLS) → post-processing.
 """
 
-import json
 import os
 import sys
 
@@ -18,9 +17,7 @@ import vision_ops  # noqa: E402
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.settings = json.loads(params["pipeline_settings"])
+        self.settings, _ = bls.graph_settings(args)
         self.engine = bls.EngineCall(*self.settings["model"])
 
     def execute(self, requests):
