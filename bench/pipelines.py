@@ -132,7 +132,11 @@ def local_flow(repo: Path, spec):
 
     def every(model):
         r = runner(model)
-        return lambda *xs: [r.run(dict(zip(r.input_names, xs)))[n] for n in r.output_names]
+        def run(*xs):  # one engine run, every output in order
+            outputs = r.run(dict(zip(r.input_names, xs)))
+            return [outputs[n] for n in r.output_names]
+
+        return run
 
     def first(model):
         r = runner(model)

@@ -77,7 +77,11 @@ def _local_flow(spec, repo):
 
     def every(role):
         r = runner(role)
-        return lambda *xs: [r.run(dict(zip(r.input_names, xs)))[n] for n in r.output_names]
+        def run(*xs):  # one engine run, every output in order
+            outputs = r.run(dict(zip(r.input_names, xs)))
+            return [outputs[n] for n in r.output_names]
+
+        return run
 
     ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters, first)
     return table_pipeline.TableFlow(settings, ocr, every("TableStructureRecognition"),
