@@ -88,11 +88,34 @@ def test_doc_preprocessor_served(doc_dirs, pages, shared_cache_dir, tmp_path):
         output = cv2.imdecode(result["output_img"], cv2.IMREAD_COLOR)
         assert result["angle"] == 180
         assert np.array_equal(output, doc_ops.rotate_image(turned, 180))
+        _check_cli(server, turned, tmp_path)
         with pytest.raises(InferError, match="unknown parameter 'thresh'"):
             client.predict("doc_preprocessor", turned, thresh=0.3)
         with pytest.raises(InferError, match="not a decodable image"):
             client.predict("doc_preprocessor", b"GIF89a broken")
         assert client.predict("doc_preprocessor", turned)["angle"] == 180
+
+
+def _check_cli(server, turned, tmp_path):
+    """``hpi-triton infer --pipeline doc_preprocessor IMAGE --output-dir``: one JSON line, the
+    corrected image saved as PNG (without --output-dir only its size is printed)."""
+    import json
+    import subprocess
+    import sys
+
+    image = tmp_path / "turned.png"
+    cv2.imwrite(str(image), turned)
+    cli = [sys.executable, "-m", "hpi_triton.cli", "infer", "--url", server.http_url,
+           "--pipeline", "doc_preprocessor", str(image)]
+    saved = subprocess.run(cli + ["--output-dir", str(tmp_path / "out")], capture_output=True,
+                           text=True, timeout=120)
+    assert saved.returncode == 0, saved.stderr
+    line = json.loads(saved.stdout)
+    assert line["angle"] == 180 and line["input_path"] == str(image)
+    assert line["output_img"] == str(tmp_path / "out" / "turned_output_img.png")
+    assert cv2.imread(line["output_img"]).shape == turned.shape
+    plain = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert json.loads(plain.stdout)["output_img"]["png_bytes"] > 1000
 
 
 def test_ocr_with_doc_preprocessor(doc_dirs, pages, wheel_models, shared_cache_dir, tmp_path):
