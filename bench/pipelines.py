@@ -131,16 +131,11 @@ def local_flow(repo: Path, spec):
         return r
 
     def every(model):
-        r = runner(model)
-        def run(*xs):  # one engine run, every output in order
-            outputs = r.run(dict(zip(r.input_names, xs)))
-            return [outputs[n] for n in r.output_names]
-
-        return run
+        return runner(model).run_list
 
     def first(model):
         r = runner(model)
-        return lambda x: r.run({r.input_names[0]: np.asarray(x, np.float32)})[r.output_names[0]]
+        return lambda x: r.run_list(np.asarray(x, np.float32))[0]
 
     if spec.name in VISION:
         engine = every(settings["model"][0])

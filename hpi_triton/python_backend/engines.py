@@ -40,6 +40,12 @@ class Runner:
     def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def run_list(self, *arrays: np.ndarray) -> List[np.ndarray]:
+        """One run with the inputs by position; every output, in order (the graphs' engine
+        call form, for in-process references)."""
+        outputs = self.run(dict(zip(self.input_names, arrays)))
+        return [outputs[name] for name in self.output_names]
+
 
 class PaddleRunner(Runner):
     """Paddle Inference (CPU with oneDNN, GPU, or Paddle-TensorRT).

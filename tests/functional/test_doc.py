@@ -50,8 +50,7 @@ def _local_flow(doc_dirs):
                for role, s in sources.items()}
 
     def call(role):
-        runner = runners[role]
-        return lambda x: runner.run({runner.input_names[0]: x})[runner.output_names[0]]
+        return lambda x: runners[role].run_list(x)[0]
 
     return doc_ops.DocPreprocessFlow(
         doc_settings(sources["DocOrientationClassify"], sources["DocUnwarping"]),

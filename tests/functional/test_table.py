@@ -73,15 +73,10 @@ def _local_flow(spec, repo):
 
     def first(role):
         r = runner(role)
-        return lambda x: r.run({r.input_names[0]: np.asarray(x, np.float32)})[r.output_names[0]]
+        return lambda x: r.run_list(np.asarray(x, np.float32))[0]
 
     def every(role):
-        r = runner(role)
-        def run(*xs):  # one engine run, every output in order
-            outputs = r.run(dict(zip(r.input_names, xs)))
-            return [outputs[n] for n in r.output_names]
-
-        return run
+        return runner(role).run_list
 
     ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters, first)
     return table_pipeline.TableFlow(settings, ocr, every("TableStructureRecognition"),
