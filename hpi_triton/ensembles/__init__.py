@@ -46,6 +46,14 @@ def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[
     return version
 
 
+def engine_call(name: str, source, first_only: bool = False) -> list:
+    """How a graph calls the engine model ``name`` (``bls.EngineCall`` arguments): [name,
+    input names, output names] of its source model, or its first input and output only."""
+    if first_only:
+        return [name, source.inputs[0].name, source.outputs[0].name]
+    return [name, [t.name for t in source.inputs], [t.name for t in source.outputs]]
+
+
 class RoleModels:
     """For pipelines whose roles each become an engine model ``<name>_<Role>``; the graph
     model is served as ``name``."""

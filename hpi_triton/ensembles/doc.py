@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
-from hpi_triton.ensembles import RoleModels, write_graph_model
+from hpi_triton.ensembles import RoleModels, engine_call, write_graph_model
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import request_params
@@ -60,11 +60,6 @@ def doc_settings(orientation: Optional[ModelSource], unwarping: Optional[ModelSo
     return settings
 
 
-def role_call(name: str, source: ModelSource) -> list:
-    """[engine model name, its first input, its first output] for a graph's EngineCall."""
-    return [name, source.inputs[0].name, source.outputs[0].name]
-
-
 @dataclass
 class DocPreprocessorPipeline(RoleModels):
     """``--pipeline doc_preprocessor --model DocOrientationClassify=DIR
@@ -90,7 +85,8 @@ class DocPreprocessorPipeline(RoleModels):
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         roles = {role: sources[self.model_name(role)] for role in self.roles}
-        models = {role: role_call(self.model_name(role), src) for role, src in roles.items()}
+        models = {role: engine_call(self.model_name(role), src, first_only=True)
+                  for role, src in roles.items()}
         settings = {"models": models, "params": self.params,
                     "doc": doc_settings(roles.get("DocOrientationClassify"),
                                         roles.get("DocUnwarping"))}

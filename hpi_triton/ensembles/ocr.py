@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
-from hpi_triton.ensembles import RoleModels, write_graph_model
+from hpi_triton.ensembles import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_MODULES, DOC_ROLES, doc_defaults, doc_settings
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
@@ -93,9 +93,8 @@ class OCRPipeline(RoleModels):
         also used by pipelines that contain OCR (table_recognition)."""
         det = sources[self.model_name("TextDetection")]
         rec = sources[self.model_name("TextRecognition")]
-        models = {role: [self.model_name(role), sources[self.model_name(role)].inputs[0].name,
-                         sources[self.model_name(role)].outputs[0].name]
-                  for role in self.roles}
+        models = {role: engine_call(self.model_name(role), sources[self.model_name(role)],
+                                    first_only=True) for role in self.roles}
         settings = {
             "models": models,
             "params": self.params,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict
 
-from hpi_triton.ensembles import RoleModels, write_graph_model
+from hpi_triton.ensembles import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES
 from hpi_triton.ensembles.ocr import OCR_MODULES, OCRPipeline
 from hpi_triton.errors import BuildError, InferenceConfigError
@@ -96,9 +96,8 @@ class TableRecognitionPipeline(RoleModels):
         models = dict(ocr_settings["models"])
         if "TableStructureRecognition" in self.roles:
             structure = sources[self.model_name("TableStructureRecognition")]
-            settings["structure"] = {**structure_settings(structure), "model": [
-                self.model_name("TableStructureRecognition"),
-                [t.name for t in structure.inputs], [t.name for t in structure.outputs]]}
+            settings["structure"] = {**structure_settings(structure), "model": engine_call(
+                self.model_name("TableStructureRecognition"), structure)}
             models["TableStructureRecognition"] = settings["structure"]["model"]
         if "LayoutDetection" in self.roles:
             from hpi_triton.ensembles.vision import VisionPipeline

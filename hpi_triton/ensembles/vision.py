@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
-from hpi_triton.ensembles import write_graph_model
+from hpi_triton.ensembles import engine_call, write_graph_model
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import vision_ops
@@ -58,8 +58,7 @@ class VisionPipeline:
     def _settings(self, source: ModelSource) -> dict:
         settings = {
             "task": self.name,
-            "model": [self.engine_name, [t.name for t in source.inputs],
-                      [t.name for t in source.outputs]],
+            "model": engine_call(self.engine_name, source),
         }
         defaults = {"task": self.name, "max_pixels": DEFAULT_MAX_PIXELS}
         if self.name == "image_classification":
