@@ -140,12 +140,15 @@ class LayoutParsingFlow(TableFlow):
 
     def blocks(self, image, layout, ocr, tables, ocr_params):
         blocks, owners = [], {}
-        table_iter = iter(tables)
+        # The k-th table region is table_region_id k (a region too small to crop has none).
+        by_region = {t["table_region_id"]: t for t in tables}
+        table_regions = 0
         for index, box in enumerate(layout["boxes"]):
             label = box["label"].lower()
             block = {"block_bbox": box["coordinate"], "block_label": label, "block_content": ""}
             if label == "table":
-                found = next(table_iter, None)
+                table_regions += 1
+                found = by_region.get(table_regions)
                 block["block_content"] = found["pred_html"] if found else ""
             elif label not in ("seal", "formula"):
                 inside, matched = table_ops.sub_region_ocr(ocr, [box["coordinate"]])
