@@ -13,9 +13,11 @@ import numpy as np
 
 try:  # inside the hpi_triton package
     from . import vision_ops
+    from .image_io import normalize_chw
     from .request_params import ParameterError
 except ImportError:  # copied into a repository beside model.py
     import vision_ops
+    from image_io import normalize_chw
     from request_params import ParameterError
 
 # name → (type, check); defaults are set at build time from the roles present.
@@ -74,8 +76,9 @@ class DocPreprocessFlow:
             angle = int(labels[int(probs.argmax())])
             image = rotate_image(bgr, angle)
         if settings["use_doc_unwarping"]:
-            x = (image.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-            out = np.asarray(self.unwarping(np.ascontiguousarray(x)))[0]
+            # PaddleX: Normalize(mean=0, std=1, scale=1/255) on BGR, then CHW.
+            x = normalize_chw(image, 0.0, 1.0, 1 / 255.0)[None]
+            out = np.asarray(self.unwarping(x))[0]
             # PaddleX DocTrPostProcess: HWC, x255, to uint8 (kept in BGR order here).
             image = np.ascontiguousarray(
                 (out.transpose(1, 2, 0) * 255.0).clip(0, 255).astype(np.uint8))
