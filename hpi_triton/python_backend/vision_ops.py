@@ -155,22 +155,19 @@ def segmentation_preprocess(rgb: np.ndarray, transforms: List[Dict],
                             target_size: int | None = None) -> np.ndarray:
     """PaddleX semantic segmentation: Resize (keep_ratio, size_divisor) from Deploy.transforms
     or ``target_size`` (-1 = as is), Normalize (scale 1/255, mean/std default 0.5), ToCHW."""
-    resize = next((t for t in transforms if t.get("type") == "Resize"), None)
+    op = next((t for t in transforms if t.get("type") == "Resize"), None) or {}
     norm = next((t for t in transforms if t.get("type") == "Normalize"), {})
     image = rgb
-    size = target_size if target_size is not None else (resize or {}).get("target_size", -1)
+    size = target_size if target_size is not None else op.get("target_size", -1)
     size = (size, size) if isinstance(size, int) else tuple(size)
     if size != (-1, -1):
-        keep_ratio = (resize or {}).get("keep_ratio", False)
-        divisor = (resize or {}).get("size_divisor")
         h, w = image.shape[:2]
-        if keep_ratio:
+        if op.get("keep_ratio", False):
             scale = min(max(size) / max(w, h), min(size) / min(w, h))
             size = (round(w * scale), round(h * scale))
-        if divisor:
-            size = tuple(int(np.ceil(v / divisor) * divisor) for v in size)
-        interp = _INTERPOLATION[str((resize or {}).get("interp", "LINEAR")).upper()]
-        image = cv2.resize(image, tuple(int(v) for v in size), interpolation=interp)
+        if op.get("size_divisor"):
+            size = tuple(int(np.ceil(v / op["size_divisor"]) * op["size_divisor"]) for v in size)
+        image = resize(image, tuple(int(v) for v in size), op.get("interp", "LINEAR"))
     return normalize_chw(image, norm.get("mean", 0.5), norm.get("std", 0.5), 1 / 255.0)
 
 
