@@ -73,7 +73,8 @@ class RoleModels:
 
 
 PIPELINES = ("OCR", "image_classification", "object_detection", "semantic_segmentation",
-             "instance_segmentation", "doc_preprocessor", "table_recognition", "layout_parsing")
+             "instance_segmentation", "doc_preprocessor", "table_recognition",
+             "seal_recognition", "layout_parsing")
 
 
 def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = None,
@@ -92,10 +93,12 @@ def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = No
 
         return OCRPipeline(roles=roles, params=params or {}, backends=backends or {},
                            instances=instances, name=served_name or "OCR")
-    if key in ("table_recognition", "layout_parsing"):
-        from hpi_triton.ensembles.table import LayoutParsingPipeline, TableRecognitionPipeline
+    if key in ("table_recognition", "seal_recognition", "layout_parsing"):
+        from hpi_triton.ensembles import table
 
-        kind = TableRecognitionPipeline if key == "table_recognition" else LayoutParsingPipeline
+        kind = {"table_recognition": table.TableRecognitionPipeline,
+                "seal_recognition": table.SealRecognitionPipeline,
+                "layout_parsing": table.LayoutParsingPipeline}[key]
         return kind(roles=roles, params=params or {}, backends=backends or {},
                     instances=instances, name=served_name or key)
     if key == "doc_preprocessor":
@@ -124,17 +127,37 @@ def load_pipeline_config(path: Path):
         raise BuildError(f"--pipeline-config {path}: expected a PaddleX pipeline YAML with "
                          f"'pipeline_name' and 'SubModules'")
     roles, params = {}, {}
+    name = str(config["pipeline_name"])
     # Nested pipelines (OCR's DocPreprocessor, table_recognition's GeneralOCR, ...): their
     # roles and switches join the top's; the top's own switches win.
     for sub in (config.get("SubPipelines") or {}).values():
-        if isinstance(sub, dict):
+        if not isinstance(sub, dict):
+            continue
+        if sub.get("pipeline_name") == "seal_recognition" and name != "seal_recognition":
+            _read_seal_pipeline(sub, path.parent, roles, params)
+        else:
             _read_modules(sub, path.parent, roles, params)
     _read_modules(config, path.parent, roles, params)
-    return pipeline_spec(str(config["pipeline_name"]), roles, params)
+    return pipeline_spec(name, roles, params)
 
 
 _SWITCHES = ("use_textline_orientation", "use_doc_preprocessor", "use_doc_orientation_classify",
-             "use_doc_unwarping", "use_layout_detection")
+             "use_doc_unwarping", "use_layout_detection", "use_seal_recognition", "text_type")
+# A nested seal_recognition's SealOCR parameters, as layout_parsing names them.
+_SEAL_NAMES = {"limit_side_len": "seal_det_limit_side_len", "limit_type": "seal_det_limit_type",
+               "thresh": "seal_det_thresh", "box_thresh": "seal_det_box_thresh",
+               "unclip_ratio": "seal_det_unclip_ratio", "score_thresh": "seal_rec_score_thresh"}
+
+
+def _read_seal_pipeline(config: dict, base: Path, roles: dict, params: dict) -> None:
+    """layout_parsing's SealRecognition → SealOCR: roles SealTextDetection /
+    SealTextRecognition and seal_det_* parameters (its own switches stay inside)."""
+    seal_roles, seal_params = {}, {}
+    for sub in (config.get("SubPipelines") or {}).values():
+        if isinstance(sub, dict):
+            _read_modules(sub, base, seal_roles, seal_params)
+    roles.update({f"Seal{role}": folder for role, folder in seal_roles.items()})
+    params.update({_SEAL_NAMES[k]: v for k, v in seal_params.items() if k in _SEAL_NAMES})
 
 
 def _read_modules(config: dict, base: Path, roles: dict, params: dict) -> None:

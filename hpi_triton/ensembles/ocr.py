@@ -15,7 +15,8 @@ from hpi_triton.python_backend.vision_ops import parse_scale
 
 REQUIRED_ROLES = ("TextDetection", "TextRecognition")
 # What the OCR flow copies beside a graph's model.py.
-OCR_MODULES = ("ocr_ops.py", "ocr_pipeline.py", *DOC_MODULES)
+OCR_MODULES = ("ocr_ops.py", "ocr_pipeline.py", "seal_ops.py", *DOC_MODULES)
+TEXT_TYPES = ("general", "seal")
 OPTIONAL_ROLES = ("TextLineOrientation", *DOC_ROLES)
 
 
@@ -63,8 +64,21 @@ class OCRPipeline(RoleModels):
     backends: Dict[str, str] = field(default_factory=dict)
     instances: int = 2
     name: str = "OCR"
+    # PaddleX's text_type: "seal" for curved seal text (seal_recognition's SealOCR).
+    text_type: str = "general"
+    # Role → served engine model, where it is not ``<name>_<role>`` (layout_parsing's seal
+    # OCR calls its SealTextDetection model as TextDetection).
+    engine_models: Dict[str, str] = field(default_factory=dict)
+
+    def model_name(self, role: str) -> str:
+        return self.engine_models.get(role) or super().model_name(role)
 
     def __post_init__(self):
+        self.params = dict(self.params)
+        self.text_type = str(self.params.pop("text_type", self.text_type))
+        if self.text_type not in TEXT_TYPES:
+            raise BuildError(f"pipeline OCR: text_type {self.text_type!r}; expected one of "
+                             f"{list(TEXT_TYPES)}")
         missing = [r for r in REQUIRED_ROLES if r not in self.roles]
         unknown = sorted(set(self.roles) - set(REQUIRED_ROLES + OPTIONAL_ROLES))
         if missing or unknown:
@@ -95,9 +109,16 @@ class OCRPipeline(RoleModels):
         rec = sources[self.model_name("TextRecognition")]
         models = {role: engine_call(self.model_name(role), sources[self.model_name(role)],
                                     first_only=True) for role in self.roles}
+        box_type = str((det.config.get("PostProcess") or {}).get("box_type", "quad"))
+        if box_type not in ("quad", "poly"):
+            raise InferenceConfigError(f"{det.path / 'inference.yml'}: field "
+                                       f"'PostProcess.box_type' is {box_type!r}; expected "
+                                       f"'quad' or 'poly'")
         settings = {
             "models": models,
             "params": self.params,
+            "text_type": self.text_type,
+            "det_box_type": box_type,
             "det_normalize": _normalize(det, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
             "rec_batch_size": max(1, min(8, reports[self.model_name("TextRecognition")]
                                          .max_batch_size or 1)),

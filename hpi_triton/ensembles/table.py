@@ -13,7 +13,8 @@ from hpi_triton.ensembles.ocr import OCR_MODULES, OCRPipeline
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import request_params, table_ops
-from hpi_triton.python_backend.table_pipeline import PARAMETERS
+from hpi_triton.python_backend.seal_ops import SEAL_DEFAULTS
+from hpi_triton.python_backend.table_pipeline import PARAMETERS, SEAL_PARAMETERS
 
 OCR_ROLES = ("TextDetection", "TextRecognition", "TextLineOrientation", *DOC_ROLES)
 TABLE_ROLES = ("TableStructureRecognition", "LayoutDetection")
@@ -61,22 +62,26 @@ class TableRecognitionPipeline(RoleModels):
 
     task = "table_recognition"
     required = ("TableStructureRecognition",)
+    extra_roles = TABLE_ROLES
+    ocr_defaults = OCR_DEFAULTS
+    text_type = "general"
 
     def __post_init__(self):
-        unknown = sorted(set(self.roles) - set(OCR_ROLES) - set(TABLE_ROLES))
-        missing = [r for r in self.required if r not in self.roles]
+        unknown = sorted(set(self.roles) - set(OCR_ROLES) - set(self.extra_roles))
+        missing = [r for r in self.required + OCR_ROLES[:2] if r not in self.roles]
         if missing or unknown:
-            optional = [r for r in TABLE_ROLES + OCR_ROLES[2:] if r not in self.required]
+            optional = [r for r in self.extra_roles + OCR_ROLES[2:] if r not in self.required]
             raise BuildError(f"pipeline {self.task} takes --model ROLE=DIR with roles "
-                             f"{', '.join(self.required)}, TextDetection, TextRecognition "
+                             f"{', '.join(dict.fromkeys(self.required + OCR_ROLES[:2]))} "
                              f"(required) and {', '.join(optional)}; got {sorted(self.roles)}")
         params = dict(self.params)
         if "threshold" in params:  # LayoutDetection's own key in PaddleX's YAML
             params["layout_threshold"] = params.pop("threshold")
-        self.params = params
+        self.params = self._own_params(params)
         own = {k: v for k, v in self.params.items() if k in PARAMETERS}
-        ocr_params = {**OCR_DEFAULTS, **{k: v for k, v in self.params.items()
-                                         if k not in PARAMETERS}}
+        ocr_params = {**self.ocr_defaults, **{k: v for k, v in self.params.items()
+                                              if k not in PARAMETERS}}
+        ocr_params["text_type"] = self.text_type
         self.ocr = OCRPipeline(roles={r: p for r, p in self.roles.items() if r in OCR_ROLES},
                                params=ocr_params, backends=self.backends, name=self.name)
         defaults = {"use_layout_detection": "LayoutDetection" in self.roles,
@@ -88,12 +93,20 @@ class TableRecognitionPipeline(RoleModels):
         if self.table_params["use_layout_detection"] and "LayoutDetection" not in self.roles:
             raise BuildError(f"pipeline {self.task}: use_layout_detection=True needs "
                              f"--model LayoutDetection=DIR")
-        self.params = {**self.ocr.params, **self.table_params}
+        self.params = {**self.ocr.params, **self.table_params, **self._extra_params()}
+
+    def _own_params(self, params: dict) -> dict:
+        """Take the subclass's own parameters out of ``params``; returns the rest."""
+        return params
+
+    def _extra_params(self) -> dict:
+        return {}
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         ocr_settings, characters = self.ocr.graph_settings(sources, reports)
         settings = {"task": self.task, "ocr": ocr_settings, "table_params": self.table_params}
         models = dict(ocr_settings["models"])
+        extra_files = self._write_extra(settings, models, sources, reports)
         if "TableStructureRecognition" in self.roles:
             structure = sources[self.model_name("TableStructureRecognition")]
             settings["structure"] = {**structure_settings(structure), "model": engine_call(
@@ -110,18 +123,90 @@ class TableRecognitionPipeline(RoleModels):
                                     (*OCR_MODULES, "table_ops.py", "table_pipeline.py"),
                                     settings, self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
+        for file_name, text in extra_files.items():
+            (version / file_name).write_text(text, encoding="utf-8")
         if "layout" in settings:
             models["LayoutDetection"] = settings["layout"]["model"]
         return {"pipeline": self.task, "served_name": self.name, "roles": models,
                 "params": self.params}
 
 
+    def _write_extra(self, settings, models, sources, reports) -> Dict[str, str]:
+        """Add a subclass's settings and engine calls; returns extra files for the graph."""
+        return {}
+
+
+@dataclass
+class SealRecognitionPipeline(TableRecognitionPipeline):
+    """``--pipeline seal_recognition --model TextDetection=DIR --model TextRecognition=DIR
+    [--model LayoutDetection=DIR] [doc roles]``: PaddleX's seal_recognition. TextDetection is
+    a seal text detector (DB with ``box_type: poly``); the OCR runs with ``text_type: seal``
+    on each layout "seal" box, or on the whole image without layout detection."""
+
+    name: str = "seal_recognition"
+    task = "seal_recognition"
+    required = ()
+    extra_roles = ("LayoutDetection",)
+    ocr_defaults = SEAL_DEFAULTS
+    text_type = "seal"
+
+
+# layout_parsing YAML / request names of its seal OCR's parameters → the OCR's own names.
+SEAL_PARAMETER_NAMES = dict(zip(SEAL_PARAMETERS, ("limit_side_len", "limit_type", "thresh",
+                                                  "box_thresh", "unclip_ratio",
+                                                  "text_rec_score_thresh")))
+SEAL_ROLES = ("SealTextDetection", "SealTextRecognition")
+
+
 @dataclass
 class LayoutParsingPipeline(TableRecognitionPipeline):
     """``--pipeline layout_parsing --model LayoutDetection=DIR --model TextDetection=DIR
-    --model TextRecognition=DIR [--model TableStructureRecognition=DIR] [doc roles]``: the
-    visual stage of PP-ChatOCRv3-doc (PaddleX layout_parsing v1)."""
+    --model TextRecognition=DIR [--model TableStructureRecognition=DIR] [--model
+    SealTextDetection=DIR [--model SealTextRecognition=DIR]] [doc roles]``: the visual stage
+    of PP-ChatOCRv3-doc (PaddleX layout_parsing v1). The seal OCR recognises with
+    SealTextRecognition, or with TextRecognition when none is given."""
 
     name: str = "layout_parsing"
     task = "layout_parsing"
     required = ("LayoutDetection",)
+    extra_roles = TABLE_ROLES + SEAL_ROLES
+
+    def _own_params(self, params: dict) -> dict:
+        seal_given = {SEAL_PARAMETER_NAMES[k]: params.pop(k)
+                      for k in list(params) if k in SEAL_PARAMETER_NAMES}
+        use_seal = params.pop("use_seal_recognition", "SealTextDetection" in self.roles)
+        self.seal = None
+        if "SealTextRecognition" in self.roles and "SealTextDetection" not in self.roles:
+            raise BuildError(f"pipeline {self.task}: --model SealTextRecognition=DIR needs "
+                             f"--model SealTextDetection=DIR")
+        if "SealTextDetection" in self.roles:
+            rec_role = ("SealTextRecognition" if "SealTextRecognition" in self.roles
+                        else "TextRecognition")
+            self.seal = OCRPipeline(
+                roles={"TextDetection": self.roles["SealTextDetection"],
+                       "TextRecognition": self.roles[rec_role]},
+                params={**SEAL_DEFAULTS, **seal_given}, backends=self.backends,
+                name=self.name, text_type="seal",
+                engine_models={"TextDetection": self.model_name("SealTextDetection"),
+                               "TextRecognition": self.model_name(rec_role)})
+        elif use_seal is True or seal_given:
+            raise BuildError(f"pipeline {self.task}: seal recognition needs --model "
+                             f"SealTextDetection=DIR (a seal text detector)")
+        self.use_seal = bool(use_seal) and self.seal is not None
+        return params
+
+    def _extra_params(self) -> dict:
+        if self.seal is None:
+            return {"use_seal_recognition": False}
+        return {"use_seal_recognition": self.use_seal,
+                **{k: self.seal.params[v] for k, v in SEAL_PARAMETER_NAMES.items()}}
+
+    def _write_extra(self, settings, models, sources, reports) -> Dict[str, str]:
+        settings["table_params"] = {**settings["table_params"],
+                                    "use_seal_recognition": self.use_seal}
+        if self.seal is None:
+            return {}
+        seal_settings, characters = self.seal.graph_settings(sources, reports)
+        settings["seal_ocr"] = seal_settings
+        models.update({f"Seal{role}": call for role, call in seal_settings["models"].items()})
+        return {"seal_characters.txt": "\n".join(characters)}

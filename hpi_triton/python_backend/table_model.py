@@ -1,11 +1,12 @@
-"""Triton Python-backend (BLS) graph for PaddleX's table_recognition and layout_parsing
-(copied as ``model.py``; ``task`` in the settings says which).
+"""Triton Python-backend (BLS) graph for PaddleX's table_recognition, seal_recognition and
+layout_parsing (copied as ``model.py``; ``task`` in the settings says which).
 
 Inputs as the other graphs (``image`` encoded bytes or ``image_array`` BGR HxWx3); output
 ``result``: one JSON string with PaddleX's fields (``table_res_list`` with ``pred_html``,
 ``cell_box_list``, ``table_ocr_pred`` per table; ``overall_ocr_res``; ...). Per-request
-parameters: the OCR ones, use_doc_preprocessor (+ its switches), use_layout_detection,
-layout_threshold.
+parameters: the OCR ones (seal_det_* / seal_rec_score_thresh for seal OCR),
+use_doc_preprocessor (+ its switches), use_layout_detection, layout_threshold,
+use_seal_recognition.
 """
 
 import os
@@ -27,9 +28,20 @@ class TritonPythonModel:
         structure = (bls.EngineCall(*settings["structure"]["model"]).run
                      if "structure" in settings else None)
         layout = bls.EngineCall(*settings["layout"]["model"]).run if "layout" in settings else None
-        flow = (table_pipeline.LayoutParsingFlow if settings.get("task") == "layout_parsing"
-                else table_pipeline.TableFlow)
-        self.flow = flow(settings, ocr, structure, layout)
+        task = settings.get("task")
+        if task == "layout_parsing":
+            seal = None
+            if "seal_ocr" in settings:
+                seal_calls = {role: bls.EngineCall(*spec)
+                              for role, spec in settings["seal_ocr"]["models"].items()}
+                seal = ocr_pipeline.OCRFlow.from_settings(
+                    settings["seal_ocr"], bls.read_characters(version_dir, "seal_characters.txt"),
+                    lambda role: seal_calls[role])
+            self.flow = table_pipeline.LayoutParsingFlow(settings, ocr, structure, layout, seal)
+        elif task == "seal_recognition":
+            self.flow = table_pipeline.SealFlow(settings, ocr, structure, layout)
+        else:
+            self.flow = table_pipeline.TableFlow(settings, ocr, structure, layout)
 
     def execute(self, requests):
         responses = []

