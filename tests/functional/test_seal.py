@@ -204,18 +204,12 @@ def test_seal_pipeline_yaml(seal_roles, tmp_path):
                       {k: v for k, v in spec.roles.items() if k != "SealTextDetection"})
 
 
-def test_layout_parsing_reads_a_seal_region(seal_server, seal_roles, wheel_models):
-    """layout_parsing's seal branch end to end in-process, on a page with paragraphs, a
-    table and a round red seal. Its layout engine is a stand-in that reports the seal's box
-    with a "seal" label: layout weights with a seal class (PP-DocLayout) ship in no wheel.
-    Everything else is real: the general OCR, the seal detector and the recogniser."""
-    _, _, repo = seal_server
+def _local_layout_parsing(repo, dirs, layout=None):
+    """(flow, settings): the served layout_parsing graph's flow in-process over reference
+    engines; ``layout`` replaces the layout engine when given."""
     config = read_pbtxt(repo / "layout_parsing" / "config.pbtxt")
     settings = json.loads(config.parameters["pipeline_settings"].string_value)
     version = repo / "layout_parsing" / "1"
-    dirs = {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
-            "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"],
-            "SealTextDetection": seal_roles["TextDetection"]}
     runners = {role: engines.create_runner(load_model_dir(path).path,
                                            reference_params(load_model_dir(path)))
                for role, path in dirs.items()}
@@ -229,15 +223,52 @@ def test_layout_parsing_reads_a_seal_region(seal_server, seal_roles, wheel_model
     seal = ocr_pipeline.OCRFlow.from_settings(
         settings["seal_ocr"], seal_chars,
         lambda role: first("SealTextDetection" if role == "TextDetection" else role))
+    layout = layout or runners["LayoutDetection"].run_list
+    return table_pipeline.LayoutParsingFlow(settings, ocr, None, layout, seal), settings
+
+
+@pytest.fixture(scope="module")
+def parsing_dirs(seal_roles, wheel_models, shared_cache_dir):
+    return {"LayoutDetection": wm.model_dir("PicoDet_layout_cdla_onnx",
+                                            shared_cache_dir / "models"),
+            "TextDetection": wheel_models["PP-OCRv4_mobile_det"],
+            "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"],
+            "SealTextDetection": seal_roles["TextDetection"]}
+
+
+def test_layout_parsing_served_equals_in_process(seal_server, parsing_dirs):
+    server, _, repo = seal_server
+    flow, _ = _local_layout_parsing(repo, parsing_dirs)
+    page, _, _ = make_seal_page(1)
+    served = Client(server.grpc_url, "grpc").predict("layout_parsing", page)
+    local = flow.run(page, *flow.parameters({}))
+    # The served layout engine is the build's pick (not the reference engine): boxes agree
+    # to float precision, labels and contents exactly.
+    pairs = list(zip(served["parsing_res_list"], local["parsing_res_list"]))
+    assert len(pairs) == len(local["parsing_res_list"]) >= 5
+    for got, expected in pairs:
+        assert (got["block_label"], got["block_content"]) == (expected["block_label"],
+                                                              expected["block_content"])
+        assert np.allclose(got["block_bbox"], expected["block_bbox"], atol=0.05)
+    assert served["overall_ocr_res"]["rec_texts"] == local["overall_ocr_res"]["rec_texts"]
+
+
+def test_layout_parsing_reads_a_seal_region(seal_server, parsing_dirs):
+    """layout_parsing's seal branch end to end in-process, on a page with paragraphs, a
+    table and a round red seal. Its layout engine is a stand-in that reports the seal's box
+    with a "seal" label: layout weights with a seal class (PP-DocLayout) ship in no wheel.
+    Everything else is real: the general OCR, the seal detector and the recogniser."""
+    _, _, repo = seal_server
     page, stamp, box = make_seal_page(0)
-    labels = settings["layout"]["labels"] + ["seal"]
-    settings["layout"] = {**settings["layout"], "head": "nms_inside", "labels": labels}
-    seal_row = np.array([[len(labels) - 1, 0.95, *box]], np.float32)
+    holder = {}
 
     def layout(*feeds):
-        return [seal_row, np.array([1], np.int32)]
+        return [holder["row"], np.array([1], np.int32)]
 
-    flow = table_pipeline.LayoutParsingFlow(settings, ocr, None, layout, seal)
+    flow, settings = _local_layout_parsing(repo, parsing_dirs, layout)
+    labels = settings["layout"]["labels"] + ["seal"]
+    settings["layout"].update(head="nms_inside", labels=labels)
+    holder["row"] = np.array([[len(labels) - 1, 0.95, *box]], np.float32)
     result = flow.run(page, *flow.parameters({}))
     (found,) = result["seal_res_list"]
     assert found["seal_region_id"] == 1 and stamp.arc_text in found["rec_texts"]
