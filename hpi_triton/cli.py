@@ -12,9 +12,11 @@ import numpy as np
 import typer
 
 from hpi_triton.errors import BuildError, HpiTritonError, InferError
+from hpi_triton.licensing.cli import license_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="PaddleX models → verified Triton Inference Server model repositories.")
+app.add_typer(license_app, name="license")
 
 
 def _fail(exc: Exception) -> None:

@@ -57,3 +57,8 @@ class PortInUseError(ServerError):
 
 class InferError(HpiTritonError):
     """A request to a served model failed or was malformed."""
+
+
+class LicensingError(HpiTritonError):
+    """A licensing step failed: a bad serial, request, key or certificate, or a refusal by
+    the activation service."""
