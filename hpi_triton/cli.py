@@ -67,6 +67,9 @@ def build(
     max_batch_size: int = typer.Option(0, help="Override max_batch_size (0 = from the model)"),
     instances: int = typer.Option(1, help="Instances per model"),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists"),
+    license_key: Optional[Path] = typer.Option(
+        None, "--license", help="The issuer's public.pem: a licensed repository (engines "
+        "encrypted, served only with a certificate; see hpi-triton license)"),
     verbose: bool = typer.Option(True, "--verbose/--quiet"),
 ) -> None:
     """Convert, verify and write a Triton model repository."""
@@ -99,7 +102,7 @@ def build(
         options = BuildOptions(out=out, device=Device.parse(device), precision=precision,
                                hosting=hosting, cache_dir=cache_dir, use_cache=not no_cache,
                                cpu_threads=cpu_threads, max_batch_size=max_batch_size or None,
-                               instances=instances, force=force)
+                               instances=instances, force=force, license=license_key)
         report = build_repository(requests, options, pipelines)
     except HpiTritonError as exc:
         _fail(exc)

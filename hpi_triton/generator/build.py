@@ -87,6 +87,8 @@ class BuildOptions:
     max_batch_size: Optional[int] = None
     instances: int = 1
     force: bool = False
+    # The issuer's public.pem: a licensed repository (encrypted engines behind a gate).
+    license: Optional[Path] = None
 
 
 @dataclass
@@ -122,6 +124,7 @@ class BuildReport:
     hosting: str
     models: List[ModelReport] = field(default_factory=list)
     pipelines: List[dict] = field(default_factory=list)
+    licensing: List[dict] = field(default_factory=list)
     seconds: float = 0.0
     versions: Dict[str, Optional[str]] = field(default_factory=dict)
 
@@ -141,6 +144,7 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
             converted and verified for some model. Nothing is left at ``options.out`` then.
     """
     started = time.perf_counter()
+    plain_models = [r.name for r in requests]
     requests = list(requests) + [r for p in pipelines for r in p.model_requests()]
     _check_options(requests, options)
     graphs = [p.served_name for p in pipelines]
@@ -149,6 +153,17 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
     if clashes:
         raise BuildError(f"pipeline graph names must be unique in a repository; repeated: "
                          f"{clashes} (give each pipeline its own --name)")
+    public = None
+    if options.license is not None:
+        from hpi_triton.licensing.issuer import read_public
+
+        public = read_public(options.license)
+        if not pipelines or plain_models:
+            raise BuildError("--license applies to pipelines: build with --pipeline (every "
+                             "model of a licensed repository sits behind a pipeline's gate)")
+        if options.hosting != "python":
+            raise BuildError("--license needs --hosting python: licensed engines are "
+                             "decrypted in memory by Python-backend models")
     out = Path(options.out).expanduser().resolve()
     if out.exists() and not options.force:
         raise BuildError(f"--out {out} already exists; pass --force to replace it or choose "
@@ -167,6 +182,10 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
         by_name = {m.name: m for m in report.models}
         for pipeline in pipelines:
             report.pipelines.append(pipeline.write(staging, sources, by_name))
+        if options.license is not None:
+            from hpi_triton.licensing.repository import protect
+
+            report.licensing = protect(staging, report.pipelines, public)
         report.seconds = round(time.perf_counter() - started, 2)
         from hpi_triton.generator.report import write_report
 
@@ -304,6 +323,13 @@ class _ModelBuilder:
         return self.report
 
     def _usable(self, backend: Backend) -> Optional[CandidateReport]:
+        if self.options.license is not None:
+            from hpi_triton.licensing.repository import LICENSED_BACKENDS
+
+            if backend.name not in LICENSED_BACKENDS:
+                return CandidateReport(backend.name, "not_applicable",
+                                       f"a licensed repository loads engines from memory: "
+                                       f"{', '.join(LICENSED_BACKENDS)}")
         reason = backend.not_applicable_reason(self.source)
         if reason:
             return CandidateReport(backend.name, "not_applicable", reason)

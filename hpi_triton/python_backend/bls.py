@@ -7,13 +7,38 @@ import image_io
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+# The license gate model this graph calls first (licensed repositories only).
+_GATE = None
+
+
+class LicenseRefused(RuntimeError):
+    """The repository is licensed and this machine holds no valid certificate for it."""
+
 
 def graph_settings(args):
-    """(settings, version folder) of a graph model: its config's 'pipeline_settings' JSON."""
+    """(settings, version folder) of a graph model: its config's 'pipeline_settings' JSON.
+    In a licensed repository this also arms :func:`check_license`."""
+    global _GATE
     config = json.loads(args["model_config"])
     params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
     version_dir = os.path.join(args["model_repository"], args["model_version"])
+    license_file = os.path.join(version_dir, "license.json")
+    if os.path.isfile(license_file):
+        with open(license_file, encoding="utf-8") as handle:
+            _GATE = json.load(handle)["gate"]
     return json.loads(params["pipeline_settings"]), version_dir
+
+
+def check_license():
+    """In a licensed repository, ask the gate model; LicenseRefused with its reason."""
+    if _GATE is None:
+        return
+    request = pb_utils.InferenceRequest(
+        model_name=_GATE, requested_output_names=["status"],
+        inputs=[pb_utils.Tensor("probe", np.zeros(1, np.uint8))])
+    response = request.exec()
+    if response.has_error():
+        raise LicenseRefused(response.error().message())
 
 
 def read_characters(version_dir, file_name="characters.txt"):

@@ -33,6 +33,7 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:  # every failure is this request's alone
+                bls.check_license()
                 params = request_params.coerce(bls.request_parameters(request), SPEC,
                                                self.settings["params"])
                 image = bls.read_image(request, params["max_pixels"])

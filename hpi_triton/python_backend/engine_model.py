@@ -33,8 +33,25 @@ class TritonPythonModel:
         self.outputs = [
             (o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]
         ]
-        version_dir = os.path.join(args["model_repository"], args["model_version"])
-        self.runner = engines.create_runner(version_dir, params)
+        self.version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.params = params
+        self.runner, self.license = None, None
+        if os.path.isfile(os.path.join(self.version_dir, "license.json")):
+            # A licensed repository: the artifact is encrypted; it is decrypted in memory
+            # once a valid certificate for this device is present (checked again on each
+            # request until then), and never written out.
+            import license_runtime
+
+            self.license = license_runtime.LicenseCheck(self.version_dir)
+            try:
+                self._load(self.license.unlock())
+            except license_runtime.LicenseError:
+                pass
+        else:
+            self._load(None)
+
+    def _load(self, files):
+        self.runner = engines.create_runner(self.version_dir, self.params, files)
         # The engine's own tensor names can differ from the served ones (e.g. after a
         # conversion renamed them); map them by position, as the build verified.
         self.engine_inputs = dict(zip([n for n, _ in self.inputs], self.runner.input_names))
@@ -73,6 +90,11 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
+        if self.runner is None:  # licensed and still locked
+            try:
+                self._load(self.license.unlock())
+            except Exception as exc:
+                return [self._error(exc) for _ in requests]
         responses = [None] * len(requests)
         groups = {}
         for index, request in enumerate(requests):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -166,9 +166,9 @@ class OnnxRuntimeRunner(Runner):
                 ("CUDAExecutionProvider", {"device_id": _device_id(params)}),
                 "CPUExecutionProvider",
             ]
-        self._session = ort.InferenceSession(
-            str(Path(model_dir) / params["model_file"]), options, providers=providers
-        )
+        files = params.get("_files") or {}
+        model = files.get(params["model_file"]) or str(Path(model_dir) / params["model_file"])
+        self._session = ort.InferenceSession(model, options, providers=providers)
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
 
@@ -190,7 +190,13 @@ class OpenVINORunner(Runner):
         import openvino as ov
 
         core = ov.Core()
-        model = core.read_model(str(Path(model_dir) / params["model_file"]))
+        files = params.get("_files") or {}
+        if params["model_file"] in files:  # a licensed repository's artifact, decrypted
+            weights = files[str(Path(params["model_file"]).with_suffix(".bin"))]
+            model = core.read_model(model=files[params["model_file"]].decode("utf-8"),
+                                    weights=ov.Tensor(np.frombuffer(weights, np.uint8).copy()))
+        else:
+            model = core.read_model(str(Path(model_dir) / params["model_file"]))
         device = "GPU" if params.get("device", "cpu") == "gpu" else "CPU"
         config = {
             "INFERENCE_PRECISION_HINT": self._PRECISION_HINTS[params.get("precision", "fp32")],
@@ -289,11 +295,22 @@ ENGINES: Dict[str, Callable[[Path, Dict[str, str]], Runner]] = {
 }
 
 
-def create_runner(model_dir: Path, params: Dict[str, str]) -> Runner:
-    """Load the engine named by ``params['engine']`` on the artifact files in ``model_dir``."""
+# Engines that can load an artifact from memory (licensed repositories decrypt in memory).
+FROM_MEMORY = ("onnxruntime", "openvino")
+
+
+def create_runner(model_dir: Path, params: Dict[str, str],
+                  files: Optional[Dict[str, bytes]] = None) -> Runner:
+    """Load the engine named by ``params['engine']`` on the artifact files in ``model_dir``,
+    or on ``files`` (name → bytes, already in memory) when given."""
     engine = params.get("engine", "")
     if engine not in ENGINES:
         raise EngineError(
             f"parameter 'engine' is {engine!r}; expected one of {sorted(ENGINES)}"
         )
+    if files is not None:
+        if engine not in FROM_MEMORY:
+            raise EngineError(f"engine {engine!r} cannot load from memory; licensed "
+                              f"repositories use {list(FROM_MEMORY)}")
+        params = {**params, "_files": files}
     return ENGINES[engine](Path(model_dir), params)

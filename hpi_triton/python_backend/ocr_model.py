@@ -28,6 +28,7 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:  # every failure is this request's alone
+                bls.check_license()
                 params = self.flow.parameters(bls.request_parameters(request))
                 image = bls.read_image(request, params["max_pixels"])
                 responses.append(bls.json_response(self.flow.run(image, params=params)))

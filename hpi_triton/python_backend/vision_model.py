@@ -24,6 +24,7 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:  # every failure is this request's alone
+                bls.check_license()
                 params = vision_ops.coerce_parameters(bls.request_parameters(request),
                                                       self.settings["params"])
                 bgr = bls.read_image(request, params["max_pixels"])

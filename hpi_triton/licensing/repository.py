@@ -1,0 +1,91 @@
+"""Turning a freshly built (staging) repository into a licensed one.
+
+For each pipeline graph: its engine models' artifacts are encrypted (AES-256-GCM under a key
+only the pipeline's content private key re-derives, see :mod:`content`), ``license.json`` and
+the license runtime go beside them, a gate model ``<graph>_license`` is added, and the graph
+is told to call the gate first for every request.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Dict, List
+
+from hpi_triton.errors import BuildError
+from hpi_triton.licensing import certificate, content
+from hpi_triton.licensing.issuer import IssuerPublic
+
+# Backends whose engines load from memory (what a licensed repository may serve).
+LICENSED_BACKENDS = ("onnx_runtime", "openvino")
+_LICENSING_DIR = Path(__file__).resolve().parent
+
+
+def _copy_runtime(version: Path) -> None:
+    from hpi_triton.python_backend import MODULE_DIR
+
+    shutil.copyfile(MODULE_DIR / "license_runtime.py", version / "license_runtime.py")
+    for name in ("certificate.py", "content.py", "fingerprint.py"):
+        shutil.copyfile(_LICENSING_DIR / name, version / name)
+
+
+def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dict]:
+    """Encrypt and gate every pipeline of the staging repository ``repo``; returns what was
+    done per pipeline (for the build report)."""
+    from hpi_triton.python_backend import MODULE_DIR
+    from hpi_triton.triton_models.config import (
+        InstanceGroup,
+        TensorConfig,
+        TritonModelConfig,
+        read_pbtxt,
+    )
+
+    done = []
+    for entry in pipelines:
+        kind, graph = entry["pipeline"], entry.get("served_name") or entry["pipeline"]
+        if kind not in public.content:
+            raise BuildError(f"--license: the issuer's public.pem has no content key for "
+                             f"pipeline {kind!r}; re-export it with this hpi-triton version")
+        key, ephemeral = content.new_repository_key(public.content[kind])
+        gate = f"{graph}_license"
+        info = {"pipeline": kind, "issuer": public.signing_pem,
+                "ephemeral_public": certificate.b64(ephemeral), "gate": gate}
+        engines = sorted({call[0] for call in entry["roles"].values()})
+        encrypted = []
+        for model in engines:
+            version = repo / model / "1"
+            config = read_pbtxt(repo / model / "config.pbtxt")
+            engine = config.parameters["engine"].string_value if "engine" in \
+                config.parameters else config.platform or config.backend
+            if config.backend != "python" or engine not in ("onnxruntime", "openvino"):
+                raise BuildError(f"--license: model {model!r} is served by {engine!r}; a "
+                                 f"licensed repository loads engines from memory, which "
+                                 f"needs --hosting python with onnx_runtime or openvino")
+            if len(config.model_warmup):
+                # Warm-up runs at load time, before any certificate may be present; a
+                # licensed engine warms up on its first unlocked request instead.
+                from google.protobuf import text_format
+
+                del config.model_warmup[:]
+                (repo / model / "config.pbtxt").write_text(text_format.MessageToString(config))
+            for path in sorted(version.iterdir()):
+                if path.is_file() and path.suffix != ".py":
+                    encrypted.append(str(Path(content.encrypt_file(str(path), key))
+                                         .relative_to(repo)))
+            _copy_runtime(version)
+            (version / "license.json").write_text(json.dumps(info, indent=1))
+        gate_version = repo / gate / "1"
+        gate_version.mkdir(parents=True)
+        shutil.copyfile(MODULE_DIR / "license_gate_model.py", gate_version / "model.py")
+        _copy_runtime(gate_version)
+        (gate_version / "license.json").write_text(json.dumps(info, indent=1))
+        TritonModelConfig(
+            name=gate, backend="python", max_batch_size=0,
+            inputs=[TensorConfig("probe", "uint8", [1])],
+            outputs=[TensorConfig("status", "object", [1])],
+            instance_groups=[InstanceGroup("cpu", 1)],
+        ).write(repo / gate)
+        (repo / graph / "1" / "license.json").write_text(json.dumps(info, indent=1))
+        done.append({"pipeline": kind, "graph": graph, "gate": gate, "encrypted": encrypted})
+    return done

@@ -1,0 +1,37 @@
+"""Triton Python-backend model that checks the license of a licensed repository (copied as
+``model.py``, named ``<pipeline>_license``). Every pipeline graph calls it first for each
+request; it answers with the certificate in force (``status``: serial, pipeline, expiry) or
+an error saying why there is none: missing, expired, other-device, other-pipeline,
+bad-signature or revoked.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import license_runtime  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.license = license_runtime.LicenseCheck(version_dir)
+
+    def execute(self, requests):
+        responses = []
+        for _ in requests:
+            try:
+                payload = self.license.check()
+                status = {k: payload.get(k) for k in ("serial", "pipeline", "expires")}
+                out = np.array([json.dumps(status).encode()], dtype=np.object_)
+                responses.append(pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor("status", out)]))
+            except license_runtime.LicenseError as exc:
+                responses.append(pb_utils.InferenceResponse(
+                    output_tensors=[], error=pb_utils.TritonError(
+                        f"license {exc.reason}: {exc}")))
+        return responses
