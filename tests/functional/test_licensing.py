@@ -226,3 +226,37 @@ def test_each_bad_certificate_has_its_own_reason(issuer_dir, tmp_path):
     assert len(cert.open_for_device(sealed, here, serial)) == 32
     with pytest.raises(cert.LicenseError, match="does not open on this device"):
         cert.open_for_device(sealed, "f" * 64, serial)
+
+
+def test_postgresql_bindings(issuer_dir, tmp_path):
+    """The same service on PostgreSQL (a real server from the pgserver wheel)."""
+    pgserver = pytest.importorskip("pgserver")
+    server = pgserver.get_server(str(tmp_path / "pg"), cleanup_mode="stop")
+    try:
+        url = server.get_uri()
+        issuer = Issuer(issuer_dir)
+        (serial,) = issuer.issue("OCR")
+        service = ActivationServer(issuer, BindingStore(url), "127.0.0.1", 0, rate=1000,
+                                   burst=1000).start()
+
+        def attempt(i):
+            try:
+                return request_json(service.url + "/v1/activate",
+                                    {"serial": serial, "fingerprint": f"{i:064x}"})
+            except LicensingError as exc:
+                return str(exc)
+
+        try:
+            with ThreadPoolExecutor(50) as pool:
+                results = list(pool.map(attempt, range(50)))
+        finally:
+            service.stop()
+        won = [r for r in results if isinstance(r, dict)]
+        assert len(won) == 1, {r for r in results if isinstance(r, str)}
+        # A new connection (a restarted service) sees the binding; revocation is stored too.
+        again = BindingStore(url)
+        assert again.bind(serial, "f" * 64) == won[0]["payload"]["fingerprint"]
+        again.revoke(serial)
+        assert BindingStore(url).is_revoked(serial)
+    finally:
+        server.cleanup()
