@@ -84,7 +84,9 @@ def _box_score_fast(pred: np.ndarray, box: np.ndarray) -> float:
     return cv2.mean(pred[ymin:ymax + 1, xmin:xmax + 1], mask)[0]
 
 
-def _unclip(box: np.ndarray, unclip_ratio: float) -> np.ndarray:
+def _offset_polygons(box: np.ndarray, unclip_ratio: float) -> list:
+    """DB's unclip: ``box`` grown by area * ratio / perimeter with pyclipper (round joins);
+    every polygon the offset gives."""
     import pyclipper
 
     area = cv2.contourArea(box)
@@ -92,8 +94,20 @@ def _unclip(box: np.ndarray, unclip_ratio: float) -> np.ndarray:
     distance = area * unclip_ratio / length
     offset = pyclipper.PyclipperOffset()
     offset.AddPath(box, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
-    expanded = offset.Execute(distance)
+    return offset.Execute(distance)
+
+
+def _unclip(box: np.ndarray, unclip_ratio: float) -> np.ndarray:
+    expanded = _offset_polygons(box, unclip_ratio)
     return np.array(expanded[0]) if len(expanded) else np.zeros((0, 2))
+
+
+def _scale_to_source(points: np.ndarray, width: int, height: int, src_w: int,
+                     src_h: int) -> None:
+    """Map points of the HxW probability map onto the source image in place: scaled,
+    rounded, clipped to [0, src_w] x [0, src_h] (in ``points``' own dtype)."""
+    points[:, 0] = np.clip(np.round(points[:, 0] * (src_w / width)), 0, src_w)
+    points[:, 1] = np.clip(np.round(points[:, 1] * (src_h / height)), 0, src_h)
 
 
 def db_postprocess(pred: np.ndarray, src_h: int, src_w: int, thresh: float,
@@ -118,8 +132,7 @@ def db_postprocess(pred: np.ndarray, src_h: int, src_w: int, thresh: float,
         box, short_side = _mini_box(expanded.reshape(-1, 1, 2).astype(np.float32))
         if short_side < min_size + 2:
             continue
-        box[:, 0] = np.clip(np.round(box[:, 0] * (src_w / width)), 0, src_w)
-        box[:, 1] = np.clip(np.round(box[:, 1] * (src_h / height)), 0, src_h)
+        _scale_to_source(box, width, height, src_w, src_h)
         boxes.append(box.astype(np.int16))
         scores.append(float(score))
     return boxes, scores

@@ -19,9 +19,21 @@ import numpy as np
 from numpy.linalg import norm
 
 try:  # inside the hpi_triton package
-    from .ocr_ops import _box_score_fast, _mini_box, crop_quad
+    from .ocr_ops import (
+        _box_score_fast,
+        _mini_box,
+        _offset_polygons,
+        _scale_to_source,
+        crop_quad,
+    )
 except ImportError:  # copied into a repository beside model.py
-    from ocr_ops import _box_score_fast, _mini_box, crop_quad
+    from ocr_ops import (
+        _box_score_fast,
+        _mini_box,
+        _offset_polygons,
+        _scale_to_source,
+        crop_quad,
+    )
 
 # PaddleX's seal OCR defaults (pipelines/ocr/pipeline.py, text_type "seal").
 SEAL_DEFAULTS = {"limit_side_len": 736, "limit_type": "min", "max_side_limit": 4000,
@@ -35,8 +47,6 @@ def db_polygons(pred: np.ndarray, src_h: int, src_w: int, thresh: float, box_thr
                 unclip_ratio: float, max_candidates: int = 1000
                 ) -> Tuple[List[np.ndarray], List[float]]:
     """Probability map HxW → polygons (Kx2 int, source-image coordinates) and scores."""
-    import pyclipper
-
     min_size = 3
     bitmap = (pred > thresh).astype(np.uint8) * 255
     height, width = bitmap.shape
@@ -50,10 +60,7 @@ def db_polygons(pred: np.ndarray, src_h: int, src_w: int, thresh: float, box_thr
         score = _box_score_fast(pred, points)
         if box_thresh > score:
             continue
-        distance = cv2.contourArea(points) * unclip_ratio / cv2.arcLength(points, True)
-        offset = pyclipper.PyclipperOffset()
-        offset.AddPath(points, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
-        expanded = offset.Execute(distance)
+        expanded = _offset_polygons(points, unclip_ratio)
         # PaddleX keeps a contour only when the offset gives exactly one polygon.
         if len(expanded) != 1 or len(expanded[0]) == 0:
             continue
@@ -62,8 +69,7 @@ def db_polygons(pred: np.ndarray, src_h: int, src_w: int, thresh: float, box_thr
         if short_side < min_size + 2:
             continue
         poly = poly.astype(np.float64)
-        poly[:, 0] = np.clip(np.round(poly[:, 0] * (src_w / width)), 0, src_w)
-        poly[:, 1] = np.clip(np.round(poly[:, 1] * (src_h / height)), 0, src_h)
+        _scale_to_source(poly, width, height, src_w, src_h)
         polys.append(poly.astype(np.int64))
         scores.append(float(score))
     return polys, scores
@@ -255,10 +261,10 @@ def _flat_layout(poly: np.ndarray) -> np.ndarray:
     mean top-to-bottom distance); centred. Returns Nx2."""
     flat = poly.reshape(-1)
     n = len(flat) // 2
-    steps = [sqrt_sum(flat[2 * i] - flat[2 * (i - 1)], flat[2 * i + 1] - flat[2 * (i - 1) + 1])
+    steps = [_length(flat[2 * i] - flat[2 * (i - 1)], flat[2 * i + 1] - flat[2 * (i - 1) + 1])
              for i in range(1, n)]
-    heights = [sqrt_sum(flat[2 * i] - flat[len(flat) - 1 - (2 * i + 1)],
-                        flat[2 * i + 1] - flat[len(flat) - 1 - 2 * i]) for i in range(n // 2)]
+    heights = [_length(flat[2 * i] - flat[len(flat) - 1 - (2 * i + 1)],
+                       flat[2 * i + 1] - flat[len(flat) - 1 - 2 * i]) for i in range(n // 2)]
     steps = [(steps[i] + steps[len(steps) - 1 - i]) / 2 for i in range(len(steps) // 2)]
     height = np.around(np.mean(heights))
     coords = [0, 0]
@@ -273,7 +279,8 @@ def _flat_layout(poly: np.ndarray) -> np.ndarray:
     return rect
 
 
-def sqrt_sum(dx, dy):
+def _length(dx, dy):
+    # sqrt of squares, not np.hypot: PaddleX's rounding, so strip sizes match it exactly
     return np.sqrt(dx ** 2 + dy ** 2)
 
 
