@@ -41,11 +41,16 @@ def reference_params(source: ModelSource, cpu_threads: int = 0) -> Dict[str, str
             "cpu_threads": str(cpu_threads)}
 
 
+def reference_runner(source: ModelSource, cpu_threads: int = 0) -> engines.Runner:
+    """The source model itself, loaded in-process (the reference every artifact and every
+    served result is compared with)."""
+    return engines.create_runner(source.path, reference_params(source, cpu_threads))
+
+
 def compute_reference(source: ModelSource, samples: List[Dict[str, np.ndarray]],
                       cpu_threads: int = 0) -> Reference:
     """Run the source model in-process on ``samples``."""
-    params = reference_params(source, cpu_threads)
-    runner = engines.create_runner(source.path, params)
+    runner = reference_runner(source, cpu_threads)
     outputs = []
     for feed in samples:
         result = runner.run(feed)

@@ -17,8 +17,7 @@ from hpi_triton.client import Client
 from hpi_triton.errors import HpiTritonError, InferError, ModelDirError, ServerError
 from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
 from hpi_triton.generator.model_dir import load_model_dir
-from hpi_triton.generator.verify import reference_params, relative_error
-from hpi_triton.python_backend import engines
+from hpi_triton.generator.verify import reference_runner, relative_error
 from hpi_triton.server import TritonServer
 from hpi_triton.triton_models.config import read_pbtxt
 
@@ -48,7 +47,7 @@ def _reference(model_paths, model: str, x: np.ndarray):
     """Paddle Inference in-process on the source model (ONNX Runtime for the ONNX-only dir)."""
     if model not in _REFERENCES:
         source = load_model_dir(model_paths[model])
-        _REFERENCES[model] = engines.create_runner(source.path, reference_params(source))
+        _REFERENCES[model] = reference_runner(source)
     runner = _REFERENCES[model]
     result = runner.run({runner.input_names[0]: x})
     return [result[n] for n in runner.output_names]

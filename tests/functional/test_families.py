@@ -21,8 +21,8 @@ from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.ensembles.vision import ROLES
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.generator.model_dir import load_model_dir
-from hpi_triton.generator.verify import reference_params
-from hpi_triton.python_backend import engines, vision_ops
+from hpi_triton.generator.verify import reference_runner
+from hpi_triton.python_backend import vision_ops
 from hpi_triton.server import TritonServer
 from tests.families import FAMILIES, family_model_dirs, scene
 
@@ -72,7 +72,7 @@ def _in_process(spec, model_dir, rgb):
     """The family's model run by Paddle Inference in this process, same pre/post-processing;
     also returns the raw engine outputs."""
     source = load_model_dir(model_dir)
-    runner = engines.create_runner(source.path, reference_params(source))
+    runner = reference_runner(source)
     settings = spec._settings(source)
     raw = []
 

@@ -16,8 +16,8 @@ from hpi_triton.errors import BuildError, InferError
 from hpi_triton.generator import wheel_models as wm
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.generator.model_dir import load_model_dir
-from hpi_triton.generator.verify import reference_params
-from hpi_triton.python_backend import engines, ocr_pipeline, table_pipeline
+from hpi_triton.generator.verify import reference_runner
+from hpi_triton.python_backend import ocr_pipeline, table_pipeline
 from hpi_triton.server import TritonServer
 from hpi_triton.triton_models.config import read_pbtxt
 from tests.ocr_dataset import edit_distance, make_layout_page
@@ -59,8 +59,7 @@ def _local_flow(spec, repo):
     settings = json.loads(config.parameters["pipeline_settings"].string_value)
     characters = (repo / "seal_recognition" / "1" / "characters.txt").read_text(
         encoding="utf-8").split("\n")
-    runners = {role: engines.create_runner(load_model_dir(path).path,
-                                           reference_params(load_model_dir(path)))
+    runners = {role: reference_runner(load_model_dir(path))
                for role, path in spec.roles.items()}
 
     def first(role):
@@ -210,8 +209,7 @@ def _local_layout_parsing(repo, dirs, layout=None):
     config = read_pbtxt(repo / "layout_parsing" / "config.pbtxt")
     settings = json.loads(config.parameters["pipeline_settings"].string_value)
     version = repo / "layout_parsing" / "1"
-    runners = {role: engines.create_runner(load_model_dir(path).path,
-                                           reference_params(load_model_dir(path)))
+    runners = {role: reference_runner(load_model_dir(path))
                for role, path in dirs.items()}
 
     def first(role):

@@ -16,8 +16,8 @@ from hpi_triton.errors import BuildError, InferError
 from hpi_triton.generator import wheel_models as wm
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.generator.model_dir import load_model_dir
-from hpi_triton.generator.verify import reference_params
-from hpi_triton.python_backend import engines, ocr_pipeline, table_pipeline
+from hpi_triton.generator.verify import reference_runner
+from hpi_triton.python_backend import ocr_pipeline, table_pipeline
 from hpi_triton.server import TritonServer
 from tests.ocr_dataset import make_layout_page
 from tests.table_dataset import make_table, teds
@@ -68,7 +68,7 @@ def _local_flow(spec, repo):
     def runner(role):
         if role not in runners:
             source = load_model_dir(spec.roles[role])
-            runners[role] = engines.create_runner(source.path, reference_params(source))
+            runners[role] = reference_runner(source)
         return runners[role]
 
     def first(role):

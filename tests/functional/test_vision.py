@@ -12,8 +12,8 @@ from hpi_triton.errors import BuildError, InferError
 from hpi_triton.generator import wheel_models as wm
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.generator.model_dir import load_model_dir
-from hpi_triton.generator.verify import reference_params
-from hpi_triton.python_backend import engines, vision_ops
+from hpi_triton.generator.verify import reference_runner
+from hpi_triton.python_backend import vision_ops
 from hpi_triton.server import TritonServer
 from tests.ocr_dataset import make_pages
 
@@ -29,7 +29,7 @@ def _serve(spec, cache, tmp_path):
 def _in_process_topk(model_dir, rgb, k):
     """The source model run by Paddle Inference (ONNX Runtime for ONNX dirs), same pre/post."""
     source = load_model_dir(model_dir)
-    runner = engines.create_runner(source.path, reference_params(source))
+    runner = reference_runner(source)
     x = vision_ops.classification_preprocess(rgb, source.config["PreProcess"]["transform_ops"])
     probs = runner.run({runner.input_names[0]: x[None]})[runner.output_names[0]][0]
     labels = (source.config.get("PostProcess") or {}).get("Topk", {}).get("label_list")
@@ -151,7 +151,7 @@ def test_semantic_segmentation_random_weights_parity(segmentation_model, shared_
     rng = np.random.default_rng(2)
     image = rng.integers(0, 255, (300, 420, 3), dtype=np.uint8)
     source = load_model_dir(segmentation_model)
-    runner = engines.create_runner(source.path, reference_params(source))
+    runner = reference_runner(source)
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     x = vision_ops.segmentation_preprocess(rgb, source.config["Deploy"]["transforms"])
     expected = vision_ops.segmentation_postprocess(
@@ -177,7 +177,7 @@ def test_layout_detection_real_weights(shared_cache_dir, tmp_path):
     spec = pipeline_spec("object_detection", {"ObjectDetection": model})
     page = make_layout_page(0)
     source = load_model_dir(model)
-    runner = engines.create_runner(source.path, reference_params(source))
+    runner = reference_runner(source)
     rgb = cv2.cvtColor(page, cv2.COLOR_BGR2RGB)
     settings = spec._settings(source)
 
