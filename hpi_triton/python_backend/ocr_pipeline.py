@@ -143,20 +143,20 @@ class OCRFlow:
             for index, (text, score) in zip(members, self.decoder(np.asarray(self.rec(batch)))):
                 texts[index], scores[index] = text, score
         keep = [i for i, s in enumerate(scores) if s >= params["text_rec_score_thresh"]]
-        result = ocr_ops.ocr_result(polys, [texts[i] for i in keep], [scores[i] for i in keep],
-                                    [polys[i] for i in keep], angles)
-        result["text_type"] = "seal" if self.seal else "general"
-        if self.seal:  # PaddleX gives seal text no boxes
-            result["rec_boxes"] = []
+        result = self._result(polys, [texts[i] for i in keep], [scores[i] for i in keep],
+                              [polys[i] for i in keep], angles)
         if doc_result is not None:
             result["doc_preprocessor_res"] = doc_result
         return result
 
     def empty_result(self) -> Dict:
         """The result for an image with no text."""
-        result = ocr_ops.ocr_result([], [], [], [], [])
+        return self._result([], [], [], [], [])
+
+    def _result(self, dt_polys, texts, scores, rec_polys, angles) -> Dict:
+        result = ocr_ops.ocr_result(dt_polys, texts, scores, rec_polys, angles)
         result["text_type"] = "seal" if self.seal else "general"
-        if self.seal:
+        if self.seal:  # PaddleX gives seal text no boxes
             result["rec_boxes"] = []
         return result
 

@@ -94,9 +94,8 @@ class TableFlow:
         h, w = image.shape[:2]
         out = []
         for region_id, box in enumerate(boxes, start=1):
-            x1, y1, x2, y2 = (int(v) for v in box)
-            crop = image[max(y1, 0):y2, max(x1, 0):x2]
-            if crop.shape[0] < 2 or crop.shape[1] < 2:
+            crop = _region(image, box)
+            if crop is None:
                 continue
             result = table_ops.table_result(self.recognize_structure(crop), ocr, box, (h, w))
             result["table_region_id"] = region_id
@@ -108,9 +107,8 @@ class TableFlow:
         PaddleX), numbered by ``seal_region_id`` from 1."""
         out = []
         for region_id, box in enumerate(boxes, start=1):
-            x1, y1, x2, y2 = (int(v) for v in box)
-            crop = image[max(y1, 0):y2, max(x1, 0):x2]
-            if crop.shape[0] < 2 or crop.shape[1] < 2:
+            crop = _region(image, box)
+            if crop is None:
                 result = seal.empty_result()
             else:
                 result = seal.run(np.ascontiguousarray(crop), params=params)
@@ -125,6 +123,13 @@ class TableFlow:
         return table_ops.structure_decode(np.asarray(boxes)[0], np.asarray(probs)[0],
                                           spec["characters"], (crop.shape[1], crop.shape[0]),
                                           spec["max_len"], spec["canvas_boxes"])
+
+
+def _region(image: np.ndarray, box):
+    """The crop of a layout box [x1, y1, x2, y2] (page coordinates), None when under 2 px."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    crop = image[max(y1, 0):y2, max(x1, 0):x2]
+    return None if crop.shape[0] < 2 or crop.shape[1] < 2 else crop
 
 
 class SealFlow(TableFlow):
