@@ -244,7 +244,10 @@ class BindingStore:
             return [row[0] for row in cur.fetchall()]
 
     def is_revoked(self, serial: str) -> bool:
-        return serial in self.revoked()
+        with self._connect() as db:
+            cur = db.cursor()
+            cur.execute(self._q("SELECT 1 FROM revoked WHERE serial = ?"), (serial,))
+            return cur.fetchone() is not None
 
 
 class _SqliteTx:

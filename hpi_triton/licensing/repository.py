@@ -16,6 +16,7 @@ from typing import Dict, List
 from hpi_triton.errors import BuildError
 from hpi_triton.licensing import certificate, content
 from hpi_triton.licensing.issuer import IssuerPublic
+from hpi_triton.python_backend.engines import FROM_MEMORY
 
 # Backends whose engines load from memory (what a licensed repository may serve).
 LICENSED_BACKENDS = ("onnx_runtime", "openvino")
@@ -58,7 +59,7 @@ def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dic
             config = read_pbtxt(repo / model / "config.pbtxt")
             engine = config.parameters["engine"].string_value if "engine" in \
                 config.parameters else config.platform or config.backend
-            if config.backend != "python" or engine not in ("onnxruntime", "openvino"):
+            if config.backend != "python" or engine not in FROM_MEMORY:
                 raise BuildError(f"--license: model {model!r} is served by {engine!r}; a "
                                  f"licensed repository loads engines from memory, which "
                                  f"needs --hosting python with onnx_runtime or openvino")

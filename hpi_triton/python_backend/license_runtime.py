@@ -18,11 +18,6 @@ except ImportError:  # copied into a repository beside model.py
 
 LicenseError = certificate.LicenseError
 LICENSE_FILE = "license.json"
-RUNTIME_MODULES = ("license_runtime.py", "certificate.py", "content.py", "fingerprint.py")
-
-
-def is_licensed(version_dir) -> bool:
-    return os.path.isfile(os.path.join(version_dir, LICENSE_FILE))
 
 
 class LicenseCheck:
