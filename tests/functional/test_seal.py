@@ -258,15 +258,14 @@ def test_layout_parsing_reads_a_seal_region(seal_server, parsing_dirs):
     Everything else is real: the general OCR, the seal detector and the recogniser."""
     _, _, repo = seal_server
     page, stamp, box = make_seal_page(0)
-    holder = {}
 
-    def layout(*feeds):
-        return [holder["row"], np.array([1], np.int32)]
+    def layout(*feeds):  # one detection row [cls_id, score, x1, y1, x2, y2] + its count
+        return [seal_row, np.array([1], np.int32)]
 
     flow, settings = _local_layout_parsing(repo, parsing_dirs, layout)
     labels = settings["layout"]["labels"] + ["seal"]
     settings["layout"].update(head="nms_inside", labels=labels)
-    holder["row"] = np.array([[len(labels) - 1, 0.95, *box]], np.float32)
+    seal_row = np.array([[len(labels) - 1, 0.95, *box]], np.float32)
     result = flow.run(page, *flow.parameters({}))
     (found,) = result["seal_res_list"]
     assert found["seal_region_id"] == 1 and stamp.arc_text in found["rec_texts"]
