@@ -103,6 +103,10 @@ def build(
                                hosting=hosting, cache_dir=cache_dir, use_cache=not no_cache,
                                cpu_threads=cpu_threads, max_batch_size=max_batch_size or None,
                                instances=instances, force=force, license=license_key)
+        if verbose and sys.stderr.isatty():
+            from hpi_triton.progress import RichBuildProgress
+
+            options.progress = RichBuildProgress()
         report = build_repository(requests, options, pipelines)
     except HpiTritonError as exc:
         _fail(exc)
@@ -111,6 +115,10 @@ def build(
     for p in report.pipelines:
         typer.echo(f"{p.get('served_name') or p['pipeline']}: {p['pipeline']} graph over "
                    f"{', '.join(m[0] for m in p['roles'].values())}")
+    if verbose:
+        from hpi_triton.progress import print_build_summary
+
+        print_build_summary(report)
     typer.echo(f"repository written to {report.out} in {report.seconds:.1f} s "
                f"(report: {Path(report.out) / 'REPORT.md'})")
 
@@ -143,8 +151,43 @@ def serve(
     except HpiTritonError as exc:
         _fail(exc)
     typer.echo("Ctrl-C stops the server.")
+    _stop_on_sigterm()
     code = server.wait()
     raise typer.Exit(code)
+
+
+def _stop_on_sigterm() -> None:
+    """docker stop / Kubernetes send SIGTERM: stop tritonserver as Ctrl-C does."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def tritonserver(ctx: typer.Context) -> None:
+    """Run the tritonserver 'serve' would use, with tritonserver's own arguments, in place of
+    this process (a container's entrypoint: signals reach the server directly)."""
+    import os
+
+    from hpi_triton.server import PYTHON_BACKEND_ARGS, find_tritonserver
+
+    try:
+        binary = find_tritonserver()
+    except HpiTritonError as exc:
+        _fail(exc)
+    args = list(ctx.args)
+    if binary.backend_dir is not None and not any(a.startswith("--backend-directory")
+                                                  for a in args):
+        args.append(f"--backend-directory={binary.backend_dir}")
+    given = " ".join(args)
+    args += [a for a in PYTHON_BACKEND_ARGS if a.split("=")[1] not in given]
+    sys.stdout.flush()
+    os.execve(str(binary.executable), [str(binary.executable), *args],
+              binary.env or dict(os.environ))
 
 
 def _summary(name: str, array: np.ndarray) -> dict:
@@ -251,6 +294,93 @@ def backends(device: str = typer.Option("cpu", help="cpu, gpu or gpu:N"),
             continue
         reason = registry.get(name).unavailable_reason(target, precision)
         typer.echo(f"{name:16s} {'usable' if reason is None else 'unusable: ' + reason}")
+
+
+@app.command()
+def bench(
+    url: str = typer.Option("localhost:8000", help="HOST:PORT of the server (HTTP or gRPC)"),
+    pipeline: str = typer.Option(..., help="Served pipeline graph, e.g. OCR"),
+    input: List[Path] = typer.Option(..., "--input", help="Image file or folder of images "
+                                     "(repeatable); requests cycle through them"),
+    concurrency: str = typer.Option("1,2,4,8", help="Levels: requests in flight, e.g. 1,2,4,8"),
+    duration: float = typer.Option(30.0, help="Seconds measured per level"),
+    warmup: float = typer.Option(3.0, help="Seconds per level before measuring"),
+    protocol: str = typer.Option("http", help="http or grpc"),
+    param: List[str] = typer.Option([], "--param", help="KEY=VALUE per-request parameter"),
+    output_dir: Path = typer.Option(Path("bench-results"), help="Where bench.json, bench.csv, "
+                                    "bench_models.csv and bench.png go"),
+) -> None:
+    """Closed-loop load on a served pipeline: throughput, p50/p90/p99 and errors per
+    concurrency level, and where each model's time goes (Triton's statistics)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from hpi_triton.bench import (
+        BenchSettings,
+        collect_inputs,
+        parse_levels,
+        run_bench,
+        write_outputs,
+    )
+
+    console = Console()
+    try:
+        settings = BenchSettings(url=url.split("://", 1)[-1], pipeline=pipeline,
+                                 inputs=collect_inputs(input),
+                                 concurrency=parse_levels(concurrency), duration=duration,
+                                 warmup=warmup, protocol=protocol,
+                                 params=dict(_pairs(param, "--param")))
+        tasks = {}
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.fields[done]} requests"), TimeRemainingColumn(),
+                      console=console, transient=False) as bar:
+            def progress(level: int, elapsed: float, total: float, done: int) -> None:
+                if level not in tasks:
+                    tasks[level] = bar.add_task(f"concurrency {level}", total=total, done=0)
+                bar.update(tasks[level], completed=elapsed, done=done)
+
+            results = run_bench(settings, progress)
+        paths = write_outputs(settings, results, output_dir)
+    except HpiTritonError as exc:
+        _fail(exc)
+    table = Table(title=f"{pipeline} at {settings.url} ({protocol}), {duration:g} s per level")
+    for column in ("concurrency", "req/s", "p50 ms", "p90 ms", "p99 ms", "requests", "errors"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(str(r.concurrency), f"{r.throughput:.2f}", f"{r.p50_ms:.1f}",
+                      f"{r.p90_ms:.1f}", f"{r.p99_ms:.1f}", str(r.requests), str(r.errors))
+    console.print(table)
+    for r in results:
+        if r.first_error:
+            console.print(f"[red]concurrency {r.concurrency}: {r.errors} errors; first: "
+                          f"{r.first_error}[/red]")
+    split = Table(title="Where the time goes (server statistics, ms per request)")
+    for column in ("concurrency", "model", "requests", "queue", "compute input",
+                   "compute infer", "compute output"):
+        split.add_column(column, justify="right" if column != "model" else "left")
+    for r in results:
+        for m in r.models:
+            split.add_row(str(r.concurrency), m.model, str(m.requests), f"{m.queue_ms:.2f}",
+                          f"{m.compute_input_ms:.2f}", f"{m.compute_infer_ms:.2f}",
+                          f"{m.compute_output_ms:.2f}")
+    console.print(split)
+    console.print("written: " + ", ".join(str(p) for p in paths.values()))
+    raise typer.Exit(1 if any(r.errors for r in results) else 0)
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable output")
+           ) -> None:
+    """What this machine can run: CPU features, GPU / CUDA / cuDNN / TensorRT, the five
+    backends, the tritonserver and its Triton backends, and what to install for the rest."""
+    from hpi_triton.doctor import diagnose, render
+
+    report = diagnose()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render(report)
 
 
 @app.command()

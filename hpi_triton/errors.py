@@ -62,3 +62,7 @@ class InferError(HpiTritonError):
 class LicensingError(HpiTritonError):
     """A licensing step failed: a bad serial, request, key or certificate, or a refusal by
     the activation service."""
+
+
+class BenchError(HpiTritonError):
+    """A benchmark was asked for something it cannot run (no server, no images, bad levels)."""

@@ -8,6 +8,7 @@ temp dir beside ``--out`` and renamed into place only when every model succeeded
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -64,6 +65,27 @@ DEFAULT_MAX_BATCH_SIZE = 8
 SERVED_FILES = ("engines.py",)
 
 
+class BuildProgress:
+    """Where the long steps of a build are announced; this default shows nothing.
+
+    The CLI passes one that draws progress bars. ``step`` wraps one long step (a conversion
+    with its verification, a TensorRT engine build, a latency measurement).
+    """
+
+    def start(self, models: List[str]) -> None:
+        """The build begins; ``models`` will be built in this order."""
+
+    @contextlib.contextmanager
+    def step(self, model: str, what: str):
+        yield
+
+    def model_done(self, model: str, backend: str) -> None:
+        """``model`` is written with ``backend``."""
+
+    def finish(self) -> None:
+        """The build ended (written or failed)."""
+
+
 @dataclass
 class ModelRequest:
     """One ``--model NAME=DIR`` with its optional ``--backend NAME=BACKEND``."""
@@ -89,6 +111,7 @@ class BuildOptions:
     force: bool = False
     # The issuer's public.pem: a licensed repository (encrypted engines behind a gate).
     license: Optional[Path] = None
+    progress: BuildProgress = field(default_factory=BuildProgress, repr=False)
 
 
 @dataclass
@@ -125,6 +148,7 @@ class BuildReport:
     models: List[ModelReport] = field(default_factory=list)
     pipelines: List[dict] = field(default_factory=list)
     licensing: List[dict] = field(default_factory=list)
+    requirements: List[str] = field(default_factory=list)
     seconds: float = 0.0
     versions: Dict[str, Optional[str]] = field(default_factory=dict)
 
@@ -175,17 +199,31 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
                          versions=package_versions(_all_packages()))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    progress = options.progress
+    progress.start([r.name for r in requests])
     try:
         for request in requests:
             builder = _ModelBuilder(request, sources[request.name], options, cache)
             report.models.append(builder.build(staging))
+            progress.model_done(request.name, report.models[-1].backend)
         by_name = {m.name: m for m in report.models}
         for pipeline in pipelines:
-            report.pipelines.append(pipeline.write(staging, sources, by_name))
+            with progress.step(pipeline.served_name, "write the pipeline graph"):
+                report.pipelines.append(pipeline.write(staging, sources, by_name))
         if options.license is not None:
             from hpi_triton.licensing.repository import protect
 
             report.licensing = protect(staging, report.pipelines, public)
+        from hpi_triton.generator.requirements import (
+            REQUIREMENTS_TXT,
+            requirements_text,
+            serving_requirements,
+        )
+
+        report.requirements = serving_requirements(
+            options.device.kind, [m.backend for m in report.models if m.hosting == "python"],
+            [p["pipeline"] for p in report.pipelines], options.license is not None)
+        (staging / REQUIREMENTS_TXT).write_text(requirements_text(report.requirements))
         report.seconds = round(time.perf_counter() - started, 2)
         from hpi_triton.generator.report import write_report
 
@@ -194,6 +232,8 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        progress.finish()
     return report
 
 
@@ -316,6 +356,11 @@ class _ModelBuilder:
         else:
             chosen, why = self._select_first_working(order, origin, requested)
         backend, entry_dir, meta = chosen
+        chosen_report = next(c for c in reversed(self.report.candidates)
+                             if c.backend == backend.name)
+        if chosen_report.latency_ms is None:
+            # For the report's chart: what the chosen engine costs at batch 1 (cached).
+            chosen_report.latency_ms = self._measure(backend, entry_dir, meta)
         self.report.backend = backend.name
         self.report.selection = why
         self._emit(repo, backend, entry_dir, meta)
@@ -425,7 +470,9 @@ class _ModelBuilder:
             }
 
         try:
-            entry = self.cache.get_or_create(key, create)
+            with self.options.progress.step(self.request.name,
+                                            f"{backend.name}: convert + verify"):
+                entry = self.cache.get_or_create(key, create)
         except (ConversionError, VerificationError) as exc:
             status = "failed"
             return CandidateReport(backend.name, status, str(exc),
@@ -444,8 +491,9 @@ class _ModelBuilder:
         cached = self.cache.read_json(path)
         if cached:
             return cached["p50_ms"]
-        runner = engines.create_runner(entry_dir, self._runtime_params(meta["params"]))
-        timing = measure_latency(runner, sample_inputs.make_inputs(self.source, shapes))
+        with self.options.progress.step(self.request.name, f"{backend.name}: measure latency"):
+            runner = engines.create_runner(entry_dir, self._runtime_params(meta["params"]))
+            timing = measure_latency(runner, sample_inputs.make_inputs(self.source, shapes))
         self.cache.write_json(path, timing)
         return timing["p50_ms"]
 

@@ -9,6 +9,7 @@ import jinja2
 
 REPORT_MD = "REPORT.md"
 REPORT_JSON = "build_report.json"
+LATENCY_CHART = "build_latency.png"
 
 
 def write_report(report, repo: Path) -> None:
@@ -17,9 +18,20 @@ def write_report(report, repo: Path) -> None:
     Triton ignores files at the repository root that are not model folders, so the report
     travels with the repository without affecting serving.
     """
+    latencies = {m.name: {c.backend: c.latency_ms for c in m.candidates
+                          if c.latency_ms is not None} for m in report.models}
+    latencies = {name: per for name, per in latencies.items() if per}
+    chart = None
+    if latencies:
+        from hpi_triton.charts import plot_backend_latency
+
+        chart = plot_backend_latency(
+            latencies, repo / LATENCY_CHART,
+            title=f"Backends per model on {report.device} ({report.precision})").name
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("hpi_triton.generator", "templates"),
         autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
-    (repo / REPORT_MD).write_text(env.get_template("REPORT.md.j2").render(report=report))
+    template = env.get_template("REPORT.md.j2")
+    (repo / REPORT_MD).write_text(template.render(report=report, chart=chart))
     (repo / REPORT_JSON).write_text(json.dumps(report.to_dict(), indent=2))

@@ -12,7 +12,8 @@ from typing import Dict, List, Type
 from hpi_triton.errors import BackendUnavailableError, UnknownBackendError
 from hpi_triton.triton_models.backends.base import Backend, ConvertContext, Device, NativeEntry
 
-__all__ = ["Backend", "BackendRegistry", "ConvertContext", "Device", "NativeEntry", "registry"]
+__all__ = ["Backend", "BackendRegistry", "ConvertContext", "Device", "NativeEntry",
+           "backend_classes", "registry"]
 
 
 class BackendRegistry:
@@ -65,16 +66,21 @@ class BackendRegistry:
         return sorted(set(self._aliases) | set(self._missing))
 
 
-def _default_registry() -> BackendRegistry:
+def backend_classes() -> List[Type[Backend]]:
+    """Every backend hpi-triton has, installed here or not."""
     from hpi_triton.triton_models.backends.onnx_runtime import OnnxRuntimeBackend
     from hpi_triton.triton_models.backends.openvino import OpenVINOBackend
     from hpi_triton.triton_models.backends.paddle_infer import PaddleInferBackend
     from hpi_triton.triton_models.backends.paddle_tensorrt import PaddleTensorRTBackend
     from hpi_triton.triton_models.backends.tensorrt import TensorRTBackend
 
+    return [PaddleInferBackend, PaddleTensorRTBackend, OpenVINOBackend, OnnxRuntimeBackend,
+            TensorRTBackend]
+
+
+def _default_registry() -> BackendRegistry:
     reg = BackendRegistry()
-    for backend_class in (PaddleInferBackend, PaddleTensorRTBackend, OpenVINOBackend,
-                          OnnxRuntimeBackend, TensorRTBackend):
+    for backend_class in backend_classes():
         reg.register(backend_class)
     return reg
 

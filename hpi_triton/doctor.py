@@ -1,0 +1,316 @@
+"""``hpi-triton doctor``: what this machine can run, and what to install for the rest.
+
+It answers the questions the deployment guide's install table answers per architecture, for the
+machine it runs on: CPU features that change engine speed or numerics (AVX-512, AMX), the NVIDIA
+GPU and its driver, the CUDA runtime / cuDNN / TensorRT libraries found, which of the five
+backends build here (and why not), and which tritonserver ``hpi-triton serve`` would start with
+which Triton backends. Everything is read, nothing is installed or started.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import importlib.metadata
+import os
+import platform
+import shutil
+import site
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
+             "amx_int8", "avx_vnni")
+NATIVE_TRITON_BACKENDS = {"onnx_runtime": "onnxruntime", "openvino": "openvino",
+                          "tensorrt": "tensorrt"}
+GPU_IMAGE_HINT = ("the official image: docker build -f deploy/docker/Dockerfile.gpu (FROM "
+                  "nvcr.io/nvidia/tritonserver:<yy.mm>-py3), see README 'Deploy'")
+
+
+def cpu_info(cpuinfo: str = "/proc/cpuinfo") -> dict:
+    """Model name, logical cores and the instruction-set flags engines care about."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and value.strip():
+            model = value.strip()
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+    features = {flag: flag in flags for flag in CPU_FLAGS}
+    notes = []
+    if features["amx_bf16"] or features["avx512_bf16"]:
+        notes.append("bf16 in hardware: OpenVINO's default precision here is bf16, so builds "
+                     "pin f32 (--precision fp32) to equal Paddle; --precision bf16 trades "
+                     "exactness for speed")
+    if not features["avx2"]:
+        notes.append("no AVX2: Paddle Inference and OpenVINO wheels need it; ONNX Runtime runs")
+    return {"model": model, "machine": platform.machine(), "logical_cores": os.cpu_count(),
+            "flags": features, "notes": notes}
+
+
+def _run(cmd: List[str], timeout: float = 20.0) -> Optional[str]:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def gpu_info() -> dict:
+    """NVIDIA GPUs from ``nvidia-smi``: name, memory, compute capability, driver, CUDA."""
+    listing = _run(["nvidia-smi", "--query-gpu=index,name,memory.total,compute_cap,"
+                    "driver_version", "--format=csv,noheader,nounits"])
+    if listing is None:
+        why = ("nvidia-smi not found: no NVIDIA driver on this machine"
+               if shutil.which("nvidia-smi") is None else "nvidia-smi failed")
+        return {"gpus": [], "driver": None, "cuda_driver": None, "why_none": why}
+    gpus, driver = [], None
+    for line in listing.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 5:
+            continue
+        index, name, memory, capability, driver = parts[:5]
+        gpus.append({"index": int(index), "name": name, "memory_mib": int(float(memory)),
+                     "compute_capability": capability})
+    return {"gpus": gpus, "driver": driver, "cuda_driver": _cuda_driver_version(),
+            "why_none": None if gpus else "nvidia-smi lists no GPU"}
+
+
+def _cuda_version(number: int) -> str:
+    return f"{number // 1000}.{(number % 1000) // 10}"
+
+
+def _cuda_driver_version() -> Optional[str]:
+    """The CUDA version the driver supports (``cuDriverGetVersion``)."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    version = ctypes.c_int(0)
+    if lib.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        return None
+    return _cuda_version(version.value)
+
+
+def _library_dirs() -> List[str]:
+    """Where CUDA libraries live: pip's nvidia-* wheels, CUDA_HOME, the loader's cache."""
+    roots = [*site.getsitepackages(), site.getusersitepackages(),
+             *[p for p in sys.path if p.endswith("site-packages")]]
+    dirs = []
+    for root in dict.fromkeys(roots):
+        dirs += glob.glob(os.path.join(root, "nvidia", "*", "lib"))
+        dirs += glob.glob(os.path.join(root, "tensorrt_libs"))
+    for home in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+        if home:
+            dirs.append(os.path.join(home, "lib64"))
+    dirs += [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if d]
+    dirs += ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64"]
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
+
+
+def _find_library(stem: str) -> Optional[str]:
+    """The newest ``lib<stem>.so.N`` in the library dirs (or the loader's cache)."""
+    found = []
+    for directory in _library_dirs():
+        found += glob.glob(os.path.join(directory, f"lib{stem}.so.*"))
+    if not found:
+        cache = _run(["ldconfig", "-p"]) or ""
+        found = [line.split("=>")[-1].strip() for line in cache.splitlines()
+                 if f"lib{stem}.so." in line and "=>" in line]
+    found = [f for f in found if os.path.isfile(f)]
+    return sorted(found, key=lambda p: (len(p.split(".so.")[-1].split(".")), p))[-1] \
+        if found else None
+
+
+def cuda_libraries() -> Dict[str, dict]:
+    """CUDA runtime, cuDNN and TensorRT versions, each with the file (or package) it came
+    from, or why it is not there."""
+    out: Dict[str, dict] = {}
+    path = _find_library("cudart")
+    if path:
+        try:
+            version = ctypes.c_int(0)
+            ctypes.CDLL(path).cudaRuntimeGetVersion(ctypes.byref(version))
+            out["cuda_runtime"] = {"version": _cuda_version(version.value), "path": path}
+        except (OSError, AttributeError) as exc:
+            out["cuda_runtime"] = {"version": None, "path": path, "why": str(exc)}
+    else:
+        out["cuda_runtime"] = {"version": None, "why": "libcudart not found (pip install "
+                               "nvidia-cuda-runtime-cu12, or the CUDA toolkit)"}
+    path = _find_library("cudnn")
+    if path:
+        try:
+            number = ctypes.CDLL(path).cudnnGetVersion
+            number.restype = ctypes.c_size_t
+            value = int(number())
+            # cuDNN 9 encodes major*10000 + minor*100 + patch; 8 and older major*1000 + ...
+            major, rest = (value // 10000, value % 10000) if value >= 90000 else \
+                (value // 1000, value % 1000)
+            out["cudnn"] = {"version": f"{major}.{rest // 100}.{rest % 100}", "path": path}
+        except (OSError, AttributeError) as exc:
+            out["cudnn"] = {"version": None, "path": path, "why": str(exc)}
+    else:
+        out["cudnn"] = {"version": None, "why": "libcudnn not found (pip install "
+                        "nvidia-cudnn-cu12, or cuDNN from NVIDIA)"}
+    tensorrt = _distribution_version("tensorrt", "tensorrt-cu12", "tensorrt-cu13",
+                                     "tensorrt-cu12-libs", "tensorrt-cu13-libs")
+    if tensorrt:
+        out["tensorrt"] = {"version": tensorrt[1], "package": tensorrt[0]}
+    else:
+        path = _find_library("nvinfer")
+        out["tensorrt"] = ({"version": path.split(".so.")[-1], "path": path} if path else
+                           {"version": None, "why": "no tensorrt package or libnvinfer (pip "
+                            "install tensorrt, on a machine with an NVIDIA GPU)"})
+    return out
+
+
+def _distribution_version(*names: str):
+    for name in names:
+        try:
+            return name, importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def backend_status() -> List[dict]:
+    """Each of the five backends on cpu and gpu: usable, or why not and what to install."""
+    from hpi_triton.triton_models.backends import Device, backend_classes, registry
+
+    rows = []
+    for backend_class in backend_classes():
+        row = {"name": backend_class.name, "aliases": list(backend_class.aliases),
+               "installed": backend_class.installed(),
+               "packages": {p: (_distribution_version(p) or (None, None))[1]
+                            for p in backend_class.packages},
+               "install": backend_class.install_hint,
+               "native_triton_backend": NATIVE_TRITON_BACKENDS.get(backend_class.name)}
+        for kind in ("cpu", "gpu"):
+            if not row["installed"]:
+                reason = f"not installed: {backend_class.install_hint}"
+            else:
+                reason = registry.get(backend_class.name).unavailable_reason(
+                    Device(kind), "fp32")
+            row[kind] = {"usable": reason is None, "why_not": reason}
+        rows.append(row)
+    return rows
+
+
+def triton_server() -> dict:
+    """The tritonserver ``hpi-triton serve`` would start, and its Triton backends."""
+    from hpi_triton.errors import ServerError
+    from hpi_triton.server import find_tritonserver
+
+    try:
+        binary = find_tritonserver()
+    except ServerError as exc:
+        return {"executable": None, "why": str(exc), "backends": []}
+    backend_dir = binary.backend_dir
+    source = "nvidia-pytriton wheel" if backend_dir is not None else "PATH"
+    if backend_dir is None:
+        # The official image keeps them beside the binary (/opt/tritonserver/backends).
+        backend_dir = Path(binary.executable).resolve().parent.parent / "backends"
+    backends = sorted(p.name for p in Path(backend_dir).iterdir() if p.is_dir()) \
+        if Path(backend_dir).is_dir() else []
+    version = os.environ.get("TRITON_SERVER_VERSION")
+    if version is None and source == "nvidia-pytriton wheel":
+        pytriton = _distribution_version("nvidia-pytriton")
+        version = f"as shipped in nvidia-pytriton {pytriton[1]}" if pytriton else None
+    return {"executable": str(binary.executable), "source": source, "version": version,
+            "container": os.environ.get("NVIDIA_TRITON_SERVER_VERSION"),
+            "backend_directory": str(backend_dir), "backends": backends}
+
+
+def advice(report: dict) -> List[str]:
+    """What to install or use to enable what is missing, one line each."""
+    lines = []
+    gpus = report["gpu"]["gpus"]
+    for row in report["backends"]:
+        if not row["installed"]:
+            where = "gpu" if row["name"] in ("tensorrt", "paddle_tensorrt") else "cpu"
+            if where == "gpu" and not gpus:
+                lines.append(f"{row['name']}: needs an NVIDIA GPU; on a GPU machine: "
+                             f"{row['install']}")
+            else:
+                lines.append(f"{row['name']}: {row['install']}")
+    server = report["tritonserver"]
+    if server["executable"] is None:
+        lines.append("tritonserver: pip install 'hpi-triton[cpu]' (nvidia-pytriton ships a "
+                     "CPU-capable server), or use " + GPU_IMAGE_HINT)
+    else:
+        missing = [b for b in NATIVE_TRITON_BACKENDS.values() if b not in server["backends"]]
+        if missing:
+            lines.append(f"this tritonserver has no {', '.join(missing)} Triton backend: build "
+                         f"with --hosting python (engines inside Python-backend models; the "
+                         f"default), or serve --hosting native repositories from "
+                         + GPU_IMAGE_HINT)
+    if gpus and report["cuda"]["cudnn"]["version"] is None:
+        lines.append("cuDNN: pip install nvidia-cudnn-cu12 (ONNX Runtime's and Paddle's CUDA "
+                     "providers load it)")
+    return lines
+
+
+def diagnose() -> dict:
+    report = {"python": sys.version.split()[0], "platform": platform.platform(),
+              "cpu": cpu_info(), "gpu": gpu_info(), "cuda": cuda_libraries(),
+              "backends": backend_status(), "tritonserver": triton_server()}
+    report["advice"] = advice(report)
+    return report
+
+
+def render(report: dict) -> None:
+    """Print ``report`` as tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    cpu = report["cpu"]
+    flags = ", ".join(f"{k}" for k, v in cpu["flags"].items() if v) or "none of " + \
+        ", ".join(CPU_FLAGS)
+    console.print(f"[bold]CPU[/bold]  {cpu['model']} ({cpu['machine']}, {cpu['logical_cores']} "
+                  f"logical cores); flags: {flags}")
+    for note in cpu["notes"]:
+        console.print(f"     {note}")
+    gpu = report["gpu"]
+    if gpu["gpus"]:
+        for g in gpu["gpus"]:
+            console.print(f"[bold]GPU {g['index']}[/bold] {g['name']}, {g['memory_mib']} MiB, "
+                          f"compute capability {g['compute_capability']}")
+        console.print(f"     driver {gpu['driver']}, CUDA (driver API) {gpu['cuda_driver']}")
+    else:
+        console.print(f"[bold]GPU[/bold]  none: {gpu['why_none']}")
+    for name, entry in report["cuda"].items():
+        text = entry["version"] or f"not found: {entry.get('why')}"
+        origin = entry.get("path") or entry.get("package") or ""
+        console.print(f"[bold]{name}[/bold] {text} {origin}")
+    table = Table(title="Backends (fp32)")
+    for column in ("backend", "cpu", "gpu", "packages"):
+        table.add_column(column)
+    for row in report["backends"]:
+        cells = []
+        for kind in ("cpu", "gpu"):
+            entry = row[kind]
+            cells.append("[green]usable[/green]" if entry["usable"] else entry["why_not"])
+        packages = ", ".join(f"{k} {v}" for k, v in row["packages"].items() if v) or "-"
+        table.add_row(row["name"], *cells, packages)
+    console.print(table)
+    server = report["tritonserver"]
+    if server["executable"]:
+        console.print(f"[bold]tritonserver[/bold] {server['executable']} ({server['source']}"
+                      f"{', ' + server['version'] if server['version'] else ''}); Triton "
+                      f"backends: {', '.join(server['backends']) or 'none'}")
+    else:
+        console.print(f"[bold]tritonserver[/bold] not found: {server['why']}")
+    if report["advice"]:
+        console.print("[bold]To enable the rest[/bold]")
+        for line in report["advice"]:
+            console.print(f"  - {line}")

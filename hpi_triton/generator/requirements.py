@@ -1,0 +1,86 @@
+"""``requirements.txt`` of a repository: the Python packages its Python-backend models import.
+
+The serving image (``deploy/docker``) pip-installs exactly this file, so a server carries the
+engines its repository uses and no others, at the versions the build verified against.
+Natively hosted models (ONNX Runtime / OpenVINO / TensorRT platforms) need no package: the
+official tritonserver image has those Triton backends.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REQUIREMENTS_TXT = "requirements.txt"
+
+# backend → distributions its engine imports, per device (first installed spelling wins).
+ENGINE_PACKAGES: Dict[str, Dict[str, Tuple[Tuple[str, ...], ...]]] = {
+    "paddle_infer": {"cpu": (("paddlepaddle",),), "gpu": (("paddlepaddle-gpu",),)},
+    "paddle_tensorrt": {"gpu": (("paddlepaddle-gpu",),)},
+    "openvino": {"cpu": (("openvino",),)},
+    "onnx_runtime": {"cpu": (("onnxruntime", "onnxruntime-gpu"),),
+                     "gpu": (("onnxruntime-gpu",),)},
+    "tensorrt": {"gpu": (("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
+                         ("cuda-python",))},
+}
+# pipeline → what its pre/post-processing imports besides numpy and OpenCV.
+PIPELINE_PACKAGES = {
+    "image_classification": ("Pillow",),  # PaddleX's resize with backend: pil
+    "OCR": ("pyclipper",),
+    "table_recognition": ("pyclipper",),
+    "seal_recognition": ("pyclipper", "shapely"),
+    "layout_parsing": ("pyclipper", "shapely"),
+}
+ALWAYS = ("numpy",)
+WITH_PIPELINES = ("opencv-python-headless",)
+LICENSED = ("cryptography",)
+
+
+def installed_version(*names: str) -> Optional[Tuple[str, str]]:
+    """``(distribution, version)`` of the first of ``names`` installed here."""
+    for name in names:
+        try:
+            return name, importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def serving_requirements(device: str, python_hosted: Sequence[str], pipelines: Sequence[str],
+                         licensed: bool) -> List[str]:
+    """Requirement lines, pinned to the versions installed here (the ones verified).
+
+    Args:
+        device: ``cpu`` or ``gpu``.
+        python_hosted: Backends of the models hosted in Python-backend models.
+        pipelines: Pipeline kinds (``OCR``, ...) of the repository's graphs.
+        licensed: Whether the repository is licensed (certificates need cryptography).
+    """
+    groups: List[Tuple[str, ...]] = [(name,) for name in ALWAYS]
+    for backend in dict.fromkeys(python_hosted):
+        groups += ENGINE_PACKAGES.get(backend, {}).get(device, ())
+    if pipelines:
+        groups += [(name,) for name in WITH_PIPELINES]
+    for pipeline in dict.fromkeys(pipelines):
+        groups += [(name,) for name in PIPELINE_PACKAGES.get(pipeline, ())]
+    if licensed:
+        groups += [(name,) for name in LICENSED]
+    lines = []
+    for group in dict.fromkeys(groups):
+        found = installed_version(*group)
+        # Not installed here (a GPU build prepared on another machine): name it unpinned.
+        line = f"{found[0]}=={found[1]}" if found else group[0]
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def requirements_text(lines: Sequence[str]) -> str:
+    header = ("# Python packages this repository's Python-backend models import, at the "
+              "versions\n# 'hpi-triton build' verified with. deploy/docker/Dockerfile.* install "
+              "this file.\n")
+    paddle_gpu = any(line.startswith("paddlepaddle-gpu") for line in lines)
+    if paddle_gpu:
+        header += ("# paddlepaddle-gpu 3.x comes from Paddle's index, e.g.\n"
+                   "--extra-index-url https://www.paddlepaddle.org.cn/packages/stable/cu126/\n")
+    return header + "\n".join(lines) + "\n"

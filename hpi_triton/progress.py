@@ -1,0 +1,94 @@
+"""Progress bars and the summary table of ``hpi-triton build`` (rich, on the terminal)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import List, Optional
+
+from hpi_triton.generator.build import BuildProgress
+
+
+class RichBuildProgress(BuildProgress):
+    """One bar over the models, with the step in progress and its elapsed time beside it.
+
+    Log records are routed through the same console while the bar is shown, so warnings
+    (a backend that failed verification, a fallback) print above the bar instead of
+    breaking it.
+    """
+
+    def __init__(self, console=None):
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self._progress = None
+        self._task = None
+        self._handlers: List[logging.Handler] = []
+
+    def start(self, models: List[str]) -> None:
+        from rich.logging import RichHandler
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        root = logging.getLogger()
+        self._handlers = list(root.handlers)
+        level = min((h.level for h in self._handlers), default=logging.WARNING)
+        for handler in self._handlers:
+            root.removeHandler(handler)
+        rich_handler = RichHandler(console=self.console, show_path=False, show_time=False)
+        rich_handler.setLevel(level)
+        root.addHandler(rich_handler)
+        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                  BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                  console=self.console, transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task("building", total=len(models))
+
+    @contextlib.contextmanager
+    def step(self, model: str, what: str):
+        if self._progress is not None:
+            self._progress.update(self._task, description=f"{model}: {what}")
+        yield
+
+    def model_done(self, model: str, backend: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, description=f"{model}: {backend}")
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in self._handlers:
+            root.addHandler(handler)
+
+
+def print_build_summary(report, console: Optional[object] = None) -> None:
+    """One row per model: chosen backend, how it is hosted, error vs Paddle, latency."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"Built for {report.device} ({report.precision}) in "
+                        f"{report.seconds:.1f} s")
+    for column in ("model", "backend", "hosted as", "max rel. error", "p50 ms (batch 1)",
+                   "other candidates"):
+        table.add_column(column)
+    for m in report.models:
+        chosen = next((c for c in m.candidates if c.backend == m.backend), None)
+        error = f"{chosen.max_relative_error:.1e}" if chosen and \
+            chosen.max_relative_error is not None else ""
+        latency = f"{chosen.latency_ms:.2f}" if chosen and chosen.latency_ms is not None else ""
+        tried = ", ".join(
+            f"{c.backend} {c.status}" + (f" {c.latency_ms:.2f} ms" if c.latency_ms else "")
+            for c in m.candidates if c is not chosen and c.status in ("verified", "failed"))
+        table.add_row(m.name, m.backend, m.hosting, error, latency, tried or "-")
+    console.print(table)
