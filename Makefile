@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup demo test unit bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/constraints.txt
 	@# Chinese font for the OCR accuracy set (best effort: needs root and Debian's apt).
 	@fc-list 2>/dev/null | grep -qi microhei || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	  (apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1 || \
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	  echo "fonts-wqy-microhei not installed: the OCR accuracy set will be English only"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e ".[cpu,test]"
+	$(VENV)/bin/python -m pip install -q -c deploy/constraints.txt -e ".[cpu,test]"
 	touch $(STAMP)
 
 setup: $(STAMP)

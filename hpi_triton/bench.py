@@ -49,10 +49,11 @@ class LevelResult:
     errors: int
     seconds: float
     throughput: float  # successful requests per second
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
+    # None when no request succeeded in the window.
+    p50_ms: Optional[float]
+    p90_ms: Optional[float]
+    p99_ms: Optional[float]
+    mean_ms: Optional[float]
     first_error: str = ""
     models: List[ModelTimes] = field(default_factory=list)
 
@@ -254,14 +255,18 @@ def run_level(settings: BenchSettings, payloads: List[np.ndarray], concurrency: 
     seconds = window["end"] - window["start"]
     if tick is not None:
         tick(total, len(latencies) + len(errors))
-    values = np.asarray(latencies) if latencies else np.asarray([np.nan])
+    values = np.asarray(latencies)
+
+    def stat(value) -> Optional[float]:
+        return round(float(value), 2) if latencies else None
+
     return LevelResult(
         concurrency=concurrency, requests=len(latencies), errors=len(errors),
         seconds=round(seconds, 3), throughput=round(len(latencies) / seconds, 3),
-        p50_ms=round(float(np.percentile(values, 50)), 2),
-        p90_ms=round(float(np.percentile(values, 90)), 2),
-        p99_ms=round(float(np.percentile(values, 99)), 2),
-        mean_ms=round(float(np.mean(values)), 2),
+        p50_ms=stat(np.percentile(values, 50) if latencies else 0),
+        p90_ms=stat(np.percentile(values, 90) if latencies else 0),
+        p99_ms=stat(np.percentile(values, 99) if latencies else 0),
+        mean_ms=stat(np.mean(values) if latencies else 0),
         first_error=errors[0] if errors else "",
         models=_model_times(before, after))
 

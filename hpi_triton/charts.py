@@ -27,7 +27,8 @@ def plot_bench(results: Sequence, path: Path, title: str = "") -> Path:
     left.set_xticks(levels)
     left.grid(alpha=0.3)
     right = left.twinx()
-    right.plot(levels, [r.p99_ms for r in results], "s--", color="tab:red", label="p99 latency")
+    p99 = [float("nan") if r.p99_ms is None else r.p99_ms for r in results]
+    right.plot(levels, p99, "s--", color="tab:red", label="p99 latency")
     right.set_ylabel("p99 latency (ms)", color="tab:red")
     left.set_ylim(bottom=0)
     right.set_ylim(bottom=0)

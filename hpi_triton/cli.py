@@ -347,9 +347,12 @@ def bench(
     table = Table(title=f"{pipeline} at {settings.url} ({protocol}), {duration:g} s per level")
     for column in ("concurrency", "req/s", "p50 ms", "p90 ms", "p99 ms", "requests", "errors"):
         table.add_column(column, justify="right")
+    def ms(value) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
     for r in results:
-        table.add_row(str(r.concurrency), f"{r.throughput:.2f}", f"{r.p50_ms:.1f}",
-                      f"{r.p90_ms:.1f}", f"{r.p99_ms:.1f}", str(r.requests), str(r.errors))
+        table.add_row(str(r.concurrency), f"{r.throughput:.2f}", ms(r.p50_ms), ms(r.p90_ms),
+                      ms(r.p99_ms), str(r.requests), str(r.errors))
     console.print(table)
     for r in results:
         if r.first_error:
@@ -358,7 +361,8 @@ def bench(
     split = Table(title="Where the time goes (server statistics, ms per request)")
     for column in ("concurrency", "model", "requests", "queue", "compute input",
                    "compute infer", "compute output"):
-        split.add_column(column, justify="right" if column != "model" else "left")
+        split.add_column(column, justify="right" if column != "model" else "left",
+                         overflow="fold")
     for r in results:
         for m in r.models:
             split.add_row(str(r.concurrency), m.model, str(m.requests), f"{m.queue_ms:.2f}",
