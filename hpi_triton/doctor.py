@@ -117,57 +117,81 @@ def _library_dirs() -> List[str]:
     return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
 
 
-def _find_library(stem: str) -> Optional[str]:
-    """The newest ``lib<stem>.so.N`` in the library dirs (or the loader's cache)."""
+def _library_copies(stem: str) -> List[str]:
+    """Every distinct ``lib<stem>.so.N`` in the library dirs and the loader's cache."""
     found = []
     for directory in _library_dirs():
         found += glob.glob(os.path.join(directory, f"lib{stem}.so.*"))
-    if not found:
-        cache = _run(["ldconfig", "-p"]) or ""
-        found = [line.split("=>")[-1].strip() for line in cache.splitlines()
-                 if f"lib{stem}.so." in line and "=>" in line]
-    found = [f for f in found if os.path.isfile(f)]
-    return sorted(found, key=lambda p: (len(p.split(".so.")[-1].split(".")), p))[-1] \
-        if found else None
+    cache = _run(["ldconfig", "-p"]) or ""
+    found += [line.split("=>")[-1].strip() for line in cache.splitlines()
+              if f"lib{stem}.so." in line and "=>" in line]
+    copies: Dict[str, str] = {}
+    for path in sorted(found, key=len):
+        if os.path.isfile(path):
+            copies.setdefault(os.path.realpath(path), path)
+    return sorted(copies.values())
+
+
+# Each library is loaded in a child process: two copies with one soname cannot both be read
+# in one process (the second dlopen returns the first), and the doctor's own process stays
+# free of CUDA libraries.
+_PROBES = {
+    "cudart": "v=ctypes.c_int(0); lib.cudaRuntimeGetVersion(ctypes.byref(v)); print(v.value)",
+    "cudnn": "f=lib.cudnnGetVersion; f.restype=ctypes.c_size_t; print(f())",
+}
+
+
+def _probe(stem: str, target: str) -> Optional[int]:
+    code = f"import ctypes; lib=ctypes.CDLL({target!r}); {_PROBES[stem]}"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = done.stdout.strip()
+    return int(text) if done.returncode == 0 and text.isdigit() else None
+
+
+def _cudnn_version(value: int) -> str:
+    # cuDNN 9 encodes major*10000 + minor*100 + patch; 8 and older major*1000 + minor*100 + ...
+    major, rest = (value // 10000, value % 10000) if value >= 90000 else \
+        (value // 1000, value % 1000)
+    return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def _library_entry(stem: str, soname: str, decode, missing: str) -> dict:
+    """The copy the loader picks for ``soname`` (its version) and every copy found."""
+    copies = [{"path": path, "version": decode(v) if (v := _probe(stem, path)) else None}
+              for path in _library_copies(stem)]
+    loaded = _probe(stem, soname)
+    if loaded is None and not copies:
+        return {"version": None, "why": missing, "copies": []}
+    return {"version": decode(loaded) if loaded else None,
+            "loader_picks": soname if loaded else None, "copies": copies,
+            **({} if loaded else {"why": f"{soname} is not on the loader's path (add its "
+                                         f"folder to LD_LIBRARY_PATH)"})}
 
 
 def cuda_libraries() -> Dict[str, dict]:
-    """CUDA runtime, cuDNN and TensorRT versions, each with the file (or package) it came
-    from, or why it is not there."""
+    """CUDA runtime, cuDNN and TensorRT: the version the dynamic loader would give an engine,
+    every copy found (with its version), or why none is there."""
     out: Dict[str, dict] = {}
-    path = _find_library("cudart")
-    if path:
-        try:
-            version = ctypes.c_int(0)
-            ctypes.CDLL(path).cudaRuntimeGetVersion(ctypes.byref(version))
-            out["cuda_runtime"] = {"version": _cuda_version(version.value), "path": path}
-        except (OSError, AttributeError) as exc:
-            out["cuda_runtime"] = {"version": None, "path": path, "why": str(exc)}
-    else:
-        out["cuda_runtime"] = {"version": None, "why": "libcudart not found (pip install "
-                               "nvidia-cuda-runtime-cu12, or the CUDA toolkit)"}
-    path = _find_library("cudnn")
-    if path:
-        try:
-            number = ctypes.CDLL(path).cudnnGetVersion
-            number.restype = ctypes.c_size_t
-            value = int(number())
-            # cuDNN 9 encodes major*10000 + minor*100 + patch; 8 and older major*1000 + ...
-            major, rest = (value // 10000, value % 10000) if value >= 90000 else \
-                (value // 1000, value % 1000)
-            out["cudnn"] = {"version": f"{major}.{rest // 100}.{rest % 100}", "path": path}
-        except (OSError, AttributeError) as exc:
-            out["cudnn"] = {"version": None, "path": path, "why": str(exc)}
-    else:
-        out["cudnn"] = {"version": None, "why": "libcudnn not found (pip install "
-                        "nvidia-cudnn-cu12, or cuDNN from NVIDIA)"}
+    major = sorted({p.split(".so.")[-1].split(".")[0] for p in _library_copies("cudart")},
+                   key=lambda text: int(text) if text.isdigit() else 0)
+    out["cuda_runtime"] = _library_entry(
+        "cudart", f"libcudart.so.{major[-1]}" if major else "libcudart.so", _cuda_version,
+        "libcudart not found (pip install nvidia-cuda-runtime-cu12, or the CUDA toolkit)")
+    out["cudnn"] = _library_entry(
+        "cudnn", "libcudnn.so.9", _cudnn_version,
+        "libcudnn not found (pip install nvidia-cudnn-cu12, or cuDNN from NVIDIA)")
     tensorrt = _distribution_version("tensorrt", "tensorrt-cu12", "tensorrt-cu13",
                                      "tensorrt-cu12-libs", "tensorrt-cu13-libs")
     if tensorrt:
         out["tensorrt"] = {"version": tensorrt[1], "package": tensorrt[0]}
     else:
-        path = _find_library("nvinfer")
-        out["tensorrt"] = ({"version": path.split(".so.")[-1], "path": path} if path else
+        copies = _library_copies("nvinfer")
+        out["tensorrt"] = ({"version": copies[-1].split(".so.")[-1], "path": copies[-1]}
+                           if copies else
                            {"version": None, "why": "no tensorrt package or libnvinfer (pip "
                             "install tensorrt, on a machine with an NVIDIA GPU)"})
     return out
@@ -253,6 +277,13 @@ def advice(report: dict) -> List[str]:
                          f"with --hosting python (engines inside Python-backend models; the "
                          f"default), or serve --hosting native repositories from "
                          + GPU_IMAGE_HINT)
+    for name, entry in report["cuda"].items():
+        versions = {c["version"] for c in entry.get("copies", []) if c["version"]}
+        if len(versions) > 1:
+            where = "; ".join(f"{c['version']} at {c['path']}" for c in entry["copies"])
+            lines.append(f"{name}: {len(versions)} versions installed ({where}); an engine "
+                         f"that bundles its own may meet another one already loaded in the "
+                         f"process: keep one, or order LD_LIBRARY_PATH deliberately")
     if gpus and report["cuda"]["cudnn"]["version"] is None:
         lines.append("cuDNN: pip install nvidia-cudnn-cu12 (ONNX Runtime's and Paddle's CUDA "
                      "providers load it)")
@@ -289,9 +320,11 @@ def render(report: dict) -> None:
     else:
         console.print(f"[bold]GPU[/bold]  none: {gpu['why_none']}")
     for name, entry in report["cuda"].items():
-        text = entry["version"] or f"not found: {entry.get('why')}"
-        origin = entry.get("path") or entry.get("package") or ""
+        text = entry["version"] or f"not loadable: {entry.get('why')}"
+        origin = entry.get("path") or entry.get("package") or entry.get("loader_picks") or ""
         console.print(f"[bold]{name}[/bold] {text} {origin}")
+        for copy in entry.get("copies", []):
+            console.print(f"     found {copy['version'] or '?'} at {copy['path']}")
     table = Table(title="Backends (fp32)")
     for column in ("backend", "cpu", "gpu", "packages"):
         table.add_column(column)

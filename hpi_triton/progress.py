@@ -53,12 +53,13 @@ class RichBuildProgress(BuildProgress):
     @contextlib.contextmanager
     def step(self, model: str, what: str):
         if self._progress is not None:
-            self._progress.update(self._task, description=f"{model}: {what}")
+            self._progress.update(self._task, description=f"{model}: {what}", refresh=True)
         yield
 
     def model_done(self, model: str, backend: str) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, description=f"{model}: {backend}")
+            self._progress.update(self._task, advance=1, description=f"{model}: {backend}",
+                                  refresh=True)
 
     def finish(self) -> None:
         if self._progress is not None:

@@ -108,3 +108,36 @@ def test_demo_builds_serves_and_reads_an_image(shared_cache_dir, tmp_path):
     texts = ["".join(t.split()).lower() for t in result["rec_texts"]]
     assert "hellofromhpi-triton" in texts
     assert (tmp_path / "repo" / "OCR" / "config.pbtxt").is_file()
+
+
+def test_tritonserver_command_execs_the_server_with_its_own_arguments(cli_repo):
+    """The CPU image's entrypoint: tritonserver's own flags, signals straight to the server."""
+    import urllib.request
+
+    http, grpc, metrics = (free_port() for _ in range(3))
+    proc = subprocess.Popen(CLI + ["tritonserver", f"--model-repository={cli_repo}",
+                                   f"--http-port={http}", f"--grpc-port={grpc}",
+                                   f"--metrics-port={metrics}", "--strict-readiness=true"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        ready = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://localhost:{http}/v2/health/ready",
+                                            timeout=2) as response:
+                    ready = response.status == 200
+            except OSError:
+                pass
+            if ready:
+                break
+            time.sleep(0.5)
+        assert ready, proc.stdout.read().decode(errors="replace")[-3000:]
+        with urllib.request.urlopen(f"http://localhost:{http}/v2/models/cls/ready") as answer:
+            assert answer.status == 200
+        proc.send_signal(signal.SIGTERM)  # exec'd: the pid is tritonserver's own
+        assert proc.wait(timeout=60) is not None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

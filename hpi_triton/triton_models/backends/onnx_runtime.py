@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from hpi_triton.triton_models.backends.base import Backend, ConvertContext, NativeEntry
 from hpi_triton.triton_models.backends.onnx_export import ONNX_FILE, copy_onnx, ensure_onnx
@@ -17,6 +17,18 @@ class OnnxRuntimeBackend(Backend):
     packages = ("onnxruntime", "onnxruntime-gpu", "paddle2onnx")
     install_hint = "pip install onnxruntime (onnxruntime-gpu for GPUs)"
     devices = frozenset({"cpu", "gpu"})
+
+    def unavailable_reason(self, device, precision) -> Optional[str]:
+        reason = super().unavailable_reason(device, precision)
+        if reason is None and device.kind == "gpu":
+            import onnxruntime
+
+            # The CPU wheel imports fine on a GPU machine but would run everything on the CPU.
+            if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+                return (f"onnx_runtime: onnxruntime {onnxruntime.__version__} has no "
+                        f"CUDAExecutionProvider (pip uninstall onnxruntime; pip install "
+                        f"onnxruntime-gpu)")
+        return reason
 
     def convert(self, source, ctx: ConvertContext, out_dir: Path) -> Dict[str, str]:
         copy_onnx(ensure_onnx(source, ctx), out_dir)
