@@ -362,7 +362,7 @@ def bench(
     for column in ("concurrency", "model", "requests", "queue", "compute input",
                    "compute infer", "compute output"):
         split.add_column(column, justify="right" if column != "model" else "left",
-                         overflow="fold")
+                         no_wrap=column == "model")
     for r in results:
         for m in r.models:
             split.add_row(str(r.concurrency), m.model, str(m.requests), f"{m.queue_ms:.2f}",
