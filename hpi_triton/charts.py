@@ -15,6 +15,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, figure, axis, title: str, path: Path) -> Path:
+    if title:
+        axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)
+    return path
+
+
 def plot_bench(results: Sequence, path: Path, title: str = "") -> Path:
     """Throughput (left axis) and p99 latency (right axis) against concurrency."""
     plt = _pyplot()
@@ -32,12 +41,7 @@ def plot_bench(results: Sequence, path: Path, title: str = "") -> Path:
     right.set_ylabel("p99 latency (ms)", color="tab:red")
     left.set_ylim(bottom=0)
     right.set_ylim(bottom=0)
-    if title:
-        left.set_title(title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, format="png")
-    plt.close(figure)
-    return path
+    return _save(plt, figure, left, title, path)
 
 
 def plot_backend_latency(latencies: Dict[str, Dict[str, float]], path: Path,
@@ -63,9 +67,4 @@ def plot_backend_latency(latencies: Dict[str, Dict[str, float]], path: Path,
     axis.set_ylabel("latency p50, batch 1 (ms)")
     axis.legend(fontsize=8)
     axis.grid(axis="y", alpha=0.3)
-    if title:
-        axis.set_title(title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, format="png")
-    plt.close(figure)
-    return path
+    return _save(plt, figure, axis, title, path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import glob
-import importlib.metadata
 import os
 import platform
 import shutil
@@ -198,12 +197,9 @@ def cuda_libraries() -> Dict[str, dict]:
 
 
 def _distribution_version(*names: str):
-    for name in names:
-        try:
-            return name, importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
+    from hpi_triton.generator.requirements import installed_version
+
+    return installed_version(*names)
 
 
 def backend_status() -> List[dict]:
