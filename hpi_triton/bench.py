@@ -101,48 +101,21 @@ def parse_levels(text: str) -> List[int]:
     return levels
 
 
-class _Requester:
-    """One thread's connection: sends the pipeline request for an image's bytes."""
+def _client(settings: BenchSettings):
+    """One connection (a thread's own: tritonclient clients are not shared across threads)."""
+    from hpi_triton.client import Client
+    from hpi_triton.errors import InferError
 
-    def __init__(self, settings: BenchSettings):
-        if settings.protocol == "http":
-            import tritonclient.http as module
-
-            self.client = module.InferenceServerClient(
-                settings.url, network_timeout=settings.timeout,
-                connection_timeout=settings.timeout)
-        elif settings.protocol == "grpc":
-            import tritonclient.grpc as module
-
-            self.client = module.InferenceServerClient(settings.url)
-        else:
-            raise BenchError(f"--protocol {settings.protocol!r}; expected http or grpc")
-        self.module = module
-        self.settings = settings
-        self.outputs = [module.InferRequestedOutput("result")]
-
-    def send(self, payload: np.ndarray) -> None:
-        tensor = self.module.InferInput("image", list(payload.shape), "UINT8")
-        tensor.set_data_from_numpy(payload)
-        extra = {} if self.settings.protocol == "http" else {
-            "client_timeout": self.settings.timeout}
-        result = self.client.infer(self.settings.pipeline, [tensor],
-                                   parameters=self.settings.params or None,
-                                   outputs=self.outputs, **extra)
-        result.as_numpy("result")
-
-    def close(self) -> None:
-        self.client.close()
+    try:
+        return Client(settings.url, settings.protocol, settings.timeout)
+    except InferError as exc:
+        raise BenchError(str(exc)) from exc
 
 
-def _statistics(requester: _Requester) -> Dict[str, dict]:
+def _statistics(client) -> Dict[str, dict]:
     """``{model: {count, executions, <phase>_ns...}}`` summed over versions."""
-    if requester.settings.protocol == "http":
-        raw = requester.client.get_inference_statistics()
-    else:
-        raw = requester.client.get_inference_statistics(as_json=True)
     stats: Dict[str, dict] = {}
-    for entry in raw.get("model_stats", []):
+    for entry in client.inference_statistics().get("model_stats", []):
         inference = entry.get("inference_stats", {})
         row = stats.setdefault(entry["name"], {"count": 0, "executions": 0,
                                                **{f"{p}_ns": 0 for p in STAT_PHASES}})
@@ -173,31 +146,29 @@ def _model_times(before: Dict[str, dict], after: Dict[str, dict]) -> List[ModelT
 
 def check_pipeline(settings: BenchSettings) -> None:
     """Fail early, naming the fix, when the server or the pipeline is not there."""
-    try:
-        requester = _Requester(settings)
-    except BenchError:
-        raise
-    except Exception as exc:
-        raise BenchError(f"--url {settings.url}: cannot connect ({exc})") from exc
+    from hpi_triton.errors import InferError
+
+    client = _client(settings)
     try:
         try:
-            ready = requester.client.is_model_ready(settings.pipeline)
-        except Exception as exc:
-            raise BenchError(f"--url {settings.url}: no Triton server answers there ({exc}); "
-                             f"start one with 'hpi-triton serve REPO'") from exc
+            ready = client.is_model_ready(settings.pipeline)
+        except InferError as exc:
+            raise BenchError(f"--url {settings.url}: no Triton server answers there "
+                             f"({exc.__cause__}); start one with 'hpi-triton serve REPO'"
+                             ) from exc
         if not ready:
             raise BenchError(f"--pipeline {settings.pipeline!r} is not a ready model at "
                              f"{settings.url}; the repository's graphs are named as in "
                              f"'hpi-triton build' output (e.g. OCR)")
     finally:
-        requester.close()
+        client.close()
 
 
-def run_level(settings: BenchSettings, payloads: List[np.ndarray], concurrency: int,
+def run_level(settings: BenchSettings, payloads: List[bytes], concurrency: int,
               tick: Optional[Callable[[float, int], None]] = None) -> LevelResult:
     """Run one level: warm-up, then ``settings.duration`` seconds measured."""
-    requesters = [_Requester(settings) for _ in range(concurrency)]
-    stats_client = _Requester(settings)
+    clients = [_client(settings) for _ in range(concurrency)]
+    stats_client = _client(settings)
     lock = threading.Lock()
     latencies: List[float] = []
     errors: List[str] = []
@@ -205,14 +176,15 @@ def run_level(settings: BenchSettings, payloads: List[np.ndarray], concurrency: 
     window: Dict[str, float] = {}
 
     def worker(index: int) -> None:
-        requester = requesters[index]
+        client = clients[index]
         position = index
         while not stop.is_set():
             payload = payloads[position % len(payloads)]
             position += concurrency
             started = time.perf_counter()
             try:
-                requester.send(payload)
+                # What a user's call costs: the request, and the result parsed.
+                client.predict(settings.pipeline, payload, **settings.params)
                 failure = None
             except Exception as exc:  # counted, not fatal: the server may refuse one image
                 failure = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else \
@@ -250,23 +222,19 @@ def run_level(settings: BenchSettings, payloads: List[np.ndarray], concurrency: 
         stop.set()
         for thread in threads:
             thread.join(timeout=settings.timeout)
-        for requester in requesters + [stats_client]:
-            requester.close()
+        for client in clients + [stats_client]:
+            client.close()
     seconds = window["end"] - window["start"]
     if tick is not None:
         tick(total, len(latencies) + len(errors))
-    values = np.asarray(latencies)
-
-    def stat(value) -> Optional[float]:
-        return round(float(value), 2) if latencies else None
+    def stat(reduce, *args) -> Optional[float]:
+        return round(float(reduce(latencies, *args)), 2) if latencies else None
 
     return LevelResult(
         concurrency=concurrency, requests=len(latencies), errors=len(errors),
         seconds=round(seconds, 3), throughput=round(len(latencies) / seconds, 3),
-        p50_ms=stat(np.percentile(values, 50) if latencies else 0),
-        p90_ms=stat(np.percentile(values, 90) if latencies else 0),
-        p99_ms=stat(np.percentile(values, 99) if latencies else 0),
-        mean_ms=stat(np.mean(values) if latencies else 0),
+        p50_ms=stat(np.percentile, 50), p90_ms=stat(np.percentile, 90),
+        p99_ms=stat(np.percentile, 99), mean_ms=stat(np.mean),
         first_error=errors[0] if errors else "",
         models=_model_times(before, after))
 
@@ -282,8 +250,8 @@ def run_bench(settings: BenchSettings,
         raise BenchError(f"--duration {settings.duration} / --warmup {settings.warmup}; expected "
                          f"a positive duration and a warm-up of 0 or more seconds")
     check_pipeline(settings)
-    payloads = [np.frombuffer(p.read_bytes(), dtype=np.uint8) for p in settings.inputs]
-    empty = [str(p) for p, b in zip(settings.inputs, payloads) if b.size == 0]
+    payloads = [p.read_bytes() for p in settings.inputs]
+    empty = [str(p) for p, b in zip(settings.inputs, payloads) if not b]
     if empty:
         raise BenchError(f"--input: empty files {empty}; give images")
     results = []

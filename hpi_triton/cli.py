@@ -173,18 +173,13 @@ def tritonserver(ctx: typer.Context) -> None:
     this process (a container's entrypoint: signals reach the server directly)."""
     import os
 
-    from hpi_triton.server import PYTHON_BACKEND_ARGS, find_tritonserver
+    from hpi_triton.server import find_tritonserver, with_backend_defaults
 
     try:
         binary = find_tritonserver()
     except HpiTritonError as exc:
         _fail(exc)
-    args = list(ctx.args)
-    if binary.backend_dir is not None and not any(a.startswith("--backend-directory")
-                                                  for a in args):
-        args.append(f"--backend-directory={binary.backend_dir}")
-    given = " ".join(args)
-    args += [a for a in PYTHON_BACKEND_ARGS if a.split("=")[1] not in given]
+    args = with_backend_defaults(binary, list(ctx.args))
     sys.stdout.flush()
     os.execve(str(binary.executable), [str(binary.executable), *args],
               binary.env or dict(os.environ))

@@ -138,5 +138,22 @@ class Client:
         parsed.update({n: result.as_numpy(n) for n in names if n != "result"})
         return parsed
 
+    def inference_statistics(self) -> dict:
+        """The server's ``/v2/models/stats`` as JSON (gRPC's mapping writes 64-bit counters
+        as strings)."""
+        try:
+            if self.protocol == "http":
+                return self._client.get_inference_statistics()
+            return self._client.get_inference_statistics(as_json=True)
+        except Exception as exc:
+            raise InferError(f"statistics at {self.url}: {exc}") from exc
+
+    def is_model_ready(self, model: str) -> bool:
+        """Whether ``model`` is loaded and ready (``False`` also when the server says no)."""
+        try:
+            return bool(self._client.is_model_ready(model))
+        except Exception as exc:
+            raise InferError(f"no Triton server answers at {self.url} ({exc})") from exc
+
     def close(self) -> None:
         self._client.close()

@@ -17,8 +17,12 @@ import shutil
 import site
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Dict, List, Optional
+
+from hpi_triton.generator.cache import package_versions
+from hpi_triton.generator.requirements import installed_version
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
              "amx_int8", "avx_vnni")
@@ -116,13 +120,17 @@ def _library_dirs() -> List[str]:
     return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
 
 
+@cache
+def _loader_cache() -> str:
+    return _run(["ldconfig", "-p"]) or ""
+
+
 def _library_copies(stem: str) -> List[str]:
     """Every distinct ``lib<stem>.so.N`` in the library dirs and the loader's cache."""
     found = []
     for directory in _library_dirs():
         found += glob.glob(os.path.join(directory, f"lib{stem}.so.*"))
-    cache = _run(["ldconfig", "-p"]) or ""
-    found += [line.split("=>")[-1].strip() for line in cache.splitlines()
+    found += [line.split("=>")[-1].strip() for line in _loader_cache().splitlines()
               if f"lib{stem}.so." in line and "=>" in line]
     copies: Dict[str, str] = {}
     for path in sorted(found, key=len):
@@ -158,10 +166,10 @@ def _cudnn_version(value: int) -> str:
     return f"{major}.{rest // 100}.{rest % 100}"
 
 
-def _library_entry(stem: str, soname: str, decode, missing: str) -> dict:
-    """The copy the loader picks for ``soname`` (its version) and every copy found."""
+def _library_entry(stem: str, paths: List[str], soname: str, decode, missing: str) -> dict:
+    """The copy the loader picks for ``soname`` (its version) and every copy in ``paths``."""
     copies = [{"path": path, "version": decode(v) if (v := _probe(stem, path)) else None}
-              for path in _library_copies(stem)]
+              for path in paths]
     loaded = _probe(stem, soname)
     if loaded is None and not copies:
         return {"version": None, "why": missing, "copies": []}
@@ -175,15 +183,17 @@ def cuda_libraries() -> Dict[str, dict]:
     """CUDA runtime, cuDNN and TensorRT: the version the dynamic loader would give an engine,
     every copy found (with its version), or why none is there."""
     out: Dict[str, dict] = {}
-    major = sorted({p.split(".so.")[-1].split(".")[0] for p in _library_copies("cudart")},
+    runtimes = _library_copies("cudart")
+    major = sorted({p.split(".so.")[-1].split(".")[0] for p in runtimes},
                    key=lambda text: int(text) if text.isdigit() else 0)
     out["cuda_runtime"] = _library_entry(
-        "cudart", f"libcudart.so.{major[-1]}" if major else "libcudart.so", _cuda_version,
+        "cudart", runtimes, f"libcudart.so.{major[-1]}" if major else "libcudart.so",
+        _cuda_version,
         "libcudart not found (pip install nvidia-cuda-runtime-cu12, or the CUDA toolkit)")
     out["cudnn"] = _library_entry(
-        "cudnn", "libcudnn.so.9", _cudnn_version,
+        "cudnn", _library_copies("cudnn"), "libcudnn.so.9", _cudnn_version,
         "libcudnn not found (pip install nvidia-cudnn-cu12, or cuDNN from NVIDIA)")
-    tensorrt = _distribution_version("tensorrt", "tensorrt-cu12", "tensorrt-cu13",
+    tensorrt = installed_version("tensorrt", "tensorrt-cu12", "tensorrt-cu13",
                                      "tensorrt-cu12-libs", "tensorrt-cu13-libs")
     if tensorrt:
         out["tensorrt"] = {"version": tensorrt[1], "package": tensorrt[0]}
@@ -196,12 +206,6 @@ def cuda_libraries() -> Dict[str, dict]:
     return out
 
 
-def _distribution_version(*names: str):
-    from hpi_triton.generator.requirements import installed_version
-
-    return installed_version(*names)
-
-
 def backend_status() -> List[dict]:
     """Each of the five backends on cpu and gpu: usable, or why not and what to install."""
     from hpi_triton.triton_models.backends import Device, backend_classes, registry
@@ -210,8 +214,7 @@ def backend_status() -> List[dict]:
     for backend_class in backend_classes():
         row = {"name": backend_class.name, "aliases": list(backend_class.aliases),
                "installed": backend_class.installed(),
-               "packages": {p: (_distribution_version(p) or (None, None))[1]
-                            for p in backend_class.packages},
+               "packages": package_versions(backend_class.packages),
                "install": backend_class.install_hint,
                "native_triton_backend": NATIVE_TRITON_BACKENDS.get(backend_class.name)}
         for kind in ("cpu", "gpu"):
@@ -243,7 +246,7 @@ def triton_server() -> dict:
         if Path(backend_dir).is_dir() else []
     version = os.environ.get("TRITON_SERVER_VERSION")
     if version is None and source == "nvidia-pytriton wheel":
-        pytriton = _distribution_version("nvidia-pytriton")
+        pytriton = installed_version("nvidia-pytriton")
         version = f"as shipped in nvidia-pytriton {pytriton[1]}" if pytriton else None
     return {"executable": str(binary.executable), "source": source, "version": version,
             "container": os.environ.get("NVIDIA_TRITON_SERVER_VERSION"),

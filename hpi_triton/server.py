@@ -93,6 +93,17 @@ PYTHON_BACKEND_ARGS = ("--backend-config=python,shm-default-byte-size=33554432",
                        "--backend-config=python,shm-growth-byte-size=16777216")
 
 
+def with_backend_defaults(binary: TritonBinary, args: List[str]) -> List[str]:
+    """``args`` plus the backend directory ``binary`` needs and :data:`PYTHON_BACKEND_ARGS`,
+    each unless ``args`` already sets it."""
+    given = " ".join(args)
+    defaults = []
+    if binary.backend_dir is not None and "--backend-directory" not in given:
+        defaults.append(f"--backend-directory={binary.backend_dir}")
+    defaults += [arg for arg in PYTHON_BACKEND_ARGS if arg.split("=")[1] not in given]
+    return defaults + list(args)
+
+
 def stub_environment(extra_lib_dirs: List[Path]) -> Dict[str, str]:
     """Environment under which the Python-backend stub embeds the running interpreter."""
     env = dict(os.environ)
@@ -199,11 +210,7 @@ class TritonServer:
                "--http-port", str(self.ports["http"]), "--grpc-port", str(self.ports["grpc"]),
                "--metrics-port", str(self.ports["metrics"]), "--log-verbose",
                str(self.log_verbose), "--exit-on-error", "true", "--strict-readiness", "true"]
-        if binary.backend_dir is not None:
-            cmd += ["--backend-directory", str(binary.backend_dir)]
-        given = " ".join(self.extra_args)
-        cmd += [arg for arg in PYTHON_BACKEND_ARGS if arg.split("=")[1] not in given]
-        return cmd + self.extra_args
+        return cmd + with_backend_defaults(binary, self.extra_args)
 
     def start(self, timeout: float = 300.0) -> TritonServer:
         if not self.repository.is_dir():

@@ -8,8 +8,9 @@ official tritonserver image has those Triton backends.
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from hpi_triton.generator.cache import package_versions
 
 REQUIREMENTS_TXT = "requirements.txt"
 
@@ -38,11 +39,9 @@ LICENSED = ("cryptography",)
 
 def installed_version(*names: str) -> Optional[Tuple[str, str]]:
     """``(distribution, version)`` of the first of ``names`` installed here."""
-    for name in names:
-        try:
-            return name, importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+    for name, version in package_versions(names).items():
+        if version:
+            return name, version
     return None
 
 

@@ -110,16 +110,22 @@ def _scale_to_source(points: np.ndarray, width: int, height: int, src_w: int,
     points[:, 1] = np.clip(np.round(points[:, 1] * (src_h / height)), 0, src_h)
 
 
+def db_contours(pred: np.ndarray, thresh: float, max_candidates: int):
+    """DB's first step, shared by quad and polygon output: the binarized map's contours
+    (at most ``max_candidates``)."""
+    bitmap = (pred > thresh).astype(np.uint8) * 255
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    return contours[:max_candidates]
+
+
 def db_postprocess(pred: np.ndarray, src_h: int, src_w: int, thresh: float,
                    box_thresh: float, unclip_ratio: float,
                    max_candidates: int = 1000) -> Tuple[List[np.ndarray], List[float]]:
     """PaddleX DBPostProcess (quad boxes, fast score): probability map HxW → boxes, scores."""
     min_size = 3
-    bitmap = (pred > thresh).astype(np.uint8) * 255
-    height, width = bitmap.shape
-    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    height, width = pred.shape
     boxes, scores = [], []
-    for contour in contours[:max_candidates]:
+    for contour in db_contours(pred, thresh, max_candidates):
         points, short_side = _mini_box(contour)
         if short_side < min_size:
             continue

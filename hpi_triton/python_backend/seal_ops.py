@@ -25,6 +25,7 @@ try:  # inside the hpi_triton package
         _offset_polygons,
         _scale_to_source,
         crop_quad,
+        db_contours,
     )
 except ImportError:  # copied into a repository beside model.py
     from ocr_ops import (
@@ -33,6 +34,7 @@ except ImportError:  # copied into a repository beside model.py
         _offset_polygons,
         _scale_to_source,
         crop_quad,
+        db_contours,
     )
 
 # PaddleX's seal OCR defaults (pipelines/ocr/pipeline.py, text_type "seal").
@@ -48,11 +50,9 @@ def db_polygons(pred: np.ndarray, src_h: int, src_w: int, thresh: float, box_thr
                 ) -> Tuple[List[np.ndarray], List[float]]:
     """Probability map HxW → polygons (Kx2 int, source-image coordinates) and scores."""
     min_size = 3
-    bitmap = (pred > thresh).astype(np.uint8) * 255
-    height, width = bitmap.shape
-    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    height, width = pred.shape
     polys, scores = [], []
-    for contour in contours[:max_candidates]:
+    for contour in db_contours(pred, thresh, max_candidates):
         approx = cv2.approxPolyDP(contour, 0.002 * cv2.arcLength(contour, True), True)
         points = approx.reshape((-1, 2))
         if points.shape[0] < 4:

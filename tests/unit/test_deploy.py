@@ -287,7 +287,7 @@ def test_pinned_versions_are_the_constraints():
 def test_requirements_pin_the_installed_engines():
     from importlib.metadata import version
 
-    from hpi_triton.generator.requirements import serving_requirements
+    from hpi_triton.generator.requirements import installed_version, serving_requirements
 
     lines = serving_requirements("cpu", ["openvino", "onnx_runtime", "openvino"], ["OCR"],
                                  licensed=True)
@@ -298,15 +298,5 @@ def test_requirements_pin_the_installed_engines():
                      f"cryptography=={version('cryptography')}"]
     # Natively hosted models need no package; a GPU engine not installed here stays unpinned.
     assert serving_requirements("gpu", ["tensorrt"], [], licensed=False)[1:] == [
-        "tensorrt", "cuda-python" if not _installed("cuda-python") else
+        "tensorrt", "cuda-python" if not installed_version("cuda-python") else
         f"cuda-python=={version('cuda-python')}"]
-
-
-def _installed(name: str) -> bool:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        version(name)
-        return True
-    except PackageNotFoundError:
-        return False
