@@ -72,6 +72,8 @@ def main():
     parser.add_argument("--cpu-threads", type=int, default=0,
                         help="threads per engine instance (0 = all cores)")
     parser.add_argument("--instances", type=int, default=2, help="OCR graph instances")
+    parser.add_argument("--engine-instances", type=int, default=1,
+                        help="instances per engine model")
     parser.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
     args = parser.parse_args()
     pages = make_pages(args.pages, seed=1)
@@ -84,6 +86,7 @@ def main():
         "TextRecognition": dirs["PP-OCRv4_mobile_rec"],
         "TextLineOrientation": dirs["ch_ppocr_mobile_v2_cls_onnx"]}, instances=args.instances)
     report = build_repository([], BuildOptions(out=repo, cpu_threads=args.cpu_threads,
+                                                      instances=args.engine_instances,
                                                       precision=args.precision), [spec])
     chosen = ", ".join(f"{m.name.split('_', 1)[1]}={m.backend}" for m in report.models)
     rapid = run_rapidocr(pages)
@@ -97,6 +100,7 @@ def main():
     print(f"# OCR benchmark — {platform.machine()}, {os.cpu_count()} cores, "
           f"{time.strftime('%Y-%m-%d')}, {len(pages)} generated pages; engines: {chosen}; "
           f"cpu_threads={args.cpu_threads or os.cpu_count()}, graph instances={args.instances}, "
+          f"engine instances={args.engine_instances}, "
           f"precision={args.precision}")
     print("| run | img/s | p50 ms | p95 ms | CER | img/s vs baseline |")
     print("|---|---|---|---|---|---|")

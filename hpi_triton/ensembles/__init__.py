@@ -20,14 +20,21 @@ from hpi_triton.errors import BuildError
 _COMMON_MODULES = ("image_io.py", "bls.py", "request_params.py")
 
 
-def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[str],
-                      settings: dict, instances: int, array_outputs: Optional[dict] = None) -> Path:
-    """Write the Python-backend graph model ``name``: ``model_file`` as model.py plus the
-    modules it imports, and a config taking ``image`` (encoded bytes) or ``image_array``
-    (BGR HxWx3) and returning ``result`` (JSON) plus ``array_outputs`` (name → (dtype, dims)).
-    Returns the version folder."""
+# The inputs every pipeline takes: encoded bytes or a decoded BGR HxWx3 array, one of them.
+def image_inputs():
+    from hpi_triton.triton_models.config import TensorConfig
+
+    return [TensorConfig("image", "uint8", [-1], optional=True),
+            TensorConfig("image_array", "uint8", [-1, -1, -1], optional=True)]
+
+
+def write_python_model(repo: Path, name: str, model_file: str, modules: Sequence[str],
+                       settings: dict, instances: int, inputs, outputs) -> Path:
+    """Write the Python-backend pipeline model ``name``: ``model_file`` as model.py, the
+    modules it imports, and a config with ``inputs`` / ``outputs`` (``TensorConfig``) and
+    ``settings`` as its 'pipeline_settings' JSON. Returns the version folder."""
     from hpi_triton.python_backend import MODULE_DIR
-    from hpi_triton.triton_models.config import InstanceGroup, TensorConfig, TritonModelConfig
+    from hpi_triton.triton_models.config import InstanceGroup, TritonModelConfig
 
     version = repo / name / "1"
     version.mkdir(parents=True)
@@ -35,15 +42,24 @@ def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[
     for module in (*modules, *_COMMON_MODULES):
         shutil.copyfile(MODULE_DIR / module, version / module)
     TritonModelConfig(
-        name=name, backend="python", max_batch_size=0,
-        inputs=[TensorConfig("image", "uint8", [-1], optional=True),
-                TensorConfig("image_array", "uint8", [-1, -1, -1], optional=True)],
-        outputs=[TensorConfig("result", "object", [1])] + [
-            TensorConfig(out, dtype, dims) for out, (dtype, dims) in (array_outputs or {}).items()],
-        instance_groups=[InstanceGroup("cpu", instances)],
+        name=name, backend="python", max_batch_size=0, inputs=list(inputs),
+        outputs=list(outputs), instance_groups=[InstanceGroup("cpu", instances)],
         parameters={"pipeline_settings": json.dumps(settings, sort_keys=True)},
     ).write(repo / name)
     return version
+
+
+def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[str],
+                      settings: dict, instances: int, array_outputs: Optional[dict] = None) -> Path:
+    """Write the Python-backend (BLS) graph model ``name`` taking ``image`` (encoded bytes)
+    or ``image_array`` (BGR HxWx3) and returning ``result`` (JSON) plus ``array_outputs``
+    (name → (dtype, dims)). Returns the version folder."""
+    from hpi_triton.triton_models.config import TensorConfig
+
+    outputs = [TensorConfig("result", "object", [1])] + [
+        TensorConfig(out, dtype, dims) for out, (dtype, dims) in (array_outputs or {}).items()]
+    return write_python_model(repo, name, model_file, modules, settings, instances,
+                              image_inputs(), outputs)
 
 
 def engine_call(name: str, source, first_only: bool = False) -> list:

@@ -1,4 +1,12 @@
-"""Vision pipelines: one engine model per role plus a BLS graph doing pre → engine → post."""
+"""Vision pipelines as Triton ensembles: pre-processing model → engine model → post-processing
+model.
+
+``<name>`` is an ensemble (scheduled inside tritonserver, no Python in between) of
+``<name>_preprocess`` (Python: decode, inference.yml pre-processing → the engine's inputs and a
+JSON ``context``), ``<name>_<Role>`` (the engine, any backend) and ``<name>_postprocess``
+(Python: engine outputs + context → PaddleX's result fields). Each step has its own
+instances, so one request's post-processing overlaps the next one's decoding.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
-from hpi_triton.ensembles import engine_call, write_graph_model
+from hpi_triton.ensembles import engine_call, image_inputs, write_python_model
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import vision_ops
@@ -129,10 +137,79 @@ class VisionPipeline:
                 f"NMS output (boxes [N,6] + box count) nor PicoDet score/box heads")
         return settings
 
+    @property
+    def preprocess_name(self) -> str:
+        return f"{self.served_name}_preprocess"
+
+    @property
+    def postprocess_name(self) -> str:
+        return f"{self.served_name}_postprocess"
+
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        from hpi_triton.triton_models.config import TensorConfig, TritonModelConfig
+
         settings = self._settings(sources[self.engine_name])
-        write_graph_model(repo, self.served_name, "vision_model.py", ("vision_ops.py",), settings,
-                          self.instances, ARRAY_OUTPUTS.get(self.name))
+        engine_inputs, engine_outputs = _engine_tensors(repo / self.engine_name)
+        engine_outputs = engine_outputs[:vision_ops.used_outputs(settings, len(engine_outputs))]
+        feeds = [TensorConfig(f"input_{i}", dtype, dims)
+                 for i, (_, dtype, dims) in enumerate(engine_inputs)]
+        fetched = [TensorConfig(f"output_{i}", dtype, dims)
+                   for i, (_, dtype, dims) in enumerate(engine_outputs)]
+        context = TensorConfig("context", "object", [1])
+        arrays = [TensorConfig(out, dtype, dims)
+                  for out, (dtype, dims) in ARRAY_OUTPUTS.get(self.name, {}).items()]
+        result = [TensorConfig("result", "object", [1])] + arrays
+        modules = ("vision_ops.py",)
+        write_python_model(repo, self.preprocess_name, "vision_pre_model.py", modules, settings,
+                           self.instances, image_inputs(), feeds + [context])
+        write_python_model(repo, self.postprocess_name, "vision_post_model.py", modules,
+                           settings, self.instances, fetched + [context], result)
+
+        def tensor_map(names, values):
+            return {name: value for name, value in zip(names, values)}
+
+        steps = [
+            {"model_name": self.preprocess_name, "model_version": -1,
+             "input_map": {"image": "image", "image_array": "image_array"},
+             "output_map": tensor_map([t.name for t in feeds] + ["context"],
+                                      [f"feed_{i}" for i in range(len(feeds))] + ["context"])},
+            {"model_name": self.engine_name, "model_version": -1,
+             "input_map": tensor_map([n for n, _, _ in engine_inputs],
+                                     [f"feed_{i}" for i in range(len(feeds))]),
+             "output_map": tensor_map([n for n, _, _ in engine_outputs],
+                                      [f"fetch_{i}" for i in range(len(fetched))])},
+            {"model_name": self.postprocess_name, "model_version": -1,
+             "input_map": tensor_map([t.name for t in fetched] + ["context"],
+                                     [f"fetch_{i}" for i in range(len(fetched))] + ["context"]),
+             "output_map": {t.name: t.name for t in result}},
+        ]
+        TritonModelConfig(name=self.served_name, platform="ensemble", max_batch_size=0,
+                          inputs=image_inputs(), outputs=result,
+                          ensemble_steps=steps).write(_mkdir(repo / self.served_name))
         return {"pipeline": self.name, "served_name": self.served_name,
                 "roles": {self.role: settings["model"]},
+                "steps": [self.preprocess_name, self.engine_name, self.postprocess_name],
+                "license_check": self.preprocess_name,
                 "params": settings["params"]}
+
+
+def _mkdir(path: Path) -> Path:
+    (path / "1").mkdir(parents=True)  # an ensemble's version folder is empty
+    return path
+
+
+def _engine_tensors(model_dir: Path):
+    """([(name, numpy dtype name, full dims)] of the engine's inputs, ... of its outputs),
+    as its written config serves them; full dims carry the batch dim where it batches."""
+    from tritonclient.grpc import model_config_pb2
+
+    from hpi_triton.triton_models.config import numpy_dtype, read_pbtxt
+
+    config = read_pbtxt(model_dir / "config.pbtxt")
+    batch = [-1] if config.max_batch_size > 0 else []
+
+    def tensors(entries):
+        return [(t.name, numpy_dtype(model_config_pb2.DataType.Name(t.data_type)).name,
+                 batch + list(t.dims)) for t in entries]
+
+    return tensors(config.input), tensors(config.output)

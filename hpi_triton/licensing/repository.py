@@ -87,6 +87,7 @@ def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dic
             outputs=[TensorConfig("status", "object", [1])],
             instance_groups=[InstanceGroup("cpu", 1)],
         ).write(repo / gate)
-        (repo / graph / "1" / "license.json").write_text(json.dumps(info, indent=1))
+        checker = entry.get("license_check") or graph  # the model that calls the gate
+        (repo / checker / "1" / "license.json").write_text(json.dumps(info, indent=1))
         done.append({"pipeline": kind, "graph": graph, "gate": gate, "encrypted": encrypted})
     return done

@@ -23,6 +23,11 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        # Inside tritonserver several processes (engine instances, other engines, pre/post
+        # models) share the cores; OpenVINO's default pinning binds each process's threads to
+        # the same first cores, so they queue behind each other (measured: 2 detection
+        # instances x 1 thread went from 23 to 35 img/s with pinning off).
+        params.setdefault("cpu_pinning", "false")
         if args.get("model_instance_kind") == "GPU":
             params["device"] = "gpu"
             params["device_id"] = str(args.get("model_instance_device_id", "0"))

@@ -181,7 +181,9 @@ class OpenVINORunner(Runner):
     """OpenVINO. Precision is pinned: ``f32`` unless the build asked for bf16/fp16.
 
     On CPUs with AMX OpenVINO's default inference precision is bf16, which would break parity
-    with Paddle, so the hint is always set explicitly.
+    with Paddle, so the hint is always set explicitly. ``cpu_pinning`` ("true" / "false")
+    sets ENABLE_CPU_PINNING; the served engine model turns it off (several processes share
+    the cores there), in-process runs keep OpenVINO's default.
     """
 
     _PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
@@ -204,6 +206,8 @@ class OpenVINORunner(Runner):
         }
         if device == "CPU":
             config["INFERENCE_NUM_THREADS"] = str(_threads(params))
+            if params.get("cpu_pinning") in ("true", "false"):
+                config["ENABLE_CPU_PINNING"] = params["cpu_pinning"] == "true"
         self._compiled = core.compile_model(model, device, config)
         self.input_names = [i.get_any_name() for i in self._compiled.inputs]
         self.output_names = [o.get_any_name() for o in self._compiled.outputs]

@@ -21,7 +21,7 @@ except ImportError:  # copied into a repository beside model.py
     from image_io import normalize_chw
     from request_params import ParameterError
 
-__all__ = ["ParameterError", "coerce_parameters", "run_task"]
+__all__ = ["ParameterError", "coerce_parameters", "postprocess", "preprocess", "run_task"]
 
 _INTERPOLATION = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR,
                   "CUBIC": cv2.INTER_CUBIC, "BICUBIC": cv2.INTER_CUBIC,
@@ -123,32 +123,64 @@ def coerce_parameters(values: Dict, defaults: Dict) -> Dict:
     return request_params.coerce(values, spec, defaults)
 
 
-def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
-    """Pre-process, call ``engine(*inputs) -> outputs``, post-process, for one RGB image."""
+def preprocess(settings: Dict, params: Dict, rgb: np.ndarray):
+    """One RGB image → (the engine's inputs in its input order, context for
+    :func:`postprocess`). The context is JSON-serialisable: it travels between the served
+    pre- and post-processing models."""
     task = settings["task"]
+    context = {"source_hw": [int(v) for v in rgb.shape[:2]]}
     if task == "image_classification":
-        x = classification_preprocess(rgb, settings["preprocess"])[None]
-        (probs,) = engine(x)[:1]
-        return topk(np.asarray(probs)[0], params["topk"], settings.get("labels"))
+        return [classification_preprocess(rgb, settings["preprocess"])[None]], context
     if task in ("object_detection", "instance_segmentation"):
         feeds, scale = detection_preprocess(rgb, settings["preprocess"], settings["inputs"])
-        outputs = [np.asarray(o) for o in engine(*feeds)]
+        context["scale"] = [float(v) for v in scale]
+        context["input_hw"] = [int(v) for v in feeds[settings["inputs"].index("image")]
+                               .shape[2:]]
+        return feeds, context
+    if task == "semantic_segmentation":
+        return [segmentation_preprocess(rgb, settings["transforms"],
+                                        params.get("target_size"))[None]], context
+    raise ValueError(f"task {task!r} is not supported by this graph")
+
+
+def used_outputs(settings: Dict, count: int) -> int:
+    """How many of the engine's ``count`` outputs :func:`postprocess` reads (the first
+    ones): classification and segmentation read the first only."""
+    return 1 if settings["task"] in ("image_classification", "semantic_segmentation") else count
+
+
+def postprocess(settings: Dict, params: Dict, outputs: Sequence[np.ndarray],
+                context: Dict) -> Dict:
+    """The engine's outputs (at least :func:`used_outputs` of them) + the context from
+    :func:`preprocess` → PaddleX's result fields."""
+    task = settings["task"]
+    source_hw = tuple(context["source_hw"])
+    if task == "image_classification":
+        return topk(np.asarray(outputs[0])[0], params["topk"], settings.get("labels"))
+    if task in ("object_detection", "instance_segmentation"):
+        outputs = [np.asarray(o) for o in outputs]
         if settings["head"] == "picodet":
-            rows = picodet_decode(outputs, feeds[settings["inputs"].index("image")].shape[2:],
-                                  settings["fpn_stride"], settings["nms"], params["threshold"])
+            scale = context["scale"]
+            rows = picodet_decode(outputs, context["input_hw"], settings["fpn_stride"],
+                                  settings["nms"], params["threshold"])
             rows[:, 2:] /= np.array([scale[1], scale[0], scale[1], scale[0]])
         else:  # NMS inside: [K, 6] rows in source-image coordinates (scale_factor given)
-            rows = outputs[0].reshape(-1, 6)[: int(np.asarray(outputs[1]).reshape(-1)[0])]
-        kept = kept_detections(rows, params["threshold"], rgb.shape[:2])
-        result = {"boxes": detection_boxes(rows[kept], settings.get("labels"), rgb.shape[:2])}
+            rows = outputs[0].reshape(-1, 6)[: int(outputs[1].reshape(-1)[0])]
+        kept = kept_detections(rows, params["threshold"], source_hw)
+        result = {"boxes": detection_boxes(rows[kept], settings.get("labels"), source_hw)}
         if task == "instance_segmentation":
-            result["masks"] = instance_masks(outputs[2], kept, rgb.shape[:2])
+            result["masks"] = instance_masks(outputs[2], kept, source_hw)
         return result
     if task == "semantic_segmentation":
-        x = segmentation_preprocess(rgb, settings["transforms"], params.get("target_size"))
-        (pred,) = engine(x[None])[:1]
-        return {"pred": segmentation_postprocess(np.asarray(pred), rgb.shape[:2])}
+        return {"pred": segmentation_postprocess(np.asarray(outputs[0]), source_hw)}
     raise ValueError(f"task {task!r} is not supported by this graph")
+
+
+def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
+    """Pre-process, call ``engine(*inputs) -> outputs``, post-process, for one RGB image:
+    the served graph's three models in one call (in-process baselines and tests)."""
+    feeds, context = preprocess(settings, params, rgb)
+    return postprocess(settings, params, list(engine(*feeds)), context)
 
 
 def segmentation_preprocess(rgb: np.ndarray, transforms: List[Dict],

@@ -300,3 +300,22 @@ def test_requirements_pin_the_installed_engines():
     assert serving_requirements("gpu", ["tensorrt"], [], licensed=False)[1:] == [
         "tensorrt", "cuda-python" if not installed_version("cuda-python") else
         f"cuda-python=={version('cuda-python')}"]
+
+
+def test_gpu_image_uses_the_served_malloc_settings(monkeypatch):
+    """The GPU image runs tritonserver directly; it sets the malloc variables that
+    'hpi-triton serve' / 'hpi-triton tritonserver' put into the server's environment, unless
+    the user tunes malloc themselves."""
+    import os
+
+    from hpi_triton.server import MALLOC_SETTINGS, stub_environment
+
+    text = (DEPLOY / "docker" / "Dockerfile.gpu").read_text()
+    for name, value in MALLOC_SETTINGS.items():
+        assert f"{name}={value}" in text
+    for name in [k for k in os.environ if k.startswith("MALLOC_")] + ["GLIBC_TUNABLES"]:
+        monkeypatch.delenv(name, raising=False)
+    env = stub_environment([])
+    assert {k: env[k] for k in MALLOC_SETTINGS} == MALLOC_SETTINGS
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    assert not set(MALLOC_SETTINGS) & set(stub_environment([]))

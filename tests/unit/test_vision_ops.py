@@ -63,3 +63,31 @@ def test_kept_detections_and_masks():
     assert out[0].sum() == 25 * 25 and out[1].sum() == 0
     small = vision_ops.instance_masks(masks[:, :40, :50], kept, (80, 100))  # upsampled
     assert small.shape == (2, 80, 100) and small[0].sum() > 0
+
+
+def test_preprocess_context_carries_what_postprocess_needs():
+    """The served graph splits run_task into a pre- and a post-processing model that share
+    only a JSON context: the split gives the same result as the single call."""
+    import json
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (200, 400, 3), dtype=np.uint8)
+    settings = {"task": "object_detection", "inputs": ["image", "im_shape", "scale_factor"],
+                "preprocess": [{"type": "Resize", "target_size": [320, 320], "keep_ratio": True,
+                                "interp": 1}, {"type": "NormalizeImage"}],
+                "labels": ["a", "b"], "head": "nms_inside"}
+    params = {"threshold": 0.5}
+    rows = np.array([[[1, 0.9, 10, 20, 390, 150], [0, 0.3, 0, 0, 5, 5]]], np.float32)
+
+    def engine(image, im_shape, scale_factor):
+        assert image.shape == (1, 3, 160, 320)
+        return [rows[0], np.array([2], np.int32)]
+
+    feeds, context = vision_ops.preprocess(settings, params, rgb)
+    context = json.loads(json.dumps(context))  # what crosses between the two models
+    assert context == {"source_hw": [200, 400], "scale": [0.8, 0.8], "input_hw": [160, 320]}
+    split = vision_ops.postprocess(settings, params, engine(*feeds), context)
+    assert split == vision_ops.run_task(settings, params, rgb, engine)
+    assert [b["label"] for b in split["boxes"]] == ["b"]
+    assert vision_ops.used_outputs(settings, 3) == 3
+    assert vision_ops.used_outputs({"task": "image_classification"}, 2) == 1

@@ -1,0 +1,39 @@
+"""Post-processing model of a vision pipeline ensemble (copied as ``model.py``).
+
+Last step of the generated ensemble: the engine's outputs (``output_<i>``) and the
+pre-processing step's ``context`` → ``result`` (one JSON string with PaddleX's result fields)
+plus, for segmentation, the label map / masks as their own tensors.
+"""
+
+import json
+import os
+import sys
+
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bls  # noqa: E402
+import vision_ops  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.settings, _ = bls.graph_settings(args)
+        config = json.loads(args["model_config"])
+        self.engine_outputs = [i["name"] for i in config["input"] if i["name"] != "context"]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                context = json.loads(
+                    pb_utils.get_input_tensor_by_name(request, "context").as_numpy()
+                    .reshape(-1)[0])
+                outputs = [pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+                           for name in self.engine_outputs]
+                result = vision_ops.postprocess(self.settings, context["params"], outputs,
+                                                context)
+                responses.append(bls.json_response(result, self.settings.get("arrays", ())))
+            except Exception as exc:
+                responses.append(bls.error_response(exc))
+        return responses

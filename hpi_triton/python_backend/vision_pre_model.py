@@ -1,0 +1,49 @@
+"""Pre-processing model of a vision pipeline ensemble (copied as ``model.py``).
+
+First step of the generated ensemble ``<pipeline>`` → ``<pipeline>_preprocess`` (this) →
+engine model → ``<pipeline>_postprocess``. Takes ``image`` (encoded bytes) or ``image_array``
+(BGR HxWx3 uint8), checks the request parameters against the build's defaults, decodes and
+applies the model's inference.yml pre-processing; returns the engine's inputs (``input_<i>``,
+dtypes read from this model's config) and ``context`` (JSON: source size, scale, the checked
+parameters) for the post-processing step. A bad request fails alone with a clear message.
+"""
+
+import json
+import os
+import sys
+
+import cv2
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bls  # noqa: E402
+import vision_ops  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.settings, _ = bls.graph_settings(args)
+        config = json.loads(args["model_config"])
+        self.feeds = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"]))
+                      for o in config["output"] if o["name"] != "context"]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:  # every failure is this request's alone
+                bls.check_license()
+                params = vision_ops.coerce_parameters(bls.request_parameters(request),
+                                                      self.settings["params"])
+                bgr = bls.read_image(request, params["max_pixels"])
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                feeds, context = vision_ops.preprocess(self.settings, params, rgb)
+                context["params"] = params
+                tensors = [pb_utils.Tensor(name, np.ascontiguousarray(feed, dtype=dtype))
+                           for (name, dtype), feed in zip(self.feeds, feeds)]
+                tensors.append(pb_utils.Tensor("context", np.array(
+                    [json.dumps(context).encode("utf-8")], dtype=np.object_)))
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            except Exception as exc:
+                responses.append(bls.error_response(exc))
+        return responses

@@ -1,0 +1,77 @@
+"""The vision pipelines' generated graph: a Triton ensemble pre-processing model → engine model
+→ post-processing model, checked against Triton's schema, a golden file and its own wiring."""
+
+from pathlib import Path
+
+from hpi_triton.ensembles import pipeline_spec
+from hpi_triton.generator.model_dir import load_model_dir
+from hpi_triton.triton_models.config import (
+    DynamicBatching,
+    TensorConfig,
+    TritonModelConfig,
+    read_pbtxt,
+)
+
+GOLDEN = Path(__file__).parent.parent / "golden"
+
+
+def _write(pir_model, tmp_path, name="image_classification"):
+    """Write the graph over an engine model config like the build's (batching, max 8)."""
+    spec = pipeline_spec("image_classification", {"ImageClassification": pir_model},
+                         served_name=name)
+    TritonModelConfig(
+        name=spec.engine_name, backend="python", max_batch_size=8,
+        inputs=[TensorConfig("x", "float32", [3, 224, 224])],
+        outputs=[TensorConfig("softmax", "float32", [1000]),
+                 TensorConfig("features", "float32", [1024])],
+        dynamic_batching=DynamicBatching(),
+    ).write((tmp_path / spec.engine_name).mkdir(parents=True) or tmp_path / spec.engine_name)
+    entry = spec.write(tmp_path, {spec.engine_name: load_model_dir(pir_model)}, {})
+    return spec, entry
+
+
+def test_ensemble_config_matches_golden(pir_model, tmp_path):
+    _write(pir_model, tmp_path)
+    text = (tmp_path / "image_classification" / "config.pbtxt").read_text()
+    assert text == (GOLDEN / "vision_ensemble.pbtxt").read_text()
+    assert read_pbtxt(tmp_path / "image_classification" / "config.pbtxt").platform == "ensemble"
+
+
+def test_ensemble_wiring(pir_model, tmp_path):
+    """Every step reads tensors an earlier step (or the request) produced, with the dtype and
+    shape the producer declares; the result comes from the post-processing model."""
+    spec, entry = _write(pir_model, tmp_path, name="orientation")
+    ensemble = read_pbtxt(tmp_path / "orientation" / "config.pbtxt")
+    assert entry["steps"] == ["orientation_preprocess", "orientation_ImageClassification",
+                              "orientation_postprocess"]
+    assert entry["license_check"] == "orientation_preprocess"
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == entry["steps"]
+    assert all(t.optional for t in ensemble.input)  # image or image_array
+    produced = {t.name: (t.data_type, [-1] + list(t.dims)) for t in ensemble.input}
+    for step in ensemble.ensemble_scheduling.step:
+        config = read_pbtxt(tmp_path / step.model_name / "config.pbtxt")
+        batch = [-1] if config.max_batch_size > 0 else []
+        for tensor in config.input:
+            if tensor.name not in step.input_map:
+                assert tensor.optional
+                continue
+            dtype, dims = produced[step.input_map[tensor.name]]
+            assert dtype == tensor.data_type
+            assert dims[-len(tensor.dims):] == list(tensor.dims) or tensor.name.startswith(
+                "image")
+        for tensor in config.output:
+            if tensor.name in step.output_map:
+                produced[step.output_map[tensor.name]] = (tensor.data_type,
+                                                          batch + list(tensor.dims))
+    # Only the first engine output is fetched: classification reads the probabilities.
+    post = read_pbtxt(tmp_path / "orientation_postprocess" / "config.pbtxt")
+    assert [t.name for t in post.input] == ["output_0", "context"]
+    assert list(post.input[0].dims) == [-1, 1000]
+    pre = read_pbtxt(tmp_path / "orientation_preprocess" / "config.pbtxt")
+    assert [(t.name, list(t.dims)) for t in pre.output] == [("input_0", [-1, 3, 224, 224]),
+                                                            ("context", [1])]
+    for model in ("orientation_preprocess", "orientation_postprocess"):
+        files = {p.name for p in (tmp_path / model / "1").iterdir()}
+        assert {"model.py", "vision_ops.py", "bls.py", "image_io.py"} <= files
+        assert read_pbtxt(tmp_path / model / "config.pbtxt").instance_group[0].count == 2
+    assert not list((tmp_path / "orientation" / "1").iterdir())  # an ensemble's is empty
