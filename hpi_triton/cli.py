@@ -124,11 +124,12 @@ def build(
 
 
 def _start_server(repository: Path, http_port: int, grpc_port: int, metrics_port: int,
-                  tritonserver: Optional[str], log_file: Optional[Path]):
+                  tritonserver: Optional[str], log_file: Optional[Path],
+                  exit_timeout: Optional[int] = None):
     from hpi_triton.server import TritonServer
 
     server = TritonServer(repository, http_port, grpc_port, metrics_port, tritonserver,
-                          log_path=log_file)
+                          log_path=log_file, exit_timeout=exit_timeout)
     server.start()
     typer.echo(f"tritonserver ready on {repository}\n"
                f"  HTTP    {server.http_url}\n  gRPC    {server.grpc_url}\n"
@@ -143,11 +144,13 @@ def serve(
     metrics_port: int = typer.Option(8002),
     tritonserver: Optional[str] = typer.Option(None, help="tritonserver binary to use"),
     log_file: Optional[Path] = typer.Option(None, help="Where the server log goes"),
+    exit_timeout: int = typer.Option(30, min=0, help="Seconds a stopping server waits for "
+                                     "in-flight requests and open HTTP connections"),
 ) -> None:
     """Start tritonserver on REPOSITORY; Ctrl-C stops it."""
     try:
         server = _start_server(repository, http_port, grpc_port, metrics_port, tritonserver,
-                               log_file)
+                               log_file, exit_timeout)
     except HpiTritonError as exc:
         _fail(exc)
     typer.echo("Ctrl-C stops the server.")

@@ -144,6 +144,22 @@ def stub_environment(extra_lib_dirs: List[Path]) -> Dict[str, str]:
     return env
 
 
+def _stub_shm_regions(server_pid: int) -> List[str]:
+    """Names of the shared-memory regions of the Python-backend stubs in ``server_pid``'s
+    process group (each stub gets its region's name on its command line)."""
+    regions = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.getpgid(int(proc.name)) != server_pid:
+                continue
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        regions += [a.decode() for a in args
+                    if a.startswith(b"triton_python_backend_shm_region_") and b"/" not in a]
+    return regions
+
+
 def find_tritonserver(explicit: Optional[str] = None) -> TritonBinary:
     """Locate a tritonserver: ``explicit``, then PATH, then the nvidia-pytriton wheel."""
     if explicit:
@@ -192,12 +208,22 @@ class TritonServer:
     Use as a context manager, or call :meth:`start` / :meth:`stop`. :meth:`start` returns once
     ``/v2/health/ready`` answers 200, and raises :class:`ServerError` naming the models that
     failed to load when the server exits first.
+
+    ``exit_timeout`` (tritonserver's ``--exit-timeout-secs``, default
+    :attr:`default_exit_timeout`) is how long a stopping server waits for in-flight requests
+    and open HTTP keep-alive connections before it exits anyway.
     """
+
+    #: Triton's own default; test suites lower it (clients they leave open hold a stopping
+    #: server for the whole timeout).
+    default_exit_timeout = 30
 
     def __init__(self, repository: Path, http_port: int = 8000, grpc_port: int = 8001,
                  metrics_port: int = 8002, tritonserver: Optional[str] = None,
                  log_path: Optional[Path] = None, extra_args: Optional[List[str]] = None,
-                 log_verbose: int = 0):
+                 log_verbose: int = 0, exit_timeout: Optional[int] = None):
+        self.exit_timeout = (self.default_exit_timeout if exit_timeout is None
+                             else int(exit_timeout))
         self.repository = Path(repository).expanduser().resolve()
         self.ports = {"http": http_port or free_port(), "grpc": grpc_port or free_port(),
                       "metrics": metrics_port or free_port()}
@@ -224,7 +250,8 @@ class TritonServer:
         cmd = [str(binary.executable), "--model-repository", str(self.repository),
                "--http-port", str(self.ports["http"]), "--grpc-port", str(self.ports["grpc"]),
                "--metrics-port", str(self.ports["metrics"]), "--log-verbose",
-               str(self.log_verbose), "--exit-on-error", "true", "--strict-readiness", "true"]
+               str(self.log_verbose), "--exit-on-error", "true", "--strict-readiness", "true",
+               "--exit-timeout-secs", str(self.exit_timeout)]
         return cmd + with_backend_defaults(binary, self.extra_args)
 
     def start(self, timeout: float = 300.0) -> TritonServer:
@@ -280,14 +307,26 @@ class TritonServer:
         tail = "\n".join(text.strip().splitlines()[-15:])
         return f"tritonserver exited with code {self.process.returncode}:\n{tail}"
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop the server as Ctrl-C does; kill it and its stubs if it is still running
+        ``timeout`` seconds later (default: its exit timeout + 15 s).
+
+        The signal goes to tritonserver alone: it unloads the models, which stops their
+        Python-backend stubs and removes their shared-memory regions. (Signalling the whole
+        process group reached the stubs too; a stub whose engine installs its own SIGINT
+        handler, as Paddle does, then never answered.) Regions a killed or timed-out stub
+        leaves in /dev/shm (32 MiB each) are removed here."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
+            regions = _stub_shm_regions(self.process.pid)
+            self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(timeout=timeout)
+                self.process.wait(timeout=self.exit_timeout + 15 if timeout is None
+                                  else timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+            for region in regions:
+                Path("/dev/shm", region).unlink(missing_ok=True)
         self._close_log()
 
     def _close_log(self) -> None:

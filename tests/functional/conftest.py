@@ -25,6 +25,13 @@ SERVED = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quick_server_exit():
+    """Tests keep HTTP clients open until they return; a stopping server waits its exit
+    timeout (Triton's default 30 s) for such connections, which is idle time here."""
+    TritonServer.default_exit_timeout = 5
+
+
 @pytest.fixture(scope="session")
 def model_paths(wheel_models, pir_model):
     return {**wheel_models, "pir": pir_model}

@@ -43,3 +43,30 @@ def test_stub_uses_this_environment(tmp_path):
     prefix, numpy_version = out.reshape(-1)[0].decode().split("|")
     assert prefix == sys.prefix
     assert numpy_version == np.__version__
+
+
+def test_stop_drains_then_exits_and_leaves_no_shared_memory(tmp_path):
+    """A client's open HTTP connection holds a stopping server for its exit timeout, no
+    longer; the stubs' shared-memory regions are gone afterwards, also when the server had
+    to be killed."""
+    import os
+    import time
+
+    from hpi_triton.server import _stub_shm_regions
+
+    model = tmp_path / "repo" / "where"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(_MODEL)
+    (model / "config.pbtxt").write_text(_CONFIG)
+    for exit_timeout, kill_after in ((2, None), (30, 1.0)):
+        server = TritonServer(tmp_path / "repo", 0, 0, 0, exit_timeout=exit_timeout).start()
+        client = Client(server.http_url)  # left open: keep-alive connection
+        client.infer("where", {"x": np.zeros(1, np.float32)})
+        regions = _stub_shm_regions(server.process.pid)
+        assert regions and all(os.path.exists(f"/dev/shm/{r}") for r in regions)
+        started = time.monotonic()
+        server.stop(timeout=kill_after)  # kill_after < exit timeout: killed, then cleaned
+        assert time.monotonic() - started < exit_timeout + 10
+        assert server.process.poll() is not None
+        assert not any(os.path.exists(f"/dev/shm/{r}") for r in regions)
+        client.close()
