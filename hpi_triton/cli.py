@@ -113,8 +113,12 @@ def build(
     for m in report.models:
         typer.echo(f"{m.name}: {m.backend} as {m.hosting} ({m.selection})")
     for p in report.pipelines:
-        typer.echo(f"{p.get('served_name') or p['pipeline']}: {p['pipeline']} graph over "
-                   f"{', '.join(m[0] for m in p['roles'].values())}")
+        if p.get("steps"):
+            typer.echo(f"{p.get('served_name') or p['pipeline']}: {p['pipeline']} ensemble "
+                       f"{' -> '.join(p['steps'])}")
+        else:
+            typer.echo(f"{p.get('served_name') or p['pipeline']}: {p['pipeline']} graph over "
+                       f"{', '.join(m[0] for m in p['roles'].values())}")
     if verbose:
         from hpi_triton.progress import print_build_summary
 

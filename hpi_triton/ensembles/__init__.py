@@ -1,8 +1,11 @@
-"""Pipelines served as server-side graphs (BLS models over separately served engine models).
+"""Pipelines served as server-side graphs over separately served engine models.
 
 A pipeline names roles (PaddleX SubModules: TextDetection, TextRecognition, ...); each role's
 model dir is built like any ``--model`` into an engine model named ``<pipeline>_<role>``, then
-the pipeline writes its orchestration model, which calls them.
+the pipeline writes its orchestration: a Triton ensemble of pre-processing model → engine →
+post-processing model for the single-model vision pipelines (:mod:`.vision`), a BLS model
+calling the engines for the multi-model ones (OCR, documents, tables), whose control flow
+depends on intermediate results.
 """
 
 from __future__ import annotations
