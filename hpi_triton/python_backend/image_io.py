@@ -38,7 +38,7 @@ def decode_image(data: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     Grayscale, RGBA and 16-bit images are converted; corrupt, truncated, empty or non-image
     bytes and images above ``max_pixels`` raise :class:`ImageError`.
     """
-    buffer = np.frombuffer(np.ascontiguousarray(data, dtype=np.uint8).tobytes(), np.uint8)
+    buffer = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
     if buffer.size == 0:
         raise ImageError("the image is empty (0 bytes); send PNG, JPEG, BMP, TIFF or WebP bytes")
     header = _image_size_from_header(buffer)
@@ -62,7 +62,7 @@ def normalize_array(image: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         raise ImageError(f"the image is {width}x{height} = {height * width} pixels; the limit "
                          f"is {max_pixels} (max_pixels)")
     if height < 2 or width < 2:
-        raise ImageError(f"the image is {width}x{height}; text detection needs at least 2x2 "
+        raise ImageError(f"the image is {width}x{height}; an image needs at least 2x2 "
                          f"pixels")
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
