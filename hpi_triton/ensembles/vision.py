@@ -138,6 +138,11 @@ class VisionPipeline:
         return settings
 
     @property
+    def graph_models(self):
+        """The models this pipeline writes besides its engine."""
+        return [self.served_name, self.preprocess_name, self.postprocess_name]
+
+    @property
     def preprocess_name(self) -> str:
         return f"{self.served_name}_preprocess"
 
@@ -165,8 +170,8 @@ class VisionPipeline:
         write_python_model(repo, self.postprocess_name, "vision_post_model.py", modules,
                            settings, self.instances, fetched + [context], result)
 
-        def tensor_map(names, values):
-            return {name: value for name, value in zip(names, values)}
+        def tensor_map(names, values):  # a step's model tensor name → ensemble tensor name
+            return dict(zip(names, values))
 
         steps = [
             {"model_name": self.preprocess_name, "model_version": -1,

@@ -75,3 +75,21 @@ def test_ensemble_wiring(pir_model, tmp_path):
         assert {"model.py", "vision_ops.py", "bls.py", "image_io.py"} <= files
         assert read_pbtxt(tmp_path / model / "config.pbtxt").instance_group[0].count == 2
     assert not list((tmp_path / "orientation" / "1").iterdir())  # an ensemble's is empty
+
+
+def test_ensemble_model_names_must_be_free(pir_model, tmp_path):
+    """A plain model named like one of the ensemble's steps is refused before anything is
+    built, as is a second pipeline of the same served name."""
+    import pytest
+
+    from hpi_triton.errors import BuildError
+    from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
+
+    spec = pipeline_spec("image_classification", {"ImageClassification": pir_model},
+                         served_name="orientation")
+    with pytest.raises(BuildError, match=r"repeated: \['orientation_preprocess'\]"):
+        build_repository([ModelRequest("orientation_preprocess", pir_model)],
+                         BuildOptions(out=tmp_path / "a"), [spec])
+    with pytest.raises(BuildError, match="repeated"):
+        build_repository([], BuildOptions(out=tmp_path / "b"), [spec, spec])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
