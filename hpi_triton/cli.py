@@ -65,7 +65,10 @@ def build(
     no_cache: bool = typer.Option(False, "--no-cache", help="Convert and verify anew"),
     cpu_threads: int = typer.Option(0, help="Threads per CPU engine instance (0 = all cores)"),
     max_batch_size: int = typer.Option(0, help="Override max_batch_size (0 = from the model)"),
-    instances: int = typer.Option(1, help="Instances per model"),
+    instances: int = typer.Option(1, help="Instances per engine model"),
+    pipeline_instances: int = typer.Option(
+        2, min=1, help="Instances of each pipeline model (BLS graph, or a vision ensemble's "
+        "pre/post-processing model)"),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists"),
     license_key: Optional[Path] = typer.Option(
         None, "--license", help="The issuer's public.pem: a licensed repository (engines "
@@ -90,7 +93,8 @@ def build(
             roles.update({k: Path(v) for k, v in _pairs(model, "--model")})
             params.update(_pairs(param, "--param"))
             role_backends = {r: backends.pop(r) for r in list(backends) if r in roles}
-            pipelines = [pipeline_spec(kind, roles, params, role_backends, served_name=name)]
+            pipelines = [pipeline_spec(kind, roles, params, role_backends,
+                                       instances=pipeline_instances, served_name=name)]
             model = []
         elif param or name:
             raise BuildError("--param and --name apply to a pipeline; use them with --pipeline")

@@ -94,6 +94,29 @@ def test_build_errors_are_clear(wheel_models, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_build_vision_ensemble_with_instance_counts(shared_cache_dir, tmp_path):
+    """--instances sets the engine's instances, --pipeline-instances the ensemble's pre/post
+    models'; the summary names the ensemble's steps."""
+    from hpi_triton.generator import wheel_models as wm
+    from hpi_triton.triton_models.config import read_pbtxt
+
+    model = wm.model_dir("PP-LCNet_x1_0_doc_ori_onnx", shared_cache_dir / "models")
+    repo = tmp_path / "r"
+    proc = _run(["build", "--pipeline", "image_classification", "--model",
+                 f"ImageClassification={model}", "--name", "orientation", "--instances", "2",
+                 "--cpu-threads", "1", "--pipeline-instances", "3", "--out", str(repo),
+                 "--cache-dir", str(shared_cache_dir)])
+    assert proc.returncode == 0, proc.stderr
+    assert ("orientation_preprocess -> orientation_ImageClassification -> "
+            "orientation_postprocess") in proc.stdout
+
+    def count(name):
+        return read_pbtxt(repo / name / "config.pbtxt").instance_group[0].count
+
+    assert count("orientation_ImageClassification") == 2
+    assert count("orientation_preprocess") == count("orientation_postprocess") == 3
+
+
 def test_demo_builds_serves_and_reads_an_image(shared_cache_dir, tmp_path):
     """The README's main job, as typed (with free ports and a temp output)."""
     ports = [str(free_port()) for _ in range(3)]
