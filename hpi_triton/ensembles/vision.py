@@ -155,6 +155,10 @@ class VisionPipeline:
 
         settings = self._settings(sources[self.engine_name])
         engine_inputs, engine_outputs = _engine_tensors(repo / self.engine_name)
+        # The pre-processing model emits the engine's inputs in the source model's order.
+        order = settings["model"][1]
+        if sorted(n for n, _, _ in engine_inputs) == sorted(order):
+            engine_inputs.sort(key=lambda tensor: order.index(tensor[0]))
         engine_outputs = engine_outputs[:vision_ops.used_outputs(settings, len(engine_outputs))]
         feeds = [TensorConfig(f"input_{i}", dtype, dims)
                  for i, (_, dtype, dims) in enumerate(engine_inputs)]
