@@ -312,10 +312,10 @@ class TritonServer:
         ``timeout`` seconds later (default: its exit timeout + 15 s).
 
         The signal goes to tritonserver alone: it unloads the models, which stops their
-        Python-backend stubs and removes their shared-memory regions. (Signalling the whole
-        process group reached the stubs too; a stub whose engine installs its own SIGINT
-        handler, as Paddle does, then never answered.) Regions a killed or timed-out stub
-        leaves in /dev/shm (32 MiB each) are removed here."""
+        Python-backend stubs and removes their shared-memory regions. A stopping server
+        waits up to its exit timeout for open HTTP keep-alive connections; when it has to be
+        killed, its stubs' regions would stay in /dev/shm (32 MiB each), so they are removed
+        here."""
         if self.process is not None and self.process.poll() is None:
             regions = _stub_shm_regions(self.process.pid)
             self.process.send_signal(signal.SIGINT)

@@ -81,6 +81,11 @@ class RoleModels:
     def served_name(self) -> str:
         return self.name
 
+    @property
+    def graph_models(self):
+        """The models this pipeline writes besides its engines."""
+        return [self.served_name]
+
     def model_name(self, role: str) -> str:
         return f"{self.name}_{role}"
 

@@ -192,19 +192,15 @@ class VisionPipeline:
                                      [f"fetch_{i}" for i in range(len(fetched))] + ["context"]),
              "output_map": {t.name: t.name for t in result}},
         ]
+        (repo / self.served_name / "1").mkdir(parents=True)  # an ensemble's stays empty
         TritonModelConfig(name=self.served_name, platform="ensemble", max_batch_size=0,
                           inputs=image_inputs(), outputs=result,
-                          ensemble_steps=steps).write(_mkdir(repo / self.served_name))
+                          ensemble_steps=steps).write(repo / self.served_name)
         return {"pipeline": self.name, "served_name": self.served_name,
                 "roles": {self.role: settings["model"]},
                 "steps": [self.preprocess_name, self.engine_name, self.postprocess_name],
                 "license_check": self.preprocess_name,
                 "params": settings["params"]}
-
-
-def _mkdir(path: Path) -> Path:
-    (path / "1").mkdir(parents=True)  # an ensemble's version folder is empty
-    return path
 
 
 def _engine_tensors(model_dir: Path):

@@ -171,7 +171,7 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
     plain_models = [r.name for r in requests]
     requests = list(requests) + [r for p in pipelines for r in p.model_requests()]
     _check_options(requests, options)
-    graphs = [name for p in pipelines for name in getattr(p, "graph_models", [p.served_name])]
+    graphs = [name for p in pipelines for name in p.graph_models]
     clashes = sorted({g for g in graphs if graphs.count(g) > 1 or g in
                       {r.name for r in requests}})
     if clashes:
