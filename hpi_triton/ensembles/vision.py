@@ -24,10 +24,13 @@ ROLES = {"image_classification": "ImageClassification",
          "object_detection": "ObjectDetection",
          "semantic_segmentation": "SemanticSegmentation",
          "instance_segmentation": "InstanceSegmentation"}
-# outputs that travel as tensors beside the JSON result: name → (dtype, dims)
-ARRAY_OUTPUTS = {"semantic_segmentation": {"pred": ("int32", [-1, -1])},
+# outputs that travel as tensors beside the JSON result: name → (dtype, dims); the label
+# map's dtype is the pipeline's ``label_dtype`` (see VisionPipeline.label_dtype)
+ARRAY_OUTPUTS = {"semantic_segmentation": {"pred": (None, [-1, -1])},
                  "instance_segmentation": {"masks": ("uint8", [-1, -1, -1])}}
 DEFAULT_MAX_PIXELS = 40_000_000
+# Label map dtypes a semantic segmentation pipeline may serve (--param label_dtype=...).
+LABEL_DTYPES = ("uint8", "int32")
 
 
 @dataclass
@@ -91,11 +94,30 @@ class VisionPipeline:
                                            f"segmentation needs PaddleSeg's Deploy section")
             settings["transforms"] = transforms
             settings["arrays"] = list(ARRAY_OUTPUTS[self.name])
+            settings["label_dtype"] = self._label_dtype(source)
         try:
-            settings["params"] = vision_ops.coerce_parameters(self.params, defaults)
+            params = {k: v for k, v in self.params.items() if k != "label_dtype"}
+            settings["params"] = vision_ops.coerce_parameters(params, defaults)
         except vision_ops.ParameterError as exc:
             raise BuildError(f"pipeline {self.name}: {exc}") from exc
         return settings
+
+    def _label_dtype(self, source: ModelSource) -> str:
+        """The served label map's dtype: ``uint8`` (a quarter of INT32's bytes on the wire;
+        PaddleSeg itself saves label maps as 8-bit PNGs) unless the user asks for ``int32``
+        (``--param label_dtype=int32``) or the engine's logits show more than 256 classes."""
+        asked = self.params.get("label_dtype")
+        if asked is not None and str(asked) not in LABEL_DTYPES:
+            raise BuildError(f"pipeline {self.name}: --param label_dtype={asked!r}; expected "
+                             f"one of {list(LABEL_DTYPES)}")
+        logits = source.outputs[0].shape if source.outputs else []
+        classes = logits[1] if len(logits) == 4 and isinstance(logits[1], int) else None
+        if classes is not None and classes > 256:
+            if asked == "uint8":
+                raise BuildError(f"pipeline {self.name}: --param label_dtype=uint8 cannot hold "
+                                 f"the labels of {classes} classes; use int32")
+            return "int32"
+        return str(asked or "uint8")
 
     def _detection_settings(self, source: ModelSource) -> dict:
         yml = source.path / "inference.yml"
@@ -165,7 +187,7 @@ class VisionPipeline:
         fetched = [TensorConfig(f"output_{i}", dtype, dims)
                    for i, (_, dtype, dims) in enumerate(engine_outputs)]
         context = TensorConfig("context", "object", [1])
-        arrays = [TensorConfig(out, dtype, dims)
+        arrays = [TensorConfig(out, dtype or settings["label_dtype"], dims)
                   for out, (dtype, dims) in ARRAY_OUTPUTS.get(self.name, {}).items()]
         result = [TensorConfig("result", "object", [1])] + arrays
         modules = ("vision_ops.py",)

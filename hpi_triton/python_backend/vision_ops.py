@@ -172,7 +172,8 @@ def postprocess(settings: Dict, params: Dict, outputs: Sequence[np.ndarray],
             result["masks"] = instance_masks(outputs[2], kept, source_hw)
         return result
     if task == "semantic_segmentation":
-        return {"pred": segmentation_postprocess(np.asarray(outputs[0]), source_hw)}
+        return {"pred": segmentation_postprocess(np.asarray(outputs[0]), source_hw,
+                                                 settings.get("label_dtype", "int32"))}
     raise ValueError(f"task {task!r} is not supported by this graph")
 
 
@@ -203,11 +204,17 @@ def segmentation_preprocess(rgb: np.ndarray, transforms: List[Dict],
     return normalize_chw(image, norm.get("mean", 0.5), norm.get("std", 0.5), 1 / 255.0)
 
 
-def segmentation_postprocess(pred: np.ndarray, source_hw) -> np.ndarray:
-    """Label map at the input size (nearest), from [1,H,W] labels or [1,C,H,W] logits."""
+def segmentation_postprocess(pred: np.ndarray, source_hw, dtype: str = "int32") -> np.ndarray:
+    """Label map at the input size (nearest), from [1,H,W] labels or [1,C,H,W] logits, as
+    ``dtype`` (the served pipeline's ``label_dtype``)."""
     if pred.ndim == 4:
         pred = pred.argmax(axis=1)
-    labels = pred[0].astype(np.int32)
+    labels = pred[0]
+    if dtype == "uint8" and labels.size and not 0 <= int(labels.min()) <= int(labels.max()) <= 255:
+        raise ValueError(f"the model produced labels {int(labels.min())}..{int(labels.max())}, "
+                         f"which a uint8 label map cannot hold; rebuild the pipeline with "
+                         f"--param label_dtype=int32")
+    labels = labels.astype(dtype, copy=False)
     h, w = source_hw
     if labels.shape != (h, w):
         labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)

@@ -93,3 +93,45 @@ def test_ensemble_model_names_must_be_free(pir_model, tmp_path):
     with pytest.raises(BuildError, match="repeated"):
         build_repository([], BuildOptions(out=tmp_path / "b"), [spec, spec])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def _segmentation_spec(**params):
+    return pipeline_spec("semantic_segmentation", {"SemanticSegmentation": Path("unused")},
+                         params)
+
+
+def _engine_outputs(*shape):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(outputs=[SimpleNamespace(name="out", shape=shape)])
+
+
+def test_label_map_dtype_defaults_to_uint8_and_follows_the_class_count():
+    import pytest
+
+    from hpi_triton.errors import BuildError
+
+    assert _segmentation_spec()._label_dtype(_engine_outputs(-1, -1, -1)) == "uint8"
+    assert _segmentation_spec()._label_dtype(_engine_outputs(-1, 19, -1, -1)) == "uint8"
+    assert _segmentation_spec(label_dtype="int32")._label_dtype(
+        _engine_outputs(-1, -1, -1)) == "int32"
+    # logits of more than 256 classes: labels do not fit 8 bits
+    assert _segmentation_spec()._label_dtype(_engine_outputs(-1, 300, -1, -1)) == "int32"
+    with pytest.raises(BuildError, match="label_dtype=uint8 cannot hold .* 300 classes"):
+        _segmentation_spec(label_dtype="uint8")._label_dtype(_engine_outputs(-1, 300, -1, -1))
+    with pytest.raises(BuildError, match=r"label_dtype='int16'; expected one of \['uint8', "):
+        _segmentation_spec(label_dtype="int16")._label_dtype(_engine_outputs(-1, -1, -1))
+
+
+def test_uint8_label_map_refuses_labels_it_cannot_hold():
+    import numpy as np
+    import pytest
+
+    from hpi_triton.python_backend import vision_ops
+
+    labels = np.array([[[0, 3], [255, 7]]], np.int32)
+    out = vision_ops.segmentation_postprocess(labels, (4, 4), "uint8")
+    assert out.dtype == np.uint8 and out.shape == (4, 4) and out.max() == 255
+    assert vision_ops.segmentation_postprocess(labels + 1000, (2, 2)).max() == 1255
+    with pytest.raises(ValueError, match=r"labels 1\.\.256, which a uint8 .*label_dtype=int32"):
+        vision_ops.segmentation_postprocess(labels + 1, (2, 2), "uint8")
