@@ -1,6 +1,6 @@
 """Vision and document pipelines: served graph vs the same engines in-process, same images.
 
-Run: python bench/pipelines.py [--images 32] [--clients 1 4] [--pipelines ...]
+Run: python bench/pipelines.py [--images 32] [--clients 1 4] [--pipelines ...] [--repeats 3]
 
 For each pipeline one repository is built by hpi-triton (the backends the build picks). The
 baseline runs, in this process and one image at a time as a PaddleX ``predict`` loop does, the
@@ -178,16 +178,14 @@ def local_flow(repo: Path, spec):
     return call, "+".join(dict.fromkeys(names))
 
 
-def in_process(repo: Path, spec, encoded):
-    """The repository's own engine artifacts run here, one image at a time."""
-    flow, engine = local_flow(repo, spec)
-
+def in_process(flow, encoded):
+    """``flow`` (the repository's own engine artifacts, loaded here) one image at a time."""
     def call(index):
         return flow(cv2.imdecode(encoded[index], cv2.IMREAD_COLOR))
 
     for index in range(min(WARMUP, len(encoded))):
         call(index)
-    return closed_loop(call, len(encoded), 1)[:3], engine
+    return closed_loop(call, len(encoded), 1)[:3]
 
 
 def served(url: str, name: str, encoded, clients: int):
@@ -210,6 +208,8 @@ def main():
     parser.add_argument("--instances", type=int, default=2, help="graph model instances")
     parser.add_argument("--min-seconds", type=float, default=5.0,
                         help="repeat the images until the in-process run lasts this long")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="measure every run this many times, interleaved; report medians")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     cache = Path(os.environ.get("HPI_TRITON_TEST_CACHE",
@@ -221,7 +221,7 @@ def main():
         # A layout_parsing page takes seconds here: fewer of them.
         count = args.images if pipeline != "layout_parsing" else max(4, args.images // 4)
         encoded = [cv2.imencode(".png", image)[1] for image in images_for(pipeline, count)]
-        chosen = None
+        chosen, repos = None, []
         for layout, engine_instances, threads in LAYOUTS if pipeline in VISION else LAYOUTS[:1]:
             # The first layout's build measures the backends; the others use the same ones.
             spec = pipeline_spec(pipeline, pipeline_dirs, instances=args.instances,
@@ -231,35 +231,45 @@ def main():
                                                        cpu_threads=threads), [spec])
             if chosen is None:
                 chosen = {m.name[len(spec.served_name) + 1:]: m.backend for m in report.models}
-                (ips, p50, p95), name = in_process(repo, spec, encoded)
-                if len(encoded) / ips < args.min_seconds:
-                    # Fast pipelines: cycle the images so each run lasts long enough to
-                    # measure, and time the baseline again on the same list.
-                    encoded = encoded * math.ceil(args.min_seconds * ips / len(encoded))
-                    (ips, p50, p95), name = in_process(repo, spec, encoded)
-                rows.append({"pipeline": pipeline, "weights": weights, "engine": name,
-                             "run": f"in-process, {os.cpu_count()} threads (baseline)",
-                             "img_s": ips, "p50": p50, "p95": p95})
-            with TritonServer(repo, 0, 0, 0) as server:
-                for clients in args.clients:
-                    ips, p50, p95 = served(server.grpc_url, spec.served_name,
-                                           [e.tobytes() for e in encoded], clients)
-                    rows.append({"pipeline": pipeline, "weights": weights,
-                                 "engine": rows[-1]["engine"],
-                                 "run": f"served ({layout}), {clients} client(s)",
-                                 "img_s": ips, "p50": p50, "p95": p95})
+            repos.append((layout, spec, repo))
+        _, spec, first_repo = repos[0]
+        flow, engine = local_flow(first_repo, spec)
+        ips = in_process(flow, encoded)[0]
+        if len(encoded) / ips < args.min_seconds:
+            # Fast pipelines: cycle the images so each run lasts long enough to measure.
+            encoded = encoded * math.ceil(args.min_seconds * ips / len(encoded))
+        runs = {}  # run name → [(img/s, p50, p95)] over the repeats
+        # Repeats interleave the baseline and the served runs, so a slower or faster spell of
+        # a shared machine weighs on both; the table gives each run's median.
+        for _ in range(args.repeats):
+            runs.setdefault(f"in-process, {os.cpu_count()} threads (baseline)", []).append(
+                in_process(flow, encoded))
+            for layout, spec, repo in repos:
+                with TritonServer(repo, 0, 0, 0) as server:
+                    for clients in args.clients:
+                        runs.setdefault(f"served ({layout}), {clients} client(s)", []).append(
+                            served(server.grpc_url, spec.served_name,
+                                   [e.tobytes() for e in encoded], clients))
+        for run, measured in runs.items():
+            ips, p50, p95 = (float(np.median(values)) for values in zip(*measured))
+            rows.append({"pipeline": pipeline, "weights": weights, "engine": engine, "run": run,
+                         "img_s": ips, "p50": p50, "p95": p95,
+                         "img_s_runs": [m[0] for m in measured]})
     print(f"# Pipelines — {platform.machine()}, {os.cpu_count()} cores, "
           f"{time.strftime('%Y-%m-%d')}, {args.images} images per pipeline "
           f"({max(4, args.images // 4)} for layout_parsing) after {WARMUP} warm-up requests "
-          f"per client; graph instances={args.instances}")
-    print("| pipeline (model weights) | engine | run | img/s | p50 ms | p95 ms | vs in-process |")
-    print("|---|---|---|---|---|---|---|")
+          f"per client; graph instances={args.instances}; median of {args.repeats} "
+          f"interleaved repeat(s)")
+    print("| pipeline (model weights) | engine | run | img/s | p50 ms | p95 ms | vs in-process "
+          "| img/s per repeat |")
+    print("|---|---|---|---|---|---|---|---|")
     base = {}
     for row in rows:
         base.setdefault(row["pipeline"], row["img_s"])
         print(f"| {row['pipeline']} ({row['weights']}) | {row['engine']} | {row['run']} | "
               f"{row['img_s']:.1f} | {row['p50']:.1f} | {row['p95']:.1f} | "
-              f"{row['img_s'] / base[row['pipeline']]:.2f}x |")
+              f"{row['img_s'] / base[row['pipeline']]:.2f}x | "
+              f"{' '.join(f'{v:.1f}' for v in row['img_s_runs'])} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
