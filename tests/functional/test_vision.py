@@ -20,9 +20,9 @@ from tests.ocr_dataset import make_pages
 pytestmark = pytest.mark.functional
 
 
-def _serve(spec, cache, tmp_path):
+def _serve(spec, cache, tmp_path, *more_specs):
     repo = tmp_path / spec.name
-    build_repository([], BuildOptions(out=repo, cache_dir=cache), [spec])
+    build_repository([], BuildOptions(out=repo, cache_dir=cache), [spec, *more_specs])
     return TritonServer(repo, 0, 0, 0)
 
 
@@ -156,7 +156,10 @@ def test_semantic_segmentation_random_weights_parity(segmentation_model, shared_
     x = vision_ops.segmentation_preprocess(rgb, source.config["Deploy"]["transforms"])
     expected = vision_ops.segmentation_postprocess(
         runner.run({"x": x[None]})[runner.output_names[0]], rgb.shape[:2])
-    with _serve(spec, shared_cache_dir, tmp_path) as server:
+    # The same model served again with INT32 label maps, in the same repository.
+    wide = pipeline_spec("semantic_segmentation", {"SemanticSegmentation": segmentation_model},
+                         {"label_dtype": "int32"}, served_name="segmentation_int32")
+    with _serve(spec, shared_cache_dir, tmp_path, wide) as server:
         for url, protocol in ((server.http_url, "http"), (server.grpc_url, "grpc")):
             result = Client(url, protocol).predict("semantic_segmentation", image)
             pred = result["pred"]
@@ -164,6 +167,8 @@ def test_semantic_segmentation_random_weights_parity(segmentation_model, shared_
             assert pred.shape == (300, 420) and pred.dtype == np.uint8
             assert np.mean(pred != expected) <= 1e-3
             assert len(np.unique(pred)) > 1  # not a constant map
+            pred32 = Client(url, protocol).predict("segmentation_int32", image)["pred"]
+            assert pred32.dtype == np.int32 and np.array_equal(pred32, pred)
         with pytest.raises(InferError, match="target_size"):
             Client(server.http_url).predict("semantic_segmentation", image, target_size=7)
 
