@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -18,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from hpi_triton.errors import (
     BackendUnavailableError,
@@ -88,11 +89,17 @@ class BuildProgress:
 
 @dataclass
 class ModelRequest:
-    """One ``--model NAME=DIR`` with its optional ``--backend NAME=BACKEND``."""
+    """One ``--model NAME=DIR`` with its optional ``--backend NAME=BACKEND``.
+
+    ``uint8_inputs`` (set by pipelines, by input position): inputs that a Python-hosted engine
+    model takes as uint8 and turns into the engine's float32 as ``x * alpha - offset`` per
+    channel (``[alpha per channel], [offset per channel]``), so a graph sends pixels instead of
+    four times as many float bytes. Native hostings keep the engine's own input."""
 
     name: str
     path: Path
     backend: Optional[str] = None
+    uint8_inputs: Dict[int, Tuple[List[float], List[float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -542,6 +549,16 @@ class _ModelBuilder:
             parameters.pop("device_id", None)
             config_fields = {"backend": "python", "parameters": parameters}
             inputs, outputs = self._tensor_configs(meta, engine_names=False)
+            scaled = {}
+            for position, (alpha, offset) in sorted(self.request.uint8_inputs.items()):
+                tensor = inputs[position]
+                if tensor.dtype != "float32":
+                    raise BuildError(f"model {self.request.name!r}: input {tensor.name!r} is "
+                                     f"{tensor.dtype}; uint8 pixels scale only into float32")
+                inputs[position] = TensorConfig(tensor.name, "uint8", tensor.dims)
+                scaled[tensor.name] = [list(alpha), list(offset)]
+            if scaled:
+                parameters["uint8_inputs"] = json.dumps(scaled)
         else:
             self.report.hosting = native.platform or native.backend
             config_fields = {"platform": native.platform, "backend": native.backend,

@@ -141,7 +141,7 @@ def load_model_dir(path: Path | str) -> ModelSource:
     if not path.is_dir():
         raise ModelDirError(f"{path}: not a directory; expected a PaddleX model directory "
                             f"with {INFERENCE_YML} and the model files")
-    config = _read_inference_yml(path)
+    config = read_inference_yml(path)
     model_name = (config.get("Global") or {}).get("model_name") or path.name
     fmt = _detect_format(path)
     if fmt == "onnx":
@@ -156,8 +156,10 @@ def load_model_dir(path: Path | str) -> ModelSource:
     return source
 
 
-def _read_inference_yml(path: Path) -> dict:
-    yml = path / INFERENCE_YML
+def read_inference_yml(path: Path) -> dict:
+    """The model directory's inference.yml as a mapping (a clear error when it is missing or
+    not a mapping)."""
+    yml = Path(path) / INFERENCE_YML
     if not yml.is_file():
         raise ModelDirError(f"{yml}: missing; a PaddleX model directory needs {INFERENCE_YML} "
                             f"(Global.model_name, PreProcess, PostProcess, Hpi)")

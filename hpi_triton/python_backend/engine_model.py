@@ -1,10 +1,11 @@
 """Triton Python-backend model that serves one engine artifact (copied as ``model.py``).
 
 Settings come from ``config.pbtxt`` ``parameters`` (engine, model_file, precision, ...); the
-engine itself is loaded once in ``initialize``. Requests of one ``execute`` call whose inputs
-share their non-batch shapes are concatenated into one engine call, so Triton's dynamic
-batcher really batches. A request that fails gets its own ``TritonError``; the others and the
-server carry on.
+engine itself is loaded once in ``initialize``. Inputs named in ``uint8_inputs`` arrive as
+uint8 pixels and are scaled here to the engine's float32 (a vision pipeline's
+normalisation). Requests of one ``execute`` call whose inputs share their non-batch shapes
+are concatenated into one engine call, so Triton's dynamic batcher really batches. A request
+that fails gets its own ``TritonError``; the others and the server carry on.
 """
 
 import json
@@ -39,6 +40,13 @@ class TritonPythonModel:
             (o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]
         ]
         self.version_dir = os.path.join(args["model_repository"], args["model_version"])
+        # Inputs a pipeline's pre-processing sends as uint8 pixels (CHW): float32
+        # x * alpha - offset per channel here, the arithmetic of its normalisation.
+        self.scaled_inputs = {
+            name: (np.asarray(alpha, np.float32)[:, None, None],
+                   np.asarray(offset, np.float32)[:, None, None])
+            for name, (alpha, offset) in json.loads(params.pop("uint8_inputs", "{}")).items()
+        }
         self.params = params
         self.runner, self.license = None, None
         if os.path.isfile(os.path.join(self.version_dir, "license.json")):
@@ -73,6 +81,14 @@ class TritonPythonModel:
                 raise ValueError(
                     f"input '{name}' has dtype {array.dtype}; expected {np.dtype(dtype)}"
                 )
+            if name in self.scaled_inputs:
+                alpha, offset = self.scaled_inputs[name]
+                if array.ndim < 3 or array.shape[-3] != alpha.shape[0]:
+                    raise ValueError(f"input '{name}' has shape {list(array.shape)}; expected "
+                                     f"[..., {alpha.shape[0]}, H, W] uint8 pixels")
+                array = array.astype(np.float32)
+                array *= alpha
+                array -= offset
             arrays[name] = array
         return arrays
 

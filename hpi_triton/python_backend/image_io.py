@@ -15,19 +15,31 @@ class ImageError(ValueError):
 DEFAULT_MAX_PIXELS = 40_000_000
 
 
+def affine_coefficients(mean, std, scale: float) -> Tuple[list, list]:
+    """Per-channel (alpha, offset) with (x * scale - mean) / std == x * alpha - offset: what
+    :func:`normalize_chw` and :func:`scale_chw` apply."""
+    alpha = [float(np.float32(scale / s)) for s in np.broadcast_to(std, (3,))]
+    offset = [float(np.float32(m / s)) for m, s in zip(np.broadcast_to(mean, (3,)),
+                                                      np.broadcast_to(std, (3,)))]
+    return alpha, offset
+
+
+def scale_chw(chw: np.ndarray, alpha, offset) -> np.ndarray:
+    """``chw`` (uint8, [..., C, H, W]) as float32 ``x * alpha - offset`` per channel."""
+    out = chw.astype(np.float32)
+    out *= np.asarray(alpha, np.float32)[:, None, None]
+    out -= np.asarray(offset, np.float32)[:, None, None]
+    return out
+
+
 def normalize_chw(image: np.ndarray, mean, std, scale: float) -> np.ndarray:
     """(image * scale - mean) / std per channel: HWC (uint8) → CHW float32.
 
     Transposes while the pixels are still one byte each, then scales in place: 4-5x faster
     than normalising HWC floats and transposing, with bit-identical results.
     """
-    alpha = np.asarray([scale / s for s in np.broadcast_to(std, (3,))], np.float32)
-    offset = np.asarray([m / s for m, s in zip(np.broadcast_to(mean, (3,)),
-                                               np.broadcast_to(std, (3,)))], np.float32)
-    out = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32)
-    out *= alpha[:, None, None]
-    out -= offset[:, None, None]
-    return out
+    return scale_chw(np.ascontiguousarray(image.transpose(2, 0, 1)),
+                     *affine_coefficients(mean, std, scale))
 
 
 # --- decoding ------------------------------------------------------------------------------

@@ -14,14 +14,15 @@ import numpy as np
 
 try:  # inside the hpi_triton package
     from . import request_params
-    from .image_io import normalize_chw
+    from .image_io import affine_coefficients, normalize_chw
     from .request_params import ParameterError
 except ImportError:  # copied into a repository beside model.py
     import request_params
-    from image_io import normalize_chw
+    from image_io import affine_coefficients, normalize_chw
     from request_params import ParameterError
 
-__all__ = ["ParameterError", "coerce_parameters", "postprocess", "preprocess", "run_task"]
+__all__ = ["ParameterError", "coerce_parameters", "deferred_scaling", "postprocess", "preprocess",
+           "run_task"]
 
 _INTERPOLATION = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR,
                   "CUBIC": cv2.INTER_CUBIC, "BICUBIC": cv2.INTER_CUBIC,
@@ -56,8 +57,15 @@ def parse_scale(value) -> float:
     return float(value)
 
 
-def classification_preprocess(rgb: np.ndarray, ops: List[Dict]) -> np.ndarray:
-    """Apply PaddleX classification transform_ops to one RGB HWC uint8 image → CHW float32."""
+_CLASSIFICATION_NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                             "scale": 1 / 255.0}
+
+
+def classification_preprocess(rgb: np.ndarray, ops: List[Dict],
+                              defer_normalize: bool = False) -> np.ndarray:
+    """Apply PaddleX classification transform_ops to one RGB HWC uint8 image → CHW float32
+    (``defer_normalize``: CHW uint8, NormalizeImage left to the engine model; see
+    :func:`deferred_scaling`)."""
     image = rgb
     chw = False
     for op in ops:
@@ -82,10 +90,11 @@ def classification_preprocess(rgb: np.ndarray, ops: List[Dict]) -> np.ndarray:
                 raise PreprocessError(f"image ({w}x{h}) is smaller than the crop ({cw}x{ch})")
             x1, y1 = max(0, (w - cw) // 2), max(0, (h - ch) // 2)
             image = image[y1:y1 + ch, x1:x1 + cw]
-        elif name == "NormalizeImage" and not chw:
-            image = normalize_chw(image, args.get("mean", [0.485, 0.456, 0.406]),
-                                  args.get("std", [0.229, 0.224, 0.225]),
-                                  parse_scale(args.get("scale", 1 / 255.0)))
+        elif name == "NormalizeImage" and not chw and not defer_normalize:
+            image = normalize_chw(image, args.get("mean", _CLASSIFICATION_NORMALIZE["mean"]),
+                                  args.get("std", _CLASSIFICATION_NORMALIZE["std"]),
+                                  parse_scale(args.get("scale",
+                                                       _CLASSIFICATION_NORMALIZE["scale"])))
             chw = True  # normalize_chw returns CHW; a following ToCHWImage has nothing to do
         elif name == "ToCHWImage" and not chw:
             image = image.transpose(2, 0, 1)
@@ -93,7 +102,35 @@ def classification_preprocess(rgb: np.ndarray, ops: List[Dict]) -> np.ndarray:
         # Other ops (DecodeImage, KeepKeys, ...) are training-time or already done.
     if not chw:
         image = image.transpose(2, 0, 1)
-    return np.ascontiguousarray(image, dtype=np.float32)
+    return np.ascontiguousarray(image, dtype=np.uint8 if defer_normalize else np.float32)
+
+
+def deferred_scaling(settings: Dict):
+    """Per-channel (alpha, offset) when this pipeline's pre-processing ends with the affine
+    ``x * alpha - offset`` of :func:`normalize_chw` on a CHW uint8 image, else None.
+
+    The served graph then sends the engine model uint8 pixels (a quarter of float32's bytes
+    through Triton's copies) and the engine model applies the affine (bit-identical float32
+    arithmetic): classification whose NormalizeImage follows every ResizeImage / CropImage,
+    and semantic segmentation (Normalize always comes after Resize there)."""
+    task = settings.get("task")
+    if task == "image_classification":
+        names = [next(iter(op)) for op in settings["preprocess"]]
+        geometric = [i for i, n in enumerate(names) if n in ("ResizeImage", "CropImage")]
+        if "NormalizeImage" not in names:
+            return [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]
+        position = names.index("NormalizeImage")
+        if geometric and position < max(geometric):
+            return None
+        args = settings["preprocess"][position]["NormalizeImage"] or {}
+        return affine_coefficients(args.get("mean", _CLASSIFICATION_NORMALIZE["mean"]),
+                                   args.get("std", _CLASSIFICATION_NORMALIZE["std"]),
+                                   parse_scale(args.get("scale",
+                                                        _CLASSIFICATION_NORMALIZE["scale"])))
+    if task == "semantic_segmentation":
+        norm = next((t for t in settings["transforms"] if t.get("type") == "Normalize"), {})
+        return affine_coefficients(norm.get("mean", 0.5), norm.get("std", 0.5), 1 / 255.0)
+    return None
 
 
 def topk(probs: np.ndarray, k: int, labels: Sequence[str] | None) -> Dict:
@@ -123,14 +160,18 @@ def coerce_parameters(values: Dict, defaults: Dict) -> Dict:
     return request_params.coerce(values, spec, defaults)
 
 
-def preprocess(settings: Dict, params: Dict, rgb: np.ndarray):
+def preprocess(settings: Dict, params: Dict, rgb: np.ndarray, deferred: bool = False):
     """One RGB image → (the engine's inputs in its input order, context for
     :func:`postprocess`). The context is JSON-serialisable: it travels between the served
-    pre- and post-processing models."""
+    pre- and post-processing models. ``deferred``: the image input stays CHW uint8, its
+    normalisation (:func:`deferred_scaling`) left to the engine model."""
     task = settings["task"]
     context = {"source_hw": [int(v) for v in rgb.shape[:2]]}
+    if deferred and deferred_scaling(settings) is None:
+        raise ValueError(f"pipeline {task}: this pre-processing cannot leave its "
+                         f"normalisation to the engine model")
     if task == "image_classification":
-        return [classification_preprocess(rgb, settings["preprocess"])[None]], context
+        return [classification_preprocess(rgb, settings["preprocess"], deferred)[None]], context
     if task in ("object_detection", "instance_segmentation"):
         feeds, scale = detection_preprocess(rgb, settings["preprocess"], settings["inputs"])
         context["scale"] = [float(v) for v in scale]
@@ -138,8 +179,8 @@ def preprocess(settings: Dict, params: Dict, rgb: np.ndarray):
                                .shape[2:]]
         return feeds, context
     if task == "semantic_segmentation":
-        return [segmentation_preprocess(rgb, settings["transforms"],
-                                        params.get("target_size"))[None]], context
+        return [segmentation_preprocess(rgb, settings["transforms"], params.get("target_size"),
+                                        deferred)[None]], context
     raise ValueError(f"task {task!r} is not supported by this graph")
 
 
@@ -185,9 +226,11 @@ def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
 
 
 def segmentation_preprocess(rgb: np.ndarray, transforms: List[Dict],
-                            target_size: int | None = None) -> np.ndarray:
+                            target_size: int | None = None,
+                            defer_normalize: bool = False) -> np.ndarray:
     """PaddleX semantic segmentation: Resize (keep_ratio, size_divisor) from Deploy.transforms
-    or ``target_size`` (-1 = as is), Normalize (scale 1/255, mean/std default 0.5), ToCHW."""
+    or ``target_size`` (-1 = as is), Normalize (scale 1/255, mean/std default 0.5), ToCHW
+    (``defer_normalize``: CHW uint8, Normalize left to the engine model)."""
     op = next((t for t in transforms if t.get("type") == "Resize"), None) or {}
     norm = next((t for t in transforms if t.get("type") == "Normalize"), {})
     image = rgb
@@ -201,6 +244,8 @@ def segmentation_preprocess(rgb: np.ndarray, transforms: List[Dict],
         if op.get("size_divisor"):
             size = tuple(int(np.ceil(v / op["size_divisor"]) * op["size_divisor"]) for v in size)
         image = resize(image, tuple(int(v) for v in size), op.get("interp", "LINEAR"))
+    if defer_normalize:
+        return np.ascontiguousarray(image.transpose(2, 0, 1))
     return normalize_chw(image, norm.get("mean", 0.5), norm.get("std", 0.5), 1 / 255.0)
 
 

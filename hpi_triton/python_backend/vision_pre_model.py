@@ -4,8 +4,9 @@ First step of the generated ensemble ``<pipeline>`` → ``<pipeline>_preprocess`
 engine model → ``<pipeline>_postprocess``. Takes ``image`` (encoded bytes) or ``image_array``
 (BGR HxWx3 uint8), checks the request parameters against the build's defaults, decodes and
 applies the model's inference.yml pre-processing; returns the engine's inputs (``input_<i>``,
-dtypes read from this model's config) and ``context`` (JSON: source size, scale, the checked
-parameters) for the post-processing step. A bad request fails alone with a clear message.
+dtypes read from this model's config; a uint8 first input means the engine model normalises)
+and ``context`` (JSON: source size, scale, the checked parameters) for the post-processing
+step. A bad request fails alone with a clear message.
 """
 
 import json
@@ -27,6 +28,9 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.feeds = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"]))
                       for o in config["output"] if o["name"] != "context"]
+        # An engine model that takes uint8 pixels normalises them itself (the build wrote
+        # its config so); the image then leaves here as uint8 CHW.
+        self.deferred = bool(self.feeds) and np.dtype(self.feeds[0][1]) == np.uint8
 
     def execute(self, requests):
         responses = []
@@ -37,7 +41,8 @@ class TritonPythonModel:
                                                       self.settings["params"])
                 bgr = bls.read_image(request, params["max_pixels"])
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                feeds, context = vision_ops.preprocess(self.settings, params, rgb)
+                feeds, context = vision_ops.preprocess(self.settings, params, rgb,
+                                                       self.deferred)
                 context["params"] = params
                 tensors = [pb_utils.Tensor(name, np.ascontiguousarray(feed, dtype=dtype))
                            for (name, dtype), feed in zip(self.feeds, feeds)]

@@ -1,10 +1,11 @@
-"""Vision pipelines served as graphs (image_classification so far) on a real tritonserver."""
+"""Vision pipelines served as Triton ensembles on a real tritonserver."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
+from tritonclient.grpc import model_config_pb2
 
 from hpi_triton import Client
 from hpi_triton.ensembles import pipeline_spec
@@ -15,6 +16,7 @@ from hpi_triton.generator.model_dir import load_model_dir
 from hpi_triton.generator.verify import reference_runner
 from hpi_triton.python_backend import vision_ops
 from hpi_triton.server import TritonServer
+from hpi_triton.triton_models.config import read_pbtxt
 from tests.ocr_dataset import make_pages
 
 pytestmark = pytest.mark.functional
@@ -171,6 +173,19 @@ def test_semantic_segmentation_random_weights_parity(segmentation_model, shared_
             assert pred32.dtype == np.int32 and np.array_equal(pred32, pred)
         with pytest.raises(InferError, match="target_size"):
             Client(server.http_url).predict("semantic_segmentation", image, target_size=7)
+        # The graph hands the engine model uint8 pixels; it normalises them itself (the
+        # labels above equal the float reference), and says what it takes when called alone.
+        engine = read_pbtxt(tmp_path / spec.name / spec.engine_name / "config.pbtxt")
+        assert engine.input[0].data_type == model_config_pb2.TYPE_UINT8
+        assert "uint8_inputs" in engine.parameters
+        with pytest.raises(InferError, match="expected uint8"):
+            Client(server.http_url).infer(spec.engine_name, {"x": x[None]})
+        crop = rgb[:256, :256]  # the engine's declared input size
+        reference = runner.run({"x": vision_ops.segmentation_preprocess(
+            crop, source.config["Deploy"]["transforms"])[None]})[runner.output_names[0]]
+        direct = Client(server.http_url).infer(
+            spec.engine_name, {"x": np.ascontiguousarray(crop.transpose(2, 0, 1))[None]})
+        assert np.mean(direct[engine.output[0].name] != reference) <= 1e-3
 
 
 def test_layout_detection_real_weights(shared_cache_dir, tmp_path):

@@ -91,3 +91,34 @@ def test_preprocess_context_carries_what_postprocess_needs():
     assert [b["label"] for b in split["boxes"]] == ["b"]
     assert vision_ops.used_outputs(settings, 3) == 3
     assert vision_ops.used_outputs({"task": "image_classification"}, 2) == 1
+
+
+def test_deferred_normalisation_is_bit_identical():
+    """The served graph may send the engine model uint8 CHW pixels and scale them there:
+    scale_chw(deferred feed) must equal the in-process float feed exactly."""
+    import pytest
+
+    from hpi_triton.python_backend.image_io import scale_chw
+
+    rgb = np.random.default_rng(5).integers(0, 256, (300, 451, 3), dtype=np.uint8)
+    classification = {"task": "image_classification", "preprocess": [
+        {"ResizeImage": {"resize_short": 256}}, {"CropImage": {"size": 224}},
+        {"NormalizeImage": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                            "scale": "1./255."}}, {"ToCHWImage": None}]}
+    segmentation = {"task": "semantic_segmentation", "transforms": [
+        {"type": "Resize", "target_size": [256, 192]},
+        {"type": "Normalize", "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}]}
+    unnormalised = {"task": "image_classification", "preprocess": [
+        {"ResizeImage": {"size": 64}}, {"ToCHWImage": None}]}
+    for settings in (classification, segmentation, unnormalised):
+        (feed,), _ = vision_ops.preprocess(settings, {}, rgb)
+        (pixels,), _ = vision_ops.preprocess(settings, {}, rgb, deferred=True)
+        assert pixels.dtype == np.uint8 and pixels.shape == feed.shape
+        assert np.array_equal(scale_chw(pixels, *vision_ops.deferred_scaling(settings)), feed)
+    # NormalizeImage before the crop: the float pixels are cropped, nothing to defer
+    early = {"task": "image_classification", "preprocess": [
+        {"NormalizeImage": {}}, {"CropImage": {"size": 224}}]}
+    assert vision_ops.deferred_scaling(early) is None
+    with pytest.raises(ValueError, match="cannot leave its normalisation"):
+        vision_ops.preprocess(early, {}, rgb, deferred=True)
+    assert vision_ops.deferred_scaling({"task": "object_detection"}) is None
