@@ -77,13 +77,8 @@ class VisionPipeline:
             config = read_inference_yml(path)
         except HpiTritonError:
             return {}  # the build reports the broken model directory itself
-        if self.name == "image_classification":
-            ops = (config.get("PreProcess") or {}).get("transform_ops")
-            settings = {"task": self.name, "preprocess": ops if isinstance(ops, list) else []}
-        else:
-            transforms = (config.get("Deploy") or {}).get("transforms")
-            settings = {"task": self.name,
-                        "transforms": transforms if isinstance(transforms, list) else []}
+        settings = {"task": self.name, **{key: value if isinstance(value, list) else []
+                                          for key, value in _image_ops(self.name, config)}}
         try:
             scaling = vision_ops.deferred_scaling(settings)
         except (AttributeError, TypeError, ValueError, StopIteration):
@@ -97,7 +92,7 @@ class VisionPipeline:
         }
         defaults = {"task": self.name, "max_pixels": DEFAULT_MAX_PIXELS}
         if self.name == "image_classification":
-            ops = (source.config.get("PreProcess") or {}).get("transform_ops")
+            ((_, ops),) = _image_ops(self.name, source.config)
             if not ops:
                 raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
                                            f"'PreProcess.transform_ops' is missing; image "
@@ -110,8 +105,7 @@ class VisionPipeline:
             settings.update(self._detection_settings(source))
             defaults["threshold"] = float(source.config.get("draw_threshold", 0.5))
         if self.name == "semantic_segmentation":
-            deploy = source.config.get("Deploy") or {}
-            transforms = deploy.get("transforms")
+            ((_, transforms),) = _image_ops(self.name, source.config)
             if not isinstance(transforms, list):
                 raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
                                            f"'Deploy.transforms' is missing; semantic "
@@ -247,6 +241,18 @@ class VisionPipeline:
                 "steps": [self.preprocess_name, self.engine_name, self.postprocess_name],
                 "license_check": self.preprocess_name,
                 "params": settings["params"]}
+
+
+def _image_ops(pipeline: str, config: dict):
+    """[(settings key, inference.yml value)] of the image pre-processing ops that the graph's
+    normalisation comes from: PaddleX's PreProcess.transform_ops (classification) or
+    PaddleSeg's Deploy.transforms (segmentation); the value is None where the field is
+    missing. One reader for the served pre-processing and the engine's uint8 scaling."""
+    if pipeline == "image_classification":
+        return [("preprocess", (config.get("PreProcess") or {}).get("transform_ops"))]
+    if pipeline == "semantic_segmentation":
+        return [("transforms", (config.get("Deploy") or {}).get("transforms"))]
+    return []
 
 
 def _engine_tensors(model_dir: Path):

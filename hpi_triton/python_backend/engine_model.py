@@ -41,7 +41,8 @@ class TritonPythonModel:
         ]
         self.version_dir = os.path.join(args["model_repository"], args["model_version"])
         # Inputs a pipeline's pre-processing sends as uint8 pixels (CHW): float32
-        # x * alpha - offset per channel here, the arithmetic of its normalisation.
+        # x * alpha - offset per channel here, the arithmetic of image_io.scale_chw (not
+        # copied beside this model: it needs OpenCV), applied once per engine call.
         self.scaled_inputs = {
             name: (np.asarray(alpha, np.float32)[:, None, None],
                    np.asarray(offset, np.float32)[:, None, None])
@@ -82,18 +83,26 @@ class TritonPythonModel:
                     f"input '{name}' has dtype {array.dtype}; expected {np.dtype(dtype)}"
                 )
             if name in self.scaled_inputs:
-                alpha, offset = self.scaled_inputs[name]
-                if array.ndim < 3 or array.shape[-3] != alpha.shape[0]:
+                channels = self.scaled_inputs[name][0].shape[0]
+                if array.ndim < 3 or array.shape[-3] != channels:
                     raise ValueError(f"input '{name}' has shape {list(array.shape)}; expected "
-                                     f"[..., {alpha.shape[0]}, H, W] uint8 pixels")
-                array = array.astype(np.float32)
-                array *= alpha
-                array -= offset
+                                     f"[..., {channels}, H, W] uint8 pixels")
             arrays[name] = array
         return arrays
 
+    def _scaled(self, name, array):
+        if name not in self.scaled_inputs:
+            return array
+        alpha, offset = self.scaled_inputs[name]
+        out = array.astype(np.float32)
+        out *= alpha
+        out -= offset
+        return out
+
     def _infer(self, arrays):
-        feed = {self.engine_inputs[name]: value for name, value in arrays.items()}
+        # Batched requests arrive concatenated: uint8 pixels are scaled once, after that.
+        feed = {self.engine_inputs[name]: self._scaled(name, value)
+                for name, value in arrays.items()}
         result = self.runner.run(feed)
         return {
             served: np.ascontiguousarray(result[engine_name]).astype(dtype, copy=False)
