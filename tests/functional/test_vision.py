@@ -69,7 +69,7 @@ def test_document_orientation_real_weights(shared_cache_dir, tmp_path):
     # np.rot90 turns counter-clockwise; PaddleX's label is the angle that turns it back.
     expected = {0: "0", 1: "270", 2: "180", 3: "90"}
     # The throughput layout: one single-thread engine instance per core, each bound to its own
-    # core (engine_model._spread_over_cores); the pre-processing model's stubs stay unbound.
+    # core (engines.instance_core); the pre-processing model's stubs stay unbound.
     cores = sorted(os.sched_getaffinity(0))
     with _serve(spec, shared_cache_dir, tmp_path, instances=len(cores), cpu_threads=1) as server:
         assert _stub_cores(server, spec.engine_name) == sorted(str(core) for core in cores)
