@@ -67,10 +67,13 @@ def classification_preprocess(rgb: np.ndarray, ops: List[Dict],
     (``defer_normalize``: CHW uint8, NormalizeImage left to the engine model; see
     :func:`deferred_scaling`)."""
     image = rgb
-    chw = False
+    chw = deferred = False
     for op in ops:
         (name, args), = op.items()
         args = args or {}
+        if deferred and name in ("ResizeImage", "CropImage"):
+            # the engine model's affine would land after this resize/crop, not before it
+            raise _cannot_defer("image_classification")
         if name == "ResizeImage":
             h, w = image.shape[:2]
             if args.get("resize_short"):
@@ -90,7 +93,9 @@ def classification_preprocess(rgb: np.ndarray, ops: List[Dict],
                 raise PreprocessError(f"image ({w}x{h}) is smaller than the crop ({cw}x{ch})")
             x1, y1 = max(0, (w - cw) // 2), max(0, (h - ch) // 2)
             image = image[y1:y1 + ch, x1:x1 + cw]
-        elif name == "NormalizeImage" and not chw and not defer_normalize:
+        elif name == "NormalizeImage" and defer_normalize:
+            deferred = True
+        elif name == "NormalizeImage" and not chw:
             image = normalize_chw(image, args.get("mean", _CLASSIFICATION_NORMALIZE["mean"]),
                                   args.get("std", _CLASSIFICATION_NORMALIZE["std"]),
                                   parse_scale(args.get("scale",
@@ -103,6 +108,11 @@ def classification_preprocess(rgb: np.ndarray, ops: List[Dict],
     if not chw:
         image = image.transpose(2, 0, 1)
     return np.ascontiguousarray(image, dtype=np.uint8 if defer_normalize else np.float32)
+
+
+def _cannot_defer(task: str) -> ValueError:
+    return ValueError(f"pipeline {task}: this pre-processing cannot leave its normalisation "
+                      f"to the engine model")
 
 
 def deferred_scaling(settings: Dict):
@@ -167,9 +177,10 @@ def preprocess(settings: Dict, params: Dict, rgb: np.ndarray, deferred: bool = F
     normalisation (:func:`deferred_scaling`) left to the engine model."""
     task = settings["task"]
     context = {"source_hw": [int(v) for v in rgb.shape[:2]]}
-    if deferred and deferred_scaling(settings) is None:
-        raise ValueError(f"pipeline {task}: this pre-processing cannot leave its "
-                         f"normalisation to the engine model")
+    # Per request, only what is free to check: classification_preprocess refuses an order
+    # of ops the engine model's affine cannot follow (deferred_scaling's rule) as it meets it.
+    if deferred and task not in ("image_classification", "semantic_segmentation"):
+        raise _cannot_defer(task)
     if task == "image_classification":
         return [classification_preprocess(rgb, settings["preprocess"], deferred)[None]], context
     if task in ("object_detection", "instance_segmentation"):
@@ -255,7 +266,9 @@ def segmentation_postprocess(pred: np.ndarray, source_hw, dtype: str = "int32") 
     if pred.ndim == 4:
         pred = pred.argmax(axis=1)
     labels = pred[0]
-    if dtype == "uint8" and labels.size and not 0 <= int(labels.min()) <= int(labels.max()) <= 255:
+    # Labels the engine model already narrowed to uint8 (uint8_outputs) need no range check.
+    if (dtype == "uint8" and labels.dtype != np.uint8 and labels.size
+            and not 0 <= int(labels.min()) <= int(labels.max()) <= 255):
         raise ValueError(f"the model produced labels {int(labels.min())}..{int(labels.max())}, "
                          f"which a uint8 label map cannot hold; rebuild the pipeline with "
                          f"--param label_dtype=int32")
