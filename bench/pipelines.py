@@ -1,14 +1,16 @@
 """Vision and document pipelines: served graph vs the same engines in-process, same images.
 
 Run: python bench/pipelines.py [--images 32] [--clients 1 4] [--pipelines ...] [--rounds 8]
+                               [--protocols http grpc]
 
 For each pipeline one repository is built by hpi-triton (the backends the build picks). The
 baseline runs, in this process and one image at a time as a PaddleX ``predict`` loop does, the
 very engine artifacts the repository serves (same backends, all cores whatever the served
 layout) with the graph's own flow code (hpi_triton.python_backend: vision_ops, doc_ops,
 ocr_pipeline, table_pipeline), decoding the same encoded images. The served graph is called
-over gRPC by 1 and 4 concurrent clients; vision pipelines with two engine layouts (one engine
-instance using every core, and two single-thread instances). Every server stays up while
+by 1 and 4 concurrent ``hpi_triton.Client``s over HTTP (the client's default) and gRPC;
+vision pipelines with two engine layouts (one engine instance using every core, and two
+single-thread instances). Every server stays up while
 short runs alternate, round after round (baseline, then each served run), so each round
 pairs a served run with the baseline measured seconds before it. Prints img/s and p50/p95
 latency (medians over the rounds) and the median of the paired served/in-process ratios.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -191,12 +194,14 @@ def in_process(flow, encoded):
     return closed_loop(call, len(encoded), 1)[:3]
 
 
-def served(url: str, name: str, encoded, clients: int):
+def served(server, protocol: str, name: str, encoded, clients: int):
+    """``clients`` threads, each with its own ``Client`` (``protocol``), calling ``name``."""
+    url = server.http_url if protocol == "http" else server.grpc_url
     local = threading.local()
 
     def call(index):
         if not hasattr(local, "client"):
-            local.client = Client(url, "grpc")
+            local.client = Client(url, protocol)
         return local.client.predict(name, encoded[index])
 
     closed_loop(call, min(WARMUP * clients, len(encoded)), clients)  # warm every instance
@@ -208,6 +213,8 @@ def main():
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--pipelines", nargs="+", default=list(VISION + DOCUMENT))
+    parser.add_argument("--protocols", nargs="+", default=["http", "grpc"],
+                        choices=["http", "grpc"], help="how the clients call the server")
     parser.add_argument("--instances", type=int, default=2, help="graph model instances")
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="repeat the images until the in-process run lasts this long")
@@ -253,13 +260,15 @@ def main():
             servers = [(layout, spec, stack.enter_context(TritonServer(repo, 0, 0, 0)))
                        for layout, spec, repo in repos]
             for _, spec, server in servers:
-                served(server.grpc_url, spec.served_name, payloads, max(args.clients))
+                for protocol in args.protocols:
+                    served(server, protocol, spec.served_name, payloads, max(args.clients))
             for _ in range(args.rounds):
                 runs.setdefault(baseline, []).append(in_process(flow, encoded))
                 for layout, spec, server in servers:
-                    for clients in args.clients:
-                        runs.setdefault(f"served ({layout}), {clients} client(s)", []).append(
-                            served(server.grpc_url, spec.served_name, payloads, clients))
+                    for protocol, clients in itertools.product(args.protocols, args.clients):
+                        runs.setdefault(f"served ({layout}), {protocol}, {clients} client(s)",
+                                        []).append(served(server, protocol, spec.served_name,
+                                                          payloads, clients))
         base_runs = [m[0] for m in runs[baseline]]
         for run, measured in runs.items():
             ips, p50, p95 = (float(np.median(values)) for values in zip(*measured))

@@ -66,6 +66,9 @@ def build(
     cpu_threads: int = typer.Option(0, help="Threads per CPU engine instance (0 = all cores)"),
     max_batch_size: int = typer.Option(0, help="Override max_batch_size (0 = from the model)"),
     instances: int = typer.Option(1, help="Instances per engine model"),
+    dynamic_batching: str = typer.Option(
+        "auto", help="Triton's dynamic batcher on engine models: auto (GPU only; on CPU it "
+        "costs a hand-off per request and batches run no cheaper), on, off"),
     pipeline_instances: int = typer.Option(
         2, min=1, help="Instances of each pipeline model (BLS graph, or a vision ensemble's "
         "pre/post-processing model)"),
@@ -106,7 +109,8 @@ def build(
         options = BuildOptions(out=out, device=Device.parse(device), precision=precision,
                                hosting=hosting, cache_dir=cache_dir, use_cache=not no_cache,
                                cpu_threads=cpu_threads, max_batch_size=max_batch_size or None,
-                               instances=instances, force=force, license=license_key)
+                               instances=instances, force=force, license=license_key,
+                               dynamic_batching=dynamic_batching)
         if verbose and sys.stderr.isatty():
             from hpi_triton.progress import RichBuildProgress
 

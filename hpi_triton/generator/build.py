@@ -57,6 +57,11 @@ from hpi_triton.triton_models.config import (
 log = logging.getLogger("hpi_triton.build")
 
 HOSTINGS = ("python", "native")
+# --dynamic-batching: auto batches engine models on GPUs only. On CPU a batched call costs
+# what its requests cost one by one (OpenVINO 1 thread: 1.76-1.84 ms per image at batch 1-8),
+# and the batcher's extra hand-off per request measured -3% to -7% img/s on the vision
+# ensembles (bench/RESULTS.md, session 8).
+DYNAMIC_BATCHING = ("auto", "on", "off")
 # Fallback order when the first choice fails, fastest-first as usually seen on each device.
 FALLBACK_ORDER = {
     "cpu": ("openvino", "onnx_runtime", "paddle_infer"),
@@ -120,6 +125,8 @@ class BuildOptions:
     max_batch_size: Optional[int] = None
     instances: int = 1
     force: bool = False
+    # Engine models with max_batch_size > 1: auto (on for GPU devices, off on CPU), on, off.
+    dynamic_batching: str = "auto"
     # The issuer's public.pem: a licensed repository (encrypted engines behind a gate).
     license: Optional[Path] = None
     progress: BuildProgress = field(default_factory=BuildProgress, repr=False)
@@ -266,6 +273,9 @@ def _check_options(requests: List[ModelRequest], options: BuildOptions) -> None:
                          f"{sorted(TOLERANCES)}")
     if options.instances < 1:
         raise BuildError(f"--instances {options.instances}; expected 1 or more")
+    if options.dynamic_batching not in DYNAMIC_BATCHING:
+        raise BuildError(f"--dynamic-batching {options.dynamic_batching!r}; expected one of "
+                         f"{DYNAMIC_BATCHING}")
     for request in requests:
         if request.backend:
             try:  # an unknown name raises here, listing the valid ones
@@ -586,12 +596,20 @@ class _ModelBuilder:
             max_batch_size=self.max_batch_size,
             instance_groups=[InstanceGroup(kind=device.kind, count=self.options.instances,
                                            gpus=[device.index] if device.kind == "gpu" else [])],
-            dynamic_batching=DynamicBatching() if self.max_batch_size > 1 else None,
+            dynamic_batching=DynamicBatching() if dynamic_batching_enabled(
+                self.options.dynamic_batching, device.kind, self.max_batch_size) else None,
             warmup=[WarmupSample("opt_shape", 1,
                                  {warm_names[n]: d for n, d in warm_dims.items()})],
             **config_fields,
         )
         config.write(model_dir)
+
+
+def dynamic_batching_enabled(choice: str, device_kind: str, max_batch_size: int) -> bool:
+    """Whether an engine model gets Triton's dynamic batcher (``--dynamic-batching``)."""
+    if max_batch_size <= 1 or choice == "off":
+        return False
+    return choice == "on" or device_kind == "gpu"
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

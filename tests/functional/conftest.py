@@ -46,7 +46,10 @@ def requests_all(model_paths):
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, requests_all, shared_cache_dir):
     out = tmp_path_factory.mktemp("repos") / "all"
-    report = build_repository(requests_all, BuildOptions(out=out, cache_dir=shared_cache_dir))
+    # Dynamic batching asked for (a CPU build leaves it off by default), so the batched
+    # engine path is served and tested.
+    report = build_repository(requests_all, BuildOptions(out=out, cache_dir=shared_cache_dir,
+                                                         dynamic_batching="on"))
     return out, report
 
 

@@ -91,9 +91,11 @@ def test_served_outputs_equal_paddle_inference(server, model_paths, name, protoc
         assert relative_error(got, want) <= 1e-4
 
 
-def test_concurrent_requests_are_batched_and_correct(server, model_paths):
-    # Eight concurrent single-image requests: the dynamic batcher hands several to one
-    # execute(); each answer must still be that request's own.
+def test_concurrent_requests_are_batched_and_correct(built, server, model_paths):
+    # Eight concurrent single-image requests: the dynamic batcher (asked for with
+    # dynamic_batching="on") hands several to one execute(); each answer must still be that
+    # request's own.
+    assert read_pbtxt(built[0] / "rec_openvino" / "config.pbtxt").HasField("dynamic_batching")
     model = "PP-OCRv4_mobile_rec"
     inputs = [np.random.default_rng(i).standard_normal((1, 3, 48, 320)).astype(np.float32)
               for i in range(8)]

@@ -81,3 +81,28 @@ def test_schema_rejects_bad_kind_and_dtype(tmp_path):
     bad.write_text('name: "x"\nmax_batch_size: "many"\n')
     with pytest.raises(ModelConfigError, match="not a valid Triton model config"):
         read_pbtxt(bad)
+
+
+@pytest.mark.parametrize("choice, device, max_batch_size, expected", [
+    ("auto", "cpu", 8, False),   # on CPU a merged batch runs no cheaper than its requests
+    ("auto", "gpu", 8, True),
+    ("on", "cpu", 8, True),
+    ("off", "gpu", 8, False),
+    ("on", "gpu", 1, False),     # nothing to batch
+    ("on", "cpu", 0, False),
+])
+def test_dynamic_batching_choice(choice, device, max_batch_size, expected):
+    from hpi_triton.generator.build import dynamic_batching_enabled
+
+    assert dynamic_batching_enabled(choice, device, max_batch_size) is expected
+
+
+def test_unknown_dynamic_batching_choice_is_refused(tmp_path):
+    from hpi_triton.errors import BuildError
+    from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
+
+    with pytest.raises(BuildError, match=r"--dynamic-batching 'always'; expected one of "
+                                         r"\('auto', 'on', 'off'\)"):
+        build_repository([ModelRequest("m", tmp_path / "model")],
+                         BuildOptions(out=tmp_path / "r", dynamic_batching="always"))
+    assert not (tmp_path / "r").exists()
