@@ -29,16 +29,16 @@ class TritonPythonModel:
         # the same first cores, so they queue behind each other (measured: 2 detection
         # instances x 1 thread went from 23 to 35 img/s with pinning off).
         params.setdefault("cpu_pinning", "false")
-        if args.get("model_instance_kind") != "GPU":
+        if args.get("model_instance_kind") == "GPU":
+            params["device"] = "gpu"
+            params["device_id"] = str(args.get("model_instance_device_id", "0"))
+        else:
             # Before the engine starts its threads: they inherit this thread's core.
             core = engines.instance_core(
                 params, sum(int(g.get("count", 1)) for g in config.get("instance_group") or [{}]),
                 args.get("model_instance_name", ""), sorted(os.sched_getaffinity(0)))
             if core is not None:
                 os.sched_setaffinity(0, {core})
-        if args.get("model_instance_kind") == "GPU":
-            params["device"] = "gpu"
-            params["device_id"] = str(args.get("model_instance_device_id", "0"))
         self.batched = config.get("max_batch_size", 0) > 0
         self.inputs = [
             (i["name"], pb_utils.triton_string_to_numpy(i["data_type"])) for i in config["input"]

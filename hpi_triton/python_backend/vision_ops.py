@@ -110,6 +110,11 @@ def classification_preprocess(rgb: np.ndarray, ops: List[Dict],
     return np.ascontiguousarray(image, dtype=np.uint8 if defer_normalize else np.float32)
 
 
+# Tasks whose pre-processing may end with a normalisation the engine model takes over
+# (:func:`deferred_scaling`); the build asks for uint8 engine inputs for these only.
+DEFERRABLE_TASKS = ("image_classification", "semantic_segmentation")
+
+
 def _cannot_defer(task: str) -> ValueError:
     return ValueError(f"pipeline {task}: this pre-processing cannot leave its normalisation "
                       f"to the engine model")
@@ -179,7 +184,7 @@ def preprocess(settings: Dict, params: Dict, rgb: np.ndarray, deferred: bool = F
     context = {"source_hw": [int(v) for v in rgb.shape[:2]]}
     # Per request, only what is free to check: classification_preprocess refuses an order
     # of ops the engine model's affine cannot follow (deferred_scaling's rule) as it meets it.
-    if deferred and task not in ("image_classification", "semantic_segmentation"):
+    if deferred and task not in DEFERRABLE_TASKS:
         raise _cannot_defer(task)
     if task == "image_classification":
         return [classification_preprocess(rgb, settings["preprocess"], deferred)[None]], context
