@@ -1,10 +1,17 @@
 """hpi-triton: PaddleX models as verified Triton Inference Server model repositories."""
 
-from hpi_triton.errors import HpiTritonError
+from hpi_triton.errors import (
+    HpiTritonError,
+    InferError,
+    InvalidRequestError,
+    ServerFaultError,
+    ServiceUnavailableError,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["Client", "HpiTritonError", "__version__"]
+__all__ = ["Client", "HpiTritonError", "InferError", "InvalidRequestError",
+           "ServerFaultError", "ServiceUnavailableError", "__version__"]
 
 
 def __getattr__(name):

@@ -137,12 +137,25 @@ def build(
 
 def _start_server(repository: Path, http_port: int, grpc_port: int, metrics_port: int,
                   tritonserver: Optional[str], log_file: Optional[Path],
-                  exit_timeout: Optional[int] = None):
+                  exit_timeout: Optional[int] = None, supervise: bool = True):
     from hpi_triton.server import TritonServer
 
+    def give_up(model: str, reason: str) -> None:
+        # Stop the server: a process manager restarting it is the next level of healing.
+        typer.secho(f"error: model {model!r} could not be reloaded ({reason}); stopping "
+                    f"tritonserver", err=True, fg=typer.colors.RED)
+        if server.process is not None and server.process.poll() is None:
+            server.process.terminate()
+
     server = TritonServer(repository, http_port, grpc_port, metrics_port, tritonserver,
-                          log_path=log_file, exit_timeout=exit_timeout)
-    server.start()
+                          log_path=log_file, exit_timeout=exit_timeout, supervise=supervise,
+                          on_give_up=give_up)
+    _stop_on_signals()
+    try:
+        server.start()
+    except KeyboardInterrupt:
+        server.stop()
+        raise typer.Exit(130) from None
     typer.echo(f"tritonserver ready on {repository}\n"
                f"  HTTP    {server.http_url}\n  gRPC    {server.grpc_url}\n"
                f"  metrics {server.metrics_url}\n  log     {server.log_path}")
@@ -158,27 +171,39 @@ def serve(
     log_file: Optional[Path] = typer.Option(None, help="Where the server log goes"),
     exit_timeout: int = typer.Option(30, min=0, help="Seconds a stopping server waits for "
                                      "in-flight requests and open HTTP connections"),
+    supervise: bool = typer.Option(
+        True, "--supervise/--no-supervise", help="Reload a model whose Python-backend process "
+        "died (explicit model control; not ready meanwhile)"),
 ) -> None:
-    """Start tritonserver on REPOSITORY; Ctrl-C stops it."""
+    """Start tritonserver on REPOSITORY; Ctrl-C or SIGTERM stops it.
+
+    The server never outlives this command (it gets SIGTERM when this process dies, kill -9
+    included); a model whose stub dies is reloaded; a model that cannot be reloaded stops
+    the server with exit code 3.
+    """
     try:
         server = _start_server(repository, http_port, grpc_port, metrics_port, tritonserver,
-                               log_file, exit_timeout)
+                               log_file, exit_timeout, supervise)
     except HpiTritonError as exc:
         _fail(exc)
     typer.echo("Ctrl-C stops the server.")
-    _stop_on_sigterm()
     code = server.wait()
+    if server.given_up:
+        raise typer.Exit(3)
     raise typer.Exit(code)
 
 
-def _stop_on_sigterm() -> None:
-    """docker stop / Kubernetes send SIGTERM: stop tritonserver as Ctrl-C does."""
+def _stop_on_signals() -> None:
+    """Ctrl-C, docker stop and Kubernetes (SIGINT / SIGTERM) stop tritonserver, also when
+    this process started with them ignored (a background job of a non-interactive shell
+    inherits SIGINT ignored, and Python then installs no Ctrl-C handler)."""
     import signal
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

@@ -8,10 +8,40 @@ from typing import Dict, Optional, Union
 
 import numpy as np
 
-from hpi_triton.errors import InferError
+from hpi_triton.errors import (
+    InferError,
+    InvalidRequestError,
+    ServerFaultError,
+    ServiceUnavailableError,
+)
 from hpi_triton.triton_models.config import numpy_dtype, triton_dtype
 
 PROTOCOLS = ("http", "grpc")
+
+# HTTP status / gRPC status code → whose fault a refusal is.
+_CLIENT_MISTAKE = ("400", "StatusCode.INVALID_ARGUMENT")
+_UNAVAILABLE = ("503", "StatusCode.UNAVAILABLE")
+
+
+def server_error(what: str, exc: Exception) -> InferError:
+    """A tritonclient exception as :class:`InvalidRequestError` (the request's fault),
+    :class:`ServiceUnavailableError` (retry later) or :class:`ServerFaultError`."""
+    status = str(exc.status()) if callable(getattr(exc, "status", None)) else ""
+    message = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
+    if status in ("404", "StatusCode.NOT_FOUND"):  # Triton: a model name it does not hold
+        # ... or one that is being reloaded ("has no available versions").
+        unloaded = "no available versions" in message
+        kind = ServiceUnavailableError if unloaded else InvalidRequestError
+    elif "is not healthy" in message:
+        # Triton's answer for a model whose stub just died, until hpi-triton serve's
+        # supervisor has it unloaded for reloading (under a second): a retry succeeds.
+        kind = ServiceUnavailableError
+    else:
+        kind = (InvalidRequestError if status in _CLIENT_MISTAKE else
+                ServiceUnavailableError if status in _UNAVAILABLE else ServerFaultError)
+    error = kind(f"{what}: {message}" + (f" [{status}]" if status else ""))
+    error.status = status
+    return error
 
 
 class Client:
@@ -58,8 +88,12 @@ class Client:
         """Run ``model`` on ``inputs`` (name → array); return every output by name.
 
         Raises:
-            InferError: an input is missing, unknown or of the wrong dtype/rank, or the server
-                answered with an error.
+            InferError: an input is missing, unknown or of the wrong dtype/rank.
+            InvalidRequestError: the server refused the request as malformed (HTTP 400 /
+                gRPC INVALID_ARGUMENT).
+            ServiceUnavailableError: the model is recovering or the licence refuses
+                (HTTP 503 / gRPC UNAVAILABLE); a later retry may succeed.
+            ServerFaultError: the server failed (HTTP 500 / gRPC INTERNAL).
         """
         meta = self.metadata(model)
         declared = {i["name"]: i for i in meta["inputs"]}
@@ -88,7 +122,7 @@ class Client:
             result = self._client.infer(model, request, outputs=[
                 self._module.InferRequestedOutput(n) for n in names])
         except Exception as exc:
-            raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
+            raise server_error(f"model {model!r} at {self.url}", exc) from exc
         return {n: result.as_numpy(n) for n in names}
 
     def predict(self, pipeline: str, image: Union[str, Path, bytes, np.ndarray],
@@ -103,8 +137,12 @@ class Client:
                 ``text_rec_score_thresh=0.5``, ``use_textline_orientation=False``).
 
         Raises:
-            InferError: the image cannot be read or sent, or the server refused the request
-                (its message says why; the server keeps serving).
+            InferError: the image cannot be read or sent.
+            InvalidRequestError: the server refused the image or a parameter (HTTP 400 /
+                gRPC INVALID_ARGUMENT; its message says why; the server keeps serving).
+            ServiceUnavailableError: a model of the pipeline is recovering, or the licence
+                refuses (HTTP 503 / gRPC UNAVAILABLE).
+            ServerFaultError: the server failed (HTTP 500 / gRPC INTERNAL).
         """
         if isinstance(image, (str, Path)):
             try:
@@ -131,7 +169,7 @@ class Client:
                                         outputs=[self._module.InferRequestedOutput(n)
                                                  for n in names])
         except Exception as exc:
-            raise InferError(f"pipeline {pipeline!r} at {self.url}: {exc}") from exc
+            raise server_error(f"pipeline {pipeline!r} at {self.url}", exc) from exc
         raw = result.as_numpy("result").reshape(-1)[0]
         parsed = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
         # Label maps and masks come as their own tensors (numpy arrays here).

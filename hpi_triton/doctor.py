@@ -231,7 +231,7 @@ def backend_status() -> List[dict]:
 def triton_server() -> dict:
     """The tritonserver ``hpi-triton serve`` would start, and its Triton backends."""
     from hpi_triton.errors import ServerError
-    from hpi_triton.server import find_tritonserver
+    from hpi_triton.server import find_tritonserver, stub_environment_problems
 
     try:
         binary = find_tritonserver()
@@ -250,7 +250,9 @@ def triton_server() -> dict:
         version = f"as shipped in nvidia-pytriton {pytriton[1]}" if pytriton else None
     return {"executable": str(binary.executable), "source": source, "version": version,
             "container": os.environ.get("NVIDIA_TRITON_SERVER_VERSION"),
-            "backend_directory": str(backend_dir), "backends": backends}
+            "backend_directory": str(backend_dir), "backends": backends,
+            # What 'serve' refuses: an environment the Python-backend stub would break in.
+            "stub_environment_problems": stub_environment_problems(binary)}
 
 
 def advice(report: dict) -> List[str]:
@@ -270,6 +272,8 @@ def advice(report: dict) -> List[str]:
         lines.append("tritonserver: pip install 'hpi-triton[cpu]' (nvidia-pytriton ships a "
                      "CPU-capable server), or use " + GPU_IMAGE_HINT)
     else:
+        lines += [f"serve refuses this environment: {problem}"
+                  for problem in server.get("stub_environment_problems", [])]
         missing = [b for b in NATIVE_TRITON_BACKENDS.values() if b not in server["backends"]]
         if missing:
             lines.append(f"this tritonserver has no {', '.join(missing)} Triton backend: build "
@@ -340,6 +344,8 @@ def render(report: dict) -> None:
         console.print(f"[bold]tritonserver[/bold] {server['executable']} ({server['source']}"
                       f"{', ' + server['version'] if server['version'] else ''}); Triton "
                       f"backends: {', '.join(server['backends']) or 'none'}")
+        for problem in server.get("stub_environment_problems", []):
+            console.print(f"[bold red]serve refuses this environment[/bold red]: {problem}")
     else:
         console.print(f"[bold]tritonserver[/bold] not found: {server['why']}")
     if report["advice"]:

@@ -55,8 +55,33 @@ class PortInUseError(ServerError):
     """A port tritonserver should listen on is taken."""
 
 
+class StubEnvironmentError(ServerError):
+    """The Python environment the Python-backend stub would embed is known to break it
+    (numpy 2, no libpython, ...)."""
+
+
+class ModelRecoveryError(ServerError):
+    """A served model whose process died could not be loaded again."""
+
+
 class InferError(HpiTritonError):
     """A request to a served model failed or was malformed."""
+
+
+class InvalidRequestError(InferError):
+    """The server refused the request as the client's mistake (HTTP 400 / gRPC
+    INVALID_ARGUMENT): an undecodable, empty or oversized image, an unknown or invalid
+    parameter, a wrong input. Retrying the same request fails the same way."""
+
+
+class ServiceUnavailableError(InferError):
+    """The server cannot serve the request now (HTTP 503 / gRPC UNAVAILABLE): a model is
+    being reloaded after its process died, or the licence refuses it. A retry may succeed
+    once the model is back or a certificate is installed."""
+
+
+class ServerFaultError(InferError):
+    """The server failed on a valid request (HTTP 500 / gRPC INTERNAL, or no answer)."""
 
 
 class LicensingError(HpiTritonError):

@@ -9,6 +9,9 @@ its site-packages, which hold the engine packages the Python-backend models impo
 
 from __future__ import annotations
 
+import ctypes
+import json
+import logging
 import os
 import re
 import shutil
@@ -19,14 +22,19 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
-from hpi_triton.errors import PortInUseError, ServerError
+from hpi_triton.errors import (
+    PortInUseError,
+    ServerError,
+    StubEnvironmentError,
+)
 from hpi_triton.generator.cache import default_cache_dir
 
 
@@ -182,6 +190,69 @@ def find_tritonserver(explicit: Optional[str] = None) -> TritonBinary:
     return TritonBinary(executable, backend_dir, stub_environment([libs] if libs.is_dir() else []))
 
 
+_STUB_PROBE = """
+import json, sys
+try:
+    import numpy
+    found = {"numpy": numpy.__version__, "path": numpy.__file__}
+except Exception as exc:
+    found = {"numpy": None, "error": repr(exc)}
+print(json.dumps(found))
+"""
+
+
+def stub_environment_problems(binary: TritonBinary,
+                              python: Optional[str] = None) -> List[str]:
+    """What in the environment the Python-backend stub would embed is known to break it; an
+    empty list when nothing is.
+
+    The stub embeds this interpreter in isolated mode, so the probe runs ``python -I`` under
+    the stub's environment and imports what the stub would import. Known breakers: numpy 2
+    (nvidia-pytriton's stub is built for numpy 1: responses came back as empty tensors, with
+    no error), no numpy at all, and a ``libpython`` the stub cannot find.
+    """
+    problems = []
+    env = binary.env or dict(os.environ)
+    try:
+        out = subprocess.run([python or sys.executable, "-I", "-c", _STUB_PROBE], env=env,
+                             capture_output=True, text=True, timeout=60)
+        found = json.loads(out.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        return [f"the stub's Python could not be probed ({exc})"]
+    version = found.get("numpy")
+    if version is None:
+        problems.append(f"numpy cannot be imported by the stub ({found.get('error')}); "
+                        f"pip install 'numpy<2'")
+    elif int(version.split(".")[0]) >= 2:
+        problems.append(
+            f"numpy {version} ({found['path']}) is first on the stub's path; nvidia-pytriton's "
+            f"Python-backend stub is built for numpy 1 and answers every request with empty "
+            f"tensors under numpy 2. Fix: pip install 'numpy<2' in this environment (pip "
+            f"install -c deploy/constraints.txt numpy), or serve from a venv without numpy 2")
+    if binary.backend_dir is not None:
+        stub = binary.backend_dir / "python" / "triton_python_backend_stub"
+        try:
+            ldd = subprocess.run(["ldd", str(stub)], env=env, capture_output=True, text=True,
+                                 timeout=30)
+            missing = [line.split()[0] for line in ldd.stdout.splitlines()
+                       if "not found" in line]
+        except (OSError, subprocess.SubprocessError):
+            missing = []
+        if missing:
+            problems.append(f"the Python-backend stub cannot find {missing}: install your "
+                            f"Python's shared library (Debian: apt-get install "
+                            f"libpython{sys.version_info.major}.{sys.version_info.minor})")
+    return problems
+
+
+def check_stub_environment(binary: TritonBinary, python: Optional[str] = None) -> None:
+    """Raise :class:`StubEnvironmentError` naming every known breaker and its fix."""
+    problems = stub_environment_problems(binary, python)
+    if problems:
+        raise StubEnvironmentError("this environment would break tritonserver's Python "
+                                   "backend:\n  " + "\n  ".join(problems))
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -200,6 +271,145 @@ def free_port() -> int:
 
 
 _LOAD_FAILURE = re.compile(r"failed to load '([^']+)'[^:]*: (.*)")
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _bind_to_parent(parent_pid: int) -> None:
+    """In the forked child, before exec: signals back to their defaults (a background job's
+    SIGINT arrives ignored, and an ignored signal stays ignored across exec), and SIGTERM to
+    the child when the parent dies, ``kill -9`` included, so tritonserver never outlives the
+    process that started it; it then stops as on ``docker stop``, unloading its stubs."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def stub_processes(server_pid: int) -> Dict[str, List[int]]:
+    """Model name → pids of the Python-backend stubs that ``server_pid`` runs for it (the
+    stub's first argument is ``<repository>/<model>/<version>/model.py``)."""
+    found: Dict[str, List[int]] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != server_pid or fields[0] == "Z":
+                continue
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if len(args) > 1 and args[0].endswith(b"triton_python_backend_stub"):
+            model = Path(args[1].decode(errors="replace")).parent.parent.name
+            found.setdefault(model, []).append(int(proc.name))
+    return found
+
+
+def server_memory(server_pid: int) -> Dict[str, float]:
+    """Proportional memory (PSS, MB) of tritonserver (``"tritonserver"``) and of its stubs,
+    summed per model; shared memory is split among the processes that map it, so the values
+    add up to what the server holds."""
+    totals: Dict[str, float] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            pid = int(proc.name)
+            if pid != server_pid and int(fields[1]) != server_pid:
+                continue
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            rollup = (proc / "smaps_rollup").read_text()
+        except (OSError, ValueError, IndexError):
+            continue
+        name = "tritonserver" if pid == server_pid else \
+            Path(args[1].decode(errors="replace")).parent.parent.name
+        pss = next((int(line.split()[1]) for line in rollup.splitlines()
+                    if line.startswith("Pss:")), 0)
+        totals[name] = totals.get(name, 0.0) + pss / 1024
+    return totals
+
+
+class ModelSupervisor(threading.Thread):
+    """Brings back a served model whose Python-backend stub died.
+
+    tritonserver 2.51 keeps such a model READY while every request to it fails ("Stub process
+    ... is not healthy"). The supervisor watches each model's stub processes; when one is gone
+    it unloads the model (the server and the model then answer not ready, so a load balancer
+    takes the replica out of rotation, and pipeline graphs answer UNAVAILABLE naming the
+    model) and loads it again through Triton's model-control API (``--model-control-mode
+    explicit``). A model that fails to load ``max_attempts`` times in a row is given up:
+    ``on_give_up`` is called (``hpi-triton serve`` then stops and exits non-zero, so a
+    process manager restarts the whole server).
+    """
+
+    def __init__(self, server: TritonServer, interval: float = 0.5, max_attempts: int = 5,
+                 on_give_up: Optional[Callable[[str, str], None]] = None):
+        super().__init__(name="hpi-triton-supervisor", daemon=True)
+        self.server = server
+        self.interval = interval
+        self.max_attempts = max_attempts
+        self.on_give_up = on_give_up
+        self.expected: Dict[str, int] = {}
+        #: (model, reason) of the models given up.
+        self.given_up: List[tuple] = []
+        #: (model, seconds from noticing to serving again) per recovery, for callers.
+        self.recoveries: List[tuple] = []
+        self._stop_event = threading.Event()
+        self.log = logging.getLogger("hpi_triton.supervisor")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        pid = self.server.process.pid
+        self.expected = {model: len(pids) for model, pids in stub_processes(pid).items()}
+        while not self._stop_event.wait(self.interval):
+            if self.server.process.poll() is not None:
+                return
+            current = stub_processes(pid)
+            for model, count in self.expected.items():
+                if len(current.get(model, [])) < count and not self._stop_event.is_set():
+                    self._recover(model, count)
+
+    def _recover(self, model: str, count: int) -> None:
+        started = time.monotonic()
+        self.log.warning("model %r: a Python-backend stub died; reloading it", model)
+        reason = ""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                self.server.model_control(model, "unload")
+                self._wait_unloaded(model)
+                self.server.model_control(model, "load")
+            except ServerError as exc:
+                reason = str(exc)
+                self.log.warning("model %r: reload attempt %d/%d failed: %s", model, attempt,
+                                 self.max_attempts, reason)
+                if self._stop_event.wait(min(2.0 * attempt, 10.0)):
+                    return
+                continue
+            pids = stub_processes(self.server.process.pid).get(model, [])
+            self.expected[model] = max(len(pids), 1) if pids else count
+            took = time.monotonic() - started
+            self.recoveries.append((model, took))
+            self.log.warning("model %r: serving again after %.1f s", model, took)
+            return
+        self.log.error("model %r could not be reloaded after %d attempts: %s", model,
+                       self.max_attempts, reason)
+        self.given_up.append((model, reason))
+        if self.on_give_up is not None:
+            self.on_give_up(model, reason)
+
+    def _wait_unloaded(self, model: str, timeout: float = 5.0) -> None:
+        # A request that was in flight on the dead stub never completes, which holds the
+        # unload in UNLOADING for good; a load then still replaces the model (measured on
+        # tritonserver 2.51), so waiting longer gains nothing.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = {m.get("name"): m.get("state") for m in self.server.repository_index()}
+            if states.get(model) not in ("READY", "UNLOADING", "LOADING"):
+                return
+            time.sleep(0.1)
 
 
 class TritonServer:
@@ -221,7 +431,9 @@ class TritonServer:
     def __init__(self, repository: Path, http_port: int = 8000, grpc_port: int = 8001,
                  metrics_port: int = 8002, tritonserver: Optional[str] = None,
                  log_path: Optional[Path] = None, extra_args: Optional[List[str]] = None,
-                 log_verbose: int = 0, exit_timeout: Optional[int] = None):
+                 log_verbose: int = 0, exit_timeout: Optional[int] = None,
+                 supervise: bool = True, check_environment: bool = True,
+                 on_give_up: Optional[Callable[[str, str], None]] = None):
         self.exit_timeout = (self.default_exit_timeout if exit_timeout is None
                              else int(exit_timeout))
         self.repository = Path(repository).expanduser().resolve()
@@ -233,6 +445,10 @@ class TritonServer:
         self.log_verbose = log_verbose
         self.process: Optional[subprocess.Popen] = None
         self._log_file = None
+        self.supervise = supervise
+        self.check_environment = check_environment
+        self.on_give_up = on_give_up
+        self.supervisor: Optional[ModelSupervisor] = None
 
     @property
     def http_url(self) -> str:
@@ -252,6 +468,9 @@ class TritonServer:
                "--metrics-port", str(self.ports["metrics"]), "--log-verbose",
                str(self.log_verbose), "--exit-on-error", "true", "--strict-readiness", "true",
                "--exit-timeout-secs", str(self.exit_timeout)]
+        if self.supervise and "--model-control-mode" not in " ".join(self.extra_args):
+            # The supervisor reloads models whose stub died: that needs the load/unload API.
+            cmd += ["--model-control-mode", "explicit", "--load-model", "*"]
         return cmd + with_backend_defaults(binary, self.extra_args)
 
     def start(self, timeout: float = 300.0) -> TritonServer:
@@ -263,20 +482,27 @@ class TritonServer:
                 raise PortInUseError(f"--{label}-port {port} is taken by another process; "
                                      f"stop it or pass another --{label}-port")
         binary = find_tritonserver(self.tritonserver)
+        if self.check_environment:
+            check_stub_environment(binary)
         if self.log_path is None:
             handle, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
             os.close(handle)
             self.log_path = Path(name)
         self._log_file = open(self.log_path, "wb")
+        parent = os.getpid()
         self.process = subprocess.Popen(self.command(binary), stdout=self._log_file,
                                         stderr=subprocess.STDOUT, env=binary.env,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=lambda: _bind_to_parent(parent))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self._close_log()
                 raise ServerError(self._failure_message())
             if self.is_ready():
+                if self.supervise:
+                    self.supervisor = ModelSupervisor(self, on_give_up=self.on_give_up)
+                    self.supervisor.start()
                 return self
             time.sleep(0.5)
         self.stop()
@@ -290,6 +516,38 @@ class TritonServer:
                 return response.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return False
+
+    @property
+    def given_up(self) -> List[tuple]:
+        """(model, reason) of every model the supervisor could not bring back."""
+        return list(self.supervisor.given_up) if self.supervisor is not None else []
+
+    def _http(self, method: str, path: str, timeout: float = 600.0, tries: int = 3):
+        request = urllib.request.Request(f"http://localhost:{self.ports['http']}{path}",
+                                         data=b"" if method == "POST" else None, method=method)
+        for attempt in range(tries):
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    body = response.read()
+                return json.loads(body) if body else None
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")
+                raise ServerError(f"{method} {path}: HTTP {exc.code} {detail}") from None
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+                # A busy server has reset a fresh connection now and then (seen on
+                # tritonserver 2.51 while a stub had just died): ask again.
+                if attempt == tries - 1:
+                    raise ServerError(f"{method} {path}: {exc}") from None
+                time.sleep(0.2)
+        return None
+
+    def model_control(self, model: str, action: str) -> None:
+        """``load`` or ``unload`` ``model`` (needs ``--model-control-mode explicit``)."""
+        self._http("POST", f"/v2/repository/models/{model}/{action}")
+
+    def repository_index(self) -> List[dict]:
+        """Triton's repository index: name, version and state of every model."""
+        return self._http("POST", "/v2/repository/index", timeout=30) or []
 
     def log_text(self) -> str:
         try:
@@ -307,24 +565,35 @@ class TritonServer:
         tail = "\n".join(text.strip().splitlines()[-15:])
         return f"tritonserver exited with code {self.process.returncode}:\n{tail}"
 
+    #: Seconds past the exit timeout a stopping server gets before it and its stubs are killed.
+    kill_grace = 5
+
     def stop(self, timeout: Optional[float] = None) -> None:
-        """Stop the server as Ctrl-C does; kill it and its stubs if it is still running
-        ``timeout`` seconds later (default: its exit timeout + 15 s).
+        """Stop the server as a process manager does (SIGTERM); kill it and its stubs if it is
+        still running ``timeout`` seconds later (default: its exit timeout +
+        :attr:`kill_grace`).
 
         The signal goes to tritonserver alone: it unloads the models, which stops their
         Python-backend stubs and removes their shared-memory regions. A stopping server
         waits up to its exit timeout for open HTTP keep-alive connections; when it has to be
         killed, its stubs' regions would stay in /dev/shm (32 MiB each), so they are removed
-        here."""
+        here, and so are stubs that outlived it."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
         if self.process is not None and self.process.poll() is None:
-            regions = _stub_shm_regions(self.process.pid)
-            self.process.send_signal(signal.SIGINT)
+            pid = self.process.pid
+            regions = _stub_shm_regions(pid)
+            self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=self.exit_timeout + 15 if timeout is None
+                self.process.wait(timeout=self.exit_timeout + self.kill_grace if timeout is None
                                   else timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                pass
+            try:  # tritonserver if it is still up, and any stub left in its process group
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.process.wait()
             for region in regions:
                 Path("/dev/shm", region).unlink(missing_ok=True)
         self._close_log()
@@ -338,10 +607,12 @@ class TritonServer:
         """Block until the server exits (Ctrl-C stops it)."""
         assert self.process is not None
         try:
-            return self.process.wait()
+            code = self.process.wait()
         except KeyboardInterrupt:
             self.stop()
             return 0
+        self.stop()  # exited by itself: stop the supervisor, remove what its stubs left
+        return code
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -20,7 +20,7 @@ import yaml
 from hpi_triton.errors import BuildError
 
 # What every pipeline graph model serves beside its own modules.
-_COMMON_MODULES = ("image_io.py", "bls.py", "request_params.py")
+_COMMON_MODULES = ("image_io.py", "bls.py", "request_params.py", "stub_runtime.py")
 
 
 # The inputs every pipeline takes: encoded bytes or a decoded BGR HxWx3 array, one of them.

@@ -68,7 +68,7 @@ FALLBACK_ORDER = {
     "gpu": ("tensorrt", "paddle_tensorrt", "onnx_runtime", "paddle_infer", "openvino"),
 }
 DEFAULT_MAX_BATCH_SIZE = 8
-SERVED_FILES = ("engines.py",)
+SERVED_FILES = ("engines.py", "stub_runtime.py")
 
 
 class BuildProgress:

@@ -79,6 +79,7 @@ def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dic
         gate_version = repo / gate / "1"
         gate_version.mkdir(parents=True)
         shutil.copyfile(MODULE_DIR / "license_gate_model.py", gate_version / "model.py")
+        shutil.copyfile(MODULE_DIR / "stub_runtime.py", gate_version / "stub_runtime.py")
         _copy_runtime(gate_version)
         (gate_version / "license.json").write_text(json.dumps(info, indent=1))
         TritonModelConfig(

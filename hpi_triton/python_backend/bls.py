@@ -6,6 +6,8 @@ import os
 import cv2
 import image_io
 import numpy as np
+import request_params
+import stub_runtime
 import triton_python_backend_utils as pb_utils
 
 # Every pipeline model runs as several instance processes, which is where its parallelism
@@ -21,10 +23,28 @@ class LicenseRefused(RuntimeError):
     """The repository is licensed and this machine holds no valid certificate for it."""
 
 
+class EngineUnavailable(RuntimeError):
+    """An engine model this graph calls is not serving right now (its process died and
+    ``hpi-triton serve`` is reloading it, or it was unloaded)."""
+
+
+# Errors that are the request's fault: answered as INVALID_ARG (HTTP 400 / gRPC
+# INVALID_ARGUMENT), so proxies and retry policies do not take them for a server fault.
+CLIENT_ERRORS = (image_io.ImageError, request_params.ParameterError)
+
+# What Triton answers for a model whose stub died, or that is being reloaded / unloaded.
+_UNAVAILABLE_MARKS = ("is not healthy", "is not ready", "unknown model", "is not found",
+                      "unavailable")
+
+# The largest image this process decoded since its heap was last trimmed (bytes).
+_LARGEST_IMAGE = 0
+
+
 def graph_settings(args):
     """(settings, version folder) of a graph model: its config's 'pipeline_settings' JSON.
     In a licensed repository this also arms :func:`check_license`."""
     global _GATE
+    stub_runtime.check_tensor_round_trip(pb_utils)
     config = json.loads(args["model_config"])
     params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
     version_dir = os.path.join(args["model_repository"], args["model_version"])
@@ -68,7 +88,12 @@ class EngineCall:
                     for name, array in zip(self.input_names, arrays)])
         response = request.exec()
         if response.has_error():
-            raise RuntimeError(f"model '{self.model}': {response.error().message()}")
+            message = response.error().message()
+            if any(mark in message.lower() for mark in _UNAVAILABLE_MARKS):
+                raise EngineUnavailable(
+                    f"model '{self.model}' is recovering (its process stopped; hpi-triton "
+                    f"serve reloads it) or not loaded: {message}; retry in a few seconds")
+            raise RuntimeError(f"model '{self.model}': {message}")
         return [pb_utils.get_output_tensor_by_name(response, name).as_numpy()
                 for name in self.output_names]
 
@@ -85,8 +110,29 @@ def read_image(request, max_pixels):
         raise image_io.ImageError("send exactly one of 'image' (encoded bytes, UINT8 [-1]) and "
                                   "'image_array' (BGR HxWx3 UINT8)")
     if encoded is not None:
-        return image_io.decode_image(encoded.as_numpy().reshape(-1), max_pixels)
-    return image_io.normalize_array(decoded.as_numpy(), max_pixels)
+        image = image_io.decode_image(encoded.as_numpy().reshape(-1), max_pixels)
+    else:
+        image = image_io.normalize_array(decoded.as_numpy(), max_pixels)
+    global _LARGEST_IMAGE
+    _LARGEST_IMAGE = max(_LARGEST_IMAGE, image.nbytes)
+    return image
+
+
+def serve_each(requests, handle, release_above_mb=stub_runtime.DEFAULT_RELEASE_ABOVE_MB):
+    """One response per request: ``handle(request)`` returns it, and an exception becomes
+    that request's error alone (see :func:`error_response`). After a batch holding an image
+    over ``release_above_mb`` MB the process's free heap goes back to the system."""
+    global _LARGEST_IMAGE
+    responses = []
+    for request in requests:
+        try:
+            responses.append(handle(request))
+        except Exception as exc:
+            responses.append(error_response(exc))
+    if _LARGEST_IMAGE > release_above_mb * (1 << 20):
+        stub_runtime.release_heap()
+    _LARGEST_IMAGE = 0
+    return responses
 
 
 def request_parameters(request):
@@ -101,6 +147,18 @@ def json_response(result, arrays=()):
     return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("result", out)] + tensors)
 
 
+def error_code(exc):
+    """The Triton error code that says whose fault ``exc`` is: the request's (INVALID_ARG),
+    nobody's yet (UNAVAILABLE: a licence refusal or an engine being reloaded), or the
+    server's (INTERNAL)."""
+    if isinstance(exc, CLIENT_ERRORS):
+        return pb_utils.TritonError.INVALID_ARG
+    if isinstance(exc, (LicenseRefused, EngineUnavailable)):
+        return pb_utils.TritonError.UNAVAILABLE
+    return pb_utils.TritonError.INTERNAL
+
+
 def error_response(exc):
     return pb_utils.InferenceResponse(
-        output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
+        output_tensors=[],
+        error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}", error_code(exc)))

@@ -30,19 +30,16 @@ class TritonPythonModel:
                                               first.get("DocUnwarping"))
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:  # every failure is this request's alone
-                bls.check_license()
-                params = request_params.coerce(bls.request_parameters(request), SPEC,
-                                               self.settings["params"])
-                image = bls.read_image(request, params["max_pixels"])
-                output, result = self.flow.run(image, params)
-                ok, png = cv2.imencode(".png", output)
-                if not ok:
-                    raise RuntimeError("the corrected image could not be PNG-encoded")
-                result["output_img"] = np.asarray(png, np.uint8).reshape(-1)
-                responses.append(bls.json_response(result, ("output_img",)))
-            except Exception as exc:
-                responses.append(bls.error_response(exc))
-        return responses
+        return bls.serve_each(requests, self._handle)
+
+    def _handle(self, request):
+        bls.check_license()
+        params = request_params.coerce(bls.request_parameters(request), SPEC,
+                                       self.settings["params"])
+        image = bls.read_image(request, params["max_pixels"])
+        output, result = self.flow.run(image, params)
+        ok, png = cv2.imencode(".png", output)
+        if not ok:
+            raise RuntimeError("the corrected image could not be PNG-encoded")
+        result["output_img"] = np.asarray(png, np.uint8).reshape(-1)
+        return bls.json_response(result, ("output_img",))

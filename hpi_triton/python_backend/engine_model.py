@@ -18,10 +18,12 @@ import triton_python_backend_utils as pb_utils
 # engines.py lies beside this file; the stub does not always put this folder on sys.path.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import engines  # noqa: E402
+import stub_runtime  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        stub_runtime.check_tensor_round_trip(pb_utils)
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         # Inside tritonserver several processes (engine instances, other engines, pre/post
@@ -58,6 +60,10 @@ class TritonPythonModel:
         # Integer label outputs a pipeline takes as uint8 (a segmentation label map: a quarter
         # of the bytes through shared memory, tritonserver and the post-processing model).
         self.narrowed_outputs = set(json.loads(params.pop("uint8_outputs", "[]")))
+        # An engine call with more input bytes than this hands the working memory it grew
+        # back afterwards (OpenVINO / Paddle / ONNX Runtime keep the peak of every shape run).
+        self.release_above = float(params.pop(
+            "release_memory_above_mb", stub_runtime.DEFAULT_RELEASE_ABOVE_MB)) * (1 << 20)
         self.params = params
         self.runner, self.license = None, None
         if os.path.isfile(os.path.join(self.version_dir, "license.json")):
@@ -113,7 +119,8 @@ class TritonPythonModel:
         # Batched requests arrive concatenated: uint8 pixels are scaled once, after that.
         feed = {self.engine_inputs[name]: self._scaled(name, value)
                 for name, value in arrays.items()}
-        result = self.runner.run(feed)
+        large = sum(a.nbytes for a in feed.values()) > self.release_above
+        result = self.runner.run_and_release(feed) if large else self.runner.run(feed)
         return {
             served: self._narrowed(served, np.ascontiguousarray(result[engine_name]), dtype)
             for (served, engine_name), (_, dtype) in zip(self.engine_outputs, self.outputs)
@@ -133,9 +140,14 @@ class TritonPythonModel:
             output_tensors=[pb_utils.Tensor(name, outputs[name]) for name, _ in self.outputs]
         )
 
-    def _error(self, exc):
+    @staticmethod
+    def _error(exc, code=None):
+        """``exc`` as a request's error: ``code`` says whose fault it is (INVALID_ARG for a
+        malformed request, UNAVAILABLE while licensed and locked, INTERNAL otherwise)."""
+        if code is None:  # the stub defines TritonError's codes only once it runs
+            code = pb_utils.TritonError.INTERNAL
         return pb_utils.InferenceResponse(
-            output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
+            output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}", code)
         )
 
     def execute(self, requests):
@@ -143,14 +155,14 @@ class TritonPythonModel:
             try:
                 self._load(self.license.unlock())
             except Exception as exc:
-                return [self._error(exc) for _ in requests]
+                return [self._error(exc, pb_utils.TritonError.UNAVAILABLE) for _ in requests]
         responses = [None] * len(requests)
         groups = {}
         for index, request in enumerate(requests):
             try:
                 arrays = self._read(request)
             except Exception as exc:  # a malformed request fails alone
-                responses[index] = self._error(exc)
+                responses[index] = self._error(exc, pb_utils.TritonError.INVALID_ARG)
                 continue
             key = tuple((n, a.shape[1:] if self.batched else a.shape) for n, a in arrays.items())
             groups.setdefault(key, []).append((index, arrays))

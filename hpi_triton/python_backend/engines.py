@@ -17,6 +17,11 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+try:  # inside the hpi_triton package
+    from .stub_runtime import release_heap
+except ImportError:  # copied into a repository beside model.py
+    from stub_runtime import release_heap
+
 
 class EngineError(RuntimeError):
     """An engine could not be loaded or run."""
@@ -63,6 +68,18 @@ class Runner:
 
     def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def run_and_release(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """:meth:`run`, then hand the working memory sized for these inputs back (a large
+        request's buffers would otherwise stay with the engine for good)."""
+        try:
+            return self.run(inputs)
+        finally:
+            self.release_memory()
+
+    def release_memory(self) -> None:
+        """Free the engine's intermediate buffers and the process's free heap pages."""
+        release_heap()
 
     def run_list(self, *arrays: np.ndarray) -> List[np.ndarray]:
         """One run with the inputs by position; every output, in order (the graphs' engine
@@ -155,6 +172,11 @@ class PaddleRunner(Runner):
             for name in self.output_names
         }
 
+    def release_memory(self) -> None:
+        # Paddle's allocator keeps every chunk it ever grew to; this returns the idle ones.
+        self._predictor.try_shrink_memory()
+        release_heap()
+
     def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         if self._verified_first_run:
             return self._run_once(inputs)
@@ -196,9 +218,21 @@ class OnnxRuntimeRunner(Runner):
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
 
+        self._shrink = ort.RunOptions()
+        # The CPU arena keeps the peak of every run; shrinking is asked per run.
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
     def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         values = self._session.run(self.output_names, {n: inputs[n] for n in self.input_names})
         return dict(zip(self.output_names, values))
+
+    def run_and_release(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        try:
+            values = self._session.run(self.output_names,
+                                       {n: inputs[n] for n in self.input_names}, self._shrink)
+            return dict(zip(self.output_names, values))
+        finally:
+            release_heap()
 
 
 class OpenVINORunner(Runner):
@@ -236,6 +270,12 @@ class OpenVINORunner(Runner):
         self.input_names = [i.get_any_name() for i in self._compiled.inputs]
         self.output_names = [o.get_any_name() for o in self._compiled.outputs]
         self._request = self._compiled.create_infer_request()
+
+    def release_memory(self) -> None:
+        # OpenVINO sizes its intermediate buffers for the largest shape run so far.
+        if hasattr(self._compiled, "release_memory"):  # OpenVINO >= 2024.3
+            self._compiled.release_memory()
+        release_heap()
 
     def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         results = self._request.infer({n: inputs[n] for n in self.input_names})

@@ -14,10 +14,12 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import license_runtime  # noqa: E402
+import stub_runtime  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        stub_runtime.check_tensor_round_trip(pb_utils)
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.license = license_runtime.LicenseCheck(version_dir)
 
@@ -33,5 +35,5 @@ class TritonPythonModel:
             except license_runtime.LicenseError as exc:
                 responses.append(pb_utils.InferenceResponse(
                     output_tensors=[], error=pb_utils.TritonError(
-                        f"license {exc.reason}: {exc}")))
+                        f"license {exc.reason}: {exc}", pb_utils.TritonError.UNAVAILABLE)))
         return responses

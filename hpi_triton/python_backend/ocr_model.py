@@ -25,13 +25,10 @@ class TritonPythonModel:
             settings, characters, lambda role: calls[role])
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:  # every failure is this request's alone
-                bls.check_license()
-                params = self.flow.parameters(bls.request_parameters(request))
-                image = bls.read_image(request, params["max_pixels"])
-                responses.append(bls.json_response(self.flow.run(image, params=params)))
-            except Exception as exc:
-                responses.append(bls.error_response(exc))
-        return responses
+        return bls.serve_each(requests, self._handle)
+
+    def _handle(self, request):
+        bls.check_license()
+        params = self.flow.parameters(bls.request_parameters(request))
+        image = bls.read_image(request, params["max_pixels"])
+        return bls.json_response(self.flow.run(image, params=params))

@@ -44,13 +44,10 @@ class TritonPythonModel:
             self.flow = table_pipeline.TableFlow(settings, ocr, structure, layout)
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:  # every failure is this request's alone
-                bls.check_license()
-                table, ocr = self.flow.parameters(bls.request_parameters(request))
-                image = bls.read_image(request, ocr["max_pixels"])
-                responses.append(bls.json_response(self.flow.run(image, table, ocr)))
-            except Exception as exc:
-                responses.append(bls.error_response(exc))
-        return responses
+        return bls.serve_each(requests, self._handle)
+
+    def _handle(self, request):
+        bls.check_license()
+        table, ocr = self.flow.parameters(bls.request_parameters(request))
+        image = bls.read_image(request, ocr["max_pixels"])
+        return bls.json_response(self.flow.run(image, table, ocr))

@@ -14,11 +14,11 @@ import numpy as np
 
 try:  # inside the hpi_triton package
     from . import request_params
-    from .image_io import affine_coefficients, normalize_chw
+    from .image_io import ImageError, affine_coefficients, normalize_chw
     from .request_params import ParameterError
 except ImportError:  # copied into a repository beside model.py
     import request_params
-    from image_io import affine_coefficients, normalize_chw
+    from image_io import ImageError, affine_coefficients, normalize_chw
     from request_params import ParameterError
 
 __all__ = ["ParameterError", "coerce_parameters", "deferred_scaling", "postprocess", "preprocess",
@@ -45,7 +45,7 @@ def resize(image: np.ndarray, size, interpolation: str = "LINEAR",
     return cv2.resize(image, tuple(size), interpolation=_INTERPOLATION[interpolation])
 
 
-class PreprocessError(ValueError):
+class PreprocessError(ImageError):
     """The image does not fit the model's pre-processing (e.g. smaller than the crop)."""
 
 
@@ -296,7 +296,7 @@ def detection_preprocess(rgb: np.ndarray, ops: List[Dict], input_names: List[str
         kind = op.get("type")
         if kind == "Resize":
             if is_chw:
-                raise PreprocessError("Resize after NormalizeImage/Pad is not supported")
+                raise ValueError("Resize after NormalizeImage/Pad is not supported")
             interp = [cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA,
                       cv2.INTER_LANCZOS4][int(op.get("interp", 2))]
             resized_h, resized_w = _resize_hw(op, h0, w0)

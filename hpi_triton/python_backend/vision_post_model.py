@@ -23,17 +23,14 @@ class TritonPythonModel:
         self.engine_outputs = [i["name"] for i in config["input"] if i["name"] != "context"]
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                context = json.loads(
-                    pb_utils.get_input_tensor_by_name(request, "context").as_numpy()
-                    .reshape(-1)[0])
-                outputs = [pb_utils.get_input_tensor_by_name(request, name).as_numpy()
-                           for name in self.engine_outputs]
-                result = vision_ops.postprocess(self.settings, context["params"], outputs,
-                                                context)
-                responses.append(bls.json_response(result, self.settings.get("arrays", ())))
-            except Exception as exc:
-                responses.append(bls.error_response(exc))
-        return responses
+        return bls.serve_each(requests, self._handle)
+
+    def _handle(self, request):
+        context = json.loads(
+            pb_utils.get_input_tensor_by_name(request, "context").as_numpy()
+            .reshape(-1)[0])
+        outputs = [pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+                   for name in self.engine_outputs]
+        result = vision_ops.postprocess(self.settings, context["params"], outputs,
+                                        context)
+        return bls.json_response(result, self.settings.get("arrays", ()))

@@ -33,22 +33,19 @@ class TritonPythonModel:
         self.deferred = bool(self.feeds) and np.dtype(self.feeds[0][1]) == np.uint8
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:  # every failure is this request's alone
-                bls.check_license()
-                params = vision_ops.coerce_parameters(bls.request_parameters(request),
-                                                      self.settings["params"])
-                bgr = bls.read_image(request, params["max_pixels"])
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                feeds, context = vision_ops.preprocess(self.settings, params, rgb,
-                                                       self.deferred)
-                context["params"] = params
-                tensors = [pb_utils.Tensor(name, np.ascontiguousarray(feed, dtype=dtype))
-                           for (name, dtype), feed in zip(self.feeds, feeds)]
-                tensors.append(pb_utils.Tensor("context", np.array(
-                    [json.dumps(context).encode("utf-8")], dtype=np.object_)))
-                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            except Exception as exc:
-                responses.append(bls.error_response(exc))
-        return responses
+        return bls.serve_each(requests, self._handle)
+
+    def _handle(self, request):
+        bls.check_license()
+        params = vision_ops.coerce_parameters(bls.request_parameters(request),
+                                              self.settings["params"])
+        bgr = bls.read_image(request, params["max_pixels"])
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        feeds, context = vision_ops.preprocess(self.settings, params, rgb,
+                                               self.deferred)
+        context["params"] = params
+        tensors = [pb_utils.Tensor(name, np.ascontiguousarray(feed, dtype=dtype))
+                   for (name, dtype), feed in zip(self.feeds, feeds)]
+        tensors.append(pb_utils.Tensor("context", np.array(
+            [json.dumps(context).encode("utf-8")], dtype=np.object_)))
+        return pb_utils.InferenceResponse(output_tensors=tensors)

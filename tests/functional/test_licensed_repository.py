@@ -15,7 +15,7 @@ import pytest
 
 from hpi_triton import Client
 from hpi_triton.ensembles import pipeline_spec
-from hpi_triton.errors import BuildError, InferError
+from hpi_triton.errors import BuildError, InferError, ServiceUnavailableError
 from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
 from hpi_triton.licensing import fingerprint as fp
 from hpi_triton.licensing.issuer import BindingStore, Issuer, keygen
@@ -96,8 +96,11 @@ def test_refused_without_then_served_with_an_activated_certificate(
         licensed_server, vendor, licenses, tmp_path):
     client = Client(licensed_server.http_url)
     _install(licenses)
-    with pytest.raises(InferError, match="license missing: no certificate for pipeline 'OCR'"):
+    # A refusal is "unavailable" on the wire (HTTP 503), not a server fault.
+    with pytest.raises(ServiceUnavailableError,
+                       match="license missing: no certificate for pipeline 'OCR'") as info:
         client.predict("OCR", PAGE.image)
+    assert info.value.status == "503"
     (serial,) = vendor.issue("OCR", expires="2099-12-31")
     service = ActivationServer(vendor, BindingStore(str(tmp_path / "db.sqlite")), "127.0.0.1",
                                0).start()
@@ -129,8 +132,9 @@ def test_each_bad_certificate_is_refused_with_its_reason(licensed_server, vendor
     }
     for reason, documents in cases.items():
         _install(licenses, *documents)
-        with pytest.raises(InferError, match=f"license {reason}: "):
+        with pytest.raises(ServiceUnavailableError, match=f"license {reason}: ") as info:
             client.predict("OCR", PAGE.image)
+        assert info.value.status == "StatusCode.UNAVAILABLE"
     _install(licenses, good)
     assert client.predict("OCR", PAGE.image)["rec_texts"]
 

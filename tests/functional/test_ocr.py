@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from hpi_triton import Client
 from hpi_triton.ensembles import load_pipeline_config, pipeline_spec
-from hpi_triton.errors import BuildError, InferError
+from hpi_triton.errors import BuildError, InferError, InvalidRequestError
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.python_backend import engines, ocr_pipeline
 from hpi_triton.server import TritonServer
@@ -160,9 +160,16 @@ def test_bad_images_fail_alone(ocr_server, pages):
         b"this is not an image": "not a decodable image",
         good[: len(good) // 3]: "not a decodable image",
     }
+    grpc = Client(ocr_server.grpc_url, "grpc")
     for data, message in cases.items():
-        with pytest.raises(InferError, match=message):
-            client.predict("OCR", data)
+        # The client's mistake, on the wire too: HTTP 400 / gRPC INVALID_ARGUMENT, so proxies
+        # and retry policies do not take it for a server fault.
+        for each, status in ((client, "400"), (grpc, "StatusCode.INVALID_ARGUMENT")):
+            with pytest.raises(InvalidRequestError, match=message) as info:
+                each.predict("OCR", data)
+            assert info.value.status == status
+    with pytest.raises(InvalidRequestError, match="unknown OCR parameter"):
+        grpc.predict("OCR", good, nope=1)
     with pytest.raises(InferError, match="at least 2x2"):
         client.predict("OCR", _png(np.zeros((1, 1, 3), np.uint8)))
     huge = _png(np.full((2000, 2000), 255, np.uint8))
@@ -189,8 +196,9 @@ def test_bad_images_fail_alone(ocr_server, pages):
     a.set_data_from_numpy(np.frombuffer(good, np.uint8))
     b = httpclient.InferInput("image_array", list(pages[0].image.shape), "UINT8")
     b.set_data_from_numpy(pages[0].image)
-    with pytest.raises(InferenceServerException, match="exactly one"):
+    with pytest.raises(InferenceServerException, match="exactly one") as info:
         http.infer("OCR", [a, b])
+    assert info.value.status() == "400"
     assert ocr_server.process.poll() is None
     assert client.predict("OCR", good)["rec_texts"] == expected
 
