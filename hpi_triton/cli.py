@@ -137,7 +137,8 @@ def build(
 
 def _start_server(repository: Path, http_port: int, grpc_port: int, metrics_port: int,
                   tritonserver: Optional[str], log_file: Optional[Path],
-                  exit_timeout: Optional[int] = None, supervise: bool = True):
+                  exit_timeout: Optional[int] = None, supervise: bool = True,
+                  extra_args: Optional[List[str]] = None):
     from hpi_triton.server import TritonServer
 
     def give_up(model: str, reason: str) -> None:
@@ -149,7 +150,7 @@ def _start_server(repository: Path, http_port: int, grpc_port: int, metrics_port
 
     server = TritonServer(repository, http_port, grpc_port, metrics_port, tritonserver,
                           log_path=log_file, exit_timeout=exit_timeout, supervise=supervise,
-                          on_give_up=give_up)
+                          on_give_up=give_up, extra_args=extra_args)
     _stop_on_signals()
     try:
         server.start()
@@ -162,9 +163,11 @@ def _start_server(repository: Path, http_port: int, grpc_port: int, metrics_port
     return server
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})
 def serve(
-    repository: Path = typer.Argument(..., help="Repository built by 'hpi-triton build'"),
+    ctx: typer.Context,
+    repository: str = typer.Argument(..., help="Repository built by 'hpi-triton build' (a "
+                                     "folder, or an s3:// / gs:// / as:// URL)"),
     http_port: int = typer.Option(8000), grpc_port: int = typer.Option(8001),
     metrics_port: int = typer.Option(8002),
     tritonserver: Optional[str] = typer.Option(None, help="tritonserver binary to use"),
@@ -174,16 +177,23 @@ def serve(
     supervise: bool = typer.Option(
         True, "--supervise/--no-supervise", help="Reload a model whose Python-backend process "
         "died (explicit model control; not ready meanwhile)"),
+    malloc: str = typer.Option(
+        "default", help="glibc malloc in the server: default (returns freed memory) or tuned "
+        "(keeps up to 128 MiB per arena: less CPU per request, more memory; see README)"),
 ) -> None:
-    """Start tritonserver on REPOSITORY; Ctrl-C or SIGTERM stops it.
+    """Start tritonserver on REPOSITORY; Ctrl-C or SIGTERM stops it. Arguments after ``--``
+    go to tritonserver as they are (e.g. ``-- --log-verbose=1``).
 
     The server never outlives this command (it gets SIGTERM when this process dies, kill -9
     included); a model whose stub dies is reloaded; a model that cannot be reloaded stops
     the server with exit code 3.
     """
+    import os
+
+    os.environ.setdefault("HPI_TRITON_MALLOC", malloc)
     try:
         server = _start_server(repository, http_port, grpc_port, metrics_port, tritonserver,
-                               log_file, exit_timeout, supervise)
+                               log_file, exit_timeout, supervise, list(ctx.args))
     except HpiTritonError as exc:
         _fail(exc)
     typer.echo("Ctrl-C stops the server.")

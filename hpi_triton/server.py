@@ -63,6 +63,10 @@ def _make_executable(path: Path) -> None:
         path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+#: A file beside a Python-backend stub that is known to need numpy < 2 (see stub_runtime).
+NUMPY1_STUB_MARKER = "hpi_triton_stub_needs_numpy1"
+
+
 def _prepare_pytriton_backends(root: Path) -> Path:
     """Copy the wheel's Python backend + this Python's stub into the cache (once)."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -86,7 +90,12 @@ def _prepare_pytriton_backends(root: Path) -> Path:
             os.rename(staging, target)
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
+    # Read by every served model's load check (stub_runtime): this stub needs numpy 1.
+    marker = python_dir / NUMPY1_STUB_MARKER
+    if not marker.is_file():
+        marker.write_text("nvidia-pytriton's stub is built for numpy 1\n")
     return target
+
 
 
 def _fingerprint(path: Path) -> str:
@@ -112,23 +121,31 @@ def with_backend_defaults(binary: TritonBinary, args: List[str]) -> List[str]:
     return defaults + list(args)
 
 
-# glibc malloc settings for tritonserver and its stubs. Every request allocates and frees
-# buffers of 0.1-30 MB (encoded and decoded images, float tensors); with glibc's defaults
-# these are mmap'ed / trimmed back on every free, so each request pays page faults and
-# syscalls (a third of the CPU time was system time in the vision pre-processing model).
-# Keeping freed memory below 128 MiB per process cut the pre-processing model's CPU per
-# request by ~25% (bench/RESULTS.md). Not applied when the user sets GLIBC_TUNABLES or any
-# MALLOC_* variable.
+# glibc malloc settings for tritonserver and its stubs, opt-in (``HPI_TRITON_MALLOC=tuned``,
+# ``hpi-triton serve --malloc tuned``). Every request allocates and frees buffers of 0.1-30 MB;
+# with glibc's defaults these are mmap'ed / trimmed back on every free, so each request pays
+# page faults and syscalls, and keeping freed memory below 128 MiB per process cut the vision
+# pre-processing model's CPU per request by ~25% (bench/RESULTS.md). The price is memory:
+# every arena of every stub keeps up to the trim threshold, which put the OCR server at
+# 1.24 GB PSS after 40 ordinary pages against 1.05 GB with glibc's defaults, so the default
+# is glibc's own. Not applied when you set GLIBC_TUNABLES or any MALLOC_* variable.
 MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20),
                    "MALLOC_TRIM_THRESHOLD_": str(128 << 20),
                    "MALLOC_TOP_PAD_": str(16 << 20)}
 
+#: ``default`` (glibc's) or ``tuned`` (:data:`MALLOC_SETTINGS`).
+MALLOC_MODES = ("default", "tuned")
+
 
 def stub_environment(extra_lib_dirs: List[Path]) -> Dict[str, str]:
     """Environment under which the Python-backend stub embeds the running interpreter (and
-    :data:`MALLOC_SETTINGS`)."""
+    :data:`MALLOC_SETTINGS` when ``HPI_TRITON_MALLOC=tuned``)."""
     env = dict(os.environ)
-    if "GLIBC_TUNABLES" not in env and not any(k.startswith("MALLOC_") for k in env):
+    mode = env.get("HPI_TRITON_MALLOC", "default")
+    if mode not in MALLOC_MODES:
+        raise ServerError(f"HPI_TRITON_MALLOC={mode!r}; expected one of {MALLOC_MODES}")
+    if mode == "tuned" and "GLIBC_TUNABLES" not in env and \
+            not any(k.startswith("MALLOC_") for k in env):
         env.update(MALLOC_SETTINGS)
     lib_dirs = [str(p) for p in extra_lib_dirs]
     libdir = sysconfig.get_config_var("LIBDIR")
@@ -208,8 +225,8 @@ def stub_environment_problems(binary: TritonBinary,
 
     The stub embeds this interpreter in isolated mode, so the probe runs ``python -I`` under
     the stub's environment and imports what the stub would import. Known breakers: numpy 2
-    (nvidia-pytriton's stub is built for numpy 1: responses came back as empty tensors, with
-    no error), no numpy at all, and a ``libpython`` the stub cannot find.
+    for nvidia-pytriton's server (its stub is built for numpy 1: responses came back as empty
+    tensors, with no error), no numpy at all, and a ``libpython`` the stub cannot find.
     """
     problems = []
     env = binary.env or dict(os.environ)
@@ -223,7 +240,9 @@ def stub_environment_problems(binary: TritonBinary,
     if version is None:
         problems.append(f"numpy cannot be imported by the stub ({found.get('error')}); "
                         f"pip install 'numpy<2'")
-    elif int(version.split(".")[0]) >= 2:
+    elif binary.backend_dir is not None and int(version.split(".")[0]) >= 2:
+        # Only the wheel's stub is known to need numpy 1; another tritonserver's stub (the
+        # official container's) is checked by the models' own load check.
         problems.append(
             f"numpy {version} ({found['path']}) is first on the stub's path; nvidia-pytriton's "
             f"Python-backend stub is built for numpy 1 and answers every request with empty "
@@ -436,7 +455,9 @@ class TritonServer:
                  on_give_up: Optional[Callable[[str, str], None]] = None):
         self.exit_timeout = (self.default_exit_timeout if exit_timeout is None
                              else int(exit_timeout))
-        self.repository = Path(repository).expanduser().resolve()
+        # A local folder, or a URL tritonserver reads itself (s3://, gs://, as://).
+        self.repository = (str(repository) if "://" in str(repository)
+                           else Path(repository).expanduser().resolve())
         self.ports = {"http": http_port or free_port(), "grpc": grpc_port or free_port(),
                       "metrics": metrics_port or free_port()}
         self.tritonserver = tritonserver
@@ -474,7 +495,7 @@ class TritonServer:
         return cmd + with_backend_defaults(binary, self.extra_args)
 
     def start(self, timeout: float = 300.0) -> TritonServer:
-        if not self.repository.is_dir():
+        if isinstance(self.repository, Path) and not self.repository.is_dir():
             raise ServerError(f"repository {self.repository} is not a directory; build one "
                               f"with 'hpi-triton build'")
         for label, port in self.ports.items():

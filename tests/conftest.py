@@ -51,3 +51,27 @@ def pir_model(shared_cache_dir) -> Path:
     }
     return random_mobilenet_dir(shared_cache_dir / "models" / "MobileNetV3_small_x1_0_random",
                                 config)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_server_left_behind():
+    """A test never leaves a server running: any tritonserver this session started and did
+    not stop is killed at the end, and the session fails naming it."""
+    yield
+    import signal
+
+    left = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"tritonserver" in cmd.split(b"\0")[0]:
+            left.append(int(proc.name))
+    for pid in left:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, f"tritonserver processes left running by the tests: {left}"

@@ -10,6 +10,7 @@
 """
 
 import ctypes
+import os
 
 import numpy as np
 
@@ -24,14 +25,27 @@ class StubEnvironmentError(RuntimeError):
     """The stub's Python environment cannot carry tensors correctly."""
 
 
+# Written by hpi-triton beside a stub known to need numpy < 2 (nvidia-pytriton's).
+NUMPY1_STUB_MARKER = "hpi_triton_stub_needs_numpy1"
+
+
+def _stub_needs_numpy1() -> bool:
+    try:
+        stub_dir = os.path.dirname(os.readlink("/proc/self/exe"))
+    except OSError:
+        return False
+    return os.path.isfile(os.path.join(stub_dir, NUMPY1_STUB_MARKER))
+
+
 def check_tensor_round_trip(pb_utils) -> None:
     """Fail unless a known tensor survives the stub's numpy ↔ Triton tensor conversion.
 
     Raises:
-        StubEnvironmentError: numpy is 2.x, or the probe came back changed.
+        StubEnvironmentError: numpy is 2.x under a stub built for numpy 1 (hpi-triton marks
+            nvidia-pytriton's), or the probe came back changed.
     """
     major = int(np.__version__.split(".")[0])
-    if major >= 2:
+    if major >= 2 and _stub_needs_numpy1():
         raise StubEnvironmentError(
             f"numpy {np.__version__} ({np.__file__}) is on this stub's path; the Python-backend "
             f"stub of nvidia-pytriton is built for numpy 1 and answers with empty tensors under "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -38,9 +39,11 @@ def cli_repo(wheel_models, shared_cache_dir, tmp_path_factory):
 
 def test_serve_and_infer_from_the_command_line(cli_repo, tmp_path):
     ports = [free_port() for _ in range(3)]
+    log = tmp_path / "server.log"
     serve = subprocess.Popen(
         CLI + ["serve", str(cli_repo), "--http-port", str(ports[0]), "--grpc-port",
-               str(ports[1]), "--metrics-port", str(ports[2])],
+               str(ports[1]), "--metrics-port", str(ports[2]), "--log-file", str(log),
+               "--", "--pinned-memory-pool-byte-size=1048576"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         lines = []
@@ -55,6 +58,8 @@ def test_serve_and_infer_from_the_command_line(cli_repo, tmp_path):
         text = "".join(lines)
         assert f"HTTP    localhost:{ports[0]}" in text, text
         assert f"gRPC    localhost:{ports[1]}" in text
+        # Arguments after '--' reach tritonserver itself.
+        assert re.search(r"pinned_memory_pool_byte_size\s*\|\s*1048576\b", log.read_text())
         x = np.random.default_rng(1).standard_normal((1, 3, 48, 192)).astype(np.float32)
         np.save(tmp_path / "x.npy", x)
         for protocol, port in (("http", ports[0]), ("grpc", ports[1])):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from pathlib import Path
 
 import cv2
@@ -13,13 +15,13 @@ from tritonclient.grpc import model_config_pb2
 
 from hpi_triton import Client
 from hpi_triton.ensembles import pipeline_spec
-from hpi_triton.errors import BuildError, InferError
+from hpi_triton.errors import BuildError, InferError, ServiceUnavailableError
 from hpi_triton.generator import wheel_models as wm
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.generator.model_dir import load_model_dir
 from hpi_triton.generator.verify import reference_runner
 from hpi_triton.python_backend import vision_ops
-from hpi_triton.server import TritonServer
+from hpi_triton.server import TritonServer, stub_processes
 from hpi_triton.triton_models.config import read_pbtxt
 from tests.ocr_dataset import make_pages
 
@@ -85,6 +87,23 @@ def test_document_orientation_real_weights(shared_cache_dir, tmp_path):
                 local = _in_process_topk(model, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), 1)
                 assert result["class_ids"] == local["class_ids"]
                 assert np.allclose(result["scores"], local["scores"], atol=2e-5)
+        # An ensemble heals too: SIGKILL of one engine instance's stub; the supervisor
+        # reloads the engine model, and the ensemble answers as before within 30 s.
+        image = pages[0].image
+        before = client.predict("image_classification", image)
+        victim = stub_processes(server.process.pid)[spec.engine_name][0]
+        os.kill(victim, signal.SIGKILL)
+        deadline, outcomes = time.monotonic() + 30, []
+        while time.monotonic() < deadline:
+            try:
+                outcomes.append(client.predict("image_classification", image) == before)
+            except ServiceUnavailableError:
+                outcomes.append("unavailable")
+            if outcomes[-1] is True and server.supervisor.recoveries:
+                break
+            time.sleep(0.2)
+        assert outcomes[-1] is True and False not in outcomes, outcomes
+        assert [m for m, _ in server.supervisor.recoveries] == [spec.engine_name]
 
 
 def test_classification_pir_random_weights_parity(pir_model, shared_cache_dir, tmp_path):

@@ -1,0 +1,150 @@
+"""Memory of the served OCR pipeline, and what glibc's malloc settings trade for it.
+
+Run: python bench/memory.py [--pages 40] [--rounds 4]
+
+Two servers on one repository, both up the whole run: ``default`` (glibc's malloc, what
+``hpi-triton serve`` uses) and the named baseline ``tuned`` (``--malloc tuned``: the settings
+that keep up to 128 MiB of freed memory per arena). For each it prints the proportional
+memory (PSS of tritonserver + stubs, MB) at start, after the ordinary pages, 30 s after three
+valid 4000x9000 pages, the peak during one worst-case request under the defaults (a 40 MP
+square page: ``max_pixels`` 40,000,000, detection at ``max_side_limit`` 4000) and 30 s after
+it; then OCR throughput at 4 clients over gRPC in alternating rounds (img/s, median of the
+rounds, and the paired ratio default / tuned).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.load import closed_loop  # noqa: E402
+from hpi_triton import Client  # noqa: E402
+from hpi_triton.ensembles import pipeline_spec  # noqa: E402
+from hpi_triton.generator import wheel_models  # noqa: E402
+from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
+from hpi_triton.server import TritonServer, server_memory  # noqa: E402
+from tests.ocr_dataset import make_pages  # noqa: E402
+
+
+def _png(image) -> bytes:
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def large_page(height: int, width: int, lines: int) -> bytes:
+    page = np.full((height, width, 3), 255, np.uint8)
+    for row in range(lines):
+        cv2.putText(page, f"Line {row} of a very large scanned page, 2026", (60, 300 + row *
+                    (height - 400) // lines), cv2.FONT_HERSHEY_SIMPLEX, 3.0, (0, 0, 0), 6)
+    return _png(page)
+
+
+def total(server) -> float:
+    return sum(server_memory(server.process.pid).values())
+
+
+def peak_during(server, call) -> float:
+    peak, done = [0.0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], total(server))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        call()
+    finally:
+        done.set()
+        sampler.join()
+    return peak[0]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pages", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    dirs = wheel_models.model_dirs(["PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec",
+                                    "ch_ppocr_mobile_v2_cls_onnx"])
+    repo = ROOT / "bench-results" / "memory-repo"
+    spec = pipeline_spec("OCR", {"TextDetection": dirs["PP-OCRv4_mobile_det"],
+                                 "TextRecognition": dirs["PP-OCRv4_mobile_rec"],
+                                 "TextLineOrientation": dirs["ch_ppocr_mobile_v2_cls_onnx"]})
+    build_repository([], BuildOptions(out=repo, force=True), [spec])
+    pages = [_png(p.image) for p in make_pages(args.pages, seed=3, lines_per_page=12)]
+    big = large_page(9000, 4000, 24)
+    worst = large_page(6320, 6320, 16)  # 39.9 MP: just under the default max_pixels
+    servers = {}
+    for mode in ("default", "tuned"):
+        os.environ["HPI_TRITON_MALLOC"] = mode
+        servers[mode] = TritonServer(repo, 0, 0, 0, exit_timeout=5).start()
+    os.environ.pop("HPI_TRITON_MALLOC")
+    rows = {}
+    try:
+        for mode, server in servers.items():
+            client = Client(server.grpc_url, "grpc")
+            row = {"start": total(server)}
+            for page in pages:
+                client.predict("OCR", page)
+            row["after ordinary pages"] = total(server)
+            for _ in range(3):
+                client.predict("OCR", big)
+            time.sleep(30)
+            row["30 s after 3 large pages"] = total(server)
+            row["peak, worst-case request"] = peak_during(
+                server, lambda c=client: c.predict("OCR", worst))
+            time.sleep(30)
+            row["30 s after it"] = total(server)
+            for page in pages[:10]:
+                client.predict("OCR", page)
+            row["after 10 more ordinary pages"] = total(server)
+            rows[mode] = row
+        speeds = {mode: [] for mode in servers}
+        for _ in range(args.rounds):
+            for mode, server in servers.items():
+                clients = [Client(server.grpc_url, "grpc") for _ in range(4)]
+                # One client object per thread (tritonclient's are not thread-safe).
+                per_thread = {}
+
+                def call_one(i, clients=clients, per_thread=per_thread):
+                    key = threading.get_ident()
+                    if key not in per_thread:
+                        per_thread[key] = clients[len(per_thread) % 4]
+                    return per_thread[key].predict("OCR", pages[i % len(pages)])
+
+                rate, *_ = closed_loop(call_one, len(pages), 4)
+                speeds[mode].append(rate)
+    finally:
+        for server in servers.values():
+            server.stop()
+    flags = sorted({f for f in open("/proc/cpuinfo").read().split()
+                    if f.startswith(("avx512f", "amx", "avx2"))})
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"flags {' '.join(flags)}; date {time.strftime('%Y-%m-%d')}")
+    print("| PSS of tritonserver + stubs, MB | default (glibc) | tuned (baseline) |")
+    print("|---|---|---|")
+    for key in rows["default"]:
+        print(f"| {key} | {rows['default'][key]:.0f} | {rows['tuned'][key]:.0f} |")
+    ratios = [d / t for d, t in zip(speeds["default"], speeds["tuned"])]
+    print(f"| OCR img/s at 4 clients (median of {args.rounds}) | "
+          f"{statistics.median(speeds['default']):.2f} | "
+          f"{statistics.median(speeds['tuned']):.2f} |")
+    print(f"paired ratio default/tuned per round: {', '.join(f'{r:.3f}' for r in ratios)} "
+          f"(median {statistics.median(ratios):.3f})")
+
+
+if __name__ == "__main__":
+    main()
