@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test unit bench clean
+.PHONY: setup demo test unit bench soak clean
 
 $(STAMP): pyproject.toml deploy/constraints.txt
 	@# Chinese font for the OCR accuracy set (best effort: needs root and Debian's apt).
@@ -37,6 +37,11 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/backends.py
 	$(VENV)/bin/python bench/ocr.py
 	$(VENV)/bin/python bench/pipelines.py
+	$(VENV)/bin/python bench/memory.py
+
+soak: $(STAMP)
+	@# Bad inputs + a killed stub over HTTP and gRPC, then 30 minutes at 16 clients.
+	$(VENV)/bin/python bench/faults.py
 
 clean:
 	rm -rf $(VENV) repo

@@ -47,13 +47,10 @@ from hpi_triton import Client  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator import wheel_models  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
-from hpi_triton.python_backend import (  # noqa: E402
-    doc_ops,
-    engines,
-    ocr_pipeline,
-    table_pipeline,
-    vision_ops,
-)
+from hpi_triton.python_backend import engines  # noqa: E402
+from hpi_triton.python_backend.documents import doc_ops, table_pipeline  # noqa: E402
+from hpi_triton.python_backend.ocr import ocr_pipeline  # noqa: E402
+from hpi_triton.python_backend.vision import vision_ops  # noqa: E402
 from hpi_triton.server import TritonServer  # noqa: E402
 from hpi_triton.triton_models.config import read_pbtxt  # noqa: E402
 from tests.families import family_model_dirs, scene, uvdoc_model_dir  # noqa: E402

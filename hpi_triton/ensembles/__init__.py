@@ -11,16 +11,12 @@ depends on intermediate results.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import yaml
 
 from hpi_triton.errors import BuildError
-
-# What every pipeline graph model serves beside its own modules.
-_COMMON_MODULES = ("image_io.py", "bls.py", "request_params.py", "stub_runtime.py")
 
 
 # The inputs every pipeline takes: encoded bytes or a decoded BGR HxWx3 array, one of them.
@@ -31,19 +27,18 @@ def image_inputs():
             TensorConfig("image_array", "uint8", [-1, -1, -1], optional=True)]
 
 
-def write_python_model(repo: Path, name: str, model_file: str, modules: Sequence[str],
-                       settings: dict, instances: int, inputs, outputs) -> Path:
-    """Write the Python-backend pipeline model ``name``: ``model_file`` as model.py, the
-    modules it imports, and a config with ``inputs`` / ``outputs`` (``TensorConfig``) and
-    ``settings`` as its 'pipeline_settings' JSON. Returns the version folder."""
-    from hpi_triton.python_backend import MODULE_DIR
+def write_python_model(repo: Path, name: str, entry: str, settings: dict, instances: int,
+                       inputs, outputs) -> Path:
+    """Write the Python-backend pipeline model ``name``: the runtime package with ``entry``
+    (an :class:`~hpi_triton.python_backend.EntryPoint`) as its model.py, and a config with
+    ``inputs`` / ``outputs`` (``TensorConfig``) and ``settings`` as its 'pipeline_settings'
+    JSON. Returns the version folder."""
+    from hpi_triton.python_backend import ship
     from hpi_triton.triton_models.config import InstanceGroup, TritonModelConfig
 
     version = repo / name / "1"
     version.mkdir(parents=True)
-    shutil.copyfile(MODULE_DIR / model_file, version / "model.py")
-    for module in (*modules, *_COMMON_MODULES):
-        shutil.copyfile(MODULE_DIR / module, version / module)
+    ship(version, entry)
     TritonModelConfig(
         name=name, backend="python", max_batch_size=0, inputs=list(inputs),
         outputs=list(outputs), instance_groups=[InstanceGroup("cpu", instances)],
@@ -52,8 +47,8 @@ def write_python_model(repo: Path, name: str, model_file: str, modules: Sequence
     return version
 
 
-def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[str],
-                      settings: dict, instances: int, array_outputs: Optional[dict] = None) -> Path:
+def write_graph_model(repo: Path, name: str, entry: str, settings: dict, instances: int,
+                      array_outputs: Optional[dict] = None) -> Path:
     """Write the Python-backend (BLS) graph model ``name`` taking ``image`` (encoded bytes)
     or ``image_array`` (BGR HxWx3) and returning ``result`` (JSON) plus ``array_outputs``
     (name → (dtype, dims)). Returns the version folder."""
@@ -61,8 +56,7 @@ def write_graph_model(repo: Path, name: str, model_file: str, modules: Sequence[
 
     outputs = [TensorConfig("result", "object", [1])] + [
         TensorConfig(out, dtype, dims) for out, (dtype, dims) in (array_outputs or {}).items()]
-    return write_python_model(repo, name, model_file, modules, settings, instances,
-                              image_inputs(), outputs)
+    return write_python_model(repo, name, entry, settings, instances, image_inputs(), outputs)
 
 
 def engine_call(name: str, source, first_only: bool = False) -> list:

@@ -10,12 +10,12 @@ from typing import Dict, Optional
 from hpi_triton.ensembles import RoleModels, engine_call, write_graph_model
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
-from hpi_triton.python_backend import request_params
-from hpi_triton.python_backend.doc_ops import PARAMETERS
+from hpi_triton.python_backend import EntryPoint
+from hpi_triton.python_backend.common import request_params
+from hpi_triton.python_backend.documents.doc_ops import PARAMETERS
 
 DOC_ROLES = ("DocOrientationClassify", "DocUnwarping")
 # What a graph using the doc flow copies beside its model.py.
-DOC_MODULES = ("doc_ops.py", "vision_ops.py")
 DEFAULT_MAX_PIXELS = 40_000_000
 
 
@@ -90,7 +90,7 @@ class DocPreprocessorPipeline(RoleModels):
         settings = {"models": models, "params": self.params,
                     "doc": doc_settings(roles.get("DocOrientationClassify"),
                                         roles.get("DocUnwarping"))}
-        write_graph_model(repo, self.name, "doc_model.py", DOC_MODULES, settings,
-                          self.instances, {"output_img": ("uint8", [-1])})
+        write_graph_model(repo, self.name, EntryPoint.DOC, settings, self.instances,
+                          {"output_img": ("uint8", [-1])})
         return {"pipeline": "doc_preprocessor", "served_name": self.name, "roles": models,
                 "params": self.params}

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Dict, List
 
 from hpi_triton.ensembles import RoleModels, engine_call, write_graph_model
-from hpi_triton.ensembles.doc import DOC_MODULES, DOC_ROLES, doc_defaults, doc_settings
+from hpi_triton.ensembles.doc import DOC_ROLES, doc_defaults, doc_settings
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
-from hpi_triton.python_backend import ocr_pipeline
-from hpi_triton.python_backend.vision_ops import parse_scale
+from hpi_triton.python_backend import EntryPoint
+from hpi_triton.python_backend.ocr import ocr_pipeline
+from hpi_triton.python_backend.vision.vision_ops import parse_scale
 
 REQUIRED_ROLES = ("TextDetection", "TextRecognition")
 # What the OCR flow copies beside a graph's model.py.
-OCR_MODULES = ("ocr_ops.py", "ocr_pipeline.py", "seal_ops.py", *DOC_MODULES)
 TEXT_TYPES = ("general", "seal")
 OPTIONAL_ROLES = ("TextLineOrientation", *DOC_ROLES)
 
@@ -147,8 +147,7 @@ class OCRPipeline(RoleModels):
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         """Write the BLS model ``OCR`` calling the role models built into ``repo``."""
         settings, characters = self.graph_settings(sources, reports)
-        version = write_graph_model(repo, self.name, "ocr_model.py", OCR_MODULES, settings,
-                                    self.instances)
+        version = write_graph_model(repo, self.name, EntryPoint.OCR, settings, self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
         return {"pipeline": "OCR", "served_name": self.name, "roles": settings["models"],
                 "params": self.params}

@@ -9,12 +9,14 @@ from typing import Dict
 
 from hpi_triton.ensembles import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES
-from hpi_triton.ensembles.ocr import OCR_MODULES, OCRPipeline
+from hpi_triton.ensembles.ocr import OCRPipeline
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
-from hpi_triton.python_backend import request_params, table_ops
-from hpi_triton.python_backend.seal_ops import SEAL_DEFAULTS
-from hpi_triton.python_backend.table_pipeline import PARAMETERS, SEAL_PARAMETERS
+from hpi_triton.python_backend import EntryPoint
+from hpi_triton.python_backend.common import request_params
+from hpi_triton.python_backend.documents import table_ops
+from hpi_triton.python_backend.documents.table_pipeline import PARAMETERS, SEAL_PARAMETERS
+from hpi_triton.python_backend.ocr.seal_ops import SEAL_DEFAULTS
 
 OCR_ROLES = ("TextDetection", "TextRecognition", "TextLineOrientation", *DOC_ROLES)
 TABLE_ROLES = ("TableStructureRecognition", "LayoutDetection")
@@ -119,9 +121,7 @@ class TableRecognitionPipeline(RoleModels):
                                                          self.roles["LayoutDetection"]})
             settings["layout"] = layout._settings(sources[self.model_name("LayoutDetection")])
             settings["layout"]["model"][0] = self.model_name("LayoutDetection")
-        version = write_graph_model(repo, self.name, "table_model.py",
-                                    (*OCR_MODULES, "table_ops.py", "table_pipeline.py"),
-                                    settings, self.instances)
+        version = write_graph_model(repo, self.name, EntryPoint.TABLE, settings, self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
         for file_name, text in extra_files.items():
             (version / file_name).write_text(text, encoding="utf-8")

@@ -17,7 +17,8 @@ from typing import Dict, Optional
 from hpi_triton.ensembles import engine_call, image_inputs, write_python_model
 from hpi_triton.errors import BuildError, HpiTritonError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource, read_inference_yml
-from hpi_triton.python_backend import vision_ops
+from hpi_triton.python_backend import EntryPoint
+from hpi_triton.python_backend.vision import vision_ops
 
 # pipeline name → its one role (PaddleX SubModules name)
 ROLES = {"image_classification": "ImageClassification",
@@ -213,11 +214,10 @@ class VisionPipeline:
         arrays = [TensorConfig(out, dtype or settings["label_dtype"], dims)
                   for out, (dtype, dims) in ARRAY_OUTPUTS.get(self.name, {}).items()]
         result = [TensorConfig("result", "object", [1])] + arrays
-        modules = ("vision_ops.py",)
-        write_python_model(repo, self.preprocess_name, "vision_pre_model.py", modules, settings,
+        write_python_model(repo, self.preprocess_name, EntryPoint.VISION_PRE, settings,
                            self.instances, image_inputs(), feeds + [context])
-        write_python_model(repo, self.postprocess_name, "vision_post_model.py", modules,
-                           settings, self.instances, fetched + [context], result)
+        write_python_model(repo, self.postprocess_name, EntryPoint.VISION_POST, settings,
+                           self.instances, fetched + [context], result)
 
         def tensor_map(names, values):  # a step's model tensor name → ensemble tensor name
             return dict(zip(names, values))

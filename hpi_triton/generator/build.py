@@ -44,7 +44,7 @@ from hpi_triton.generator.verify import (
     compute_reference,
     measure_latency,
 )
-from hpi_triton.python_backend import MODULE_DIR, engines
+from hpi_triton.python_backend import EntryPoint, engines, ship
 from hpi_triton.triton_models.backends import Backend, ConvertContext, Device, registry
 from hpi_triton.triton_models.config import (
     DynamicBatching,
@@ -68,7 +68,6 @@ FALLBACK_ORDER = {
     "gpu": ("tensorrt", "paddle_tensorrt", "onnx_runtime", "paddle_infer", "openvino"),
 }
 DEFAULT_MAX_BATCH_SIZE = 8
-SERVED_FILES = ("engines.py", "stub_runtime.py")
 
 
 class BuildProgress:
@@ -555,9 +554,7 @@ class _ModelBuilder:
                        f"Python-backend model")
         if native is None:
             self.report.hosting = "python"
-            shutil.copyfile(MODULE_DIR / "engine_model.py", version_dir / "model.py")
-            for name in SERVED_FILES:
-                shutil.copyfile(MODULE_DIR / name, version_dir / name)
+            ship(version_dir, EntryPoint.ENGINE)
             parameters = self._runtime_params(meta["params"])
             parameters.pop("device", None)
             parameters.pop("device_id", None)

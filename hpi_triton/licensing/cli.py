@@ -127,7 +127,7 @@ def fingerprint(serial: Optional[str] = typer.Option(None, "--serial"),
                 explain: bool = typer.Option(False, "--explain",
                                              help="show the sources instead")):
     """Print this machine's activation request (offline activation) or its sources."""
-    from hpi_triton.licensing import fingerprint as fp
+    from hpi_triton.python_backend.licensing import fingerprint as fp
 
     try:
         if explain:
@@ -147,9 +147,9 @@ def activate(serial: str = typer.Option(..., "--serial"),
                  None, "--license-dir", help="[$HPI_TRITON_LICENSE_DIR or "
                  "~/.hpi-triton/licenses]")):
     """Online activation: get this machine's certificate and the revocation list."""
-    from hpi_triton.licensing import certificate
-    from hpi_triton.licensing import fingerprint as fp
     from hpi_triton.licensing.service import request_json
+    from hpi_triton.python_backend.licensing import certificate
+    from hpi_triton.python_backend.licensing import fingerprint as fp
 
     try:
         body = {"serial": serial, "fingerprint": fp.device_fingerprint()}

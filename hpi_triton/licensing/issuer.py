@@ -25,8 +25,8 @@ from typing import Dict, List, Optional
 
 from hpi_triton.ensembles import PIPELINES
 from hpi_triton.errors import LicensingError
-from hpi_triton.licensing import certificate as cert
-from hpi_triton.licensing import content
+from hpi_triton.python_backend.licensing import certificate as cert
+from hpi_triton.python_backend.licensing import content
 
 SERIAL_PATTERN = re.compile(r"^HPI(-[A-Z2-7]{5}){4}$")
 FINGERPRINT_PATTERN = re.compile(r"^[0-9a-f]{64}$")

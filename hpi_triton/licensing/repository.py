@@ -9,32 +9,22 @@ is told to call the gate first for every request.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Dict, List
 
 from hpi_triton.errors import BuildError
-from hpi_triton.licensing import certificate, content
 from hpi_triton.licensing.issuer import IssuerPublic
 from hpi_triton.python_backend.engines import FROM_MEMORY
+from hpi_triton.python_backend.licensing import certificate, content
 
 # Backends whose engines load from memory (what a licensed repository may serve).
 LICENSED_BACKENDS = ("onnx_runtime", "openvino")
-_LICENSING_DIR = Path(__file__).resolve().parent
-
-
-def _copy_runtime(version: Path) -> None:
-    from hpi_triton.python_backend import MODULE_DIR
-
-    shutil.copyfile(MODULE_DIR / "license_runtime.py", version / "license_runtime.py")
-    for name in ("certificate.py", "content.py", "fingerprint.py"):
-        shutil.copyfile(_LICENSING_DIR / name, version / name)
 
 
 def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dict]:
     """Encrypt and gate every pipeline of the staging repository ``repo``; returns what was
     done per pipeline (for the build report)."""
-    from hpi_triton.python_backend import MODULE_DIR
+    from hpi_triton.python_backend import EntryPoint, ship
     from hpi_triton.triton_models.config import (
         InstanceGroup,
         TensorConfig,
@@ -74,13 +64,10 @@ def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dic
                 if path.is_file() and path.suffix != ".py":
                     encrypted.append(str(Path(content.encrypt_file(str(path), key))
                                          .relative_to(repo)))
-            _copy_runtime(version)
             (version / "license.json").write_text(json.dumps(info, indent=1))
         gate_version = repo / gate / "1"
         gate_version.mkdir(parents=True)
-        shutil.copyfile(MODULE_DIR / "license_gate_model.py", gate_version / "model.py")
-        shutil.copyfile(MODULE_DIR / "stub_runtime.py", gate_version / "stub_runtime.py")
-        _copy_runtime(gate_version)
+        ship(gate_version, EntryPoint.LICENSE_GATE)
         (gate_version / "license.json").write_text(json.dumps(info, indent=1))
         TritonModelConfig(
             name=gate, backend="python", max_batch_size=0,

@@ -142,7 +142,8 @@ def test_repository_is_self_contained_and_reported(built):
         version = repo / name / "1"
         config = read_pbtxt(repo / name / "config.pbtxt")
         assert config.backend == "python"
-        assert (version / "model.py").is_file() and (version / "engines.py").is_file()
+        assert (version / "model.py").is_file()
+        assert (version / "python_backend" / "engines" / "__init__.py").is_file()
         assert (version / config.parameters["model_file"].string_value).is_file()
         for source in version.glob("*.py"):
             assert not re.search(r"^\s*(from|import)\s+hpi_triton", source.read_text(), re.M)

@@ -19,7 +19,8 @@ from hpi_triton.generator import wheel_models as wm
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.generator.model_dir import load_model_dir
 from hpi_triton.generator.verify import reference_params
-from hpi_triton.python_backend import doc_ops, engines
+from hpi_triton.python_backend import engines
+from hpi_triton.python_backend.documents import doc_ops
 from hpi_triton.server import TritonServer
 from tests.families import uvdoc_model_dir
 from tests.ocr_dataset import cer, make_pages

@@ -17,9 +17,9 @@ from hpi_triton import Client
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import BuildError, InferError, ServiceUnavailableError
 from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
-from hpi_triton.licensing import fingerprint as fp
 from hpi_triton.licensing.issuer import BindingStore, Issuer, keygen
 from hpi_triton.licensing.service import ActivationServer, request_json
+from hpi_triton.python_backend.licensing import fingerprint as fp
 from hpi_triton.server import TritonServer
 from tests.functional.test_licensing import fake_device
 from tests.ocr_dataset import make_pages

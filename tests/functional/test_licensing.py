@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from hpi_triton.errors import LicensingError
-from hpi_triton.licensing import certificate as cert
-from hpi_triton.licensing import fingerprint as fp
 from hpi_triton.licensing.issuer import BindingStore, Issuer, keygen, read_public
 from hpi_triton.licensing.service import ActivationServer, request_json
+from hpi_triton.python_backend.licensing import certificate as cert
+from hpi_triton.python_backend.licensing import fingerprint as fp
 
 pytestmark = pytest.mark.functional
 

@@ -19,7 +19,8 @@ from hpi_triton import Client
 from hpi_triton.ensembles import load_pipeline_config, pipeline_spec
 from hpi_triton.errors import BuildError, InferError, InvalidRequestError
 from hpi_triton.generator.build import BuildOptions, build_repository
-from hpi_triton.python_backend import engines, ocr_pipeline
+from hpi_triton.python_backend import engines
+from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.server import TritonServer
 from hpi_triton.triton_models.config import read_pbtxt
 from tests.ocr_dataset import cer, has_cjk_font, make_pages

@@ -17,7 +17,8 @@ from hpi_triton.generator import wheel_models as wm
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.generator.model_dir import load_model_dir
 from hpi_triton.generator.verify import reference_runner
-from hpi_triton.python_backend import ocr_pipeline, table_pipeline
+from hpi_triton.python_backend.documents import table_pipeline
+from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.server import TritonServer
 from hpi_triton.triton_models.config import read_pbtxt
 from tests.ocr_dataset import edit_distance, make_layout_page

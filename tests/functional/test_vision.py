@@ -20,7 +20,7 @@ from hpi_triton.generator import wheel_models as wm
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.generator.model_dir import load_model_dir
 from hpi_triton.generator.verify import reference_runner
-from hpi_triton.python_backend import vision_ops
+from hpi_triton.python_backend.vision import vision_ops
 from hpi_triton.server import TritonServer, stub_processes
 from hpi_triton.triton_models.config import read_pbtxt
 from tests.ocr_dataset import make_pages

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from hpi_triton.python_backend import ocr_ops
+from hpi_triton.python_backend.ocr import ocr_ops
 
 
 def test_rec_batches_one_width_per_batch():

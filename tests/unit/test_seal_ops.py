@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hpi_triton.python_backend import ocr_ops, seal_ops
+from hpi_triton.python_backend.ocr import ocr_ops, seal_ops
 
 
 def _arc_band(centre=(200, 200), inner=110, outer=150, start=200, end=340, steps=24):

@@ -71,8 +71,9 @@ def test_ensemble_wiring(pir_model, tmp_path):
     assert [(t.name, list(t.dims)) for t in pre.output] == [("input_0", [-1, 3, 224, 224]),
                                                             ("context", [1])]
     for model in ("orientation_preprocess", "orientation_postprocess"):
-        files = {p.name for p in (tmp_path / model / "1").iterdir()}
-        assert {"model.py", "vision_ops.py", "bls.py", "image_io.py"} <= files
+        version = tmp_path / model / "1"
+        assert {p.name for p in version.iterdir()} == {"model.py", "python_backend"}
+        assert (version / "python_backend" / "vision" / "vision_ops.py").is_file()
         assert read_pbtxt(tmp_path / model / "config.pbtxt").instance_group[0].count == 2
     assert not list((tmp_path / "orientation" / "1").iterdir())  # an ensemble's is empty
 
@@ -127,7 +128,7 @@ def test_uint8_label_map_refuses_labels_it_cannot_hold():
     import numpy as np
     import pytest
 
-    from hpi_triton.python_backend import vision_ops
+    from hpi_triton.python_backend.vision import vision_ops
 
     labels = np.array([[[0, 3], [255, 7]]], np.int32)
     out = vision_ops.segmentation_postprocess(labels, (4, 4), "uint8")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpi_triton.python_backend import vision_ops
-from hpi_triton.python_backend.image_io import normalize_chw
+from hpi_triton.python_backend.common.image_io import normalize_chw
+from hpi_triton.python_backend.vision import vision_ops
 
 
 def test_normalize_chw_equals_the_plain_formula():
@@ -98,7 +98,7 @@ def test_deferred_normalisation_is_bit_identical():
     scale_chw(deferred feed) must equal the in-process float feed exactly."""
     import pytest
 
-    from hpi_triton.python_backend.image_io import scale_chw
+    from hpi_triton.python_backend.common.image_io import scale_chw
 
     rgb = np.random.default_rng(5).integers(0, 256, (300, 451, 3), dtype=np.uint8)
     classification = {"task": "image_classification", "preprocess": [

@@ -3,14 +3,12 @@ client raises for each (tests/functional check them on the wire)."""
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 
 from hpi_triton.client import server_error
 from hpi_triton.errors import InvalidRequestError, ServerFaultError, ServiceUnavailableError
-from hpi_triton.python_backend import MODULE_DIR
+from hpi_triton.python_backend import EntryPoint, ship
+from tests.support.stub import stub_imports
 
 
 class _Refusal(Exception):
@@ -48,31 +46,18 @@ def test_client_error_kinds(status, message, kind):
 
 
 @pytest.fixture
-def bls(monkeypatch):
-    """bls.py imported as the stub imports it, beside a stand-in triton_python_backend_utils."""
-    stand_in = types.ModuleType("triton_python_backend_utils")
-
-    class TritonError:
-        UNKNOWN, INTERNAL, NOT_FOUND, INVALID_ARG, UNAVAILABLE = range(5)
-
-        def __init__(self, message, code=0):
-            self.message, self.code = message, code
-
-    stand_in.TritonError = TritonError
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", stand_in)
-    monkeypatch.syspath_prepend(str(MODULE_DIR))
-    for name in ("bls", "image_io", "request_params", "stub_runtime"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    import bls as module
-
-    return module, TritonError
+def shipped(tmp_path):
+    """The runtime package shipped into a version folder, imported as the stub imports it."""
+    ship(tmp_path / "m" / "1", EntryPoint.OCR)
+    with stub_imports(tmp_path / "m") as import_version:
+        yield lambda name: import_version(f"1.python_backend.{name}")
 
 
-def test_served_error_codes(bls):
-    module, codes = bls
-    import image_io
-    import request_params
-    import vision_ops
+def test_served_error_codes(shipped):
+    module = shipped("common.bls")
+    image_io, request_params = shipped("common.image_io"), shipped("common.request_params")
+    vision_ops = shipped("vision.vision_ops")
+    codes = shipped("common.bls").pb_utils.TritonError
 
     assert module.error_code(image_io.ImageError("x")) == codes.INVALID_ARG
     assert module.error_code(request_params.ParameterError("x")) == codes.INVALID_ARG
@@ -85,7 +70,7 @@ def test_served_error_codes(bls):
 
 
 def test_the_numpy1_marker_is_one_name():
-    from hpi_triton.python_backend import stub_runtime
+    from hpi_triton.python_backend.common import stub_runtime
     from hpi_triton.server import NUMPY1_STUB_MARKER
 
     assert stub_runtime.NUMPY1_STUB_MARKER == NUMPY1_STUB_MARKER

@@ -1,5 +1,5 @@
 """PaddleX's table_recognition (v1): SLANet / SLANet_plus structure + OCR boxes matched into
-cells → HTML. Self-contained (numpy + OpenCV), copied beside the table graph's ``model.py``.
+cells → HTML. numpy + OpenCV only; shipped in the table graph's runtime package.
 
 Semantics follow PaddleX 3.7.2 (models/table_structure_recognition, pipelines/
 table_recognition): ResizeByLong(488, round) → ImageNet Normalize in BGR order → zero Pad to
@@ -15,10 +15,7 @@ from typing import Dict, List, Sequence
 import cv2
 import numpy as np
 
-try:  # inside the hpi_triton package
-    from .image_io import normalize_chw
-except ImportError:  # copied into a repository beside model.py
-    from image_io import normalize_chw
+from ..common.image_io import normalize_chw
 
 TD_TOKENS = ("<td>", "<td", "<td></td>")
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

@@ -1,4 +1,4 @@
-"""Request images → BGR HWC uint8, with clear errors. Self-contained (copied into repositories)."""
+"""Request images → BGR HWC uint8, with clear errors. Part of the shipped runtime."""
 
 from __future__ import annotations
 

@@ -1,20 +1,16 @@
-"""Triton Python-backend (BLS) graph for PaddleX's doc_preprocessor (copied as ``model.py``).
+"""Triton Python-backend (BLS) graph for PaddleX's doc_preprocessor (``model.py`` imports it).
 
 Inputs as the other graphs (``image`` encoded bytes or ``image_array`` BGR HxWx3). Outputs:
 ``result`` (JSON: ``angle``, ``model_settings``) and ``output_img``, the corrected image as PNG
 bytes. Per-request parameters: use_doc_orientation_classify, use_doc_unwarping, max_pixels.
 """
 
-import os
-import sys
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bls  # noqa: E402
-import doc_ops  # noqa: E402
-import request_params  # noqa: E402
+from ..common import bls, request_params
+from ..documents import doc_ops
 
 SPEC = {**doc_ops.PARAMETERS, "max_pixels": (int, lambda v: v > 0)}
 

@@ -1,5 +1,5 @@
-"""Triton Python-backend model that checks the license of a licensed repository (copied as
-``model.py``, named ``<pipeline>_license``). Every pipeline graph calls it first for each
+"""Triton Python-backend model that checks the license of a licensed repository (``model.py``
+imports it; named ``<pipeline>_license``). Every pipeline graph calls it first for each
 request; it answers with the certificate in force (``status``: serial, pipeline, expiry) or
 an error saying why there is none: missing, expired, other-device, other-pipeline,
 bad-signature or revoked.
@@ -7,14 +7,12 @@ bad-signature or revoked.
 
 import json
 import os
-import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import license_runtime  # noqa: E402
-import stub_runtime  # noqa: E402
+from ..common import stub_runtime
+from ..licensing import license_runtime
 
 
 class TritonPythonModel:

@@ -3,7 +3,8 @@
 ``OCRFlow`` takes three callables (detection, recognition, optional text-line orientation),
 each mapping a float32 batch to the model's output. Inside tritonserver they are BLS calls to
 the separately served engine models; in-process (the parity reference) they are engine
-runners. Same code, same results. Imports nothing from hpi_triton (copied into repositories).
+runners. Same code, same results. Imports nothing from the rest of hpi_triton (shipped in
+the runtime package).
 """
 
 from __future__ import annotations
@@ -12,15 +13,10 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-try:  # inside the hpi_triton package
-    from . import doc_ops, ocr_ops, request_params, seal_ops
-    from .request_params import ParameterError
-except ImportError:  # copied into a repository beside model.py
-    import doc_ops
-    import ocr_ops
-    import request_params
-    import seal_ops
-    from request_params import ParameterError
+from ..common import request_params
+from ..common.request_params import ParameterError
+from ..documents import doc_ops
+from . import ocr_ops, seal_ops
 
 __all__ = ["OCRFlow", "ParameterError", "coerce_parameters"]
 

@@ -1,7 +1,7 @@
 """Engine runners shared by the build (verification, measurement) and the served models.
 
-This module is copied next to every Python-backend ``model.py`` in a generated repository, so
-it must import nothing from hpi_triton: only numpy and, lazily, the engine package it runs.
+This module ships inside the runtime package of every Python-backend model, so it must
+import nothing from the rest of hpi_triton: only numpy and, lazily, the engine package it runs.
 What the build verified is therefore exactly the code that serves.
 
 Every runner takes its settings as one flat ``dict[str, str]`` (the same strings Triton puts
@@ -17,10 +17,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-try:  # inside the hpi_triton package
-    from .stub_runtime import release_heap
-except ImportError:  # copied into a repository beside model.py
-    from stub_runtime import release_heap
+from ..common.stub_runtime import release_heap
 
 
 class EngineError(RuntimeError):

@@ -1,4 +1,4 @@
-"""Post-processing model of a vision pipeline ensemble (copied as ``model.py``).
+"""Post-processing model of a vision pipeline ensemble (``model.py`` imports it).
 
 Last step of the generated ensemble: the engine's outputs (``output_<i>``) and the
 pre-processing step's ``context`` → ``result`` (one JSON string with PaddleX's result fields)
@@ -6,14 +6,11 @@ plus, for segmentation, the label map / masks as their own tensors.
 """
 
 import json
-import os
-import sys
 
 import triton_python_backend_utils as pb_utils
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bls  # noqa: E402
-import vision_ops  # noqa: E402
+from ..common import bls
+from ..vision import vision_ops
 
 
 class TritonPythonModel:

@@ -2,7 +2,7 @@
 
 [doc_preprocessor] → OCR on the whole page → tables (layout detection's "table" boxes, or the
 whole page as one table) → SLANet(_plus) structure per table → OCR boxes matched into cells.
-Copied into repositories beside the table graph's ``model.py``; in-process (the parity
+Shipped in the table graph's runtime package; in-process (the parity
 reference) the engines are runners.
 """
 
@@ -13,14 +13,10 @@ from typing import Callable, Dict, Optional
 import cv2
 import numpy as np
 
-try:  # inside the hpi_triton package
-    from . import request_params, table_ops, vision_ops
-    from .ocr_pipeline import OCRFlow
-except ImportError:  # copied into a repository beside model.py
-    import request_params
-    import table_ops
-    import vision_ops
-    from ocr_pipeline import OCRFlow
+from ..common import request_params
+from ..ocr.ocr_pipeline import OCRFlow
+from ..vision import vision_ops
+from . import table_ops
 
 # The table pipeline's own switches; everything else is the OCR sub-pipeline's.
 PARAMETERS = {"use_layout_detection": (bool, lambda v: True),

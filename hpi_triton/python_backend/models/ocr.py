@@ -1,4 +1,4 @@
-"""Triton Python-backend (BLS) model for the OCR pipeline (copied as ``model.py``).
+"""Triton Python-backend (BLS) model for the OCR pipeline (``model.py`` imports it).
 
 Inputs (exactly one per request): ``image`` — encoded bytes as UINT8 [-1] (PNG, JPEG, BMP,
 TIFF, WebP); ``image_array`` — decoded BGR HWC UINT8 (like cv2.imread). Output ``result``: one
@@ -8,12 +8,9 @@ request as Triton request parameters. Detection, orientation and recognition are
 Triton models called through BLS, so each has its own instances and batching.
 """
 
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bls  # noqa: E402
-import ocr_pipeline  # noqa: E402
+from ..common import bls
+from ..ocr import ocr_pipeline
 
 
 class TritonPythonModel:

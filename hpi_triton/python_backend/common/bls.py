@@ -1,14 +1,13 @@
-"""Helpers for the pipeline graph models (BLS) inside tritonserver. Copied into repositories."""
+"""Helpers for the pipeline graph models (BLS) inside tritonserver (stub-side only)."""
 
 import json
 import os
 
 import cv2
-import image_io
 import numpy as np
-import request_params
-import stub_runtime
 import triton_python_backend_utils as pb_utils
+
+from . import image_io, request_params, stub_runtime
 
 # Every pipeline model runs as several instance processes, which is where its parallelism
 # comes from; OpenCV's own thread pool on top of them only adds scheduling overhead (measured:

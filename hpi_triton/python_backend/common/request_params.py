@@ -1,8 +1,8 @@
 """Checking pipeline parameters (build-time defaults and per-request Triton parameters).
 
 Request parameters arrive as strings (gRPC has no float parameter type in every version), so
-values are converted to the declared type and range-checked here. Self-contained: copied into
-repositories beside the pipeline graphs.
+values are converted to the declared type and range-checked here. Part of the runtime package
+shipped into the pipeline graphs.
 """
 
 from typing import Callable, Dict, Optional, Tuple

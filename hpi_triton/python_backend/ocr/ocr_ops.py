@@ -13,16 +13,7 @@ from typing import Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-try:  # inside the hpi_triton package
-    from .image_io import (
-        DEFAULT_MAX_PIXELS,
-        ImageError,
-        decode_image,
-        normalize_array,
-        normalize_chw,
-    )
-except ImportError:  # copied into a repository beside model.py
-    from image_io import (
+from ..common.image_io import (
         DEFAULT_MAX_PIXELS,
         ImageError,
         decode_image,

@@ -1,7 +1,7 @@
 """PaddleX's doc_preprocessor: 4-way document orientation, then UVDoc unwarping.
 
-Self-contained (numpy + OpenCV): copied beside the doc_preprocessor and OCR graphs'
-``model.py``. Engines are callables, so the same flow runs in-process as the parity reference.
+numpy + OpenCV only; shipped in the runtime package of the doc_preprocessor and OCR graphs.
+Engines are callables, so the same flow runs in-process as the parity reference.
 """
 
 from __future__ import annotations
@@ -11,14 +11,9 @@ from typing import Callable, Dict, Optional
 import cv2
 import numpy as np
 
-try:  # inside the hpi_triton package
-    from . import vision_ops
-    from .image_io import normalize_chw
-    from .request_params import ParameterError
-except ImportError:  # copied into a repository beside model.py
-    import vision_ops
-    from image_io import normalize_chw
-    from request_params import ParameterError
+from ..common.image_io import normalize_chw
+from ..common.request_params import ParameterError
+from ..vision import vision_ops
 
 # name → (type, check); defaults are set at build time from the roles present.
 PARAMETERS = {"use_doc_orientation_classify": (bool, lambda v: True),

@@ -6,7 +6,7 @@ quads), polygons are ordered by their top edge, and each polygon is cropped by
 ``CropByPolys(det_box_type="poly")``: its min-area rectangle when the polygon is nearly that
 rectangle, otherwise the two long sides are resampled to 15 points each and the strip between
 them is straightened piece by piece with homographies (PaddleX's ``AutoRectifier`` in
-``homography`` mode) and stitched. Copied into repositories beside the graph models; imports
+``homography`` mode) and stitched. Shipped in the graphs' runtime package; imports
 numpy, OpenCV, pyclipper and shapely only.
 """
 
@@ -18,17 +18,7 @@ import cv2
 import numpy as np
 from numpy.linalg import norm
 
-try:  # inside the hpi_triton package
-    from .ocr_ops import (
-        _box_score_fast,
-        _mini_box,
-        _offset_polygons,
-        _scale_to_source,
-        crop_quad,
-        db_contours,
-    )
-except ImportError:  # copied into a repository beside model.py
-    from ocr_ops import (
+from .ocr_ops import (
         _box_score_fast,
         _mini_box,
         _offset_polygons,

@@ -1,4 +1,4 @@
-"""Pre-processing model of a vision pipeline ensemble (copied as ``model.py``).
+"""Pre-processing model of a vision pipeline ensemble (``model.py`` imports it).
 
 First step of the generated ensemble ``<pipeline>`` → ``<pipeline>_preprocess`` (this) →
 engine model → ``<pipeline>_postprocess``. Takes ``image`` (encoded bytes) or ``image_array``
@@ -10,16 +10,13 @@ step. A bad request fails alone with a clear message.
 """
 
 import json
-import os
-import sys
 
 import cv2
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bls  # noqa: E402
-import vision_ops  # noqa: E402
+from ..common import bls
+from ..vision import vision_ops
 
 
 class TritonPythonModel:

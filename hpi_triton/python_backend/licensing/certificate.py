@@ -7,7 +7,7 @@ under a key derived from the device fingerprint and the serial: only this device
 it, and with it the engine artifacts of repositories built for that pipeline (see
 :mod:`content`). A revocation list is a signed JSON list of serials.
 
-Self-contained (copied into licensed repositories): needs ``cryptography`` only.
+Shipped in licensed repositories' runtime package: needs ``cryptography`` only.
 """
 
 from __future__ import annotations

@@ -9,12 +9,7 @@ into repositories with certificate.py, content.py and fingerprint.py; needs ``cr
 import json
 import os
 
-try:  # inside the hpi_triton package
-    from ..licensing import certificate, content, fingerprint
-except ImportError:  # copied into a repository beside model.py
-    import certificate
-    import content
-    import fingerprint
+from . import certificate, content, fingerprint
 
 LicenseError = certificate.LicenseError
 LICENSE_FILE = "license.json"

@@ -8,7 +8,7 @@ ephemeral public key (``license.json`` in the model's version folder). A serving
 the pipeline's content private key from its certificate (sealed to its fingerprint) and
 derives the same AES key — in memory only.
 
-Self-contained (copied into licensed repositories): needs ``cryptography`` only.
+Shipped in licensed repositories' runtime package: needs ``cryptography`` only.
 """
 
 from __future__ import annotations
@@ -16,10 +16,7 @@ from __future__ import annotations
 import os
 from typing import Dict
 
-try:  # inside the hpi_triton package
-    from .certificate import b64, unb64
-except ImportError:  # copied into a repository beside model.py
-    from certificate import b64, unb64
+from .certificate import b64, unb64
 
 ENCRYPTED_SUFFIX = ".enc"
 

@@ -1,4 +1,4 @@
-"""Process-level care of a Python-backend stub (copied beside every served model.py).
+"""Process-level care of a Python-backend stub (every served model calls it).
 
 * :func:`check_tensor_round_trip`: called by every served model's ``initialize``, so a stub
   that would answer with empty or wrong tensors (nvidia-pytriton's stub is built for numpy 1;

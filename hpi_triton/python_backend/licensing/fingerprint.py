@@ -15,7 +15,8 @@ mount the host's files read-only and point the root at them, e.g. ``docker run -
 -e HPI_TRITON_FINGERPRINT_ROOT=/host``; without that, a container's own machine-id is used and
 changes whenever the container is recreated.
 
-Self-contained (copied into licensed repositories beside the gate and engine models).
+Shipped in licensed repositories' runtime package (gate and engine models) and used by
+the host's ``hpi-triton license`` commands.
 """
 
 from __future__ import annotations

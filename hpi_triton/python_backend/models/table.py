@@ -1,5 +1,5 @@
 """Triton Python-backend (BLS) graph for PaddleX's table_recognition, seal_recognition and
-layout_parsing (copied as ``model.py``; ``task`` in the settings says which).
+layout_parsing (``model.py`` imports it; ``task`` in the settings says which).
 
 Inputs as the other graphs (``image`` encoded bytes or ``image_array`` BGR HxWx3); output
 ``result``: one JSON string with PaddleX's fields (``table_res_list`` with ``pred_html``,
@@ -9,13 +9,10 @@ use_doc_preprocessor (+ its switches), use_layout_detection, layout_threshold,
 use_seal_recognition.
 """
 
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bls  # noqa: E402
-import ocr_pipeline  # noqa: E402
-import table_pipeline  # noqa: E402
+from ..common import bls
+from ..documents import table_pipeline
+from ..ocr import ocr_pipeline
 
 
 class TritonPythonModel:

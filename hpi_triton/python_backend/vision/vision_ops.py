@@ -1,6 +1,6 @@
 """Pre- and post-processing of the vision pipelines, driven by each model's inference.yml.
 
-Self-contained (numpy + OpenCV): copied next to the vision graph's ``model.py``. Semantics
+numpy + OpenCV only; shipped in the vision graphs' runtime package. Semantics
 follow PaddleX: images are read as RGB; ResizeImage (resize_short or size), CropImage (center),
 NormalizeImage (scale, mean, std), ToCHWImage; Topk with label_list.
 """
@@ -12,14 +12,9 @@ from typing import Dict, List, Sequence
 import cv2
 import numpy as np
 
-try:  # inside the hpi_triton package
-    from . import request_params
-    from .image_io import ImageError, affine_coefficients, normalize_chw
-    from .request_params import ParameterError
-except ImportError:  # copied into a repository beside model.py
-    import request_params
-    from image_io import ImageError, affine_coefficients, normalize_chw
-    from request_params import ParameterError
+from ..common import request_params
+from ..common.image_io import ImageError, affine_coefficients, normalize_chw
+from ..common.request_params import ParameterError
 
 __all__ = ["ParameterError", "coerce_parameters", "deferred_scaling", "postprocess", "preprocess",
            "run_task"]

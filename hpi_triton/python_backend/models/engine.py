@@ -1,4 +1,4 @@
-"""Triton Python-backend model that serves one engine artifact (copied as ``model.py``).
+"""Triton Python-backend model that serves one engine artifact (``model.py`` imports it).
 
 Settings come from ``config.pbtxt`` ``parameters`` (engine, model_file, precision, ...); the
 engine itself is loaded once in ``initialize``. Inputs named in ``uint8_inputs`` arrive as
@@ -10,15 +10,12 @@ that fails gets its own ``TritonError``; the others and the server carry on.
 
 import json
 import os
-import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-# engines.py lies beside this file; the stub does not always put this folder on sys.path.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import engines  # noqa: E402
-import stub_runtime  # noqa: E402
+from .. import engines
+from ..common import stub_runtime
 
 
 class TritonPythonModel:
@@ -51,7 +48,8 @@ class TritonPythonModel:
         self.version_dir = os.path.join(args["model_repository"], args["model_version"])
         # Inputs a pipeline's pre-processing sends as uint8 pixels (CHW): float32
         # x * alpha - offset per channel here, the arithmetic of image_io.scale_chw (not
-        # copied beside this model: it needs OpenCV), applied once per engine call.
+        # imported here: it needs OpenCV, which an engine's environment may lack), applied once per
+        # engine call.
         self.scaled_inputs = {
             name: (np.asarray(alpha, np.float32)[:, None, None],
                    np.asarray(offset, np.float32)[:, None, None])
@@ -70,7 +68,7 @@ class TritonPythonModel:
             # A licensed repository: the artifact is encrypted; it is decrypted in memory
             # once a valid certificate for this device is present (checked again on each
             # request until then), and never written out.
-            import license_runtime
+            from ..licensing import license_runtime
 
             self.license = license_runtime.LicenseCheck(self.version_dir)
             try:

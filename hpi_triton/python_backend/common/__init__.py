@@ -1,0 +1,1 @@
+"""Helpers every served model shares: images, parameters, BLS calls, the stub's process care."""

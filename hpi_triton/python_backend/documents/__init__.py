@@ -1,0 +1,1 @@
+"""Document flows: doc_preprocessor (orientation, unwarping), tables and layout parsing."""

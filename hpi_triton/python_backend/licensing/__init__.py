@@ -1,0 +1,1 @@
+"""The runtime half of licensing: certificates, content keys and the device fingerprint."""

@@ -1,0 +1,1 @@
+"""The OCR flow (detection → crops → orientation → recognition) and its ops, seal text included."""

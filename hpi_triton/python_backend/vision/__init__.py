@@ -1,0 +1,1 @@
+"""Vision tasks: pre- and post-processing of classification, detection and segmentation."""
