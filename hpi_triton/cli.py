@@ -109,8 +109,12 @@ def build(
         options = BuildOptions(out=out, device=Device.parse(device), precision=precision,
                                hosting=hosting, cache_dir=cache_dir, use_cache=not no_cache,
                                cpu_threads=cpu_threads, max_batch_size=max_batch_size or None,
-                               instances=instances, force=force, license=license_key,
+                               instances=instances, force=force,
                                dynamic_batching=dynamic_batching)
+        if license_key is not None:
+            from hpi_triton.licensing.repository import LicenseTransform
+
+            options.transforms.append(LicenseTransform(license_key))
         if verbose and sys.stderr.isatty():
             from hpi_triton.progress import RichBuildProgress
 

@@ -6,7 +6,7 @@ import contextlib
 import logging
 from typing import List, Optional
 
-from hpi_triton.generator.build import BuildProgress
+from hpi_triton.generator.plan import BuildProgress, CandidateStatus
 
 
 class RichBuildProgress(BuildProgress):
@@ -90,6 +90,7 @@ def print_build_summary(report, console: Optional[object] = None) -> None:
         latency = f"{chosen.latency_ms:.2f}" if chosen and chosen.latency_ms is not None else ""
         tried = ", ".join(
             f"{c.backend} {c.status}" + (f" {c.latency_ms:.2f} ms" if c.latency_ms else "")
-            for c in m.candidates if c is not chosen and c.status in ("verified", "failed"))
+            for c in m.candidates if c is not chosen
+            and c.status in (CandidateStatus.VERIFIED, CandidateStatus.FAILED))
         table.add_row(m.name, m.backend, m.hosting, error, latency, tried or "-")
     console.print(table)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict
 
-from hpi_triton.ensembles import RoleModels, engine_call, write_graph_model
+from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES
 from hpi_triton.ensembles.ocr import OCRPipeline
 from hpi_triton.errors import BuildError, InferenceConfigError

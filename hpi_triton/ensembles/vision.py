@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
-from hpi_triton.ensembles import engine_call, image_inputs, write_python_model
+from hpi_triton.ensembles.base import engine_call, image_inputs, write_python_model
 from hpi_triton.errors import BuildError, HpiTritonError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource, read_inference_yml
+from hpi_triton.generator.plan import ModelRequest
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.vision import vision_ops
 
@@ -62,8 +63,6 @@ class VisionPipeline:
         return f"{self.served_name}_{self.role}"
 
     def model_requests(self):
-        from hpi_triton.generator.build import ModelRequest
-
         path = Path(self.roles[self.role])
         # A uint8 label map leaves the engine model as uint8 already (integer label outputs
         # only: logits stay float and the post-processing model takes their argmax).

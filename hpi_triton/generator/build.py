@@ -8,7 +8,6 @@ temp dir beside ``--out`` and renamed into place only when every model succeeded
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -16,10 +15,9 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 from hpi_triton.errors import (
     BackendUnavailableError,
@@ -38,6 +36,18 @@ from hpi_triton.generator.cache import (
     package_versions,
 )
 from hpi_triton.generator.model_dir import ModelSource, load_model_dir
+from hpi_triton.generator.plan import (  # noqa: F401  (re-exported: the build's interface)
+    BuildOptions,
+    BuildProgress,
+    BuildReport,
+    CandidateReport,
+    CandidateStatus,
+    DynamicBatchingMode,
+    Hosting,
+    ModelReport,
+    ModelRequest,
+    RepositoryTransform,
+)
 from hpi_triton.generator.verify import (
     TOLERANCES,
     Reference,
@@ -45,7 +55,7 @@ from hpi_triton.generator.verify import (
     measure_latency,
 )
 from hpi_triton.python_backend import EntryPoint, engines, ship
-from hpi_triton.triton_models.backends import Backend, ConvertContext, Device, registry
+from hpi_triton.triton_models.backends import Backend, ConvertContext, registry
 from hpi_triton.triton_models.config import (
     DynamicBatching,
     InstanceGroup,
@@ -56,121 +66,18 @@ from hpi_triton.triton_models.config import (
 
 log = logging.getLogger("hpi_triton.build")
 
-HOSTINGS = ("python", "native")
+HOSTINGS = tuple(Hosting)
 # --dynamic-batching: auto batches engine models on GPUs only. On CPU a batched call costs
 # what its requests cost one by one (OpenVINO 1 thread: 1.76-1.84 ms per image at batch 1-8),
 # and the batcher's extra hand-off per request measured -3% to -7% img/s on the vision
 # ensembles (bench/RESULTS.md, session 8).
-DYNAMIC_BATCHING = ("auto", "on", "off")
+DYNAMIC_BATCHING = tuple(DynamicBatchingMode)
 # Fallback order when the first choice fails, fastest-first as usually seen on each device.
 FALLBACK_ORDER = {
     "cpu": ("openvino", "onnx_runtime", "paddle_infer"),
     "gpu": ("tensorrt", "paddle_tensorrt", "onnx_runtime", "paddle_infer", "openvino"),
 }
 DEFAULT_MAX_BATCH_SIZE = 8
-
-
-class BuildProgress:
-    """Where the long steps of a build are announced; this default shows nothing.
-
-    The CLI passes one that draws progress bars. ``step`` wraps one long step (a conversion
-    with its verification, a TensorRT engine build, a latency measurement).
-    """
-
-    def start(self, models: List[str]) -> None:
-        """The build begins; ``models`` will be built in this order."""
-
-    @contextlib.contextmanager
-    def step(self, model: str, what: str):
-        yield
-
-    def model_done(self, model: str, backend: str) -> None:
-        """``model`` is written with ``backend``."""
-
-    def finish(self) -> None:
-        """The build ended (written or failed)."""
-
-
-@dataclass
-class ModelRequest:
-    """One ``--model NAME=DIR`` with its optional ``--backend NAME=BACKEND``.
-
-    ``uint8_inputs`` (set by pipelines, by input position): inputs that a Python-hosted engine
-    model takes as uint8 and turns into the engine's float32 as ``x * alpha - offset`` per
-    channel (``[alpha per channel], [offset per channel]``), so a graph sends pixels instead of
-    four times as many float bytes. Native hostings keep the engine's own input.
-    ``uint8_outputs`` (by output position): integer outputs holding labels that a Python-hosted
-    engine model serves as uint8 (a request whose labels leave 0..255 fails, naming the fix);
-    float outputs and native hostings are left as the engine makes them."""
-
-    name: str
-    path: Path
-    backend: Optional[str] = None
-    uint8_inputs: Dict[int, Tuple[List[float], List[float]]] = field(default_factory=dict)
-    uint8_outputs: Tuple[int, ...] = ()
-
-
-@dataclass
-class BuildOptions:
-    """Settings of one build; defaults serve on the CPU with the Python-backend-only server."""
-
-    out: Path
-    device: Device = field(default_factory=Device)
-    precision: str = "fp32"
-    hosting: str = "python"
-    cache_dir: Optional[Path] = None
-    use_cache: bool = True
-    cpu_threads: int = 0
-    max_batch_size: Optional[int] = None
-    instances: int = 1
-    force: bool = False
-    # Engine models with max_batch_size > 1: auto (on for GPU devices, off on CPU), on, off.
-    dynamic_batching: str = "auto"
-    # The issuer's public.pem: a licensed repository (encrypted engines behind a gate).
-    license: Optional[Path] = None
-    progress: BuildProgress = field(default_factory=BuildProgress, repr=False)
-
-
-@dataclass
-class CandidateReport:
-    backend: str
-    status: str  # verified | failed | unavailable | not_applicable | skipped
-    reason: str = ""
-    max_relative_error: Optional[float] = None
-    latency_ms: Optional[float] = None
-    cache_hit: Optional[bool] = None
-    seconds: float = 0.0
-
-
-@dataclass
-class ModelReport:
-    name: str
-    source: str
-    model_name: str
-    format: str
-    backend: str = ""
-    selection: str = ""
-    hosting: str = ""
-    max_batch_size: int = 0
-    candidates: List[CandidateReport] = field(default_factory=list)
-    warnings: List[str] = field(default_factory=list)
-
-
-@dataclass
-class BuildReport:
-    out: str
-    device: str
-    precision: str
-    hosting: str
-    models: List[ModelReport] = field(default_factory=list)
-    pipelines: List[dict] = field(default_factory=list)
-    licensing: List[dict] = field(default_factory=list)
-    requirements: List[str] = field(default_factory=list)
-    seconds: float = 0.0
-    versions: Dict[str, Optional[str]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def build_repository(requests: List[ModelRequest], options: BuildOptions,
@@ -194,17 +101,8 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
     if clashes:
         raise BuildError(f"pipeline graph names must be unique in a repository; repeated: "
                          f"{clashes} (give each pipeline its own --name)")
-    public = None
-    if options.license is not None:
-        from hpi_triton.licensing.issuer import read_public
-
-        public = read_public(options.license)
-        if not pipelines or plain_models:
-            raise BuildError("--license applies to pipelines: build with --pipeline (every "
-                             "model of a licensed repository sits behind a pipeline's gate)")
-        if options.hosting != "python":
-            raise BuildError("--license needs --hosting python: licensed engines are "
-                             "decrypted in memory by Python-backend models")
+    for transform in options.transforms:
+        transform.check(plain_models, pipelines, options)
     out = Path(options.out).expanduser().resolve()
     if out.exists() and not options.force:
         raise BuildError(f"--out {out} already exists; pass --force to replace it or choose "
@@ -227,10 +125,9 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
         for pipeline in pipelines:
             with progress.step(pipeline.served_name, "write the pipeline graph"):
                 report.pipelines.append(pipeline.write(staging, sources, by_name))
-        if options.license is not None:
-            from hpi_triton.licensing.repository import protect
-
-            report.licensing = protect(staging, report.pipelines, public)
+        for transform in options.transforms:
+            with progress.step(transform.name, f"apply {transform.name}"):
+                report.transforms[transform.name] = transform.apply(staging, report)
         from hpi_triton.generator.requirements import (
             REQUIREMENTS_TXT,
             requirements_text,
@@ -238,8 +135,9 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
         )
 
         report.requirements = serving_requirements(
-            options.device.kind, [m.backend for m in report.models if m.hosting == "python"],
-            [p["pipeline"] for p in report.pipelines], options.license is not None)
+            options.device.kind, [m.backend for m in report.models if m.hosting == Hosting.PYTHON],
+            [p["pipeline"] for p in report.pipelines],
+            [name for t in options.transforms for name in t.requirements])
         (staging / REQUIREMENTS_TXT).write_text(requirements_text(report.requirements))
         report.seconds = round(time.perf_counter() - started, 2)
         from hpi_triton.generator.report import write_report
@@ -266,7 +164,8 @@ def _check_options(requests: List[ModelRequest], options: BuildOptions) -> None:
         if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
             raise BuildError(f"--model name {name!r}: use letters, digits, '-', '_' or '.'")
     if options.hosting not in HOSTINGS:
-        raise BuildError(f"--hosting {options.hosting!r}; expected one of {HOSTINGS}")
+        raise BuildError(f"--hosting {options.hosting!r}; expected one of "
+                         f"{tuple(str(h) for h in HOSTINGS)}")
     if options.precision not in TOLERANCES:
         raise BuildError(f"--precision {options.precision!r}; expected one of "
                          f"{sorted(TOLERANCES)}")
@@ -274,7 +173,7 @@ def _check_options(requests: List[ModelRequest], options: BuildOptions) -> None:
         raise BuildError(f"--instances {options.instances}; expected 1 or more")
     if options.dynamic_batching not in DYNAMIC_BATCHING:
         raise BuildError(f"--dynamic-batching {options.dynamic_batching!r}; expected one of "
-                         f"{DYNAMIC_BATCHING}")
+                         f"{tuple(str(d) for d in DYNAMIC_BATCHING)}")
     for request in requests:
         if request.backend:
             try:  # an unknown name raises here, listing the valid ones
@@ -347,7 +246,8 @@ class _ModelBuilder:
             return registry.canonical(name)
         except BackendUnavailableError as exc:
             self._warn(f"{origin} asks for {name!r}, but {exc}; falling back")
-            self.report.candidates.append(CandidateReport(name, "unavailable", str(exc)))
+            self.report.candidates.append(
+                CandidateReport(name, CandidateStatus.UNAVAILABLE, str(exc)))
             return None
         except UnknownBackendError as exc:
             if origin.startswith("Hpi"):
@@ -388,19 +288,18 @@ class _ModelBuilder:
         return self.report
 
     def _usable(self, backend: Backend) -> Optional[CandidateReport]:
-        if self.options.license is not None:
-            from hpi_triton.licensing.repository import LICENSED_BACKENDS
-
-            if backend.name not in LICENSED_BACKENDS:
-                return CandidateReport(backend.name, "not_applicable",
-                                       f"a licensed repository loads engines from memory: "
-                                       f"{', '.join(LICENSED_BACKENDS)}")
+        for transform in self.options.transforms:
+            allowed = transform.allowed_backends
+            if allowed is not None and backend.name not in allowed:
+                return CandidateReport(backend.name, CandidateStatus.NOT_APPLICABLE,
+                                       f"a repository with {transform.name} serves "
+                                       f"{', '.join(allowed)} only")
         reason = backend.not_applicable_reason(self.source)
         if reason:
-            return CandidateReport(backend.name, "not_applicable", reason)
+            return CandidateReport(backend.name, CandidateStatus.NOT_APPLICABLE, reason)
         reason = backend.unavailable_reason(self.options.device, self.options.precision)
         if reason:
-            return CandidateReport(backend.name, "unavailable", reason)
+            return CandidateReport(backend.name, CandidateStatus.UNAVAILABLE, reason)
         return None
 
     def _select_first_working(self, order: List[str], origin: str, requested: Optional[str]):
@@ -415,7 +314,8 @@ class _ModelBuilder:
             candidate, entry = self._artifact(backend)
             self.report.candidates.append(candidate)
             if entry is not None:
-                failed = [c.backend for c in self.report.candidates if c.status != "verified"]
+                failed = [c.backend for c in self.report.candidates
+                          if c.status != CandidateStatus.VERIFIED]
                 why = origin if name == requested else (
                     f"fallback for {origin} after {', '.join(failed)} could not be used")
                 return (backend, entry[0], entry[1]), why
@@ -494,10 +394,9 @@ class _ModelBuilder:
                                             f"{backend.name}: convert + verify"):
                 entry = self.cache.get_or_create(key, create)
         except (ConversionError, VerificationError) as exc:
-            status = "failed"
-            return CandidateReport(backend.name, status, str(exc),
+            return CandidateReport(backend.name, CandidateStatus.FAILED, str(exc),
                                    seconds=round(time.perf_counter() - started, 2)), None
-        candidate = CandidateReport(backend.name, "verified",
+        candidate = CandidateReport(backend.name, CandidateStatus.VERIFIED,
                                     max_relative_error=entry.meta["max_relative_error"],
                                     cache_hit=entry.hit,
                                     seconds=round(time.perf_counter() - started, 2))
@@ -547,13 +446,13 @@ class _ModelBuilder:
         for name in meta["files"]:
             _link_or_copy(entry_dir / name, version_dir / name)
         native = (backend.native_entry(meta["params"], self.ctx)
-                  if self.options.hosting == "native" else None)
-        if self.options.hosting == "native" and native is None:
+                  if self.options.hosting == Hosting.NATIVE else None)
+        if self.options.hosting == Hosting.NATIVE and native is None:
             self._warn(f"{backend.name} has no native Triton hosting for this model on "
                        f"{self.options.device} at {self.options.precision}; it is served by a "
                        f"Python-backend model")
         if native is None:
-            self.report.hosting = "python"
+            self.report.hosting = Hosting.PYTHON
             ship(version_dir, EntryPoint.ENGINE)
             parameters = self._runtime_params(meta["params"])
             parameters.pop("device", None)
@@ -604,9 +503,9 @@ class _ModelBuilder:
 
 def dynamic_batching_enabled(choice: str, device_kind: str, max_batch_size: int) -> bool:
     """Whether an engine model gets Triton's dynamic batcher (``--dynamic-batching``)."""
-    if max_batch_size <= 1 or choice == "off":
+    if max_batch_size <= 1 or choice == DynamicBatchingMode.OFF:
         return False
-    return choice == "on" or device_kind == "gpu"
+    return choice == DynamicBatchingMode.ON or device_kind == "gpu"
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

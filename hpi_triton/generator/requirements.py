@@ -34,7 +34,6 @@ PIPELINE_PACKAGES = {
 }
 ALWAYS = ("numpy",)
 WITH_PIPELINES = ("opencv-python-headless",)
-LICENSED = ("cryptography",)
 
 
 def installed_version(*names: str) -> Optional[Tuple[str, str]]:
@@ -46,14 +45,14 @@ def installed_version(*names: str) -> Optional[Tuple[str, str]]:
 
 
 def serving_requirements(device: str, python_hosted: Sequence[str], pipelines: Sequence[str],
-                         licensed: bool) -> List[str]:
+                         extra: Sequence[str] = ()) -> List[str]:
     """Requirement lines, pinned to the versions installed here (the ones verified).
 
     Args:
         device: ``cpu`` or ``gpu``.
         python_hosted: Backends of the models hosted in Python-backend models.
         pipelines: Pipeline kinds (``OCR``, ...) of the repository's graphs.
-        licensed: Whether the repository is licensed (certificates need cryptography).
+        extra: Packages the repository's transforms add (licensing: cryptography).
     """
     groups: List[Tuple[str, ...]] = [(name,) for name in ALWAYS]
     for backend in dict.fromkeys(python_hosted):
@@ -62,8 +61,7 @@ def serving_requirements(device: str, python_hosted: Sequence[str], pipelines: S
         groups += [(name,) for name in WITH_PIPELINES]
     for pipeline in dict.fromkeys(pipelines):
         groups += [(name,) for name in PIPELINE_PACKAGES.get(pipeline, ())]
-    if licensed:
-        groups += [(name,) for name in LICENSED]
+    groups += [(name,) for name in extra]
     lines = []
     for group in dict.fromkeys(groups):
         found = installed_version(*group)

@@ -13,12 +13,40 @@ from pathlib import Path
 from typing import Dict, List
 
 from hpi_triton.errors import BuildError
-from hpi_triton.licensing.issuer import IssuerPublic
+from hpi_triton.generator.plan import RepositoryTransform
+from hpi_triton.licensing.issuer import IssuerPublic, read_public
 from hpi_triton.python_backend.engines import FROM_MEMORY
 from hpi_triton.python_backend.licensing import certificate, content
 
 # Backends whose engines load from memory (what a licensed repository may serve).
 LICENSED_BACKENDS = ("onnx_runtime", "openvino")
+
+
+class LicenseTransform(RepositoryTransform):
+    """``hpi-triton build --license public.pem``: the build hands this to itself as a
+    repository transform (see :class:`~hpi_triton.generator.plan.RepositoryTransform`).
+
+    Raises:
+        LicensingError: ``public_pem`` is not the issuer's readable public.pem.
+    """
+
+    name = "license"
+    allowed_backends = LICENSED_BACKENDS
+    requirements = ("cryptography",)  # certificates and content keys
+
+    def __init__(self, public_pem: Path):
+        self.public = read_public(public_pem)
+
+    def check(self, plain_models, pipelines, options) -> None:
+        if not pipelines or plain_models:
+            raise BuildError("--license applies to pipelines: build with --pipeline (every "
+                             "model of a licensed repository sits behind a pipeline's gate)")
+        if options.hosting != "python":
+            raise BuildError("--license needs --hosting python: licensed engines are "
+                             "decrypted in memory by Python-backend models")
+
+    def apply(self, staging: Path, report) -> List[Dict]:
+        return protect(staging, report.pipelines, self.public)
 
 
 def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dict]:

@@ -18,6 +18,7 @@ from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import BuildError, InferError, ServiceUnavailableError
 from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
 from hpi_triton.licensing.issuer import BindingStore, Issuer, keygen
+from hpi_triton.licensing.repository import LicenseTransform
 from hpi_triton.licensing.service import ActivationServer, request_json
 from hpi_triton.python_backend.licensing import fingerprint as fp
 from hpi_triton.server import TritonServer
@@ -51,8 +52,9 @@ def licensed_repo(vendor, wheel_models, shared_cache_dir, tmp_path_factory):
     spec = pipeline_spec("OCR", {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
                                  "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]})
     repo = tmp_path_factory.mktemp("licensed") / "repo"
-    report = build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir,
-                                               license=vendor.folder / "public.pem"), [spec])
+    report = build_repository([], BuildOptions(
+        out=repo, cache_dir=shared_cache_dir,
+        transforms=[LicenseTransform(vendor.folder / "public.pem")]), [spec])
     return repo, report
 
 
@@ -172,8 +174,9 @@ def test_licensed_vision_ensemble(vendor, shared_cache_dir, tmp_path):
     model = wm.model_dir("PP-LCNet_x1_0_doc_ori_onnx", shared_cache_dir / "models")
     spec = pipeline_spec("image_classification", {"ImageClassification": model})
     repo = tmp_path / "repo"
-    report = build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir,
-                                               license=vendor.folder / "public.pem"), [spec])
+    report = build_repository([], BuildOptions(
+        out=repo, cache_dir=shared_cache_dir,
+        transforms=[LicenseTransform(vendor.folder / "public.pem")]), [spec])
     (done,) = report.licensing
     assert done["gate"] == "image_classification_license"
     assert (repo / "image_classification_preprocess" / "1" / "license.json").is_file()
@@ -197,9 +200,11 @@ def test_licensed_vision_ensemble(vendor, shared_cache_dir, tmp_path):
 def test_license_build_errors(vendor, wheel_models, tmp_path):
     with pytest.raises(BuildError, match="--license applies to pipelines"):
         build_repository([ModelRequest("det", wheel_models["PP-OCRv4_mobile_det"])],
-                         BuildOptions(out=tmp_path / "r", license=vendor.folder / "public.pem"))
+                         BuildOptions(out=tmp_path / "r", transforms=[
+                             LicenseTransform(vendor.folder / "public.pem")]))
     with pytest.raises(Exception, match="public.pem"):
-        build_repository([], BuildOptions(out=tmp_path / "r", license=tmp_path / "nope.pem"),
+        build_repository([], BuildOptions(out=tmp_path / "r",
+                                          transforms=[LicenseTransform(tmp_path / "nope.pem")]),
                          [pipeline_spec("OCR", {
                              "TextDetection": wheel_models["PP-OCRv4_mobile_det"],
                              "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]})])

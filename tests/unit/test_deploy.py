@@ -296,14 +296,14 @@ def test_requirements_pin_the_installed_engines():
     from hpi_triton.generator.requirements import installed_version, serving_requirements
 
     lines = serving_requirements("cpu", ["openvino", "onnx_runtime", "openvino"], ["OCR"],
-                                 licensed=True)
+                                 extra=["cryptography"])
     assert lines == [f"numpy=={version('numpy')}", f"openvino=={version('openvino')}",
                      f"onnxruntime=={version('onnxruntime')}",
                      f"opencv-python-headless=={version('opencv-python-headless')}",
                      f"pyclipper=={version('pyclipper')}",
                      f"cryptography=={version('cryptography')}"]
     # Natively hosted models need no package; a GPU engine not installed here stays unpinned.
-    assert serving_requirements("gpu", ["tensorrt"], [], licensed=False)[1:] == [
+    assert serving_requirements("gpu", ["tensorrt"], [])[1:] == [
         "tensorrt", "cuda-python" if not installed_version("cuda-python") else
         f"cuda-python=={version('cuda-python')}"]
 

@@ -1,0 +1,182 @@
+"""The plan of a build and what it reports: requests, options, progress, reports, and the
+repository transforms a build is handed. A leaf module: the pipelines, the CLI and licensing
+build these objects; the build consumes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from hpi_triton.triton_models.backends.base import Device
+
+
+class Choice(str, Enum):
+    """A closed set of option values: equal to, printed and serialised as its string
+    (``enum.StrEnum`` needs Python 3.11)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Hosting(Choice):
+    """Where an engine runs inside tritonserver (``--hosting``)."""
+
+    PYTHON = "python"  # every engine in a Python-backend model: any tritonserver serves it
+    NATIVE = "native"  # Triton's own ONNX Runtime / OpenVINO / TensorRT backends
+
+
+class DynamicBatchingMode(Choice):
+    """Triton's dynamic batcher on engine models with max_batch_size > 1
+    (``--dynamic-batching``): AUTO is on for GPU devices only."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+class CandidateStatus(Choice):
+    """What became of one candidate backend of a model."""
+
+    VERIFIED = "verified"
+    FAILED = "failed"  # converted, but conversion or verification failed
+    UNAVAILABLE = "unavailable"  # not installed / no device here
+    NOT_APPLICABLE = "not_applicable"  # cannot take this model (format, licence, ...)
+    SKIPPED = "skipped"
+
+
+class RepositoryTransform:
+    """A change applied to the staged repository once every model and graph is written,
+    before it is moved into place: handed to the build in :attr:`BuildOptions.transforms`,
+    so the build imports none of them (licensing is one:
+    :class:`hpi_triton.licensing.repository.LicenseTransform`)."""
+
+    #: Its key in :attr:`BuildReport.transforms`.
+    name = "transform"
+    #: Backends a repository so transformed can serve (``None``: any).
+    allowed_backends: Optional[Tuple[str, ...]] = None
+    #: Python packages its served models then import besides the engines' (by name).
+    requirements: Tuple[str, ...] = ()
+
+    def check(self, plain_models: Sequence[str], pipelines: Sequence,
+              options: BuildOptions) -> None:
+        """Refuse (``BuildError``) a build this transform cannot apply to, before any work."""
+
+    def apply(self, staging: Path, report: BuildReport) -> List[dict]:
+        """Transform ``staging``; what was done, for the report."""
+        raise NotImplementedError
+
+
+class BuildProgress:
+    """Where the long steps of a build are announced; this default shows nothing.
+
+    The CLI passes one that draws progress bars. ``step`` wraps one long step (a conversion
+    with its verification, a TensorRT engine build, a latency measurement).
+    """
+
+    def start(self, models: List[str]) -> None:
+        """The build begins; ``models`` will be built in this order."""
+
+    @contextlib.contextmanager
+    def step(self, model: str, what: str):
+        yield
+
+    def model_done(self, model: str, backend: str) -> None:
+        """``model`` is written with ``backend``."""
+
+    def finish(self) -> None:
+        """The build ended (written or failed)."""
+
+
+@dataclass
+class ModelRequest:
+    """One ``--model NAME=DIR`` with its optional ``--backend NAME=BACKEND``.
+
+    ``uint8_inputs`` (set by pipelines, by input position): inputs that a Python-hosted engine
+    model takes as uint8 and turns into the engine's float32 as ``x * alpha - offset`` per
+    channel (``[alpha per channel], [offset per channel]``), so a graph sends pixels instead of
+    four times as many float bytes. Native hostings keep the engine's own input.
+    ``uint8_outputs`` (by output position): integer outputs holding labels that a Python-hosted
+    engine model serves as uint8 (a request whose labels leave 0..255 fails, naming the fix);
+    float outputs and native hostings are left as the engine makes them."""
+
+    name: str
+    path: Path
+    backend: Optional[str] = None
+    uint8_inputs: Dict[int, Tuple[List[float], List[float]]] = field(default_factory=dict)
+    uint8_outputs: Tuple[int, ...] = ()
+
+
+@dataclass
+class BuildOptions:
+    """Settings of one build; defaults serve on the CPU with the Python-backend-only server."""
+
+    out: Path
+    device: Device = field(default_factory=Device)
+    precision: str = "fp32"
+    hosting: Hosting = Hosting.PYTHON
+    cache_dir: Optional[Path] = None
+    use_cache: bool = True
+    cpu_threads: int = 0
+    max_batch_size: Optional[int] = None
+    instances: int = 1
+    force: bool = False
+    # Engine models with max_batch_size > 1: auto (on for GPU devices, off on CPU), on, off.
+    dynamic_batching: DynamicBatchingMode = DynamicBatchingMode.AUTO
+    # Applied to the staged repository in order (e.g. licensing: encrypted engines behind a
+    # gate, hpi_triton.licensing.repository.LicenseTransform).
+    transforms: List[RepositoryTransform] = field(default_factory=list)
+    progress: BuildProgress = field(default_factory=BuildProgress, repr=False)
+
+
+@dataclass
+class CandidateReport:
+    backend: str
+    status: CandidateStatus
+    reason: str = ""
+    max_relative_error: Optional[float] = None
+    latency_ms: Optional[float] = None
+    cache_hit: Optional[bool] = None
+    seconds: float = 0.0
+
+
+@dataclass
+class ModelReport:
+    name: str
+    source: str
+    model_name: str
+    format: str
+    backend: str = ""
+    selection: str = ""
+    hosting: str = ""
+    max_batch_size: int = 0
+    candidates: List[CandidateReport] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+
+
+@dataclass
+class BuildReport:
+    out: str
+    device: str
+    precision: str
+    hosting: str
+    models: List[ModelReport] = field(default_factory=list)
+    pipelines: List[dict] = field(default_factory=list)
+    transforms: Dict[str, List[dict]] = field(default_factory=dict)
+    requirements: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+    versions: Dict[str, Optional[str]] = field(default_factory=dict)
+
+    @property
+    def licensing(self) -> List[dict]:
+        """What licensing did per pipeline (empty for an unlicensed repository)."""
+        return self.transforms.get("license", [])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
