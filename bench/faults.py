@@ -32,14 +32,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hpi_triton import Client  # noqa: E402
+from hpi_triton import Client, wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.errors import (  # noqa: E402
     InferError,
     InvalidRequestError,
     ServiceUnavailableError,
 )
-from hpi_triton.generator import wheel_models  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
 from hpi_triton.server import TritonServer, server_memory, stub_processes  # noqa: E402
 from tests.ocr_dataset import make_pages  # noqa: E402

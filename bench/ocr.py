@@ -27,9 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.load import closed_loop, model_stats, percentiles  # noqa: E402
-from hpi_triton import Client  # noqa: E402
+from hpi_triton import Client, wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
-from hpi_triton.generator import wheel_models  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
 from hpi_triton.server import TritonServer  # noqa: E402
 from tests.ocr_dataset import cer, make_pages  # noqa: E402

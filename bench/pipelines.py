@@ -43,9 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.load import closed_loop  # noqa: E402
-from hpi_triton import Client  # noqa: E402
+from hpi_triton import Client, wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
-from hpi_triton.generator import wheel_models  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
 from hpi_triton.python_backend import engines  # noqa: E402
 from hpi_triton.python_backend.documents import doc_ops, table_pipeline  # noqa: E402

