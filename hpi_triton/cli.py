@@ -11,8 +11,9 @@ from typing import List, Optional
 import numpy as np
 import typer
 
-from hpi_triton.errors import BuildError, HpiTritonError, InferError
+from hpi_triton.errors import HpiTritonError, InferError
 from hpi_triton.licensing.cli import license_app
+from hpi_triton.routing import pairs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="PaddleX models → verified Triton Inference Server model repositories.")
@@ -22,16 +23,6 @@ app.add_typer(license_app, name="license")
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
     raise typer.Exit(2)
-
-
-def _pairs(values: List[str], option: str) -> List[tuple]:
-    pairs = []
-    for value in values:
-        key, sep, rest = value.partition("=")
-        if not sep or not key or not rest:
-            raise BuildError(f"{option} {value!r}; expected NAME=VALUE")
-        pairs.append((key, rest))
-    return pairs
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -80,32 +71,13 @@ def build(
 ) -> None:
     """Convert, verify and write a Triton model repository."""
     _setup_logging(verbose)
-    from hpi_triton.ensembles import load_pipeline_config, pipeline_spec
-    from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
+    from hpi_triton.generator.build import BuildOptions, build_repository
+    from hpi_triton.routing import route_build
     from hpi_triton.triton_models.backends import Device
 
     try:
-        backends = dict(_pairs(backend, "--backend"))
-        pipelines = []
-        if pipeline_config is not None or pipeline is not None:
-            # --model gives ROLE=DIR here, over the YAML's model_dir where both are given.
-            kind, roles, params = pipeline, {}, {}
-            if pipeline_config is not None:
-                spec = load_pipeline_config(pipeline_config)
-                kind, roles, params = spec.name, dict(spec.roles), dict(spec.params)
-            roles.update({k: Path(v) for k, v in _pairs(model, "--model")})
-            params.update(_pairs(param, "--param"))
-            role_backends = {r: backends.pop(r) for r in list(backends) if r in roles}
-            pipelines = [pipeline_spec(kind, roles, params, role_backends,
-                                       instances=pipeline_instances, served_name=name)]
-            model = []
-        elif param or name:
-            raise BuildError("--param and --name apply to a pipeline; use them with --pipeline")
-        requests = [ModelRequest(name, Path(path), backends.pop(name, None))
-                    for name, path in _pairs(model, "--model")]
-        if backends:
-            raise BuildError(f"--backend names models not given with --model: "
-                             f"{sorted(backends)}")
+        requests, pipelines = route_build(model, backend, param, pipeline, pipeline_config,
+                                          name, pipeline_instances)
         options = BuildOptions(out=out, device=Device.parse(device), precision=precision,
                                hosting=hosting, cache_dir=cache_dir, use_cache=not no_cache,
                                cpu_threads=cpu_threads, max_batch_size=max_batch_size or None,
@@ -287,7 +259,7 @@ def infer(
     if pipeline is not None:
         try:
             client = Client(url, protocol)
-            params = dict(_pairs(param, "--param"))
+            params = dict(pairs(param, "--param"))
         except HpiTritonError as exc:
             _fail(exc)
         if not images:
@@ -306,7 +278,7 @@ def infer(
         raise typer.Exit(2 if failed else 0)
     try:
         arrays = {}
-        for name, path in _pairs(input, "--input"):
+        for name, path in pairs(input, "--input"):
             try:
                 arrays[name] = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as exc:
@@ -379,7 +351,7 @@ def bench(
                                  inputs=collect_inputs(input),
                                  concurrency=parse_levels(concurrency), duration=duration,
                                  warmup=warmup, protocol=protocol,
-                                 params=dict(_pairs(param, "--param")))
+                                 params=dict(pairs(param, "--param")))
         tasks = {}
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.fields[done]} requests"), TimeRemainingColumn(),
