@@ -58,66 +58,70 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
 
 
+class _ActivationHandler(BaseHTTPRequestHandler):
+    """One HTTP request to the activation service; ``service`` is set per server."""
+
+    service: ActivationServer
+
+    def log_message(self, fmt, *args):  # quiet; the CLI prints its own line
+        pass
+
+    def _send(self, status: int, body: Dict):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _limited(self) -> bool:
+        if self.service.limiter.allow(self.client_address[0]):
+            return False
+        self._send(429, {"error": "too many requests; retry in a second"})
+        return True
+
+    def do_GET(self):
+        if self._limited():
+            return
+        if self.path == "/v1/health":
+            self._send(200, {"status": "ok"})
+        elif self.path == "/v1/revocations":
+            self._send(200, self.service.issuer.revocation_list(self.service.store.revoked()))
+        else:
+            self._send(404, {"error": f"no endpoint {self.path}"})
+
+    def do_POST(self):
+        if self._limited():
+            return
+        if self.path != "/v1/activate":
+            self._send(404, {"error": f"no endpoint {self.path}"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            self._send(413, {"error": f"body must be 0..{MAX_BODY} bytes"})
+            return
+        try:
+            request = json.loads(self.rfile.read(length) or b"null")
+            self._send(200, activate(self.service.issuer, self.service.store, request))
+        except ValueError as exc:
+            self._send(400, {"error": f"body is not JSON: {exc}"})
+        except LicensingError as exc:
+            self._send(_status_for(str(exc)), {"error": str(exc)})
+
+
 class ActivationServer:
     """The service bound to ``host:port`` (port 0: any free port); ``start`` / ``stop``, or
     ``serve_forever`` for the CLI."""
 
     def __init__(self, issuer: Issuer, store: BindingStore, host: str = "0.0.0.0",
                  port: int = 8470, rate: float = 20.0, burst: int = 100):
-        service = self
         self.issuer, self.store = issuer, store
         self.limiter = RateLimiter(rate, burst)
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, fmt, *args):  # quiet; the CLI prints its own line
-                pass
-
-            def _send(self, status: int, body: Dict):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _limited(self) -> bool:
-                if service.limiter.allow(self.client_address[0]):
-                    return False
-                self._send(429, {"error": "too many requests; retry in a second"})
-                return True
-
-            def do_GET(self):
-                if self._limited():
-                    return
-                if self.path == "/v1/health":
-                    self._send(200, {"status": "ok"})
-                elif self.path == "/v1/revocations":
-                    self._send(200, service.issuer.revocation_list(service.store.revoked()))
-                else:
-                    self._send(404, {"error": f"no endpoint {self.path}"})
-
-            def do_POST(self):
-                if self._limited():
-                    return
-                if self.path != "/v1/activate":
-                    self._send(404, {"error": f"no endpoint {self.path}"})
-                    return
-                try:
-                    length = int(self.headers.get("Content-Length", "0"))
-                except ValueError:
-                    length = -1
-                if length < 0 or length > MAX_BODY:
-                    self._send(413, {"error": f"body must be 0..{MAX_BODY} bytes"})
-                    return
-                try:
-                    request = json.loads(self.rfile.read(length) or b"null")
-                    self._send(200, activate(service.issuer, service.store, request))
-                except ValueError as exc:
-                    self._send(400, {"error": f"body is not JSON: {exc}"})
-                except LicensingError as exc:
-                    self._send(_status_for(str(exc)), {"error": str(exc)})
-
-        self.httpd = _Server((host, port), Handler)
+        handler = type("Handler", (_ActivationHandler,), {"service": self})
+        self.httpd = _Server((host, port), handler)
         self.httpd.daemon_threads = True
         self._thread: Optional[threading.Thread] = None
 
