@@ -41,7 +41,7 @@ from hpi_triton.errors import (  # noqa: E402
 )
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
 from hpi_triton.server import TritonServer, server_memory, stub_processes  # noqa: E402
-from tests.ocr_dataset import make_pages  # noqa: E402
+from tests.support.ocr_dataset import make_pages  # noqa: E402
 
 
 def _png(image) -> bytes:

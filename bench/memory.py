@@ -34,7 +34,7 @@ from hpi_triton import Client, wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
 from hpi_triton.server import TritonServer, server_memory  # noqa: E402
-from tests.ocr_dataset import make_pages  # noqa: E402
+from tests.support.ocr_dataset import make_pages  # noqa: E402
 
 
 def _png(image) -> bytes:

@@ -52,10 +52,10 @@ from hpi_triton.python_backend.ocr import ocr_pipeline  # noqa: E402
 from hpi_triton.python_backend.vision import vision_ops  # noqa: E402
 from hpi_triton.server import TritonServer  # noqa: E402
 from hpi_triton.triton_models.config import read_pbtxt  # noqa: E402
-from tests.families import family_model_dirs, scene, uvdoc_model_dir  # noqa: E402
-from tests.ocr_dataset import make_layout_page, make_pages  # noqa: E402
-from tests.seal_dataset import make_seal  # noqa: E402
-from tests.table_dataset import make_table  # noqa: E402
+from tests.support.families import family_model_dirs, scene, uvdoc_model_dir  # noqa: E402
+from tests.support.ocr_dataset import make_layout_page, make_pages  # noqa: E402
+from tests.support.seal_dataset import make_seal  # noqa: E402
+from tests.support.table_dataset import make_table  # noqa: E402
 
 # Engines reach their steady speed after a few runs (allocations, OpenVINO/oneDNN kernels).
 WARMUP = 4

@@ -22,8 +22,8 @@ from hpi_triton.generator.verify import reference_params
 from hpi_triton.python_backend import engines
 from hpi_triton.python_backend.documents import doc_ops
 from hpi_triton.server import TritonServer
-from tests.families import uvdoc_model_dir
-from tests.ocr_dataset import cer, make_pages
+from tests.support.families import uvdoc_model_dir
+from tests.support.ocr_dataset import cer, make_pages
 
 pytestmark = pytest.mark.functional
 

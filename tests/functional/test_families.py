@@ -24,7 +24,7 @@ from hpi_triton.generator.model_dir import load_model_dir
 from hpi_triton.generator.verify import reference_runner
 from hpi_triton.python_backend.vision import vision_ops
 from hpi_triton.server import TritonServer
-from tests.families import FAMILIES, family_model_dirs, scene
+from tests.support.families import FAMILIES, family_model_dirs, scene
 
 pytestmark = pytest.mark.functional
 

@@ -23,7 +23,7 @@ from hpi_triton.licensing.service import ActivationServer, request_json
 from hpi_triton.python_backend.licensing import fingerprint as fp
 from hpi_triton.server import TritonServer
 from tests.functional.test_licensing import fake_device
-from tests.ocr_dataset import make_pages
+from tests.support.ocr_dataset import make_pages
 
 pytestmark = pytest.mark.functional
 

@@ -23,7 +23,7 @@ from hpi_triton.python_backend import engines
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.server import TritonServer
 from hpi_triton.triton_models.config import read_pbtxt
-from tests.ocr_dataset import cer, has_cjk_font, make_pages
+from tests.support.ocr_dataset import cer, has_cjk_font, make_pages
 
 pytestmark = pytest.mark.functional
 

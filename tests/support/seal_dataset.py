@@ -16,7 +16,7 @@ from typing import List
 
 import numpy as np
 
-from tests.ocr_dataset import CJK_FONT, LATIN_FONTS, font_path
+from tests.support.ocr_dataset import CJK_FONT, LATIN_FONTS, font_path
 
 CJK_NAMES = ["北京星河科技有限公司", "上海海川贸易有限公司", "深圳明远电子有限公司",
              "杭州云帆信息技术有限公司", "广州华南物流有限公司", "成都天府文化传媒有限公司"]
@@ -88,7 +88,7 @@ def make_seals(count: int = 6, seed: int = 0, size: int = 400) -> List[Seal]:
 def make_seal_page(seed: int = 0) -> tuple:
     """A white page with two paragraphs and a seal stamped at the lower right: (BGR page,
     seal, the seal's box [x1, y1, x2, y2])."""
-    from tests.ocr_dataset import make_layout_page
+    from tests.support.ocr_dataset import make_layout_page
 
     page = make_layout_page(seed).copy()
     seal = make_seal(seed, size=300)

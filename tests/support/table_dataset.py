@@ -16,7 +16,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from tests.ocr_dataset import LATIN_FONTS, font_path
+from tests.support.ocr_dataset import LATIN_FONTS, font_path
 
 WORDS = ["Apple", "Pear", "Plum", "Total", "Item", "Qty", "Price", "North", "South", "East",
          "West", "Q1", "Q2", "Q3", "Q4", "Tax", "Net", "Gross", "Units", "Name", "Code"]

@@ -1,6 +1,6 @@
 """One PaddleX model dir per model family of the supported-models table (random weights).
 
-Each family gets a network from :mod:`tests.family_nets` (the real ``paddle.vision``
+Each family gets a network from :mod:`tests.support.family_nets` (the real ``paddle.vision``
 architecture where Paddle ships it, else a small network of the family's characteristic blocks
 with the family's exact export inputs/outputs) and the ``inference.yml`` PaddleX writes for that
 family's reference model (PaddleClas / PaddleDetection / PaddleSeg export of the PaddleX configs:
