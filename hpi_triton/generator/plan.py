@@ -6,6 +6,7 @@ build these objects; the build consumes them.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -158,6 +159,11 @@ class ModelReport:
     max_batch_size: int = 0
     candidates: List[CandidateReport] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        """Note a fallback or a hosting change in the report and the build log."""
+        self.warnings.append(message)
+        logging.getLogger("hpi_triton.build").warning(message)
 
 
 @dataclass

@@ -1,0 +1,140 @@
+"""Stage 1 of a build: which backend serves a model. ``--backend`` > ``Hpi.selected_backends``
+> measured (every usable backend converted, verified and timed; the fastest wins); a choice
+that fails falls back in :data:`FALLBACK_ORDER`, with every candidate and reason in the
+model's report."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from hpi_triton.errors import (
+    BackendUnavailableError,
+    InferenceConfigError,
+    NoUsableBackendError,
+    UnknownBackendError,
+)
+from hpi_triton.generator.artifacts import ModelArtifacts
+from hpi_triton.generator.plan import CandidateReport, CandidateStatus, ModelReport, ModelRequest
+from hpi_triton.triton_models.backends import Backend, registry
+
+# Fallback order when the first choice fails, fastest-first as usually seen on each device.
+FALLBACK_ORDER = {
+    "cpu": ("openvino", "onnx_runtime", "paddle_infer"),
+    "gpu": ("tensorrt", "paddle_tensorrt", "onnx_runtime", "paddle_infer", "openvino"),
+}
+
+
+class BackendSelection:
+    """Chooses the backend of ``request`` among the candidates ``artifacts`` can make."""
+
+    def __init__(self, request: ModelRequest, artifacts: ModelArtifacts, report: ModelReport):
+        self.request = request
+        self.artifacts = artifacts
+        self.source = artifacts.source
+        self.options = artifacts.options
+        self.report = report
+
+    def choose(self):
+        """((backend, artifact dir, artifact meta), why) of the served backend.
+
+        Raises:
+            NoUsableBackendError: every candidate failed to convert or verify.
+        """
+        order, origin, requested = self._order()
+        if order is None:
+            return self._select_measured()
+        return self._select_first_working(order, origin, requested)
+
+    def _resolve(self, name: str, origin: str) -> Optional[str]:
+        """Canonical backend name; unknown names are errors, missing packages a fallback."""
+        try:
+            return registry.canonical(name)
+        except BackendUnavailableError as exc:
+            self.report.warn(f"{origin} asks for {name!r}, but {exc}; falling back")
+            self.report.candidates.append(
+                CandidateReport(name, CandidateStatus.UNAVAILABLE, str(exc)))
+            return None
+        except UnknownBackendError as exc:
+            if origin.startswith("Hpi"):
+                raise InferenceConfigError(f"{self.source.path / 'inference.yml'}: field "
+                                           f"'{origin}': {exc}") from exc
+            raise
+
+    def _order(self):
+        device = self.options.device.kind
+        fallbacks = [b for b in FALLBACK_ORDER[device] if b in registry.names()]
+        if self.request.backend:
+            origin = f"--backend {self.request.name}={self.request.backend}"
+            first = self._resolve(self.request.backend, origin)
+        elif self.source.selected_backends.get(device):
+            origin = f"Hpi.selected_backends.{device}"
+            first = self._resolve(self.source.selected_backends[device], origin)
+        else:
+            return None, "measured", None
+        order = ([first] if first else []) + [b for b in fallbacks if b != first]
+        return order, origin, first
+
+    def _usable(self, backend: Backend) -> Optional[CandidateReport]:
+        for transform in self.options.transforms:
+            allowed = transform.allowed_backends
+            if allowed is not None and backend.name not in allowed:
+                return CandidateReport(backend.name, CandidateStatus.NOT_APPLICABLE,
+                                       f"a repository with {transform.name} serves "
+                                       f"{', '.join(allowed)} only")
+        reason = backend.not_applicable_reason(self.source)
+        if reason:
+            return CandidateReport(backend.name, CandidateStatus.NOT_APPLICABLE, reason)
+        reason = backend.unavailable_reason(self.options.device, self.options.precision)
+        if reason:
+            return CandidateReport(backend.name, CandidateStatus.UNAVAILABLE, reason)
+        return None
+
+    def _select_first_working(self, order: List[str], origin: str, requested: Optional[str]):
+        for name in order:
+            backend = registry.get(name)
+            skipped = self._usable(backend)
+            if skipped:
+                self.report.candidates.append(skipped)
+                if name == requested:
+                    self.report.warn(f"{origin} asks for {name}, but {skipped.reason}; "
+                                     f"falling back")
+                continue
+            candidate, entry = self.artifacts.make(backend)
+            self.report.candidates.append(candidate)
+            if entry is not None:
+                failed = [c.backend for c in self.report.candidates
+                          if c.status != CandidateStatus.VERIFIED]
+                why = origin if name == requested else (
+                    f"fallback for {origin} after {', '.join(failed)} could not be used")
+                return (backend, entry[0], entry[1]), why
+            self.report.warn(f"{name} failed for model {self.request.name!r}: {candidate.reason}; "
+                       f"trying the next backend")
+        raise NoUsableBackendError(self._no_backend_message())
+
+    def _select_measured(self):
+        verified = []
+        for name in registry.names():
+            backend = registry.get(name)
+            skipped = self._usable(backend)
+            if skipped:
+                self.report.candidates.append(skipped)
+                continue
+            candidate, entry = self.artifacts.make(backend)
+            self.report.candidates.append(candidate)
+            if entry is None:
+                self.report.warn(f"{name} failed for model {self.request.name!r}: "
+                                 f"{candidate.reason}")
+                continue
+            candidate.latency_ms = self.artifacts.measure(backend, entry[0], entry[1])
+            verified.append((candidate.latency_ms, backend, entry))
+        if not verified:
+            raise NoUsableBackendError(self._no_backend_message())
+        verified.sort(key=lambda item: item[0])
+        timings = ", ".join(f"{b.name} {ms:.2f} ms" for ms, b, _ in verified)
+        _, backend, entry = verified[0]
+        return (backend, entry[0], entry[1]), f"measured fastest at batch 1: {timings}"
+
+    def _no_backend_message(self) -> str:
+        lines = [f"  {c.backend}: {c.status}: {c.reason}" for c in self.report.candidates]
+        return (f"model {self.request.name!r} ({self.source.path}): no backend converted and "
+                f"verified on {self.options.device}:\n" + "\n".join(lines))
