@@ -20,6 +20,10 @@ _LIBC = None
 #: hand their memory back afterwards; settable per model (``release_memory_above_mb``).
 DEFAULT_RELEASE_ABOVE_MB = 32
 
+#: Engine calls with more input bytes than this are followed by a fresh engine (an input of
+#: 128 MB is a 3.3k x 3.3k float32 image); settable per model (``reload_engine_above_mb``).
+DEFAULT_RELOAD_ABOVE_MB = 128
+
 
 class StubEnvironmentError(RuntimeError):
     """The stub's Python environment cannot carry tensors correctly."""
