@@ -267,6 +267,8 @@ def run_bench(settings: BenchSettings,
 
 
 def summary(settings: BenchSettings, results: List[LevelResult]) -> dict:
+    """The run as one JSON-ready dict: its settings and, per level, throughput, latencies,
+    errors and where the time went."""
     return {"url": settings.url, "pipeline": settings.pipeline, "protocol": settings.protocol,
             "inputs": [str(p) for p in settings.inputs], "duration_s": settings.duration,
             "warmup_s": settings.warmup, "params": settings.params,

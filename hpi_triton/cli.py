@@ -467,6 +467,7 @@ def _demo_image() -> np.ndarray:
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    """Run the ``hpi-triton`` command line."""
     app()
 
 

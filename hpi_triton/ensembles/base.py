@@ -14,6 +14,7 @@ from hpi_triton.generator.plan import ModelRequest
 
 # The inputs every pipeline takes: encoded bytes or a decoded BGR HxWx3 array, one of them.
 def image_inputs():
+    """The inputs every pipeline takes: encoded bytes or a decoded BGR HxWx3 array, one of them."""
     from hpi_triton.triton_models.config import TensorConfig
 
     return [TensorConfig("image", "uint8", [-1], optional=True),

@@ -60,6 +60,7 @@ def run_isolated(target: str, kwargs: dict, what: str, timeout: float = 1800) ->
 
 
 def main() -> None:
+    """The isolated child process: call ``module:function`` (argv 1) with JSON kwargs (argv 2)."""
     target, kwargs = sys.argv[1], json.loads(sys.argv[2])
     module_name, function_name = target.split(":")
     getattr(importlib.import_module(module_name), function_name)(**kwargs)

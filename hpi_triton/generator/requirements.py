@@ -73,6 +73,7 @@ def serving_requirements(device: str, python_hosted: Sequence[str], pipelines: S
 
 
 def requirements_text(lines: Sequence[str]) -> str:
+    """``requirements.txt`` for a repository: a header saying what it is, then ``lines``."""
     header = ("# Python packages this repository's Python-backend models import, at the "
               "versions\n# 'hpi-triton build' verified with. deploy/docker/Dockerfile.* install "
               "this file.\n")

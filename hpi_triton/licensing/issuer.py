@@ -59,6 +59,7 @@ def _write_secret(path: Path, data: bytes) -> None:
 
 
 def public_pem(key, seed: bytes) -> str:
+    """The issuer's public.pem text: its signing key and one content public key per pipeline."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
@@ -83,6 +84,11 @@ class IssuerPublic:
 
 
 def read_public(path: Path) -> IssuerPublic:
+    """Read an issuer's public.pem (or the folder holding it).
+
+    Raises:
+        LicensingError: the file is missing, unreadable or holds no signing key.
+    """
     from cryptography.hazmat.primitives import serialization
 
     path = Path(path)

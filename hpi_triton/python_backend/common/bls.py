@@ -135,6 +135,7 @@ def serve_each(requests, handle, release_above_mb=stub_runtime.DEFAULT_RELEASE_A
 
 
 def request_parameters(request):
+    """The request's Triton parameters as a dict (empty when none were sent)."""
     return json.loads(request.parameters() or "{}")
 
 
@@ -158,6 +159,7 @@ def error_code(exc):
 
 
 def error_response(exc):
+    """``exc`` as this request's error response, with the code :func:`error_code` gives."""
     return pb_utils.InferenceResponse(
         output_tensors=[],
         error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}", error_code(exc)))

@@ -31,14 +31,17 @@ class LicenseError(RuntimeError):
 
 
 def b64(data: bytes) -> str:
+    """``data`` as base64 text."""
     return base64.b64encode(data).decode("ascii")
 
 
 def unb64(text: str) -> bytes:
+    """Base64 ``text`` decoded (strictly: other characters raise)."""
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
 def canonical(payload: Dict) -> bytes:
+    """The bytes a payload is signed as: sorted keys, no whitespace, UTF-8."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -51,6 +54,7 @@ def _device_key(fingerprint: str, serial: str) -> bytes:
 
 
 def seal_for_device(secret: bytes, fingerprint: str, serial: str) -> str:
+    """``secret`` encrypted so that only the device with ``fingerprint`` opens it (AES-GCM)."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     nonce = os.urandom(12)
@@ -59,6 +63,11 @@ def seal_for_device(secret: bytes, fingerprint: str, serial: str) -> str:
 
 
 def open_for_device(sealed: str, fingerprint: str, serial: str) -> bytes:
+    """The secret :func:`seal_for_device` sealed, on the device it was sealed for.
+
+    Raises:
+        LicenseError: it was sealed for another device or serial, or was altered.
+    """
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -72,6 +81,7 @@ def open_for_device(sealed: str, fingerprint: str, serial: str) -> bytes:
 
 
 def sign_payload(private_key, payload: Dict) -> Dict:
+    """A signed document: ``payload`` with the issuer's Ed25519 signature."""
     return {"format": FORMAT, "payload": payload,
             "signature": b64(private_key.sign(canonical(payload)))}
 
@@ -91,6 +101,7 @@ def verify_signature(public_key, document: Dict, what: str = "certificate") -> D
 
 
 def today() -> str:
+    """Today's date, ISO format (what expiry dates are compared with)."""
     return _dt.date.today().isoformat()
 
 
@@ -119,6 +130,7 @@ def check_certificate(document: Dict, public_key, pipeline: str, fingerprint: st
 
 
 def license_dir() -> str:
+    """Where certificates are looked for: ``HPI_TRITON_LICENSE_DIR`` or ~/.hpi-triton/licenses."""
     return os.environ.get("HPI_TRITON_LICENSE_DIR") or os.path.join(
         os.path.expanduser("~"), ".hpi-triton", "licenses")
 

@@ -34,6 +34,7 @@ def content_private_bytes(seed: bytes, pipeline: str) -> bytes:
 
 
 def content_public_bytes(private_bytes: bytes) -> bytes:
+    """The X25519 public key (raw bytes) of a pipeline's content private key."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 

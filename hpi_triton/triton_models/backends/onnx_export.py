@@ -54,4 +54,5 @@ def paddle_to_onnx(program: str, params: str, output: str, opset: int) -> None:
 
 
 def copy_onnx(onnx_path: Path, out_dir: Path) -> None:
+    """Copy the ONNX file into ``out_dir`` under the artifact's file name."""
     shutil.copyfile(onnx_path, out_dir / ONNX_FILE)
