@@ -21,15 +21,13 @@ from hpi_triton.generator.plan import ModelRequest
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.vision import vision_ops
 
-# pipeline name → its one role (PaddleX SubModules name)
-ROLES = {"image_classification": "ImageClassification",
-         "object_detection": "ObjectDetection",
-         "semantic_segmentation": "SemanticSegmentation",
-         "instance_segmentation": "InstanceSegmentation"}
+# pipeline name → its one role (PaddleX SubModules name), from the task classes the served
+# models use too
+ROLES = {name: task.role for name, task in vision_ops.TASKS.items()}
 # outputs that travel as tensors beside the JSON result: name → (dtype, dims); the label
 # map's dtype is the pipeline's ``label_dtype`` (see VisionPipeline._label_dtype)
-ARRAY_OUTPUTS = {"semantic_segmentation": {"pred": (None, [-1, -1])},
-                 "instance_segmentation": {"masks": ("uint8", [-1, -1, -1])}}
+ARRAY_OUTPUTS = {name: task.array_outputs for name, task in vision_ops.TASKS.items()
+                 if task.array_outputs}
 DEFAULT_MAX_PIXELS = 40_000_000
 # Label map dtypes a semantic segmentation pipeline may serve (--param label_dtype=...).
 LABEL_DTYPES = ("uint8", "int32")

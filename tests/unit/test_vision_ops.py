@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hpi_triton.python_backend.common.image_io import normalize_chw
 from hpi_triton.python_backend.vision import vision_ops
@@ -122,3 +123,21 @@ def test_deferred_normalisation_is_bit_identical():
     with pytest.raises(ValueError, match="cannot leave its normalisation"):
         vision_ops.preprocess(early, {}, rgb, deferred=True)
     assert vision_ops.deferred_scaling({"task": "object_detection"}) is None
+
+
+def test_one_class_per_task_drives_the_build_and_the_served_models():
+    """The task classes are the one place a vision task is described: the build's role and
+    array-output tables come from them, and an unknown task is refused naming the known."""
+    from hpi_triton.ensembles import vision
+
+    assert set(vision_ops.TASKS) == {"image_classification", "object_detection",
+                                     "semantic_segmentation", "instance_segmentation"}
+    assert vision.ROLES == {name: t.role for name, t in vision_ops.TASKS.items()}
+    assert set(vision.ARRAY_OUTPUTS) == {"semantic_segmentation", "instance_segmentation"}
+    assert vision_ops.DEFERRABLE_TASKS == ("image_classification", "semantic_segmentation")
+    assert isinstance(vision_ops.task("instance_segmentation"), vision_ops.ObjectDetection)
+    with pytest.raises(ValueError, match="known: \\['image_classification'"):
+        vision_ops.task("depth_estimation")
+    with pytest.raises(vision_ops.ParameterError, match="topk"):
+        vision_ops.coerce_parameters({"topk": 0}, {"task": "image_classification", "topk": 5,
+                                                   "max_pixels": 10})

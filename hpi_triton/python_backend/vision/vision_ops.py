@@ -16,8 +16,8 @@ from ..common import request_params
 from ..common.image_io import ImageError, affine_coefficients, normalize_chw
 from ..common.request_params import ParameterError
 
-__all__ = ["ParameterError", "coerce_parameters", "deferred_scaling", "postprocess", "preprocess",
-           "run_task"]
+__all__ = ["TASKS", "ParameterError", "VisionTask", "coerce_parameters", "deferred_scaling",
+           "postprocess", "preprocess", "run_task", "task"]
 
 _INTERPOLATION = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR,
                   "CUBIC": cv2.INTER_CUBIC, "BICUBIC": cv2.INTER_CUBIC,
@@ -105,11 +105,6 @@ def classification_preprocess(rgb: np.ndarray, ops: List[Dict],
     return np.ascontiguousarray(image, dtype=np.uint8 if defer_normalize else np.float32)
 
 
-# Tasks whose pre-processing may end with a normalisation the engine model takes over
-# (:func:`deferred_scaling`); the build asks for uint8 engine inputs for these only.
-DEFERRABLE_TASKS = ("image_classification", "semantic_segmentation")
-
-
 def _cannot_defer(task: str) -> ValueError:
     return ValueError(f"pipeline {task}: this pre-processing cannot leave its normalisation "
                       f"to the engine model")
@@ -123,24 +118,8 @@ def deferred_scaling(settings: Dict):
     through Triton's copies) and the engine model applies the affine (bit-identical float32
     arithmetic): classification whose NormalizeImage follows every ResizeImage / CropImage,
     and semantic segmentation (Normalize always comes after Resize there)."""
-    task = settings.get("task")
-    if task == "image_classification":
-        names = [next(iter(op)) for op in settings["preprocess"]]
-        geometric = [i for i, n in enumerate(names) if n in ("ResizeImage", "CropImage")]
-        if "NormalizeImage" not in names:
-            return [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]
-        position = names.index("NormalizeImage")
-        if geometric and position < max(geometric):
-            return None
-        args = settings["preprocess"][position]["NormalizeImage"] or {}
-        return affine_coefficients(args.get("mean", _CLASSIFICATION_NORMALIZE["mean"]),
-                                   args.get("std", _CLASSIFICATION_NORMALIZE["std"]),
-                                   parse_scale(args.get("scale",
-                                                        _CLASSIFICATION_NORMALIZE["scale"])))
-    if task == "semantic_segmentation":
-        norm = next((t for t in settings["transforms"] if t.get("type") == "Normalize"), {})
-        return affine_coefficients(norm.get("mean", 0.5), norm.get("std", 0.5), 1 / 255.0)
-    return None
+    found = TASKS.get(settings.get("task"))
+    return found.deferred_scaling(settings) if found is not None else None
 
 
 def topk(probs: np.ndarray, k: int, labels: Sequence[str] | None) -> Dict:
@@ -155,18 +134,155 @@ def topk(probs: np.ndarray, k: int, labels: Sequence[str] | None) -> Dict:
 
 # --- parameters and tasks --------------------------------------------------------------------
 
-PARAMETERS = {
-    "image_classification": {"topk": (int, lambda v: v >= 1)},
-    "semantic_segmentation": {"target_size": (int, lambda v: v == -1 or v >= 32)},
-    "object_detection": {"threshold": (float, lambda v: 0.0 <= v <= 1.0)},
-    "instance_segmentation": {"threshold": (float, lambda v: 0.0 <= v <= 1.0)},
-}
 COMMON = {"max_pixels": (int, lambda v: v > 0)}
+
+
+class VisionTask:
+    """One vision pipeline task: its name, its one role (PaddleX SubModules name), its typed
+    per-request parameters, the outputs that travel as tensors beside the JSON result, and its
+    pre- and post-processing. The served pre/post models and the build both use these."""
+
+    #: The pipeline's name (``--pipeline``) and the role its one model plays.
+    name = ""
+    role = ""
+    #: name → (type, check) of the parameters a request may set (besides :data:`COMMON`).
+    parameters: Dict = {}
+    #: name → (dtype, dims) of outputs served as tensors (``None``: the pipeline's choice).
+    array_outputs: Dict = {}
+    #: How many of the engine's first outputs the post-processing reads (None: all).
+    reads_outputs = None
+
+    def deferred_scaling(self, settings: Dict):
+        """(alpha, offset) the engine model may apply to uint8 pixels, else None."""
+        return None
+
+    def preprocess(self, settings: Dict, params: Dict, rgb: np.ndarray, deferred: bool,
+                   context: Dict):
+        """The engine's inputs for one RGB image (``context`` gets what postprocess needs)."""
+        raise NotImplementedError
+
+    def postprocess(self, settings: Dict, params: Dict, outputs: Sequence[np.ndarray],
+                    context: Dict) -> Dict:
+        """The engine's outputs → PaddleX's result fields."""
+        raise NotImplementedError
+
+
+class ImageClassification(VisionTask):
+    """PaddleX image_classification: transform_ops → logits → Topk."""
+
+    name, role = "image_classification", "ImageClassification"
+    parameters = {"topk": (int, lambda v: v >= 1)}
+    reads_outputs = 1
+
+    def deferred_scaling(self, settings: Dict):
+        names = [next(iter(op)) for op in settings["preprocess"]]
+        geometric = [i for i, n in enumerate(names) if n in ("ResizeImage", "CropImage")]
+        if "NormalizeImage" not in names:
+            return [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]
+        position = names.index("NormalizeImage")
+        if geometric and position < max(geometric):
+            return None
+        args = settings["preprocess"][position]["NormalizeImage"] or {}
+        return affine_coefficients(args.get("mean", _CLASSIFICATION_NORMALIZE["mean"]),
+                                   args.get("std", _CLASSIFICATION_NORMALIZE["std"]),
+                                   parse_scale(args.get("scale",
+                                                        _CLASSIFICATION_NORMALIZE["scale"])))
+
+    def preprocess(self, settings, params, rgb, deferred, context):
+        return [classification_preprocess(rgb, settings["preprocess"], deferred)[None]]
+
+    def postprocess(self, settings, params, outputs, context):
+        return topk(np.asarray(outputs[0])[0], params["topk"], settings.get("labels"))
+
+
+class ObjectDetection(VisionTask):
+    """PaddleX object_detection: PicoDet heads decoded + NMS here, or NMS inside the model."""
+
+    name, role = "object_detection", "ObjectDetection"
+    parameters = {"threshold": (float, lambda v: 0.0 <= v <= 1.0)}
+
+    def preprocess(self, settings, params, rgb, deferred, context):
+        feeds, scale = detection_preprocess(rgb, settings["preprocess"], settings["inputs"])
+        context["scale"] = [float(v) for v in scale]
+        context["input_hw"] = [int(v) for v in feeds[settings["inputs"].index("image")]
+                               .shape[2:]]
+        return feeds
+
+    def _kept_rows(self, settings, params, outputs, context):
+        if settings["head"] == "picodet":
+            scale = context["scale"]
+            rows = picodet_decode(outputs, context["input_hw"], settings["fpn_stride"],
+                                  settings["nms"], params["threshold"])
+            rows[:, 2:] /= np.array([scale[1], scale[0], scale[1], scale[0]])
+        else:  # NMS inside: [K, 6] rows in source-image coordinates (scale_factor given)
+            rows = outputs[0].reshape(-1, 6)[: int(outputs[1].reshape(-1)[0])]
+        return rows, kept_detections(rows, params["threshold"], tuple(context["source_hw"]))
+
+    def postprocess(self, settings, params, outputs, context):
+        outputs = [np.asarray(o) for o in outputs]
+        rows, kept = self._kept_rows(settings, params, outputs, context)
+        return {"boxes": detection_boxes(rows[kept], settings.get("labels"),
+                                         tuple(context["source_hw"]))}
+
+
+class InstanceSegmentation(ObjectDetection):
+    """PaddleX instance_segmentation: detections plus one mask per kept box."""
+
+    name, role = "instance_segmentation", "InstanceSegmentation"
+    array_outputs = {"masks": ("uint8", [-1, -1, -1])}
+
+    def postprocess(self, settings, params, outputs, context):
+        outputs = [np.asarray(o) for o in outputs]
+        rows, kept = self._kept_rows(settings, params, outputs, context)
+        source_hw = tuple(context["source_hw"])
+        return {"boxes": detection_boxes(rows[kept], settings.get("labels"), source_hw),
+                "masks": instance_masks(outputs[2], kept, source_hw)}
+
+
+class SemanticSegmentation(VisionTask):
+    """PaddleSeg semantic_segmentation: transforms → logits or labels → a label map."""
+
+    name, role = "semantic_segmentation", "SemanticSegmentation"
+    parameters = {"target_size": (int, lambda v: v == -1 or v >= 32)}
+    array_outputs = {"pred": (None, [-1, -1])}  # dtype: the pipeline's label_dtype
+    reads_outputs = 1
+
+    def deferred_scaling(self, settings: Dict):
+        norm = next((t for t in settings["transforms"] if t.get("type") == "Normalize"), {})
+        return affine_coefficients(norm.get("mean", 0.5), norm.get("std", 0.5), 1 / 255.0)
+
+    def preprocess(self, settings, params, rgb, deferred, context):
+        return [segmentation_preprocess(rgb, settings["transforms"], params.get("target_size"),
+                                        deferred)[None]]
+
+    def postprocess(self, settings, params, outputs, context):
+        return {"pred": segmentation_postprocess(np.asarray(outputs[0]),
+                                                 tuple(context["source_hw"]),
+                                                 settings.get("label_dtype", "int32"))}
+
+
+#: Every vision task by pipeline name.
+TASKS: Dict[str, VisionTask] = {task.name: task for task in (
+    ImageClassification(), ObjectDetection(), SemanticSegmentation(), InstanceSegmentation())}
+
+# Tasks whose pre-processing may end with a normalisation the engine model takes over
+# (:func:`deferred_scaling`); the build asks for uint8 engine inputs for these only.
+DEFERRABLE_TASKS = tuple(name for name, task in TASKS.items()
+                         if type(task).deferred_scaling is not VisionTask.deferred_scaling)
+
+
+def task(name: str) -> VisionTask:
+    """The task of pipeline ``name``; an unknown name is refused naming the known ones."""
+    if name not in TASKS:
+        raise ValueError(f"task {name!r} is not supported by this graph; known: "
+                         f"{sorted(TASKS)}")
+    return TASKS[name]
 
 
 def coerce_parameters(values: Dict, defaults: Dict) -> Dict:
     """Defaults (set at build time) updated with checked request parameters."""
-    spec = {**PARAMETERS.get(defaults.get("task", ""), {}), **COMMON}
+    found = TASKS.get(defaults.get("task", ""))
+    spec = {**(found.parameters if found is not None else {}), **COMMON}
     return request_params.coerce(values, spec, defaults)
 
 
@@ -175,58 +291,27 @@ def preprocess(settings: Dict, params: Dict, rgb: np.ndarray, deferred: bool = F
     :func:`postprocess`). The context is JSON-serialisable: it travels between the served
     pre- and post-processing models. ``deferred``: the image input stays CHW uint8, its
     normalisation (:func:`deferred_scaling`) left to the engine model."""
-    task = settings["task"]
+    kind = task(settings["task"])
     context = {"source_hw": [int(v) for v in rgb.shape[:2]]}
     # Per request, only what is free to check: classification_preprocess refuses an order
     # of ops the engine model's affine cannot follow (deferred_scaling's rule) as it meets it.
-    if deferred and task not in DEFERRABLE_TASKS:
-        raise _cannot_defer(task)
-    if task == "image_classification":
-        return [classification_preprocess(rgb, settings["preprocess"], deferred)[None]], context
-    if task in ("object_detection", "instance_segmentation"):
-        feeds, scale = detection_preprocess(rgb, settings["preprocess"], settings["inputs"])
-        context["scale"] = [float(v) for v in scale]
-        context["input_hw"] = [int(v) for v in feeds[settings["inputs"].index("image")]
-                               .shape[2:]]
-        return feeds, context
-    if task == "semantic_segmentation":
-        return [segmentation_preprocess(rgb, settings["transforms"], params.get("target_size"),
-                                        deferred)[None]], context
-    raise ValueError(f"task {task!r} is not supported by this graph")
+    if deferred and kind.name not in DEFERRABLE_TASKS:
+        raise _cannot_defer(kind.name)
+    return kind.preprocess(settings, params, rgb, deferred, context), context
 
 
 def used_outputs(settings: Dict, count: int) -> int:
     """How many of the engine's ``count`` outputs :func:`postprocess` reads (the first
     ones): classification and segmentation read the first only."""
-    return 1 if settings["task"] in ("image_classification", "semantic_segmentation") else count
+    reads = task(settings["task"]).reads_outputs
+    return count if reads is None else reads
 
 
 def postprocess(settings: Dict, params: Dict, outputs: Sequence[np.ndarray],
                 context: Dict) -> Dict:
     """The engine's outputs (at least :func:`used_outputs` of them) + the context from
     :func:`preprocess` → PaddleX's result fields."""
-    task = settings["task"]
-    source_hw = tuple(context["source_hw"])
-    if task == "image_classification":
-        return topk(np.asarray(outputs[0])[0], params["topk"], settings.get("labels"))
-    if task in ("object_detection", "instance_segmentation"):
-        outputs = [np.asarray(o) for o in outputs]
-        if settings["head"] == "picodet":
-            scale = context["scale"]
-            rows = picodet_decode(outputs, context["input_hw"], settings["fpn_stride"],
-                                  settings["nms"], params["threshold"])
-            rows[:, 2:] /= np.array([scale[1], scale[0], scale[1], scale[0]])
-        else:  # NMS inside: [K, 6] rows in source-image coordinates (scale_factor given)
-            rows = outputs[0].reshape(-1, 6)[: int(outputs[1].reshape(-1)[0])]
-        kept = kept_detections(rows, params["threshold"], source_hw)
-        result = {"boxes": detection_boxes(rows[kept], settings.get("labels"), source_hw)}
-        if task == "instance_segmentation":
-            result["masks"] = instance_masks(outputs[2], kept, source_hw)
-        return result
-    if task == "semantic_segmentation":
-        return {"pred": segmentation_postprocess(np.asarray(outputs[0]), source_hw,
-                                                 settings.get("label_dtype", "int32"))}
-    raise ValueError(f"task {task!r} is not supported by this graph")
+    return task(settings["task"]).postprocess(settings, params, outputs, context)
 
 
 def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
