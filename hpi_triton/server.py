@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from hpi_triton.errors import (
     PortInUseError,
@@ -309,21 +309,29 @@ def _bind_to_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def stub_processes(server_pid: int) -> Dict[str, List[int]]:
-    """Model name → pids of the Python-backend stubs that ``server_pid`` runs for it (the
-    stub's first argument is ``<repository>/<model>/<version>/model.py``)."""
-    found: Dict[str, List[int]] = {}
+def child_processes(parent_pid: int) -> List[Tuple[int, List[bytes]]]:
+    """(pid, argv) of every live child of ``parent_pid`` (zombies left out)."""
+    children = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) != server_pid or fields[0] == "Z":
+            if int(fields[1]) != parent_pid or fields[0] == "Z":
                 continue
             args = (proc / "cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError, IndexError):
             continue
+        children.append((int(proc.name), args))
+    return children
+
+
+def stub_processes(server_pid: int) -> Dict[str, List[int]]:
+    """Model name → pids of the Python-backend stubs that ``server_pid`` runs for it (the
+    stub's first argument is ``<repository>/<model>/<version>/model.py``)."""
+    found: Dict[str, List[int]] = {}
+    for pid, args in child_processes(server_pid):
         if len(args) > 1 and args[0].endswith(b"triton_python_backend_stub"):
             model = Path(args[1].decode(errors="replace")).parent.parent.name
-            found.setdefault(model, []).append(int(proc.name))
+            found.setdefault(model, []).append(pid)
     return found
 
 

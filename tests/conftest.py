@@ -60,15 +60,10 @@ def no_server_left_behind():
     yield
     import signal
 
-    left = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (proc / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == os.getpid() and b"tritonserver" in cmd.split(b"\0")[0]:
-            left.append(int(proc.name))
+    from hpi_triton.server import child_processes
+
+    left = [pid for pid, args in child_processes(os.getpid())
+            if args and args[0].endswith(b"tritonserver")]
     for pid in left:
         try:
             os.killpg(pid, signal.SIGKILL)

@@ -19,7 +19,13 @@ from hpi_triton import Client
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import ServiceUnavailableError
 from hpi_triton.generator.build import BuildOptions, build_repository
-from hpi_triton.server import TritonServer, free_port, server_memory, stub_processes
+from hpi_triton.server import (
+    TritonServer,
+    child_processes,
+    free_port,
+    server_memory,
+    stub_processes,
+)
 from tests.support.ocr_dataset import make_pages
 
 pytestmark = pytest.mark.functional
@@ -53,16 +59,7 @@ def _alive(pid: int) -> bool:
 
 
 def _children(pid: int, marker: str):
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (proc / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid and marker.encode() in cmd:
-            found.append(int(proc.name))
-    return found
+    return [child for child, args in child_processes(pid) if marker.encode() in b" ".join(args)]
 
 
 @pytest.mark.parametrize("victim", ["OCR_TextRecognition", "OCR"])
