@@ -169,6 +169,10 @@ def stub_environment(extra_lib_dirs: List[Path]) -> Dict[str, str]:
     return env
 
 
+# What every Python-backend stub's shared-memory region in /dev/shm is named.
+_SHM_PREFIX = b"triton_python_backend_shm_region_"
+
+
 def _stub_shm_regions(server_pid: int) -> List[str]:
     """Names of the shared-memory regions of the Python-backend stubs in ``server_pid``'s
     process group (each stub gets its region's name on its command line)."""
@@ -180,8 +184,7 @@ def _stub_shm_regions(server_pid: int) -> List[str]:
             args = (proc / "cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             continue
-        regions += [a.decode() for a in args
-                    if a.startswith(b"triton_python_backend_shm_region_") and b"/" not in a]
+        regions += [a.decode() for a in args if a.startswith(_SHM_PREFIX) and b"/" not in a]
     return regions
 
 
@@ -324,6 +327,12 @@ def child_processes(parent_pid: int) -> List[Tuple[int, List[bytes]]]:
     return children
 
 
+def stub_regions(server_pid: int) -> Dict[int, str]:
+    """Stub pid → the name of its shared-memory region in /dev/shm (on its command line)."""
+    return {pid: arg.decode() for pid, args in child_processes(server_pid)
+            for arg in args if arg.startswith(_SHM_PREFIX) and b"/" not in arg}
+
+
 def stub_processes(server_pid: int) -> Dict[str, List[int]]:
     """Model name → pids of the Python-backend stubs that ``server_pid`` runs for it (the
     stub's first argument is ``<repository>/<model>/<version>/model.py``)."""
@@ -391,14 +400,25 @@ class ModelSupervisor(threading.Thread):
 
     def run(self) -> None:
         pid = self.server.process.pid
-        self.expected = {model: len(pids) for model, pids in stub_processes(pid).items()}
+        seen = stub_processes(pid)
+        regions = stub_regions(pid)
+        self.expected = {model: len(pids) for model, pids in seen.items()}
         while not self._stop_event.wait(self.interval):
             if self.server.process.poll() is not None:
                 return
             current = stub_processes(pid)
             for model, count in self.expected.items():
                 if len(current.get(model, [])) < count and not self._stop_event.is_set():
+                    dead = set(seen.get(model, [])) - set(current.get(model, []))
                     self._recover(model, count)
+                    # A killed stub cannot remove its region: 32 MiB or more of RAM (tmpfs)
+                    # per crash would stay in /dev/shm for good.
+                    for stub in dead:
+                        if stub in regions:
+                            Path("/dev/shm", regions[stub]).unlink(missing_ok=True)
+                    current = stub_processes(pid)
+            seen = current
+            regions.update(stub_regions(pid))
 
     def _recover(self, model: str, count: int) -> None:
         started = time.monotonic()

@@ -25,6 +25,7 @@ from hpi_triton.server import (
     free_port,
     server_memory,
     stub_processes,
+    stub_regions,
 )
 from tests.support.ocr_dataset import make_pages
 
@@ -72,6 +73,8 @@ def test_a_killed_stub_comes_back_and_serves_correct_results(ocr_repo, page_png,
         expected = client.predict("OCR", page_png)["rec_texts"]
         assert expected
         (old,) = stub_processes(server.process.pid)[victim][:1]
+        region = Path("/dev/shm", stub_regions(server.process.pid)[old])
+        assert region.exists()
         os.kill(old, signal.SIGKILL)
         killed = time.monotonic()
         not_ready, errors, recovered_after = False, [], None
@@ -93,6 +96,8 @@ def test_a_killed_stub_comes_back_and_serves_correct_results(ocr_repo, page_png,
         assert errors and all(victim in e for e in errors), errors
         assert old not in stub_processes(server.process.pid)[victim]
         assert [model for model, _ in server.supervisor.recoveries] == [victim]
+        # The killed stub's shared memory (RAM in /dev/shm) does not stay behind.
+        assert not region.exists()
         for _ in range(3):
             assert client.predict("OCR", page_png)["rec_texts"] == expected
 
