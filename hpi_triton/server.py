@@ -169,25 +169,6 @@ def stub_environment(extra_lib_dirs: List[Path]) -> Dict[str, str]:
     return env
 
 
-# What every Python-backend stub's shared-memory region in /dev/shm is named.
-_SHM_PREFIX = b"triton_python_backend_shm_region_"
-
-
-def _stub_shm_regions(server_pid: int) -> List[str]:
-    """Names of the shared-memory regions of the Python-backend stubs in ``server_pid``'s
-    process group (each stub gets its region's name on its command line)."""
-    regions = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if os.getpgid(int(proc.name)) != server_pid:
-                continue
-            args = (proc / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        regions += [a.decode() for a in args if a.startswith(_SHM_PREFIX) and b"/" not in a]
-    return regions
-
-
 def find_tritonserver(explicit: Optional[str] = None) -> TritonBinary:
     """Locate a tritonserver: ``explicit``, then PATH, then the nvidia-pytriton wheel."""
     if explicit:
@@ -327,40 +308,48 @@ def child_processes(parent_pid: int) -> List[Tuple[int, List[bytes]]]:
     return children
 
 
+# What every Python-backend stub's shared-memory region in /dev/shm is named.
+_SHM_PREFIX = b"triton_python_backend_shm_region_"
+
+
+def _stub_table(children: List[Tuple[int, List[bytes]]]) -> Dict[str, Dict[int, str]]:
+    """Model name → {stub pid: its /dev/shm region name} among ``children``: a stub's
+    arguments are ``<repository>/<model>/<version>/model.py`` and its region's name."""
+    table: Dict[str, Dict[int, str]] = {}
+    for pid, args in children:
+        if len(args) > 1 and args[0].endswith(b"triton_python_backend_stub"):
+            model = Path(args[1].decode(errors="replace")).parent.parent.name
+            region = next((a.decode() for a in args
+                           if a.startswith(_SHM_PREFIX) and b"/" not in a), "")
+            table.setdefault(model, {})[pid] = region
+    return table
+
+
 def stub_regions(server_pid: int) -> Dict[int, str]:
-    """Stub pid → the name of its shared-memory region in /dev/shm (on its command line)."""
-    return {pid: arg.decode() for pid, args in child_processes(server_pid)
-            for arg in args if arg.startswith(_SHM_PREFIX) and b"/" not in arg}
+    """Stub pid → the name of its shared-memory region in /dev/shm."""
+    return {pid: region for stubs in _stub_table(child_processes(server_pid)).values()
+            for pid, region in stubs.items() if region}
 
 
 def stub_processes(server_pid: int) -> Dict[str, List[int]]:
-    """Model name → pids of the Python-backend stubs that ``server_pid`` runs for it (the
-    stub's first argument is ``<repository>/<model>/<version>/model.py``)."""
-    found: Dict[str, List[int]] = {}
-    for pid, args in child_processes(server_pid):
-        if len(args) > 1 and args[0].endswith(b"triton_python_backend_stub"):
-            model = Path(args[1].decode(errors="replace")).parent.parent.name
-            found.setdefault(model, []).append(pid)
-    return found
+    """Model name → pids of the Python-backend stubs that ``server_pid`` runs for it."""
+    return {model: list(stubs) for model, stubs in
+            _stub_table(child_processes(server_pid)).items()}
 
 
 def server_memory(server_pid: int) -> Dict[str, float]:
     """Proportional memory (PSS, MB) of tritonserver (``"tritonserver"``) and of its stubs,
     summed per model; shared memory is split among the processes that map it, so the values
     add up to what the server holds."""
+    named = [(server_pid, "tritonserver")] + [
+        (pid, model) for model, stubs in _stub_table(child_processes(server_pid)).items()
+        for pid in stubs]
     totals: Dict[str, float] = {}
-    for proc in Path("/proc").glob("[0-9]*"):
+    for pid, name in named:
         try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-            pid = int(proc.name)
-            if pid != server_pid and int(fields[1]) != server_pid:
-                continue
-            args = (proc / "cmdline").read_bytes().split(b"\0")
-            rollup = (proc / "smaps_rollup").read_text()
-        except (OSError, ValueError, IndexError):
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
             continue
-        name = "tritonserver" if pid == server_pid else \
-            Path(args[1].decode(errors="replace")).parent.parent.name
         pss = next((int(line.split()[1]) for line in rollup.splitlines()
                     if line.startswith("Pss:")), 0)
         totals[name] = totals.get(name, 0.0) + pss / 1024
@@ -400,25 +389,22 @@ class ModelSupervisor(threading.Thread):
 
     def run(self) -> None:
         pid = self.server.process.pid
-        seen = stub_processes(pid)
-        regions = stub_regions(pid)
-        self.expected = {model: len(pids) for model, pids in seen.items()}
+        seen = _stub_table(child_processes(pid))
+        self.expected = {model: len(stubs) for model, stubs in seen.items()}
         while not self._stop_event.wait(self.interval):
             if self.server.process.poll() is not None:
                 return
-            current = stub_processes(pid)
+            current = _stub_table(child_processes(pid))
             for model, count in self.expected.items():
-                if len(current.get(model, [])) < count and not self._stop_event.is_set():
-                    dead = set(seen.get(model, [])) - set(current.get(model, []))
+                if len(current.get(model, {})) < count and not self._stop_event.is_set():
                     self._recover(model, count)
                     # A killed stub cannot remove its region: 32 MiB or more of RAM (tmpfs)
                     # per crash would stay in /dev/shm for good.
-                    for stub in dead:
-                        if stub in regions:
-                            Path("/dev/shm", regions[stub]).unlink(missing_ok=True)
-                    current = stub_processes(pid)
+                    for stub, region in seen.get(model, {}).items():
+                        if stub not in current.get(model, {}) and region:
+                            Path("/dev/shm", region).unlink(missing_ok=True)
+                    current = _stub_table(child_processes(pid))
             seen = current
-            regions.update(stub_regions(pid))
 
     def _recover(self, model: str, count: int) -> None:
         started = time.monotonic()
@@ -436,8 +422,8 @@ class ModelSupervisor(threading.Thread):
                 if self._stop_event.wait(min(2.0 * attempt, 10.0)):
                     return
                 continue
-            pids = stub_processes(self.server.process.pid).get(model, [])
-            self.expected[model] = max(len(pids), 1) if pids else count
+            self.expected[model] = len(stub_processes(self.server.process.pid).get(model, [])) \
+                or count
             took = time.monotonic() - started
             self.recoveries.append((model, took))
             self.log.warning("model %r: serving again after %.1f s", model, took)
@@ -632,7 +618,7 @@ class TritonServer:
             self.supervisor.stop()
         if self.process is not None and self.process.poll() is None:
             pid = self.process.pid
-            regions = _stub_shm_regions(pid)
+            regions = list(stub_regions(pid).values())
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=self.exit_timeout + self.kill_grace if timeout is None

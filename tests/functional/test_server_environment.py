@@ -52,7 +52,7 @@ def test_stop_drains_then_exits_and_leaves_no_shared_memory(tmp_path):
     import os
     import time
 
-    from hpi_triton.server import _stub_shm_regions
+    from hpi_triton.server import stub_regions
 
     model = tmp_path / "repo" / "where"
     (model / "1").mkdir(parents=True)
@@ -62,7 +62,7 @@ def test_stop_drains_then_exits_and_leaves_no_shared_memory(tmp_path):
         server = TritonServer(tmp_path / "repo", 0, 0, 0, exit_timeout=exit_timeout).start()
         client = Client(server.http_url)  # left open: keep-alive connection
         client.infer("where", {"x": np.zeros(1, np.float32)})
-        regions = _stub_shm_regions(server.process.pid)
+        regions = list(stub_regions(server.process.pid).values())
         assert regions and all(os.path.exists(f"/dev/shm/{r}") for r in regions)
         started = time.monotonic()
         server.stop(timeout=kill_after)  # kill_after < exit timeout: killed, then cleaned

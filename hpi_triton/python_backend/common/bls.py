@@ -117,10 +117,11 @@ def read_image(request, max_pixels):
     return image
 
 
-def serve_each(requests, handle, release_above_mb=stub_runtime.DEFAULT_RELEASE_ABOVE_MB):
+def serve_each(requests, handle):
     """One response per request: ``handle(request)`` returns it, and an exception becomes
     that request's error alone (see :func:`error_response`). After a batch holding an image
-    over ``release_above_mb`` MB the process's free heap goes back to the system."""
+    over :data:`stub_runtime.DEFAULT_RELEASE_ABOVE_MB` the process's free heap goes back to
+    the system."""
     global _LARGEST_IMAGE
     responses = []
     for request in requests:
@@ -128,7 +129,7 @@ def serve_each(requests, handle, release_above_mb=stub_runtime.DEFAULT_RELEASE_A
             responses.append(handle(request))
         except Exception as exc:
             responses.append(error_response(exc))
-    if _LARGEST_IMAGE > release_above_mb * (1 << 20):
+    if _LARGEST_IMAGE > stub_runtime.DEFAULT_RELEASE_ABOVE_MB * (1 << 20):
         stub_runtime.release_heap()
     _LARGEST_IMAGE = 0
     return responses

@@ -17,7 +17,7 @@ import numpy as np
 _LIBC = None
 
 #: Requests whose image (graph models) or engine inputs (engine models) exceed this many MB
-#: hand their memory back afterwards; settable per model (``release_memory_above_mb``).
+#: hand their memory back afterwards; engine models take ``release_memory_above_mb``.
 DEFAULT_RELEASE_ABOVE_MB = 32
 
 #: Engine calls with more input bytes than this are followed by a fresh engine (an input of

@@ -219,15 +219,17 @@ class OnnxRuntimeRunner(Runner):
         # The CPU arena keeps the peak of every run; shrinking is asked per run.
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
-    def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        values = self._session.run(self.output_names, {n: inputs[n] for n in self.input_names})
+    def _run(self, inputs: Dict[str, np.ndarray], options=None) -> Dict[str, np.ndarray]:
+        values = self._session.run(self.output_names, {n: inputs[n] for n in self.input_names},
+                                   options)
         return dict(zip(self.output_names, values))
+
+    def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        return self._run(inputs)
 
     def run_and_release(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         try:
-            values = self._session.run(self.output_names,
-                                       {n: inputs[n] for n in self.input_names}, self._shrink)
-            return dict(zip(self.output_names, values))
+            return self._run(inputs, self._shrink)
         finally:
             release_heap()
 
