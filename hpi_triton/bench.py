@@ -60,6 +60,12 @@ class LevelResult:
 
 @dataclass
 class BenchSettings:
+    """Settings of one ``hpi-triton bench`` run.
+
+    ``duration`` and ``warmup`` are seconds per concurrency level, ``timeout`` is seconds per
+    request, and ``params`` are sent with every request as pipeline parameters.
+    """
+
     url: str
     pipeline: str
     inputs: List[Path]

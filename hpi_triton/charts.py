@@ -50,6 +50,11 @@ def plot_backend_latency(latencies: Dict[str, Dict[str, float]], path: Path,
 
     Args:
         latencies: ``{model: {backend: ms}}``.
+        path: The PNG file to write.
+        title: A title above the chart; none when empty.
+
+    Returns:
+        ``path``.
     """
     plt = _pyplot()
     models = list(latencies)

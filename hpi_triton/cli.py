@@ -11,7 +11,9 @@ from typing import List, Optional
 import numpy as np
 import typer
 
+from hpi_triton.choices import MallocMode, Precision, Protocol
 from hpi_triton.errors import HpiTritonError, InferError
+from hpi_triton.generator.plan import DynamicBatchingMode, Hosting
 from hpi_triton.licensing.cli import license_app
 from hpi_triton.routing import pairs
 
@@ -47,9 +49,10 @@ def build(
     param: List[str] = typer.Option([], "--param", help="KEY=VALUE pipeline default"),
     backend: List[str] = typer.Option([], "--backend", help="NAME=BACKEND override"),
     device: str = typer.Option("cpu", help="cpu, gpu or gpu:N"),
-    precision: str = typer.Option("fp32", help="fp32 (default, equals Paddle), fp16, bf16"),
-    hosting: str = typer.Option(
-        "python", help="python: every engine in a Python-backend model (any tritonserver, "
+    precision: Precision = typer.Option(Precision.FP32,
+                                        help="fp32 (default, equals Paddle), fp16, bf16"),
+    hosting: Hosting = typer.Option(
+        Hosting.PYTHON, help="python: every engine in a Python-backend model (any tritonserver, "
         "e.g. nvidia-pytriton's); native: ONNX Runtime/OpenVINO/TensorRT platforms for the "
         "official tritonserver container"),
     cache_dir: Optional[Path] = typer.Option(None, help="Artifact cache [~/.cache/hpi-triton]"),
@@ -57,9 +60,9 @@ def build(
     cpu_threads: int = typer.Option(0, help="Threads per CPU engine instance (0 = all cores)"),
     max_batch_size: int = typer.Option(0, help="Override max_batch_size (0 = from the model)"),
     instances: int = typer.Option(1, help="Instances per engine model"),
-    dynamic_batching: str = typer.Option(
-        "auto", help="Triton's dynamic batcher on engine models: auto (GPU only; on CPU it "
-        "costs a hand-off per request and batches run no cheaper), on, off"),
+    dynamic_batching: DynamicBatchingMode = typer.Option(
+        DynamicBatchingMode.AUTO, help="Triton's dynamic batcher on engine models: auto "
+        "(GPU only; on CPU it costs a hand-off per request and batches run no cheaper), on, off"),
     pipeline_instances: int = typer.Option(
         2, min=1, help="Instances of each pipeline model (BLS graph, or a vision ensemble's "
         "pre/post-processing model)"),
@@ -78,7 +81,7 @@ def build(
     try:
         requests, pipelines = route_build(model, backend, param, pipeline, pipeline_config,
                                           name, pipeline_instances)
-        options = BuildOptions(out=out, device=Device.parse(device), precision=precision,
+        options = BuildOptions(out=out, device=Device.parse(device), precision=str(precision),
                                hosting=hosting, cache_dir=cache_dir, use_cache=not no_cache,
                                cpu_threads=cpu_threads, max_batch_size=max_batch_size or None,
                                instances=instances, force=force,
@@ -153,9 +156,10 @@ def serve(
     supervise: bool = typer.Option(
         True, "--supervise/--no-supervise", help="Reload a model whose Python-backend process "
         "died (explicit model control; not ready meanwhile)"),
-    malloc: str = typer.Option(
-        "default", help="glibc malloc in the server: default (returns freed memory) or tuned "
-        "(keeps up to 128 MiB per arena: less CPU per request, more memory; see README)"),
+    malloc: MallocMode = typer.Option(
+        MallocMode.DEFAULT, help="glibc malloc in the server: default (returns freed "
+        "memory) or tuned (keeps up to 128 MiB per arena: less CPU per request, more "
+        "memory; see README)"),
 ) -> None:
     """Start tritonserver on REPOSITORY; Ctrl-C or SIGTERM stops it. Arguments after ``--``
     go to tritonserver as they are (e.g. ``-- --log-verbose=1``).
@@ -166,7 +170,7 @@ def serve(
     """
     import os
 
-    os.environ.setdefault("HPI_TRITON_MALLOC", malloc)
+    os.environ.setdefault("HPI_TRITON_MALLOC", str(malloc))
     try:
         server = _start_server(repository, http_port, grpc_port, metrics_port, tritonserver,
                                log_file, exit_timeout, supervise, list(ctx.args))
@@ -246,7 +250,7 @@ def infer(
     input: List[str] = typer.Option([], "--input", help="NAME=FILE.npy (with --model)"),
     param: List[str] = typer.Option([], "--param", help="KEY=VALUE per-request parameter"),
     url: str = typer.Option("localhost:8000", help="HOST:PORT"),
-    protocol: str = typer.Option("http", help="http or grpc"),
+    protocol: Protocol = typer.Option(Protocol.HTTP, help="http or grpc"),
     output_dir: Optional[Path] = typer.Option(
         None, help="Save tensor outputs here (--model: NAME.npy; --pipeline: IMAGE_NAME.npy, "
         "images as .png)"),
@@ -258,7 +262,7 @@ def infer(
         _fail(InferError("pass either --pipeline NAME IMAGE... or --model NAME --input ..."))
     if pipeline is not None:
         try:
-            client = Client(url, protocol)
+            client = Client(url, str(protocol))
             params = dict(pairs(param, "--param"))
         except HpiTritonError as exc:
             _fail(exc)
@@ -284,7 +288,7 @@ def infer(
             except (OSError, ValueError) as exc:
                 raise InferError(
                     f"--input {name}={path}: not a readable .npy file ({exc})") from exc
-        client = Client(url, protocol)
+        client = Client(url, str(protocol))
         outputs = client.infer(model, arrays)
     except HpiTritonError as exc:
         _fail(exc)
@@ -297,7 +301,7 @@ def infer(
 
 @app.command()
 def backends(device: str = typer.Option("cpu", help="cpu, gpu or gpu:N"),
-             precision: str = typer.Option("fp32")) -> None:
+             precision: Precision = typer.Option(Precision.FP32)) -> None:
     """List the backends and whether each is usable here."""
     from hpi_triton.triton_models.backends import Device, registry
 
@@ -313,7 +317,7 @@ def backends(device: str = typer.Option("cpu", help="cpu, gpu or gpu:N"),
             continue
         if canonical != name:
             continue
-        reason = registry.get(name).unavailable_reason(target, precision)
+        reason = registry.get(name).unavailable_reason(target, str(precision))
         typer.echo(f"{name:16s} {'usable' if reason is None else 'unusable: ' + reason}")
 
 
@@ -326,7 +330,7 @@ def bench(
     concurrency: str = typer.Option("1,2,4,8", help="Levels: requests in flight, e.g. 1,2,4,8"),
     duration: float = typer.Option(30.0, help="Seconds measured per level"),
     warmup: float = typer.Option(3.0, help="Seconds per level before measuring"),
-    protocol: str = typer.Option("http", help="http or grpc"),
+    protocol: Protocol = typer.Option(Protocol.HTTP, help="http or grpc"),
     param: List[str] = typer.Option([], "--param", help="KEY=VALUE per-request parameter"),
     output_dir: Path = typer.Option(Path("bench-results"), help="Where bench.json, bench.csv, "
                                     "bench_models.csv and bench.png go"),
@@ -350,7 +354,7 @@ def bench(
         settings = BenchSettings(url=url.split("://", 1)[-1], pipeline=pipeline,
                                  inputs=collect_inputs(input),
                                  concurrency=parse_levels(concurrency), duration=duration,
-                                 warmup=warmup, protocol=protocol,
+                                 warmup=warmup, protocol=str(protocol),
                                  params=dict(pairs(param, "--param")))
         tasks = {}
         with Progress(TextColumn("{task.description}"), BarColumn(),

@@ -8,6 +8,7 @@ from typing import Dict, Optional, Union
 
 import numpy as np
 
+from hpi_triton.choices import Protocol
 from hpi_triton.errors import (
     InferError,
     InvalidRequestError,
@@ -16,7 +17,7 @@ from hpi_triton.errors import (
 )
 from hpi_triton.triton_models.config import numpy_dtype, triton_dtype
 
-PROTOCOLS = ("http", "grpc")
+PROTOCOLS = tuple(p.value for p in Protocol)
 
 # HTTP status / gRPC status code → whose fault a refusal is.
 _CLIENT_MISTAKE = ("400", "StatusCode.INVALID_ARGUMENT")
@@ -72,6 +73,11 @@ class Client:
         self._metadata: Dict[str, dict] = {}
 
     def metadata(self, model: str) -> dict:
+        """Return the server's metadata for ``model`` (its inputs and outputs), cached per model.
+
+        Raises:
+            InferError: the server cannot be reached or does not hold ``model``.
+        """
         if model not in self._metadata:
             try:
                 if self.protocol == "http":
@@ -194,4 +200,5 @@ class Client:
             raise InferError(f"no Triton server answers at {self.url} ({exc})") from exc
 
     def close(self) -> None:
+        """Close the connection to the server."""
         self._client.close()

@@ -26,6 +26,7 @@ class RichBuildProgress(BuildProgress):
         self._handlers: List[logging.Handler] = []
 
     def start(self, models: List[str]) -> None:
+        """Show the bar and route log records through its console until ``finish``."""
         from rich.logging import RichHandler
         from rich.progress import (
             BarColumn,
@@ -52,16 +53,19 @@ class RichBuildProgress(BuildProgress):
 
     @contextlib.contextmanager
     def step(self, model: str, what: str):
+        """Show ``what`` as the step in progress for ``model``."""
         if self._progress is not None:
             self._progress.update(self._task, description=f"{model}: {what}", refresh=True)
         yield
 
     def model_done(self, model: str, backend: str) -> None:
+        """Advance the bar by one model and show the backend it got."""
         if self._progress is not None:
             self._progress.update(self._task, advance=1, description=f"{model}: {backend}",
                                   refresh=True)
 
     def finish(self) -> None:
+        """Stop the bar and put back the log handlers that ``start`` replaced."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from hpi_triton.choices import MallocMode
 from hpi_triton.errors import (
     PortInUseError,
     ServerError,
@@ -134,7 +135,7 @@ MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20),
                    "MALLOC_TOP_PAD_": str(16 << 20)}
 
 #: ``default`` (glibc's) or ``tuned`` (:data:`MALLOC_SETTINGS`).
-MALLOC_MODES = ("default", "tuned")
+MALLOC_MODES = tuple(m.value for m in MallocMode)
 
 
 def stub_environment(extra_lib_dirs: List[Path]) -> Dict[str, str]:
@@ -385,9 +386,15 @@ class ModelSupervisor(threading.Thread):
         self.log = logging.getLogger("hpi_triton.supervisor")
 
     def stop(self) -> None:
+        """End the watch loop, interrupting a reload's back-off too."""
         self._stop_event.set()
 
     def run(self) -> None:
+        """Watch each model's stub processes and reload a model whose stub died.
+
+        Checks every ``interval`` seconds and removes a dead stub's shared-memory region from
+        /dev/shm. Returns once stopped or once tritonserver has exited.
+        """
         pid = self.server.process.pid
         seen = _stub_table(child_processes(pid))
         self.expected = {model: len(stubs) for model, stubs in seen.items()}
@@ -488,17 +495,25 @@ class TritonServer:
 
     @property
     def http_url(self) -> str:
+        """The HTTP endpoint, ``localhost:PORT``."""
         return f"localhost:{self.ports['http']}"
 
     @property
     def grpc_url(self) -> str:
+        """The gRPC endpoint, ``localhost:PORT``."""
         return f"localhost:{self.ports['grpc']}"
 
     @property
     def metrics_url(self) -> str:
+        """The URL of the Prometheus metrics."""
         return f"http://localhost:{self.ports['metrics']}/metrics"
 
     def command(self, binary: TritonBinary) -> List[str]:
+        """Return the tritonserver command line for this server.
+
+        With supervision on (and no model-control mode given) it uses explicit model control with
+        every model loaded, so the supervisor can reload models.
+        """
         cmd = [str(binary.executable), "--model-repository", str(self.repository),
                "--http-port", str(self.ports["http"]), "--grpc-port", str(self.ports["grpc"]),
                "--metrics-port", str(self.ports["metrics"]), "--log-verbose",
@@ -510,6 +525,19 @@ class TritonServer:
         return cmd + with_backend_defaults(binary, self.extra_args)
 
     def start(self, timeout: float = 300.0) -> TritonServer:
+        """Start tritonserver, wait until it is ready, then start the supervisor when supervising.
+
+        Args:
+            timeout: Seconds to wait for readiness before stopping the server.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ServerError: the repository is not a directory, or the server exited or was not ready
+                in time (naming the models that failed to load, when it exited).
+            PortInUseError: one of the ports is taken by another process.
+        """
         if isinstance(self.repository, Path) and not self.repository.is_dir():
             raise ServerError(f"repository {self.repository} is not a directory; build one "
                               f"with 'hpi-triton build'")
@@ -546,6 +574,7 @@ class TritonServer:
                           f"{self.log_path}")
 
     def is_ready(self) -> bool:
+        """Return whether ``/v2/health/ready`` answers 200; ``False`` when nothing answers."""
         url = f"http://localhost:{self.ports['http']}/v2/health/ready"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
@@ -586,6 +615,7 @@ class TritonServer:
         return self._http("POST", "/v2/repository/index", timeout=30) or []
 
     def log_text(self) -> str:
+        """Return tritonserver's log so far; empty when there is none or it cannot be read."""
         try:
             return self.log_path.read_text(errors="replace") if self.log_path else ""
         except OSError:

@@ -67,6 +67,7 @@ class RoleModels:
 
     @property
     def served_name(self) -> str:
+        """The name the graph model is served as: the pipeline's ``name``."""
         return self.name
 
     @property
@@ -75,8 +76,10 @@ class RoleModels:
         return [self.served_name]
 
     def model_name(self, role: str) -> str:
+        """Return the engine model name of ``role``: ``<name>_<role>``."""
         return f"{self.name}_{role}"
 
     def model_requests(self):
+        """Return one build request per role model, with its backend override if any."""
         return [ModelRequest(self.model_name(role), Path(path), self.backends.get(role))
                 for role, path in self.roles.items()]

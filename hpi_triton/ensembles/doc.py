@@ -84,6 +84,11 @@ class DocPreprocessorPipeline(RoleModels):
                        "max_pixels": int(self.params.get("max_pixels", DEFAULT_MAX_PIXELS))}
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        """Write the BLS graph model calling the role models built into ``repo``.
+
+        Returns:
+            The pipeline's entry for the build report: served name, engine calls, parameters.
+        """
         roles = {role: sources[self.model_name(role)] for role in self.roles}
         models = {role: engine_call(self.model_name(role), src, first_only=True)
                   for role, src in roles.items()}

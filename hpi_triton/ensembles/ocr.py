@@ -71,6 +71,8 @@ class OCRPipeline(RoleModels):
     engine_models: Dict[str, str] = field(default_factory=dict)
 
     def model_name(self, role: str) -> str:
+        """Return the engine model that ``role`` is served as: its ``engine_models`` entry or
+        ``<name>_<role>``."""
         return self.engine_models.get(role) or super().model_name(role)
 
     def __post_init__(self):

@@ -105,6 +105,14 @@ class TableRecognitionPipeline(RoleModels):
         return {}
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        """Write the BLS graph model calling the OCR, table and layout models built into ``repo``.
+
+        The recognizer's characters and a subclass's extra files are written beside the graph's
+        model.py.
+
+        Returns:
+            The pipeline's entry for the build report: served name, engine calls, parameters.
+        """
         ocr_settings, characters = self.ocr.graph_settings(sources, reports)
         settings = {"task": self.task, "ocr": ocr_settings, "table_params": self.table_params}
         models = dict(ocr_settings["models"])

@@ -25,7 +25,7 @@ from hpi_triton.python_backend.vision import vision_ops
 # models use too
 ROLES = {name: task.role for name, task in vision_ops.TASKS.items()}
 # outputs that travel as tensors beside the JSON result: name → (dtype, dims); the label
-# map's dtype is the pipeline's ``label_dtype`` (see VisionPipeline._label_dtype)
+# map's dtype is the pipeline's ``label_dtype`` (see SemanticSegmentationBuild._label_dtype)
 ARRAY_OUTPUTS = {name: task.array_outputs for name, task in vision_ops.TASKS.items()
                  if task.array_outputs}
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -58,17 +58,21 @@ class VisionPipeline:
 
     @property
     def engine_name(self) -> str:
+        """The engine model's name: ``<served_name>_<Role>``."""
         return f"{self.served_name}_{self.role}"
 
+    @property
+    def build(self) -> TaskBuild:
+        """How this pipeline's task reads its model directory at build time."""
+        return TASK_BUILDS[self.name]
+
     def model_requests(self):
+        """The one engine model this pipeline needs built (uint8 image input where the engine
+        can normalise, uint8 label output where the label map is served as uint8)."""
         path = Path(self.roles[self.role])
-        # A uint8 label map leaves the engine model as uint8 already (integer label outputs
-        # only: logits stay float and the post-processing model takes their argmax).
-        narrow = (self.name == "semantic_segmentation"
-                  and str(self.params.get("label_dtype", "uint8")) == "uint8")
         return [ModelRequest(self.engine_name, path, self.backends.get(self.role),
                              uint8_inputs=self._uint8_inputs(path),
-                             uint8_outputs=(0,) if narrow else ())]
+                             uint8_outputs=self.build.uint8_outputs(self.params))]
 
     def _uint8_inputs(self, path: Path) -> dict:
         """{0: (alpha, offset)} when the engine model can take the image as uint8 pixels and
@@ -80,7 +84,7 @@ class VisionPipeline:
             config = read_inference_yml(path)
         except HpiTritonError:
             return {}  # the build reports the broken model directory itself
-        key, ops = _image_ops(self.name, config)
+        key, ops = self.build.image_ops(config)
         settings = {"task": self.name, key: ops if isinstance(ops, list) else []}
         try:
             scaling = vision_ops.deferred_scaling(settings)
@@ -89,95 +93,17 @@ class VisionPipeline:
         return {0: scaling} if scaling else {}
 
     def _settings(self, source: ModelSource) -> dict:
-        settings = {
-            "task": self.name,
-            "model": engine_call(self.engine_name, source),
-        }
+        settings = {"task": self.name, "model": engine_call(self.engine_name, source)}
         defaults = {"task": self.name, "max_pixels": DEFAULT_MAX_PIXELS}
-        if self.name == "image_classification":
-            _, ops = _image_ops(self.name, source.config)
-            if not ops:
-                raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
-                                           f"'PreProcess.transform_ops' is missing; image "
-                                           f"classification needs ResizeImage / NormalizeImage")
-            topk_cfg = (source.config.get("PostProcess") or {}).get("Topk") or {}
-            settings["preprocess"] = ops
-            settings["labels"] = topk_cfg.get("label_list")
-            defaults["topk"] = int(topk_cfg.get("topk", 5))
-        if self.name in ("object_detection", "instance_segmentation"):
-            settings.update(self._detection_settings(source))
-            defaults["threshold"] = float(source.config.get("draw_threshold", 0.5))
-        if self.name == "semantic_segmentation":
-            _, transforms = _image_ops(self.name, source.config)
-            if not isinstance(transforms, list):
-                raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
-                                           f"'Deploy.transforms' is missing; semantic "
-                                           f"segmentation needs PaddleSeg's Deploy section")
-            settings["transforms"] = transforms
-            settings["arrays"] = list(ARRAY_OUTPUTS[self.name])
-            settings["label_dtype"] = self._label_dtype(source)
+        task_settings, task_defaults = self.build.settings(source, self.params)
+        settings.update(task_settings)
+        defaults.update(task_defaults)
         try:
-            params = {k: v for k, v in self.params.items() if k != "label_dtype"}
+            params = {k: v for k, v in self.params.items()
+                      if k not in self.build.build_parameters}
             settings["params"] = vision_ops.coerce_parameters(params, defaults)
         except vision_ops.ParameterError as exc:
             raise BuildError(f"pipeline {self.name}: {exc}") from exc
-        return settings
-
-    def _label_dtype(self, source: ModelSource) -> str:
-        """The served label map's dtype: ``uint8`` (a quarter of INT32's bytes on the wire;
-        PaddleSeg itself saves label maps as 8-bit PNGs) unless the user asks for ``int32``
-        (``--param label_dtype=int32``) or the engine's logits show more than 256 classes."""
-        asked = self.params.get("label_dtype")
-        if asked is not None and str(asked) not in LABEL_DTYPES:
-            raise BuildError(f"pipeline {self.name}: --param label_dtype={asked!r}; expected "
-                             f"one of {list(LABEL_DTYPES)}")
-        logits = source.outputs[0].shape if source.outputs else []
-        classes = logits[1] if len(logits) == 4 and isinstance(logits[1], int) else None
-        if classes is not None and classes > 256:
-            if asked == "uint8":
-                raise BuildError(f"pipeline {self.name}: --param label_dtype=uint8 cannot hold "
-                                 f"the labels of {classes} classes; use int32")
-            return "int32"
-        return str(asked or "uint8")
-
-    def _detection_settings(self, source: ModelSource) -> dict:
-        yml = source.path / "inference.yml"
-        ops = source.config.get("Preprocess")
-        if not isinstance(ops, list):
-            raise InferenceConfigError(f"{yml}: field 'Preprocess' is missing; object detection "
-                                       f"needs PaddleDetection's Preprocess list")
-        inputs = [t.name for t in source.inputs]
-        unknown = sorted(set(inputs) - {"image", "im_shape", "scale_factor"})
-        if unknown or "image" not in inputs:
-            raise InferenceConfigError(f"{source.path}: detection inputs are {inputs}; expected "
-                                       f"'image' plus optional 'im_shape' / 'scale_factor'")
-        outputs = source.outputs
-        labels = source.config.get("label_list") or source.onnx_metadata_lines(
-            ("character", "label_list"))
-        settings = {"preprocess": ops, "inputs": inputs, "labels": labels,
-                    "nms": source.config.get("NMS") or {}}
-        if self.name == "instance_segmentation":
-            # Mask-RT-DETR / Mask R-CNN exports: boxes [K,6], box count, masks [K,H,W]
-            if len(outputs) != 3 or outputs[0].shape[-1] != 6 or len(outputs[2].shape) != 3:
-                raise InferenceConfigError(
-                    f"{source.path}: instance segmentation outputs "
-                    f"{[(t.name, t.shape) for t in outputs]}; expected boxes [K,6], box count "
-                    f"and masks [K,H,W] (Mask-RT-DETR export)")
-            settings["head"] = "nms_inside"
-            settings["arrays"] = list(ARRAY_OUTPUTS[self.name])
-        elif len(outputs) == 2 and outputs[0].shape[-1] == 6:
-            settings["head"] = "nms_inside"
-        elif len(outputs) >= 4 and len(outputs) % 2 == 0:
-            strides = source.config.get("fpn_stride")
-            if not strides or len(strides) != len(outputs) // 2:
-                raise InferenceConfigError(
-                    f"{yml}: field 'fpn_stride' must list one stride per head "
-                    f"({len(outputs) // 2}) for a detector exported without NMS")
-            settings["head"], settings["fpn_stride"] = "picodet", list(strides)
-        else:
-            raise InferenceConfigError(
-                f"{source.path}: detection outputs {[t.name for t in outputs]} are neither "
-                f"NMS output (boxes [N,6] + box count) nor PicoDet score/box heads")
         return settings
 
     @property
@@ -187,13 +113,17 @@ class VisionPipeline:
 
     @property
     def preprocess_name(self) -> str:
+        """The pre-processing model's name."""
         return f"{self.served_name}_preprocess"
 
     @property
     def postprocess_name(self) -> str:
+        """The post-processing model's name."""
         return f"{self.served_name}_postprocess"
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        """Write the pre/post-processing models and the ensemble over the built engine; the
+        pipeline's report entry."""
         from hpi_triton.triton_models.config import TensorConfig, TritonModelConfig
 
         settings = self._settings(sources[self.engine_name])
@@ -245,18 +175,162 @@ class VisionPipeline:
                 "params": settings["params"]}
 
 
-# pipeline → (graph settings key, inference.yml section, field) of its image pre-processing ops
-_IMAGE_OPS = {"image_classification": ("preprocess", "PreProcess", "transform_ops"),
-              "semantic_segmentation": ("transforms", "Deploy", "transforms")}
+class TaskBuild:
+    """The build-time half of a vision task: what its graph settings read from the model
+    directory (inference.yml, the engine's tensors) and which ``--param`` values only the
+    build takes. The served half is :class:`vision_ops.VisionTask`, looked up by the same
+    name."""
+
+    #: The task's pipeline name (a key of :data:`vision_ops.TASKS`).
+    name = ""
+    #: (graph settings key, inference.yml section, field) of its image pre-processing ops.
+    image_ops_field = None
+    #: ``--param`` names the build consumes (not per-request parameters).
+    build_parameters: tuple = ()
+
+    def image_ops(self, config: dict):
+        """(settings key, inference.yml value) of the image pre-processing ops the graph's
+        normalisation comes from; the value is None where the field is missing. One reader for
+        the served pre-processing and the engine's uint8 scaling."""
+        key, section, name = self.image_ops_field
+        return key, (config.get(section) or {}).get(name)
+
+    def uint8_outputs(self, params: dict) -> tuple:
+        """Indices of engine outputs to serve as uint8."""
+        return ()
+
+    def settings(self, source: ModelSource, params: dict):
+        """(graph settings, per-request parameter defaults) read from ``source``.
+
+        Raises:
+            InferenceConfigError: A field the task needs is missing or malformed.
+            BuildError: A build parameter has a value the task cannot serve.
+        """
+        raise NotImplementedError
 
 
-def _image_ops(pipeline: str, config: dict):
-    """(settings key, inference.yml value) of the image pre-processing ops that the graph's
-    normalisation comes from: PaddleX's PreProcess.transform_ops (classification) or
-    PaddleSeg's Deploy.transforms (segmentation); the value is None where the field is
-    missing. One reader for the served pre-processing and the engine's uint8 scaling."""
-    key, section, name = _IMAGE_OPS[pipeline]
-    return key, (config.get(section) or {}).get(name)
+class ClassificationBuild(TaskBuild):
+    """image_classification: PaddleX's transform_ops, label list and Topk."""
+
+    name = "image_classification"
+    image_ops_field = ("preprocess", "PreProcess", "transform_ops")
+
+    def settings(self, source, params):
+        """Transform ops, label list and Topk default from inference.yml."""
+        _, ops = self.image_ops(source.config)
+        if not ops:
+            raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
+                                       f"'PreProcess.transform_ops' is missing; image "
+                                       f"classification needs ResizeImage / NormalizeImage")
+        topk_cfg = (source.config.get("PostProcess") or {}).get("Topk") or {}
+        return ({"preprocess": ops, "labels": topk_cfg.get("label_list")},
+                {"topk": int(topk_cfg.get("topk", 5))})
+
+
+class DetectionBuild(TaskBuild):
+    """object_detection: PaddleDetection's Preprocess, NMS and the export's head kind."""
+
+    name = "object_detection"
+
+    def settings(self, source, params):
+        """Pre-processing ops, input names, labels, NMS and head kind; the threshold default."""
+        settings = {**self._preprocess(source), **self._head(source)}
+        return settings, {"threshold": float(source.config.get("draw_threshold", 0.5))}
+
+    def _preprocess(self, source: ModelSource) -> dict:
+        yml = source.path / "inference.yml"
+        ops = source.config.get("Preprocess")
+        if not isinstance(ops, list):
+            raise InferenceConfigError(f"{yml}: field 'Preprocess' is missing; object detection "
+                                       f"needs PaddleDetection's Preprocess list")
+        inputs = [t.name for t in source.inputs]
+        unknown = sorted(set(inputs) - {"image", "im_shape", "scale_factor"})
+        if unknown or "image" not in inputs:
+            raise InferenceConfigError(f"{source.path}: detection inputs are {inputs}; expected "
+                                       f"'image' plus optional 'im_shape' / 'scale_factor'")
+        labels = source.config.get("label_list") or source.onnx_metadata_lines(
+            ("character", "label_list"))
+        return {"preprocess": ops, "inputs": inputs, "labels": labels,
+                "nms": source.config.get("NMS") or {}}
+
+    def _head(self, source: ModelSource) -> dict:
+        outputs = source.outputs
+        if len(outputs) == 2 and outputs[0].shape[-1] == 6:
+            return {"head": "nms_inside"}
+        if len(outputs) >= 4 and len(outputs) % 2 == 0:
+            strides = source.config.get("fpn_stride")
+            if not strides or len(strides) != len(outputs) // 2:
+                raise InferenceConfigError(
+                    f"{source.path / 'inference.yml'}: field 'fpn_stride' must list one stride "
+                    f"per head ({len(outputs) // 2}) for a detector exported without NMS")
+            return {"head": "picodet", "fpn_stride": list(strides)}
+        raise InferenceConfigError(
+            f"{source.path}: detection outputs {[t.name for t in outputs]} are neither "
+            f"NMS output (boxes [N,6] + box count) nor PicoDet score/box heads")
+
+
+class InstanceSegmentationBuild(DetectionBuild):
+    """instance_segmentation: detection settings for a Mask-RT-DETR / Mask R-CNN export."""
+
+    name = "instance_segmentation"
+
+    def _head(self, source):
+        # Mask-RT-DETR / Mask R-CNN exports: boxes [K,6], box count, masks [K,H,W]
+        outputs = source.outputs
+        if len(outputs) != 3 or outputs[0].shape[-1] != 6 or len(outputs[2].shape) != 3:
+            raise InferenceConfigError(
+                f"{source.path}: instance segmentation outputs "
+                f"{[(t.name, t.shape) for t in outputs]}; expected boxes [K,6], box count "
+                f"and masks [K,H,W] (Mask-RT-DETR export)")
+        return {"head": "nms_inside", "arrays": list(ARRAY_OUTPUTS[self.name])}
+
+
+class SemanticSegmentationBuild(TaskBuild):
+    """semantic_segmentation: PaddleSeg's Deploy.transforms and the label map's dtype."""
+
+    name = "semantic_segmentation"
+    image_ops_field = ("transforms", "Deploy", "transforms")
+    build_parameters = ("label_dtype",)
+
+    def uint8_outputs(self, params):
+        """The label output (index 0) as uint8 unless ``label_dtype=int32`` was asked."""
+        # A uint8 label map leaves the engine model as uint8 already (integer label outputs
+        # only: logits stay float and the post-processing model takes their argmax).
+        return (0,) if str(params.get("label_dtype", "uint8")) == "uint8" else ()
+
+    def settings(self, source, params):
+        """Deploy.transforms, the served arrays and the label map dtype."""
+        _, transforms = self.image_ops(source.config)
+        if not isinstance(transforms, list):
+            raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
+                                       f"'Deploy.transforms' is missing; semantic "
+                                       f"segmentation needs PaddleSeg's Deploy section")
+        return ({"transforms": transforms, "arrays": list(ARRAY_OUTPUTS[self.name]),
+                 "label_dtype": self._label_dtype(source, params)}, {})
+
+    def _label_dtype(self, source: ModelSource, params: dict) -> str:
+        """The served label map's dtype: ``uint8`` (a quarter of INT32's bytes on the wire;
+        PaddleSeg itself saves label maps as 8-bit PNGs) unless the user asks for ``int32``
+        (``--param label_dtype=int32``) or the engine's logits show more than 256 classes."""
+        asked = params.get("label_dtype")
+        if asked is not None and str(asked) not in LABEL_DTYPES:
+            raise BuildError(f"pipeline {self.name}: --param label_dtype={asked!r}; expected "
+                             f"one of {list(LABEL_DTYPES)}")
+        logits = source.outputs[0].shape if source.outputs else []
+        classes = logits[1] if len(logits) == 4 and isinstance(logits[1], int) else None
+        if classes is not None and classes > 256:
+            if asked == "uint8":
+                raise BuildError(f"pipeline {self.name}: --param label_dtype=uint8 cannot hold "
+                                 f"the labels of {classes} classes; use int32")
+            return "int32"
+        return str(asked or "uint8")
+
+
+#: The build-time half of every vision task, by pipeline name (the same keys as
+#: :data:`vision_ops.TASKS`; tests/unit checks they match).
+TASK_BUILDS: Dict[str, TaskBuild] = {build.name: build for build in (
+    ClassificationBuild(), DetectionBuild(), SemanticSegmentationBuild(),
+    InstanceSegmentationBuild())}
 
 
 def _engine_tensors(model_dir: Path):

@@ -1,0 +1,1 @@
+"""Building a verified Triton model repository from PaddleX model directories."""

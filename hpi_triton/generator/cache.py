@@ -140,6 +140,7 @@ class ArtifactCache:
         return CacheEntry(final, json.loads((final / META).read_text()), hit=False)
 
     def read_json(self, path: Path) -> Optional[dict]:
+        """Return the JSON at ``path``; ``None`` when caching is off or the file is absent."""
         if not self.enabled or not path.is_file():
             return None
         return json.loads(path.read_text())
@@ -151,4 +152,5 @@ class ArtifactCache:
         os.replace(tmp, path)
 
     def measurement_path(self, key: str) -> Path:
+        """Return the file where the measurement under ``key`` is kept."""
         return self.root / "measurements" / f"{key}.json"

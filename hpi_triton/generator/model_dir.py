@@ -64,10 +64,12 @@ class ModelSource:
 
     @property
     def has_paddle(self) -> bool:
+        """Whether the directory holds a Paddle program (PIR or legacy)."""
         return self.format in ("pir", "legacy")
 
     @property
     def program_file(self) -> Optional[Path]:
+        """The Paddle program (inference.json or inference.pdmodel); ``None`` for an ONNX model."""
         if self.format == "pir":
             return self.path / PIR_PROGRAM
         if self.format == "legacy":
@@ -76,10 +78,12 @@ class ModelSource:
 
     @property
     def params_file(self) -> Optional[Path]:
+        """The Paddle weights (inference.pdiparams); ``None`` without a Paddle program."""
         return self.path / PARAMS if self.has_paddle else None
 
     @property
     def onnx_file(self) -> Optional[Path]:
+        """The directory's inference.onnx; ``None`` when it has none."""
         candidate = self.path / ONNX_MODEL
         return candidate if candidate.is_file() else None
 

@@ -8,22 +8,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from hpi_triton.choices import Choice
 from hpi_triton.triton_models.backends.base import Device
-
-
-class Choice(str, Enum):
-    """A closed set of option values: equal to, printed and serialised as its string
-    (``enum.StrEnum`` needs Python 3.11)."""
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
 
 
 class Hosting(Choice):
@@ -86,6 +75,7 @@ class BuildProgress:
 
     @contextlib.contextmanager
     def step(self, model: str, what: str):
+        """Wrap one long step of ``model``, named by ``what``; shows nothing here."""
         yield
 
     def model_done(self, model: str, backend: str) -> None:
@@ -138,6 +128,12 @@ class BuildOptions:
 
 @dataclass
 class CandidateReport:
+    """How one candidate backend of a model fared.
+
+    ``max_relative_error`` is against the reference engine, ``latency_ms`` the measured p50, and
+    ``seconds`` the time its conversion and verification took (or its cache lookup).
+    """
+
     backend: str
     status: CandidateStatus
     reason: str = ""
@@ -149,6 +145,8 @@ class CandidateReport:
 
 @dataclass
 class ModelReport:
+    """What the build did with one model: backend chosen and why, hosting, candidates tried."""
+
     name: str
     source: str
     model_name: str
@@ -168,6 +166,8 @@ class ModelReport:
 
 @dataclass
 class BuildReport:
+    """What one build wrote: its settings, the models, pipelines and transforms, and versions."""
+
     out: str
     device: str
     precision: str
@@ -185,4 +185,5 @@ class BuildReport:
         return self.transforms.get("license", [])
 
     def to_dict(self) -> dict:
+        """Return the report as a JSON-ready dict, nested reports included."""
         return asdict(self)

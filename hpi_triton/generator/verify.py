@@ -80,6 +80,8 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
 
 @dataclass
 class VerificationResult:
+    """A passed verification: the worst relative error found and the engine's I/O names."""
+
     max_relative_error: float
     tolerance: float
     samples: int

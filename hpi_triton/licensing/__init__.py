@@ -1,0 +1,1 @@
+"""Licensing: issuer keys and certificates, licensed repositories, the activation service."""

@@ -132,9 +132,23 @@ class Issuer:
     # -- serials ------------------------------------------------------------------------
     @property
     def registry(self) -> Path:
+        """The serial registry, ``serials.jsonl``: one JSON record per issued serial."""
         return self.folder / "serials.jsonl"
 
     def issue(self, pipeline: str, count: int = 1, expires: Optional[str] = None) -> List[str]:
+        """Issue ``count`` new serials for ``pipeline`` and append them to the registry.
+
+        Args:
+            pipeline: The pipeline the serials unlock.
+            count: How many serials to issue.
+            expires: Expiry date ``YYYY-MM-DD`` of their certificates; ``None``: they never expire.
+
+        Returns:
+            The new serials, ``HPI-XXXXX-XXXXX-XXXXX-XXXXX``.
+
+        Raises:
+            LicensingError: an unknown pipeline, a malformed date or a count below 1.
+        """
         if pipeline not in PIPELINES:
             raise LicensingError(f"--pipeline {pipeline!r} is not a pipeline; known: "
                                  f"{', '.join(PIPELINES)}")
@@ -156,6 +170,7 @@ class Issuer:
         return serials
 
     def serials(self) -> Dict[str, Dict]:
+        """Return every issued serial's registry record by serial; empty without a registry."""
         out = {}
         try:
             lines = self.registry.read_text(encoding="utf-8").splitlines()
@@ -169,6 +184,10 @@ class Issuer:
 
     # -- certificates -------------------------------------------------------------------
     def certificate(self, record: Dict, fingerprint: str) -> Dict:
+        """Return the signed certificate binding ``record``'s serial to the device ``fingerprint``.
+
+        It carries the pipeline's content private key sealed so that only that device opens it.
+        """
         pipeline_key = content.content_private_bytes(self.seed, record["pipeline"])
         payload = {"serial": record["serial"], "pipeline": record["pipeline"],
                    "fingerprint": fingerprint, "expires": record.get("expires"),
@@ -178,6 +197,7 @@ class Issuer:
         return cert.sign_payload(self.key, payload)
 
     def revocation_list(self, serials: List[str]) -> Dict:
+        """Return the signed revocation list of ``serials``."""
         document = cert.sign_payload(self.key, {"serials": sorted(serials),
                                                 "issued": cert.today()})
         document["format"] = cert.REVOCATIONS_FORMAT
@@ -238,18 +258,21 @@ class BindingStore:
             return cur.fetchone()[0]
 
     def revoke(self, serial: str) -> None:
+        """Mark ``serial`` revoked; revoking it twice changes nothing."""
         with self._connect() as db:
             db.cursor().execute(self._q("INSERT INTO revoked (serial, revoked_at) VALUES (?, ?) "
                                         "ON CONFLICT (serial) DO NOTHING"),
                                 (serial, _dt.datetime.now(_dt.timezone.utc).isoformat()))
 
     def revoked(self) -> List[str]:
+        """Return every revoked serial."""
         with self._connect() as db:
             cur = db.cursor()
             cur.execute("SELECT serial FROM revoked")
             return [row[0] for row in cur.fetchall()]
 
     def is_revoked(self, serial: str) -> bool:
+        """Return whether ``serial`` is revoked."""
         with self._connect() as db:
             cur = db.cursor()
             cur.execute(self._q("SELECT 1 FROM revoked WHERE serial = ?"), (serial,))

@@ -38,6 +38,11 @@ class LicenseTransform(RepositoryTransform):
         self.public = read_public(public_pem)
 
     def check(self, plain_models, pipelines, options) -> None:
+        """Refuse a build without pipelines, with plain models, or not hosted on the Python backend.
+
+        Raises:
+            BuildError: naming what the build must change for ``--license``.
+        """
         if not pipelines or plain_models:
             raise BuildError("--license applies to pipelines: build with --pipeline (every "
                              "model of a licensed repository sits behind a pipeline's gate)")
@@ -46,6 +51,7 @@ class LicenseTransform(RepositoryTransform):
                              "decrypted in memory by Python-backend models")
 
     def apply(self, staging: Path, report) -> List[Dict]:
+        """Encrypt and gate every pipeline in ``staging``; return what was done per pipeline."""
         return protect(staging, report.pipelines, self.public)
 
 

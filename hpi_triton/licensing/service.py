@@ -32,6 +32,7 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def allow(self, client: str) -> bool:
+        """Take a token from ``client``'s bucket; return ``False`` when it is empty."""
         now = time.monotonic()
         with self._lock:
             tokens, last = self._buckets.get(client, (self.burst, now))
@@ -127,18 +128,22 @@ class ActivationServer:
 
     @property
     def url(self) -> str:
+        """The service's base URL (``127.0.0.1`` when bound to all interfaces)."""
         host, port = self.httpd.server_address[:2]
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
     def start(self) -> ActivationServer:
+        """Serve on a background daemon thread; return ``self``."""
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
+        """Serve in the calling thread until ``stop`` is called from another."""
         self.httpd.serve_forever()
 
     def stop(self) -> None:
+        """Stop serving and close the listening socket."""
         self.httpd.shutdown()
         self.httpd.server_close()
 

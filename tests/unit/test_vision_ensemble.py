@@ -101,6 +101,11 @@ def _segmentation_spec(**params):
                          params)
 
 
+def _dtype(spec, source):
+    """The label map dtype the build serves for ``spec`` on an engine like ``source``."""
+    return spec.build._label_dtype(source, spec.params)
+
+
 def _engine_outputs(*shape):
     from types import SimpleNamespace
 
@@ -112,16 +117,22 @@ def test_label_map_dtype_defaults_to_uint8_and_follows_the_class_count():
 
     from hpi_triton.errors import BuildError
 
-    assert _segmentation_spec()._label_dtype(_engine_outputs(-1, -1, -1)) == "uint8"
-    assert _segmentation_spec()._label_dtype(_engine_outputs(-1, 19, -1, -1)) == "uint8"
-    assert _segmentation_spec(label_dtype="int32")._label_dtype(
-        _engine_outputs(-1, -1, -1)) == "int32"
+    assert _dtype(_segmentation_spec(), _engine_outputs(-1, -1, -1)) == "uint8"
+    assert _dtype(_segmentation_spec(), _engine_outputs(-1, 19, -1, -1)) == "uint8"
+    assert _dtype(_segmentation_spec(label_dtype="int32"), _engine_outputs(-1, -1, -1)) == "int32"
     # logits of more than 256 classes: labels do not fit 8 bits
-    assert _segmentation_spec()._label_dtype(_engine_outputs(-1, 300, -1, -1)) == "int32"
+    assert _dtype(_segmentation_spec(), _engine_outputs(-1, 300, -1, -1)) == "int32"
     with pytest.raises(BuildError, match="label_dtype=uint8 cannot hold .* 300 classes"):
-        _segmentation_spec(label_dtype="uint8")._label_dtype(_engine_outputs(-1, 300, -1, -1))
+        _dtype(_segmentation_spec(label_dtype="uint8"), _engine_outputs(-1, 300, -1, -1))
     with pytest.raises(BuildError, match=r"label_dtype='int16'; expected one of \['uint8', "):
-        _segmentation_spec(label_dtype="int16")._label_dtype(_engine_outputs(-1, -1, -1))
+        _dtype(_segmentation_spec(label_dtype="int16"), _engine_outputs(-1, -1, -1))
+
+
+def test_every_vision_task_has_its_build_half():
+    from hpi_triton.ensembles.vision import TASK_BUILDS
+    from hpi_triton.python_backend.vision import vision_ops
+
+    assert set(TASK_BUILDS) == set(vision_ops.TASKS)
 
 
 def test_uint8_label_map_refuses_labels_it_cannot_hold():

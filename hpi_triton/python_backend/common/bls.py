@@ -81,6 +81,15 @@ class EngineCall:
         self.output_names = [output_names] if isinstance(output_names, str) else list(output_names)
 
     def run(self, *arrays):
+        """Call the engine model on ``arrays`` (in ``input_names`` order); return its outputs.
+
+        Returns:
+            The outputs' arrays in ``output_names`` order.
+
+        Raises:
+            EngineUnavailable: the model is recovering or not loaded; a retry may succeed.
+            RuntimeError: the model answered with any other error.
+        """
         request = pb_utils.InferenceRequest(
             model_name=self.model, requested_output_names=self.output_names,
             inputs=[pb_utils.Tensor(name, np.ascontiguousarray(array))

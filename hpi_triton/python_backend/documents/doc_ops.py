@@ -52,6 +52,12 @@ class DocPreprocessFlow:
         self.settings, self.orientation, self.unwarping = settings, orientation, unwarping
 
     def check(self, params: Dict) -> None:
+        """Refuse parameters that turn on a step whose model this build lacks.
+
+        Raises:
+            ParameterError: ``use_doc_orientation_classify`` or ``use_doc_unwarping`` is on without
+                its model.
+        """
         for key, engine, role in (("use_doc_orientation_classify", self.orientation,
                                    "DocOrientationClassify"),
                                   ("use_doc_unwarping", self.unwarping, "DocUnwarping")):

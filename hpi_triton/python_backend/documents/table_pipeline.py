@@ -53,6 +53,17 @@ class TableFlow:
         return table, self.ocr.parameters(overrides)
 
     def run(self, image: np.ndarray, table: Dict, ocr_params: Dict) -> Dict:
+        """Recognize the tables of one page as PaddleX's table_recognition does.
+
+        Args:
+            image: The page, BGR HxWx3 uint8.
+            table: The table parameters from :meth:`parameters`.
+            ocr_params: The OCR parameters from :meth:`parameters`.
+
+        Returns:
+            ``overall_ocr_res``, ``table_res_list`` and ``model_settings``, plus
+            ``doc_preprocessor_res`` / ``layout_det_res`` when those steps ran.
+        """
         image, doc_result = self.preprocess(image, ocr_params)
         ocr = self.ocr.run(image, params={**ocr_params, "use_doc_preprocessor": False})
         h, w = image.shape[:2]
@@ -80,6 +91,7 @@ class TableFlow:
         return image, None
 
     def detect_layout(self, image: np.ndarray, threshold: float) -> Dict:
+        """Run the layout detector on ``image`` (BGR) at score ``threshold``; return its result."""
         settings = self.settings["layout"]
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return vision_ops.run_task(settings, {**settings["params"], "threshold": threshold},
@@ -113,6 +125,7 @@ class TableFlow:
         return out
 
     def recognize_structure(self, crop: np.ndarray) -> Dict:
+        """Run the structure model on one table crop; return its decoded tokens and cell boxes."""
         spec = self.settings["structure"]
         x = table_ops.structure_preprocess(crop, spec["max_len"])
         boxes, probs = self.structure(x)
@@ -133,6 +146,10 @@ class SealFlow(TableFlow):
     the whole image as one seal) → seal OCR (``self.ocr``, text_type seal) per seal."""
 
     def run(self, image: np.ndarray, table: Dict, ocr_params: Dict) -> Dict:
+        """Recognize the seals of one image as PaddleX's seal_recognition does.
+
+        Without layout detection the whole image is read as one seal.
+        """
         image, doc_result = self.preprocess(image, ocr_params)
         inner = {**ocr_params, "use_doc_preprocessor": False}
         out = {"model_settings": {"use_doc_preprocessor": ocr_params["use_doc_preprocessor"],
@@ -182,6 +199,11 @@ class LayoutParsingFlow(TableFlow):
         return table, ocr
 
     def run(self, image: np.ndarray, table: Dict, ocr_params: Dict) -> Dict:
+        """Parse the layout of one page as PaddleX's layout_parsing does.
+
+        Layout detection always runs; tables only when a structure model is built, seals only with
+        ``use_seal_recognition``.
+        """
         image, doc_result = self.preprocess(image, ocr_params)
         inner = {**ocr_params, "use_doc_preprocessor": False}
         layout = self.detect_layout(image, table["layout_threshold"])
@@ -205,6 +227,12 @@ class LayoutParsingFlow(TableFlow):
                 "seal_res_list": seals, "formula_res_list": [], "parsing_res_list": blocks}
 
     def blocks(self, image, layout, ocr, tables, seals, ocr_params):
+        """Return ``parsing_res_list``: a block per layout region and per OCR line outside them all.
+
+        A region's content is its table's HTML, its seal's texts, or the OCR text inside it (a line
+        shared by several regions is read again per region, the rest of the page white); formulas
+        stay empty. Blocks come in PaddleX's reading order.
+        """
         blocks, owners = [], {}
         # The k-th table region is table_region_id k (a region too small to crop has none).
         by_region = {t["table_region_id"]: t for t in tables}

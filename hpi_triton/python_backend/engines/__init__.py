@@ -64,6 +64,11 @@ class Runner:
     output_names: List[str]
 
     def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run the model once; return every output by name.
+
+        Args:
+            inputs: One array per name in ``input_names``.
+        """
         raise NotImplementedError
 
     def run_and_release(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -170,11 +175,17 @@ class PaddleRunner(Runner):
         }
 
     def release_memory(self) -> None:
+        """Shrink the predictor's memory pool to the chunks in use, then free the heap."""
         # Paddle's allocator keeps every chunk it ever grew to; this returns the idle ones.
         self._predictor.try_shrink_memory()
         release_heap()
 
     def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run the predictor once; return every output by name.
+
+        Until a run has succeeded, a failure with oneDNN on (``onednn: auto``) rebuilds the
+        predictor without oneDNN and runs again.
+        """
         if self._verified_first_run:
             return self._run_once(inputs)
         try:
@@ -225,9 +236,11 @@ class OnnxRuntimeRunner(Runner):
         return dict(zip(self.output_names, values))
 
     def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run the session once; return every output by name."""
         return self._run(inputs)
 
     def run_and_release(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run once, asking ONNX Runtime to shrink its CPU arena after it, then free the heap."""
         try:
             return self._run(inputs, self._shrink)
         finally:
@@ -271,12 +284,14 @@ class OpenVINORunner(Runner):
         self._request = self._compiled.create_infer_request()
 
     def release_memory(self) -> None:
+        """Release the compiled model's intermediate buffers (OpenVINO >= 2024.3), then the heap."""
         # OpenVINO sizes its intermediate buffers for the largest shape run so far.
         if hasattr(self._compiled, "release_memory"):  # OpenVINO >= 2024.3
             self._compiled.release_memory()
         release_heap()
 
     def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run the infer request once; return a copy of every output by name."""
         results = self._request.infer({n: inputs[n] for n in self.input_names})
         return {
             name: np.array(results[port], copy=True)
@@ -321,6 +336,13 @@ class TensorRTRunner(Runner):
         return rest
 
     def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run the engine once on the GPU; return every output by name.
+
+        Device buffers are allocated per run for the inputs' shapes and freed afterwards.
+
+        Raises:
+            EngineError: a CUDA call or the TensorRT execution failed.
+        """
         cudart = self._cudart
         kind = cudart.cudaMemcpyKind
         buffers = []

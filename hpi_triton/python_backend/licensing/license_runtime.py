@@ -31,6 +31,11 @@ class LicenseCheck:
 
     @property
     def fingerprint(self):
+        """This device's fingerprint, computed on first use.
+
+        Raises:
+            LicenseError: ``no-fingerprint`` when the device cannot be fingerprinted.
+        """
         if self._fingerprint is None:
             try:
                 self._fingerprint = fingerprint.device_fingerprint()

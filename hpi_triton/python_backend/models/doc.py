@@ -16,7 +16,10 @@ SPEC = {**doc_ops.PARAMETERS, "max_pixels": (int, lambda v: v > 0)}
 
 
 class TritonPythonModel:
+    """Triton's entry point for the doc_preprocessor graph."""
+
     def initialize(self, args):
+        """Read the graph settings and build the doc_preprocessor flow over its BLS engine calls."""
         self.settings, _ = bls.graph_settings(args)
         models = self.settings["models"]
         first = {role: (lambda x, c=bls.EngineCall(*spec): c.run(x)[0])
@@ -26,6 +29,10 @@ class TritonPythonModel:
                                               first.get("DocUnwarping"))
 
     def execute(self, requests):
+        """Answer each request: licence check, then ``result`` and the corrected ``output_img``.
+
+        A failing request gets its own error response; the others are answered.
+        """
         return bls.serve_each(requests, self._handle)
 
     def _handle(self, request):

@@ -19,7 +19,14 @@ from ..common import stub_runtime
 
 
 class TritonPythonModel:
+    """Triton's entry point for an engine model: one engine artifact run in-process."""
+
     def initialize(self, args):
+        """Read the parameters, bind a single-thread CPU instance to a core, load the engine.
+
+        In a licensed repository the artifact is decrypted in memory if a valid certificate is
+        present; otherwise the engine stays unloaded until a later ``execute`` can unlock it.
+        """
         stub_runtime.check_tensor_round_trip(pb_utils)
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
@@ -172,6 +179,12 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
+        """Answer one batch of requests, one response each, in order.
+
+        A still-locked licensed engine is unlocked first (every request gets UNAVAILABLE if it
+        cannot be). Requests whose inputs share their non-batch shapes run as one engine call; a
+        malformed or failing request gets its own error.
+        """
         if self.runner is None:  # licensed and still locked
             try:
                 self._load(self.license.unlock())
@@ -216,4 +229,5 @@ class TritonPythonModel:
             )
 
     def finalize(self):
+        """Drop the engine runner so its memory can be freed."""
         self.runner = None

@@ -16,12 +16,19 @@ from ..licensing import license_runtime
 
 
 class TritonPythonModel:
+    """Triton's entry point for a pipeline's licence gate model ``<pipeline>_license``."""
+
     def initialize(self, args):
+        """Open the licence check of this model's version folder (its ``license.json``)."""
         stub_runtime.check_tensor_round_trip(pb_utils)
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.license = license_runtime.LicenseCheck(version_dir)
 
     def execute(self, requests):
+        """Answer each request with the certificate in force, or UNAVAILABLE and why.
+
+        The ``status`` output is JSON with the certificate's serial, pipeline and expiry date.
+        """
         responses = []
         for _ in requests:
             try:

@@ -14,7 +14,10 @@ from ..ocr import ocr_pipeline
 
 
 class TritonPythonModel:
+    """Triton's entry point for the OCR pipeline graph."""
+
     def initialize(self, args):
+        """Read the graph settings and characters; build the OCR flow over BLS engine calls."""
         settings, version_dir = bls.graph_settings(args)
         characters = bls.read_characters(version_dir)
         calls = {role: bls.EngineCall(*spec) for role, spec in settings["models"].items()}
@@ -22,6 +25,10 @@ class TritonPythonModel:
             settings, characters, lambda role: calls[role])
 
     def execute(self, requests):
+        """Answer each request: licence check, then OCR of its image as the ``result`` JSON.
+
+        A failing request gets its own error response; the others are answered.
+        """
         return bls.serve_each(requests, self._handle)
 
     def _handle(self, request):

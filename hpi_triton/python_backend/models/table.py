@@ -16,7 +16,14 @@ from ..ocr import ocr_pipeline
 
 
 class TritonPythonModel:
+    """Triton's entry point for the table_recognition, seal_recognition, layout_parsing graphs."""
+
     def initialize(self, args):
+        """Build the flow that the settings' ``task`` names, over BLS calls to its engine models.
+
+        The OCR models always; the table-structure, layout and (layout_parsing) seal OCR models
+        where the build included them.
+        """
         settings, version_dir = bls.graph_settings(args)
         characters = bls.read_characters(version_dir)
         calls = {role: bls.EngineCall(*spec) for role, spec in settings["ocr"]["models"].items()}
@@ -41,6 +48,10 @@ class TritonPythonModel:
             self.flow = table_pipeline.TableFlow(settings, ocr, structure, layout)
 
     def execute(self, requests):
+        """Answer each request: licence check, then the task's flow on its image as ``result``.
+
+        A failing request gets its own error response; the others are answered.
+        """
         return bls.serve_each(requests, self._handle)
 
     def _handle(self, request):

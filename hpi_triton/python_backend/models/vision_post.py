@@ -14,12 +14,20 @@ from ..vision import vision_ops
 
 
 class TritonPythonModel:
+    """Triton's entry point for a vision ensemble's post-processing step."""
+
     def initialize(self, args):
+        """Read the pipeline settings and the names of the engine outputs this step takes."""
         self.settings, _ = bls.graph_settings(args)
         config = json.loads(args["model_config"])
         self.engine_outputs = [i["name"] for i in config["input"] if i["name"] != "context"]
 
     def execute(self, requests):
+        """Turn each request's engine outputs and ``context`` into the ``result`` JSON.
+
+        Segmentation label maps and masks go out as their own tensors. A failing request gets its
+        own error response; the others are answered.
+        """
         return bls.serve_each(requests, self._handle)
 
     def _handle(self, request):

@@ -20,7 +20,13 @@ from ..vision import vision_ops
 
 
 class TritonPythonModel:
+    """Triton's entry point for a vision ensemble's pre-processing step."""
+
     def initialize(self, args):
+        """Read the pipeline settings and the engine inputs to produce, with their dtypes.
+
+        A uint8 first input means the engine model normalises the pixels itself.
+        """
         self.settings, _ = bls.graph_settings(args)
         config = json.loads(args["model_config"])
         self.feeds = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"]))
@@ -30,6 +36,11 @@ class TritonPythonModel:
         self.deferred = bool(self.feeds) and np.dtype(self.feeds[0][1]) == np.uint8
 
     def execute(self, requests):
+        """Answer each request with its image pre-processed as engine inputs, plus ``context``.
+
+        Checks the licence and the request's parameters, then decodes and pre-processes the image.
+        A failing request gets its own error response; the others are answered.
+        """
         return bls.serve_each(requests, self._handle)
 
     def _handle(self, request):

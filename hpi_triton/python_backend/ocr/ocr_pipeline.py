@@ -95,6 +95,12 @@ class OCRFlow:
                    first.get("TextLineOrientation"), doc)
 
     def parameters(self, overrides: Optional[Dict]) -> Dict:
+        """Return one request's parameters, checked and merged over the build's defaults.
+
+        Raises:
+            ParameterError: a parameter is unknown or out of range, or switches on a doc
+                preprocessing step this build has no model for.
+        """
         params = coerce_parameters(overrides or {}, self.defaults)
         if params["use_doc_preprocessor"]:
             if self.doc is None:

@@ -55,6 +55,12 @@ class BackendRegistry:
             f"backend {name!r} is unknown; valid names: {', '.join(self.known_names())}")
 
     def get(self, name: str) -> Backend:
+        """Return the registered backend for ``name`` or an alias of it.
+
+        Raises:
+            BackendUnavailableError: a known backend whose packages are not installed.
+            UnknownBackendError: a name no backend has.
+        """
         return self._backends[self.canonical(name)]
 
     def names(self) -> List[str]:

@@ -11,11 +11,12 @@ from functools import cache
 from pathlib import Path
 from typing import ClassVar, Dict, FrozenSet, Optional, Tuple
 
+from hpi_triton.choices import Precision
 from hpi_triton.errors import BuildError
 from hpi_triton.generator.cache import ArtifactCache
 from hpi_triton.generator.model_dir import ModelSource
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = tuple(p.value for p in Precision)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ IR_FILE = "model.xml"
 
 
 class OpenVINOBackend(Backend):
+    """OpenVINO on CPU: IR from a legacy Paddle program, or from ONNX for PIR and ONNX models."""
+
     name = "openvino"
     engine = "openvino"
     modules = ("openvino",)
@@ -26,6 +28,14 @@ class OpenVINOBackend(Backend):
     precisions = frozenset({"fp32", "bf16", "fp16"})
 
     def convert(self, source, ctx: ConvertContext, out_dir: Path) -> Dict[str, str]:
+        """Convert the model to OpenVINO IR (fp32 weights) in a child process.
+
+        Returns:
+            The engine parameters of the IR, ``model.xml``.
+
+        Raises:
+            ConversionError: the conversion failed, crashed or timed out.
+        """
         if source.format == "legacy":
             origin = source.program_file
         else:
@@ -36,6 +46,11 @@ class OpenVINOBackend(Backend):
         return {"engine": self.engine, "model_file": IR_FILE, "precision": ctx.precision}
 
     def native_entry(self, params, ctx: ConvertContext) -> Optional[NativeEntry]:
+        """Return Triton's native OpenVINO hosting, or ``None`` to host the model in Python.
+
+        Python hosting is kept for fp16, and for fp32 on CPUs with bf16 units, where Triton's
+        OpenVINO backend cannot pin f32 and parity with Paddle would break.
+        """
         # Triton's OpenVINO backend can ask for bf16 (HINT_BF16=YES) but cannot pin f32; on a
         # CPU with bf16 units OpenVINO would then run bf16 and break parity with Paddle. Such
         # models stay in a Python-backend model, which sets INFERENCE_PRECISION_HINT=f32.

@@ -14,6 +14,8 @@ from hpi_triton.triton_models.backends.paddle_infer import PaddleInferBackend
 
 
 class PaddleTensorRTBackend(PaddleInferBackend):
+    """Paddle Inference with its TensorRT subgraph engine, on GPU."""
+
     name = "paddle_tensorrt"
     aliases = ("paddle_trt",)
     devices = frozenset({"gpu"})
@@ -21,6 +23,7 @@ class PaddleTensorRTBackend(PaddleInferBackend):
     install_hint = "a GPU build of paddlepaddle compiled with TensorRT"
 
     def unavailable_reason(self, device, precision) -> Optional[str]:
+        """Return why Paddle-TensorRT cannot run here, or ``None``; it needs TensorRT support."""
         reason = super().unavailable_reason(device, precision)
         if reason is None:
             import paddle
@@ -30,6 +33,11 @@ class PaddleTensorRTBackend(PaddleInferBackend):
         return reason
 
     def convert(self, source, ctx: ConvertContext, out_dir: Path) -> Dict[str, str]:
+        """Copy the Paddle files; return their parameters with TensorRT on and its dynamic shapes.
+
+        The ``[min, opt, max]`` shapes come from the Hpi ranges, else from the declared shapes with
+        dynamic dims 1 (a dynamic batch dim up to ``max_batch_size`` in the max shape).
+        """
         params = super().convert(source, ctx, out_dir)
         shapes = source.dynamic_shapes or {
             t.name: [[1 if d < 0 else d for d in t.shape],

@@ -18,6 +18,8 @@ PLAN_FILE = "model.plan"
 
 
 class TensorRTBackend(Backend):
+    """TensorRT on GPU: a serialized engine built from ONNX with one optimization profile."""
+
     name = "tensorrt"
     aliases = ("trt",)
     engine = "tensorrt"
@@ -28,6 +30,11 @@ class TensorRTBackend(Backend):
     precisions = frozenset({"fp32", "fp16"})
 
     def convert(self, source, ctx: ConvertContext, out_dir: Path) -> Dict[str, str]:
+        """Build a TensorRT engine from the model's ONNX in a child process; return its parameters.
+
+        Raises:
+            ConversionError: an input has dynamic dims but no Hpi ranges, or the build failed.
+        """
         profile = profile_shapes(source, ctx.max_batch_size)
         run_isolated("hpi_triton.triton_models.backends.tensorrt:build_engine",
                      {"onnx_path": str(ensure_onnx(source, ctx)),
@@ -38,6 +45,7 @@ class TensorRTBackend(Backend):
         return {"engine": self.engine, "model_file": PLAN_FILE, "precision": ctx.precision}
 
     def native_entry(self, params, ctx: ConvertContext) -> NativeEntry:
+        """Return Triton's native TensorRT hosting of the plan file."""
         return NativeEntry(platform="tensorrt_plan", default_model_filename=PLAN_FILE)
 
 
