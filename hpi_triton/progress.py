@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from typing import List, Optional
 
 from hpi_triton.generator.plan import BuildProgress, CandidateStatus
@@ -42,8 +43,11 @@ class RichBuildProgress(BuildProgress):
         level = min((h.level for h in self._handlers), default=logging.WARNING)
         for handler in self._handlers:
             root.removeHandler(handler)
+        from hpi_triton.logs import OneLineFormatter
+
         rich_handler = RichHandler(console=self.console, show_path=False, show_time=False)
         rich_handler.setLevel(level)
+        rich_handler.setFormatter(OneLineFormatter(with_level=False))
         root.addHandler(rich_handler)
         self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
                                   BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -98,3 +102,38 @@ def print_build_summary(report, console: Optional[object] = None) -> None:
             and c.status in (CandidateStatus.VERIFIED, CandidateStatus.FAILED))
         table.add_row(m.name, m.backend, m.hosting, error, latency, tried or "-")
     console.print(table)
+
+
+@contextlib.contextmanager
+def prediction_progress(total: int, show: bool):
+    """A bar over ``total`` inputs on stderr while ``hpi-triton infer`` runs (only when
+    ``show``: a terminal); yields the callback that advances it by one
+    :class:`~hpi_triton.results.Prediction`, counting failures."""
+    if not show:
+        yield lambda prediction: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    failed = [0]
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=True,
+                        # JSON lines piped to a file must stay on stdout, not join the bar
+                        redirect_stdout=sys.stdout.isatty())
+    task = progress.add_task("inputs", total=total)
+
+    def advance(prediction) -> None:
+        failed[0] += 0 if prediction.ok else 1
+        progress.update(task, advance=1, description=f"inputs ({failed[0]} failed)"
+                        if failed[0] else "inputs")
+
+    with progress:
+        yield advance

@@ -37,9 +37,11 @@ from hpi_triton.generator.plan import (  # noqa: F401  (re-exported: the build's
 )
 from hpi_triton.generator.selection import BackendSelection
 from hpi_triton.generator.verify import TOLERANCES
+from hpi_triton.logs import BuildLog, quiet_engine_imports
 from hpi_triton.triton_models.backends import registry
 
 log = logging.getLogger("hpi_triton.build")
+quiet_engine_imports()
 
 HOSTINGS = tuple(Hosting)
 # --dynamic-batching: auto batches engine models on GPUs only. On CPU a batched call costs
@@ -85,6 +87,7 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     progress = options.progress
     progress.start([r.name for r in requests])
+    build_log = BuildLog(staging).__enter__()
     try:
         for request in requests:
             report.models.append(_build_model(request, sources[request.name], options, cache,
@@ -112,8 +115,10 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
         from hpi_triton.generator.report import write_report
 
         write_report(report, staging)
+        build_log.__exit__()
         _move_into_place(staging, out)
     except BaseException:
+        build_log.__exit__()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:

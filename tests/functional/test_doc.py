@@ -22,6 +22,7 @@ from hpi_triton.generator.verify import reference_params
 from hpi_triton.python_backend import engines
 from hpi_triton.python_backend.documents import doc_ops
 from hpi_triton.server import TritonServer
+from tests.support.drawing import assert_drawn
 from tests.support.families import uvdoc_model_dir
 from tests.support.ocr_dataset import cer, make_pages
 
@@ -73,6 +74,8 @@ def test_doc_preprocessor_served(doc_dirs, pages, shared_cache_dir, tmp_path):
                 assert result["model_settings"] == {"use_doc_orientation_classify": True,
                                                     "use_doc_unwarping": True}
                 output = cv2.imdecode(result["output_img"], cv2.IMREAD_COLOR)
+                if k == 1:
+                    assert_drawn(turned, result)
                 # Turned back upright: the page again, up to the near-identity unwarping.
                 assert output.shape == page.image.shape
                 diff = np.abs(output.astype(int) - page.image.astype(int)).mean()

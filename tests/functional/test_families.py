@@ -24,6 +24,7 @@ from hpi_triton.generator.model_dir import load_model_dir
 from hpi_triton.generator.verify import reference_runner
 from hpi_triton.python_backend.vision import vision_ops
 from hpi_triton.server import TritonServer
+from tests.support.drawing import assert_drawn
 from tests.support.families import FAMILIES, family_model_dirs, scene
 
 pytestmark = pytest.mark.functional
@@ -122,6 +123,8 @@ def test_family_served_equals_paddle_inference(family, group_servers):
                 assert masks.dtype == np.uint8 and masks.shape == (len(served["boxes"]), h, w)
                 assert np.mean(masks != expected["masks"]) <= 1e-3
                 assert 0 < masks.mean() < 1
+                if seed == 0:
+                    assert_drawn(image, served)
             if seed == 0:
                 _check_threshold(client, family.served_name, image)
 

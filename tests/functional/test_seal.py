@@ -21,6 +21,7 @@ from hpi_triton.python_backend.documents import table_pipeline
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.server import TritonServer
 from hpi_triton.triton_models.config import read_pbtxt
+from tests.support.drawing import assert_drawn
 from tests.support.ocr_dataset import edit_distance, make_layout_page
 from tests.support.seal_dataset import make_seal, make_seal_page
 
@@ -113,8 +114,10 @@ def test_seal_on_a_page_with_request_parameters(seal_server):
     client = Client(server.http_url)
     small = client.predict("seal_recognition", page)["seal_res_list"][0]
     assert seal.arc_text not in small["rec_texts"]
-    upscaled = client.predict("seal_recognition", page, seal_det_limit_side_len=2000,
-                              seal_rec_score_thresh=0.5)["seal_res_list"][0]
+    whole = client.predict("seal_recognition", page, seal_det_limit_side_len=2000,
+                           seal_rec_score_thresh=0.5)
+    assert_drawn(page, whole)
+    upscaled = whole["seal_res_list"][0]
     assert seal.arc_text in upscaled["rec_texts"] and seal.line_text in upscaled["rec_texts"]
     assert all(s >= 0.5 for s in upscaled["rec_scores"])
 

@@ -20,6 +20,7 @@ from hpi_triton.generator.verify import reference_runner
 from hpi_triton.python_backend.documents import table_pipeline
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.server import TritonServer
+from tests.support.drawing import assert_drawn
 from tests.support.ocr_dataset import make_layout_page
 from tests.support.table_dataset import make_table, teds
 
@@ -123,6 +124,7 @@ def test_table_found_by_layout_detection(table_server):
     cells = np.asarray(table["cell_box_list"])
     assert len(cells) >= 20 and cells[:, 0].min() > 100 and cells[:, 2].max() < 1150
     assert table["pred_html"].count("<tr>") == 6
+    assert_drawn(page, result)
     numbers = re.findall(r"<td>(\d+)</td>", table["pred_html"])
     assert len(numbers) >= 20
     # The whole page as one table: text paragraphs end up in it too.
@@ -158,6 +160,7 @@ def test_layout_parsing(table_server):
     # Reading order: top to bottom on this one-column page; the title first.
     tops = [b["block_bbox"][1] for b in blocks]
     assert tops == sorted(tops)
+    assert_drawn(page, result)
     assert "Quarterly Report" in blocks[0]["block_content"]
     table = next(b for b in blocks if b["block_label"] == "table")
     assert table["block_content"] == result["table_res_list"][0]["pred_html"]

@@ -23,6 +23,7 @@ from hpi_triton.generator.verify import reference_runner
 from hpi_triton.python_backend.vision import vision_ops
 from hpi_triton.server import TritonServer, stub_processes
 from hpi_triton.triton_models.config import read_pbtxt
+from tests.support.drawing import assert_drawn
 from tests.support.ocr_dataset import make_pages
 
 pytestmark = pytest.mark.functional
@@ -123,6 +124,7 @@ def test_classification_pir_random_weights_parity(pir_model, shared_cache_dir, t
             assert served["class_ids"] == local["class_ids"]
             assert np.allclose(served["scores"], local["scores"], rtol=1e-4, atol=1e-5)
             assert served["label_names"] == [str(i) for i in served["class_ids"]]
+        assert_drawn(images[0], client.predict("image_classification", images[0]))
         assert len(client.predict("image_classification", images[0], topk=7)["class_ids"]) == 7
         with pytest.raises(InferError, match="unknown parameter 'threshold'"):
             client.predict("image_classification", images[0], threshold=0.5)
@@ -216,6 +218,7 @@ def test_semantic_segmentation_random_weights_parity(segmentation_model, shared_
             assert pred.shape == (300, 420) and pred.dtype == np.uint8
             assert np.mean(pred != expected) <= 1e-3
             assert len(np.unique(pred)) > 1  # not a constant map
+            assert_drawn(image, result)
             pred32 = Client(url, protocol).predict("segmentation_int32", image)["pred"]
             assert pred32.dtype == np.int32 and np.array_equal(pred32, pred)
         with pytest.raises(InferError, match="target_size"):
@@ -267,6 +270,7 @@ def test_layout_detection_real_weights(shared_cache_dir, tmp_path):
         boxes = client.predict("object_detection", page)["boxes"]
         labels = [b["label"] for b in boxes]
         assert labels.count("table") == 1 and labels.count("text") >= 3
+        assert_drawn(page, {"boxes": boxes})
         table = next(b for b in boxes if b["label"] == "table")["coordinate"]
         # The ruled table spans x 140..1100, y ~1170..1506 on the rendered page.
         assert table[0] < 180 and table[2] > 1060 and 1100 < table[1] < 1220
