@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 STAMP  := $(VENV)/.installed
+PDX    ?= .venv-paddlex
 
 .PHONY: setup demo test unit bench soak clean
 
@@ -38,6 +39,11 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/ocr.py
 	$(VENV)/bin/python bench/pipelines.py
 	$(VENV)/bin/python bench/memory.py
+	$(VENV)/bin/python bench/client.py
+	@# PaddleX itself, in its own venv (numpy 2), for the fidelity comparison
+	[ -x $(PDX)/bin/python ] || ($(PYTHON) -m venv $(PDX) && \
+	  $(PDX)/bin/python -m pip install -q "paddlex[ocr]==3.7.2" paddlepaddle==3.3.1)
+	$(VENV)/bin/python bench/fidelity.py --paddlex-python $(PDX)/bin/python
 
 soak: $(STAMP)
 	@# Bad inputs + a killed stub over HTTP and gRPC, then 30 minutes at 16 clients.

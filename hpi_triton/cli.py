@@ -417,6 +417,78 @@ def bench(
 
 
 @app.command()
+def compare(
+    inputs: List[str] = typer.Argument(..., help="Images, folders or PDFs", metavar="INPUT..."),
+    repository: Path = typer.Option(..., help="The repository the server serves (its "
+                                    "build_report.json names the model dirs)"),
+    paddlex_python: str = typer.Option(
+        ..., envvar="HPI_TRITON_PADDLEX_PYTHON", help="Python of an environment with "
+        "paddlex installed (PaddleX 3.7 needs numpy 2: keep it apart from the server's)"),
+    url: str = typer.Option("localhost:8000", help="HOST:PORT of the server"),
+    protocol: Protocol = typer.Option(Protocol.HTTP, help="http or grpc"),
+    pipeline: Optional[str] = typer.Option(None, help="Served pipeline (default: the "
+                                           "repository's only one)"),
+    param: List[str] = typer.Option([], "--param", help="KEY=VALUE per-request parameter, "
+                                    "PaddleX's name; given to both sides"),
+    score_tolerance: float = typer.Option(1e-3, min=0.0, help="Largest score difference "
+                                          "counted as equal"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every difference "
+                                            "here"),
+) -> None:
+    """Run PaddleX's own pipeline and the served one on INPUT... and report every field that
+    differs (boxes, texts, scores within a tolerance, tables' HTML); exit 1 if any does."""
+    from hpi_triton.client import Client
+    from hpi_triton.compare import compare as run_compare
+    from hpi_triton.compare import summary
+
+    try:
+        report = _read_build_report(repository)
+        served = pipeline or _only_pipeline(report, repository)
+        client = Client(url, str(protocol))
+        comparisons = run_compare(client, served, report, inputs, paddlex_python,
+                                  dict(pairs(param, "--param")), score_tolerance)
+    except HpiTritonError as exc:
+        _fail(exc)
+    for entry in comparisons:
+        where = entry.input_path + ("" if entry.page_index is None
+                                    else f" page {entry.page_index}")
+        if entry.error:
+            typer.secho(f"{where}: not compared: {entry.error}", err=True, fg=typer.colors.RED)
+        elif entry.identical:
+            typer.echo(f"{where}: identical")
+        else:
+            shown = "; ".join(str(d) for d in entry.differences[:5])
+            more = len(entry.differences) - 5
+            typer.echo(f"{where}: {len(entry.differences)} differences: {shown}"
+                       + (f"; and {more} more" if more > 0 else ""))
+    if json_out is not None:
+        json_out.write_text(json.dumps([{
+            "input_path": c.input_path, "page_index": c.page_index, "error": c.error,
+            "differences": [{"field": d.field, "served": d.served, "paddlex": d.paddlex}
+                            for d in c.differences]} for c in comparisons],
+            ensure_ascii=False, indent=1, default=str))
+    typer.echo(summary(comparisons))
+    raise typer.Exit(0 if all(c.identical for c in comparisons) else 1)
+
+
+def _read_build_report(repository: Path) -> dict:
+    path = Path(repository) / "build_report.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InferError(f"--repository {repository}: no readable build_report.json ({exc}); "
+                         f"give the repository 'hpi-triton build' wrote") from exc
+
+
+def _only_pipeline(report: dict, repository: Path) -> str:
+    names = [p.get("served_name") or p["pipeline"] for p in report.get("pipelines") or []]
+    if len(names) != 1:
+        raise InferError(f"--repository {repository} serves pipelines {names}: pass "
+                         f"--pipeline NAME")
+    return names[0]
+
+
+@app.command()
 def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable output")
            ) -> None:
     """What this machine can run: CPU features, GPU / CUDA / cuDNN / TensorRT, the five

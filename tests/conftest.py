@@ -53,6 +53,28 @@ def pir_model(shared_cache_dir) -> Path:
                                 config)
 
 
+#: PaddleX itself, in its own venv (it pulls numpy 2, which the server's cannot have).
+PADDLEX_REQUIREMENTS = ("paddlex[ocr]==3.7.2", "paddlepaddle==3.3.1")
+
+
+@pytest.fixture(scope="session")
+def paddlex_python(shared_cache_dir) -> Path:
+    """The python of a venv with PaddleX 3.7.2 and Paddle 3.3.1, made once and cached with
+    the other test assets (about a minute from PyPI)."""
+    import subprocess
+    import sys
+
+    venv = shared_cache_dir / "paddlex-3.7.2-venv"
+    python = venv / "bin" / "python"
+    stamp = venv / ".ready"
+    if not stamp.is_file() or stamp.read_text() != " ".join(PADDLEX_REQUIREMENTS):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *PADDLEX_REQUIREMENTS],
+                       check=True, timeout=1200)
+        stamp.write_text(" ".join(PADDLEX_REQUIREMENTS))
+    return python
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_server_left_behind():
     """A test never leaves a server running: any tritonserver this session started and did

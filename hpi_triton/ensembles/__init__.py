@@ -104,6 +104,8 @@ def _read_seal_pipeline(config: dict, base: Path, roles: dict, params: dict) -> 
             _read_modules(sub, base, seal_roles, seal_params)
     roles.update({f"Seal{role}": folder for role, folder in seal_roles.items()})
     params.update({_SEAL_NAMES[k]: v for k, v in seal_params.items() if k in _SEAL_NAMES})
+    if "text_rec_batch_size" in seal_params:
+        params["seal_rec_batch_size"] = seal_params["text_rec_batch_size"]
 
 
 def _read_modules(config: dict, base: Path, roles: dict, params: dict) -> None:
@@ -118,6 +120,9 @@ def _read_modules(config: dict, base: Path, roles: dict, params: dict) -> None:
         for key, value in sub.items():
             if key not in ("module_name", "model_name", "model_dir", "batch_size"):
                 params[key] = value
+        if role == "TextRecognition" and "batch_size" in sub:
+            # decides recognition padding, so texts: served as PaddleX batches
+            params["text_rec_batch_size"] = sub["batch_size"]
     for key in _SWITCHES:
         if key in config:
             params[key] = config[key]

@@ -55,6 +55,9 @@ def characters_of(source: ModelSource) -> List[str]:
                                f"its character dict (a list of characters)")
 
 
+#: PaddleX 3.7 OCR.yaml's SubModules.TextRecognition.batch_size.
+PADDLEX_REC_BATCH_SIZE = 6
+
 @dataclass
 class OCRPipeline(RoleModels):
     """``--pipeline OCR``: role dirs, default parameters, per-role backend overrides."""
@@ -69,6 +72,11 @@ class OCRPipeline(RoleModels):
     # Role → served engine model, where it is not ``<name>_<role>`` (layout_parsing's seal
     # OCR calls its SealTextDetection model as TextDetection).
     engine_models: Dict[str, str] = field(default_factory=dict)
+    # Crops per recognition batch: PaddleX's TextRecognition.batch_size (6 in its OCR and
+    # layout_parsing YAMLs, 1 in table_recognition's and seal_recognition's); batches decide
+    # padding and so texts (ocr_ops.rec_batches). ``--param text_rec_batch_size=N`` or the
+    # pipeline YAML's batch_size sets it.
+    rec_batch_size: int = PADDLEX_REC_BATCH_SIZE
 
     def model_name(self, role: str) -> str:
         """Return the engine model that ``role`` is served as: its ``engine_models`` entry or
@@ -78,6 +86,14 @@ class OCRPipeline(RoleModels):
     def __post_init__(self):
         self.params = dict(self.params)
         self.text_type = str(self.params.pop("text_type", self.text_type))
+        size = self.params.pop("text_rec_batch_size", self.rec_batch_size)
+        try:
+            self.rec_batch_size = int(size)
+            if self.rec_batch_size < 1 or float(size) != self.rec_batch_size:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise BuildError(f"pipeline {self.name}: text_rec_batch_size={size!r}; expected a "
+                             f"whole number >= 1 (PaddleX's TextRecognition.batch_size)") from None
         if self.text_type not in TEXT_TYPES:
             raise BuildError(f"pipeline OCR: text_type {self.text_type!r}; expected one of "
                              f"{list(TEXT_TYPES)}")
@@ -122,8 +138,7 @@ class OCRPipeline(RoleModels):
             "text_type": self.text_type,
             "det_box_type": box_type,
             "det_normalize": _normalize(det, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-            "rec_batch_size": max(1, min(8, reports[self.model_name("TextRecognition")]
-                                         .max_batch_size or 1)),
+            "rec_batch_size": self._rec_batch_size(reports[self.model_name("TextRecognition")]),
         }
         if "TextLineOrientation" in self.roles:
             cls = sources[self.model_name("TextLineOrientation")]
@@ -146,10 +161,21 @@ class OCRPipeline(RoleModels):
                 f"and space)")
         return settings, characters
 
+    def _rec_batch_size(self, report) -> int:
+        """:attr:`rec_batch_size`, unless the recognition engine takes fewer crops at once:
+        then its max_batch_size, and a warning that texts may differ from PaddleX's."""
+        engine = report.max_batch_size or 1
+        if engine < self.rec_batch_size:
+            report.warn(f"pipeline {self.name}: the recognition engine takes batches of at most "
+                        f"{engine} crops, PaddleX's batch_size is {self.rec_batch_size}; "
+                        f"texts may differ from PaddleX's where padding decides a character")
+            return engine
+        return self.rec_batch_size
+
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         """Write the BLS model ``OCR`` calling the role models built into ``repo``."""
         settings, characters = self.graph_settings(sources, reports)
         version = write_graph_model(repo, self.name, EntryPoint.OCR, settings, self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
         return {"pipeline": "OCR", "served_name": self.name, "roles": settings["models"],
-                "params": self.params}
+                "params": self.params, "text_rec_batch_size": settings["rec_batch_size"]}

@@ -67,6 +67,8 @@ class TableRecognitionPipeline(RoleModels):
     extra_roles = TABLE_ROLES
     ocr_defaults = OCR_DEFAULTS
     text_type = "general"
+    # PaddleX 3.7's TextRecognition.batch_size in this pipeline's YAML (its GeneralOCR)
+    rec_batch_size = 1
 
     def __post_init__(self):
         unknown = sorted(set(self.roles) - set(OCR_ROLES) - set(self.extra_roles))
@@ -85,7 +87,8 @@ class TableRecognitionPipeline(RoleModels):
                                               if k not in PARAMETERS}}
         ocr_params["text_type"] = self.text_type
         self.ocr = OCRPipeline(roles={r: p for r, p in self.roles.items() if r in OCR_ROLES},
-                               params=ocr_params, backends=self.backends, name=self.name)
+                               params=ocr_params, backends=self.backends, name=self.name,
+                               rec_batch_size=self.rec_batch_size)
         defaults = {"use_layout_detection": "LayoutDetection" in self.roles,
                     "layout_threshold": 0.5}
         try:
@@ -157,6 +160,7 @@ class SealRecognitionPipeline(TableRecognitionPipeline):
     extra_roles = ("LayoutDetection",)
     ocr_defaults = SEAL_DEFAULTS
     text_type = "seal"
+    rec_batch_size = 1
 
 
 # layout_parsing YAML / request names of its seal OCR's parameters → the OCR's own names.
@@ -178,11 +182,13 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
     task = "layout_parsing"
     required = ("LayoutDetection",)
     extra_roles = TABLE_ROLES + SEAL_ROLES
+    rec_batch_size = 6  # its GeneralOCR's; its SealOCR's is 1 (seal_rec_batch_size)
 
     def _own_params(self, params: dict) -> dict:
         seal_given = {SEAL_PARAMETER_NAMES[k]: params.pop(k)
                       for k in list(params) if k in SEAL_PARAMETER_NAMES}
         use_seal = params.pop("use_seal_recognition", "SealTextDetection" in self.roles)
+        seal_batch = params.pop("seal_rec_batch_size", 1)
         self.seal = None
         if "SealTextRecognition" in self.roles and "SealTextDetection" not in self.roles:
             raise BuildError(f"pipeline {self.task}: --model SealTextRecognition=DIR needs "
@@ -194,7 +200,7 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
                 roles={"TextDetection": self.roles["SealTextDetection"],
                        "TextRecognition": self.roles[rec_role]},
                 params={**SEAL_DEFAULTS, **seal_given}, backends=self.backends,
-                name=self.name, text_type="seal",
+                name=self.name, text_type="seal", rec_batch_size=seal_batch,
                 engine_models={"TextDetection": self.model_name("SealTextDetection"),
                                "TextRecognition": self.model_name(rec_role)})
         elif use_seal is True or seal_given:

@@ -79,6 +79,10 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+#: Appended to a failure raised again from the cache.
+CACHED_FAILURE = " (cached failure; rebuild with --no-cache to retry)"
+
+
 @dataclass
 class CacheEntry:
     """A finished entry: its folder and its metadata."""
@@ -115,15 +119,17 @@ class ArtifactCache:
             if failure.is_file():
                 record = json.loads(failure.read_text())
                 error_type = _REMEMBERED.get(record.get("type"), ConversionError)
-                raise error_type(f"{record['error']} (cached failure; rebuild with --no-cache "
-                                 f"to retry)")
+                raise error_type(f"{record['error']}{CACHED_FAILURE}")
         work = self._temp_dir()
         try:
             meta = create(work)
             (work / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
         except tuple(_REMEMBERED.values()) as exc:
             shutil.rmtree(work, ignore_errors=True)
-            self.write_json(failure, {"error": str(exc), "type": type(exc).__name__})
+            # An entry built on another's cached failure records the bare reason, so the
+            # note is said once however deep the entries nest.
+            self.write_json(failure, {"error": str(exc).replace(CACHED_FAILURE, ""),
+                                      "type": type(exc).__name__})
             raise
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)

@@ -208,21 +208,34 @@ def rec_preprocess(crop: np.ndarray) -> np.ndarray:
     return out
 
 
-# Batch widths are rounded up to a multiple of this: engines that specialise on input shape
-# (OpenVINO, TensorRT) then see a few dozen shapes instead of one per batch, which they
-# cache; the extra columns are zero padding, as PaddleX's ToBatch pads to the batch maximum.
+# In width_buckets batching, batch widths are rounded up to a multiple of this: engines that
+# specialise on input shape (OpenVINO, TensorRT) then see a few dozen shapes instead of one
+# per batch; the extra columns are zero padding.
 REC_WIDTH_BUCKET = 160
+#: How recognition crops are batched (``text_rec_batching``): ``paddlex`` (default) exactly as
+#: PaddleX 3.7's OCR pipeline, ``width_buckets`` faster, with results that may differ.
+REC_BATCHING = ("paddlex", "width_buckets")
 
 
-def rec_batches(crops: List[np.ndarray], batch_size: int) -> List[Tuple[List[int], np.ndarray]]:
-    """Group crops by width: sorted by aspect ratio, then batches of up to ``batch_size``
-    crops whose widths round up to the same multiple of :data:`REC_WIDTH_BUCKET`, each
-    zero-padded (as PaddleX's ToBatch) to that width.
+def rec_batches(crops: List[np.ndarray], batch_size: int,
+                batching: str = "paddlex") -> List[Tuple[List[int], np.ndarray]]:
+    """Recognition batches of a page's crops: [(crop indices, float32 NCHW batch)].
 
-    PaddleX pads a sorted batch to its widest member; a page's lines differ in length, so
-    that computed 1.6x the columns the lines have (48 generated pages, 5 lines each). One
-    width per batch keeps the padding under one bucket: recognition took 30% less time at
-    the same CER (bench/RESULTS.md)."""
+    ``paddlex``: as PaddleX 3.7's OCR pipeline and TextRecPredictor: the crops sorted by
+    aspect ratio (a stable sort), taken ``batch_size`` at a time (PaddleX's
+    ``TextRecognition.batch_size``: 6 in its OCR pipeline, 1 in its table and seal
+    pipelines), each resized to its own width (OCRReisizeNormImg) and zero-padded to the
+    widest of its batch (ToBatch). A line's text can depend on that padding, so identical
+    results need identical batches.
+
+    ``width_buckets``: sorted the same way, but a batch only holds crops whose widths round
+    up to the same multiple of :data:`REC_WIDTH_BUCKET`, padded to that: PaddleX's batches
+    computed 1.6x the columns the lines have (48 generated pages, 5 lines each), this 30%
+    less recognition time; texts may differ from PaddleX's where a space or character is
+    borderline (bench/RESULTS.md).
+    """
+    if batching not in REC_BATCHING:
+        raise ValueError(f"text_rec_batching={batching!r}; expected one of {REC_BATCHING}")
     order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / float(crops[i].shape[0]))
     images = {i: rec_preprocess(crops[i]) for i in order}
 
@@ -231,14 +244,20 @@ def rec_batches(crops: List[np.ndarray], batch_size: int) -> List[Tuple[List[int
         return min(-(-width // REC_WIDTH_BUCKET) * REC_WIDTH_BUCKET, REC_MAX_WIDTH)
 
     groups: List[List[int]] = []
-    for index in order:
-        if groups and len(groups[-1]) < batch_size and bucket(groups[-1][0]) == bucket(index):
-            groups[-1].append(index)
-        else:
-            groups.append([index])
+    if batching == "paddlex":
+        groups = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
+    else:
+        for index in order:
+            if groups and len(groups[-1]) < batch_size and \
+                    bucket(groups[-1][0]) == bucket(index):
+                groups[-1].append(index)
+            else:
+                groups.append([index])
     batches = []
     for members in groups:
-        batch = np.zeros((len(members), 3, REC_HEIGHT, bucket(members[0])), np.float32)
+        width = (max(images[i].shape[2] for i in members) if batching == "paddlex"
+                 else bucket(members[0]))
+        batch = np.zeros((len(members), 3, REC_HEIGHT, width), np.float32)
         for k, index in enumerate(members):
             batch[k, :, :, :images[index].shape[2]] = images[index]
         batches.append((members, batch))

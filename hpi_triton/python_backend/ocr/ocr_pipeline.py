@@ -36,6 +36,9 @@ PARAMETERS = {
     "use_doc_orientation_classify": (bool, False, lambda v: True),
     "use_doc_unwarping": (bool, False, lambda v: True),
     "max_pixels": (int, ocr_ops.DEFAULT_MAX_PIXELS, lambda v: v > 0),
+    # Not PaddleX's: how recognition crops are batched (ocr_ops.rec_batches); "paddlex"
+    # gives PaddleX's results, "width_buckets" is faster and may differ.
+    "text_rec_batching": (str, "paddlex", lambda v: v in ocr_ops.REC_BATCHING),
 }
 ALIASES = {"score_thresh": "text_rec_score_thresh", "text_det_limit_side_len": "limit_side_len",
            "text_det_limit_type": "limit_type", "text_det_thresh": "thresh",
@@ -141,7 +144,8 @@ class OCRFlow:
             crops = [doc_ops.rotate_image(c, 180) if a == 1 else c
                      for c, a in zip(crops, angles)]
         texts, scores = [""] * len(crops), [0.0] * len(crops)
-        for members, batch in ocr_ops.rec_batches(crops, int(self.settings["rec_batch_size"])):
+        for members, batch in ocr_ops.rec_batches(crops, int(self.settings["rec_batch_size"]),
+                                                  params["text_rec_batching"]):
             for index, (text, score) in zip(members, self.decoder(np.asarray(self.rec(batch)))):
                 texts[index], scores[index] = text, score
         keep = [i for i, s in enumerate(scores) if s >= params["text_rec_score_thresh"]]

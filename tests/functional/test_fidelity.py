@@ -1,0 +1,77 @@
+"""Served results against PaddleX 3.7.2's own pipelines, run by PaddleX itself in its own venv
+(``hpi-triton compare``): the default served semantics are PaddleX's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from hpi_triton import Client
+from hpi_triton.compare import compare, summary
+from hpi_triton.ensembles import pipeline_spec
+from hpi_triton.generator.build import BuildOptions, build_repository
+from hpi_triton.server import TritonServer
+from tests.support.ocr_dataset import make_pages
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture(scope="module")
+def ocr_repo(wheel_models, shared_cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fidelity") / "repo"
+    spec = pipeline_spec("OCR", {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
+                                 "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]})
+    build_repository([], BuildOptions(out=out, cache_dir=shared_cache_dir), [spec])
+    return out
+
+
+@pytest.fixture(scope="module")
+def page_dir(tmp_path_factory):
+    """Pages of 12 lines of mixed length, English and (with the font) Chinese."""
+    folder = tmp_path_factory.mktemp("pages")
+    for page in make_pages(6, seed=21, lines_per_page=12):
+        cv2.imwrite(str(folder / f"{page.name}.png"), page.image)
+    return folder
+
+
+def test_ocr_identical_to_paddlex(ocr_repo, page_dir, paddlex_python, tmp_path):
+    with TritonServer(ocr_repo, 0, 0, 0) as server:
+        report = json.loads((ocr_repo / "build_report.json").read_text())
+        results = compare(Client(server.grpc_url, "grpc"), "OCR", report, [str(page_dir)],
+                          str(paddlex_python))
+        assert len(results) == 6 and all(r.error is None for r in results)
+        lines = sum(len(r.paddlex["rec_texts"]) for r in results)
+        assert lines >= 6 * 10
+        # Every box and every text line as PaddleX's. A score may differ where a time step
+        # is a near tie between two classes (blank and space at 0.49993 each, measured):
+        # the engines' rounding decides, so only scores may differ, on few lines.
+        assert f"text lines identical {lines}/{lines}" in summary(results)
+        assert f"boxes identical {lines}/{lines}" in summary(results)
+        differing = [d for r in results for d in r.differences]
+        assert all(d.field.startswith("rec_scores[") for d in differing), differing
+        assert len(differing) <= lines // 50, differing
+        # The command a user runs, with a per-request parameter given to both sides.
+        proc = subprocess.run(
+            [sys.executable, "-m", "hpi_triton.cli", "compare", str(page_dir / "page_00.png"),
+             "--repository", str(ocr_repo), "--url", server.http_url, "--paddlex-python",
+             str(paddlex_python), "--param", "text_rec_score_thresh=0.9",
+             "--json", str(tmp_path / "diff.json")],
+            capture_output=True, text=True, timeout=600)
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+        assert "text lines identical" in proc.stdout and "1/1 inputs" in proc.stdout \
+            or "0/1 inputs" in proc.stdout
+        (entry,) = json.loads((tmp_path / "diff.json").read_text())
+        assert entry["error"] is None
+        assert all(d["field"].startswith("rec_scores[") for d in entry["differences"])
+        assert (proc.returncode == 0) == (entry["differences"] == [])
+        # A parameter PaddleX's predict() does not take is refused before anything runs.
+        refused = subprocess.run(
+            [sys.executable, "-m", "hpi_triton.cli", "compare", str(page_dir),
+             "--repository", str(ocr_repo), "--url", server.http_url, "--paddlex-python",
+             str(paddlex_python), "--param", "text_rec_batching=width_buckets"],
+            capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and "text_rec_batching" in refused.stderr
