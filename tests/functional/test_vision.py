@@ -141,59 +141,6 @@ def test_vision_pipeline_roles_are_checked(pir_model):
         pipeline_spec("image_classification", {"ObjectDetection": pir_model})
 
 
-_EXPORT_SEGNET = """
-import sys, paddle
-import paddle.nn as nn
-import paddle.nn.functional as F
-
-class TinySeg(nn.Layer):
-    # The PaddleSeg export signature: x [N,3,H,W] float32 -> label map [N,H,W] int32
-    # (PaddleX exports segmentation models with the argmax inside).
-    def __init__(self, classes=4):
-        super().__init__()
-        self.stem = nn.Conv2D(3, 8, 3, stride=2, padding=1)
-        self.head = nn.Conv2D(8, classes, 1)
-
-    def forward(self, x):
-        y = self.head(F.relu(self.stem(x)))
-        y = F.interpolate(y, scale_factor=2, mode="bilinear")
-        return paddle.argmax(y, axis=1).astype("int32")
-
-paddle.seed(0)
-model = TinySeg()
-model.eval()
-paddle.jit.save(model, sys.argv[1] + "/inference",
-                input_spec=[paddle.static.InputSpec([None, 3, 256, 256], "float32", "x")])
-"""
-
-
-@pytest.fixture(scope="module")
-def segmentation_model(shared_cache_dir):
-    import subprocess
-    import sys
-
-    import yaml
-
-    target = shared_cache_dir / "models" / "TinySeg_random"
-    if not (target / "inference.json").is_file():
-        target.mkdir(parents=True, exist_ok=True)
-        # paddle.jit.save reads the Layer's source, so the script must be a real file.
-        script = shared_cache_dir / "export_tinyseg.py"
-        script.write_text(_EXPORT_SEGNET)
-        subprocess.run([sys.executable, str(script), str(target)], check=True,
-                       capture_output=True)
-    shapes = {"x": [[1, 3, 256, 256], [1, 3, 256, 256], [1, 3, 256, 256]]}
-    config = {"Global": {"model_name": "PP-LiteSeg-T"},
-              "Hpi": {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": shapes},
-                                          "tensorrt": {"dynamic_shapes": shapes}}},
-              "Deploy": {"model": "inference.json", "params": "inference.pdiparams",
-                         "transforms": [{"type": "Resize", "target_size": [256, 256]},
-                                        {"type": "Normalize", "mean": [0.5, 0.5, 0.5],
-                                         "std": [0.5, 0.5, 0.5]}]}}
-    (target / "inference.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return target
-
-
 def test_semantic_segmentation_random_weights_parity(segmentation_model, shared_cache_dir,
                                                      tmp_path):
     """A small Paddle network with the PaddleSeg export signature and random weights:

@@ -54,16 +54,22 @@ def test_kept_detections_and_masks():
                      [2, 0.8, 90, 90, 120, 120],  # empty once clipped to 80x100
                      [1, 0.95, 5, 5, 30, 30]], np.float32)
     kept = vision_ops.kept_detections(rows, 0.5, (80, 100))
-    assert kept.tolist() == [4, 0]
+    assert kept.tolist() == [0, 4]  # the model's order, as PaddleX 3.7
     boxes = vision_ops.detection_boxes(rows[kept], ["a", "b", "c"], (80, 100))
-    assert [b["label"] for b in boxes] == ["b", "a"]
+    assert [b["label"] for b in boxes] == ["a", "b"]
+    # object_detection drops a page-covering box of class "image" (not the only box left)
+    page = np.vstack([rows, [[2, 0.99, 0, 0, 100, 80]]]).astype(np.float32)
+    assert vision_ops.kept_detections(page, 0.5, (80, 100), ["a", "b", "image"],
+                                      True).tolist() == [0, 4]
+    assert vision_ops.kept_detections(page, 0.5, (80, 100), ["a", "b", "image"]).tolist() \
+        == [0, 4, 5]
     masks = np.zeros((5, 96, 128), np.int32)  # padded beyond the 80x100 image
     masks[4, 5:30, 5:30] = 1
     out = vision_ops.instance_masks(masks, kept, (80, 100))
     assert out.shape == (2, 80, 100) and out.dtype == np.uint8
-    assert out[0].sum() == 25 * 25 and out[1].sum() == 0
+    assert out[1].sum() == 25 * 25 and out[0].sum() == 0
     small = vision_ops.instance_masks(masks[:, :40, :50], kept, (80, 100))  # upsampled
-    assert small.shape == (2, 80, 100) and small[0].sum() > 0
+    assert small.shape == (2, 80, 100) and small[1].sum() > 0
 
 
 def test_preprocess_context_carries_what_postprocess_needs():

@@ -73,7 +73,7 @@ class TableFlow:
             tables = self.tables(image, [b["coordinate"] for b in layout_result["boxes"]
                                          if b["label"].lower() == "table"], ocr)
         else:
-            tables = self.tables(image, [[0, 0, w - 1, h - 1]], ocr)
+            tables = self.tables(image, [[0, 0, w - 1, h - 1]], ocr, whole_page=True)
         out = {"model_settings": {"use_doc_preprocessor": ocr_params["use_doc_preprocessor"],
                                   "use_layout_detection": table["use_layout_detection"],
                                   "use_ocr_model": True},
@@ -97,12 +97,16 @@ class TableFlow:
         return vision_ops.run_task(settings, {**settings["params"], "threshold": threshold},
                                    rgb, self.layout)
 
-    def tables(self, image: np.ndarray, boxes, ocr: Dict):
-        """table_res_list for the table ``boxes`` (page coordinates) of ``image``."""
+    def tables(self, image: np.ndarray, boxes, ocr: Dict, whole_page: bool = False):
+        """table_res_list for the table ``boxes`` (page coordinates) of ``image``.
+
+        ``whole_page``: the one box is the page (no layout detection): as PaddleX, the
+        structure model reads the whole image, not a crop of the box, which is
+        ``[0, 0, w - 1, h - 1]`` and would drop the last row and column."""
         h, w = image.shape[:2]
         out = []
         for region_id, box in enumerate(boxes, start=1):
-            crop = _region(image, box)
+            crop = image if whole_page else _region(image, box)
             if crop is None:
                 continue
             result = table_ops.table_result(self.recognize_structure(crop), ocr, box, (h, w))

@@ -7,6 +7,7 @@ NormalizeImage (scale, mean, std), ToCHWImage; Topk with label_list.
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Sequence
 
 import cv2
@@ -216,7 +217,9 @@ class ObjectDetection(VisionTask):
             rows[:, 2:] /= np.array([scale[1], scale[0], scale[1], scale[0]])
         else:  # NMS inside: [K, 6] rows in source-image coordinates (scale_factor given)
             rows = outputs[0].reshape(-1, 6)[: int(outputs[1].reshape(-1)[0])]
-        return rows, kept_detections(rows, params["threshold"], tuple(context["source_hw"]))
+        # PaddleX's object_detection drops page-sized "image" boxes; instance_segmentation not
+        return rows, kept_detections(rows, params["threshold"], tuple(context["source_hw"]),
+                                     settings.get("labels"), self.name == "object_detection")
 
     def postprocess(self, settings, params, outputs, context):
         outputs = [np.asarray(o) for o in outputs]
@@ -321,12 +324,20 @@ def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
     return postprocess(settings, params, list(engine(*feeds)), context)
 
 
+#: PaddleX 3.7 SegPredictor.build_resize's defaults for what a Deploy Resize leaves unsaid.
+SEG_RESIZE_DEFAULTS = {"keep_ratio": True, "size_divisor": 32, "interp": "LINEAR"}
+
+
 def segmentation_preprocess(rgb: np.ndarray, transforms: List[Dict],
                             target_size: int | None = None,
                             defer_normalize: bool = False) -> np.ndarray:
     """PaddleX semantic segmentation: Resize (keep_ratio, size_divisor) from Deploy.transforms
     or ``target_size`` (-1 = as is), Normalize (scale 1/255, mean/std default 0.5), ToCHW
-    (``defer_normalize``: CHW uint8, Normalize left to the engine model)."""
+    (``defer_normalize``: CHW uint8, Normalize left to the engine model).
+
+    A Resize that leaves keep_ratio / size_divisor / interp unsaid gets PaddleX's SegPredictor
+    defaults (its ``build_resize``: keep_ratio True, size_divisor 32, LINEAR), not PaddleSeg's
+    (keep_ratio False): served label maps equal PaddleX's (``hpi-triton compare``)."""
     op = next((t for t in transforms if t.get("type") == "Resize"), None) or {}
     norm = next((t for t in transforms if t.get("type") == "Normalize"), {})
     image = rgb
@@ -334,11 +345,12 @@ def segmentation_preprocess(rgb: np.ndarray, transforms: List[Dict],
     size = (size, size) if isinstance(size, int) else tuple(size)
     if size != (-1, -1):
         h, w = image.shape[:2]
-        if op.get("keep_ratio", False):
+        if op.get("keep_ratio", SEG_RESIZE_DEFAULTS["keep_ratio"]):
             scale = min(max(size) / max(w, h), min(size) / min(w, h))
             size = (round(w * scale), round(h * scale))
-        if op.get("size_divisor"):
-            size = tuple(int(np.ceil(v / op["size_divisor"]) * op["size_divisor"]) for v in size)
+        divisor = op.get("size_divisor", SEG_RESIZE_DEFAULTS["size_divisor"])
+        if divisor:
+            size = tuple(int(math.ceil(v / divisor) * divisor) for v in size)
         image = resize(image, tuple(int(v) for v in size), op.get("interp", "LINEAR"))
     if defer_normalize:
         return np.ascontiguousarray(image.transpose(2, 0, 1))
@@ -485,15 +497,29 @@ def picodet_decode(outputs: List[np.ndarray], input_hw, strides: Sequence[int], 
     return result
 
 
-def kept_detections(rows: np.ndarray, threshold: float, source_hw) -> np.ndarray:
-    """Indices of the [K, 6] rows PaddleX keeps, by descending score: score > threshold, a
-    class id (not -1), and a box that is not empty once clipped to the image."""
+def kept_detections(rows: np.ndarray, threshold: float, source_hw, labels=None,
+                    drop_page_images: bool = False) -> np.ndarray:
+    """Indices of the [K, 6] rows PaddleX 3.7 keeps, in the model's order (PaddleX does not
+    re-sort): score > threshold, a class id (not -1), and a box that is not empty once
+    clipped to the image.
+
+    ``drop_page_images``: PaddleX's object detection (DetPostProcess) also drops boxes of a
+    class named ``image`` that cover more than 82% (portrait) / 93% of the page, unless that
+    leaves nothing."""
     h, w = source_hw
     rows = np.asarray(rows, dtype=np.float64).reshape(-1, 6)
-    x1, y1 = rows[:, 2].clip(0, w), rows[:, 3].clip(0, h)
-    x2, y2 = rows[:, 4].clip(0, w), rows[:, 5].clip(0, h)
-    keep = np.flatnonzero((rows[:, 1] > threshold) & (rows[:, 0] > -1) & (x2 > x1) & (y2 > y1))
-    return keep[np.argsort(-rows[keep, 1], kind="stable")]
+    keep = np.flatnonzero((rows[:, 1] > threshold) & (rows[:, 0] > -1))
+    if drop_page_images and len(keep) > 1 and labels and "image" in list(labels):
+        image_id = list(labels).index("image")
+        limit = (0.82 if w > h else 0.93) * w * h  # PaddleX: img_size[0] > img_size[1]
+        x1, y1 = rows[keep, 2].clip(0, None), rows[keep, 3].clip(0, None)
+        x2, y2 = np.minimum(rows[keep, 4], w), np.minimum(rows[keep, 5], h)
+        small = (rows[keep, 0] != image_id) | ((x2 - x1) * (y2 - y1) <= limit)
+        if small.any():
+            keep = keep[small]
+    x1, y1 = rows[keep, 2].clip(0, w), rows[keep, 3].clip(0, h)
+    x2, y2 = rows[keep, 4].clip(0, w), rows[keep, 5].clip(0, h)
+    return keep[(x2 > x1) & (y2 > y1)]
 
 
 def detection_boxes(rows: np.ndarray, labels, source_hw) -> List[Dict]:
