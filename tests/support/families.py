@@ -138,6 +138,26 @@ def uvdoc_model_dir(root: Path) -> Path:
     return target
 
 
+def layout_model_dir(root: Path) -> Path:
+    """A layout detector (:class:`family_nets.LayoutStandInNet`: four fixed regions labelled
+    title, text, table, seal) as a PaddleX dir with PicoDet-S's inference.yml: proves the
+    layout pipelines' plumbing and parity with PaddleX, not layout quality."""
+    target = Path(root) / "LayoutStandIn_fixed"
+    if not (target / "inference.json").is_file():
+        target.mkdir(parents=True, exist_ok=True)
+        _export([{"name": "LayoutStandIn", "kind": "layout", "inputs": None,
+                  "target": str(target), "spec_size": None}])
+    config = {"Global": {"model_name": "PicoDet-S"},
+              "Preprocess": [{"type": "Resize", "target_size": [320, 320], "keep_ratio": False,
+                              "interp": 2},
+                             {"type": "NormalizeImage", "mean": [0.485, 0.456, 0.406],
+                              "std": [0.229, 0.224, 0.225], "is_scale": True},
+                             {"type": "Permute"}],
+              "label_list": ["text", "title", "table", "seal"], "draw_threshold": 0.5}
+    (target / "inference.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return target
+
+
 def _export(jobs) -> None:
     script = Path(__file__).with_name("family_nets.py")
     done = subprocess.run([sys.executable, str(script), json.dumps(jobs)],

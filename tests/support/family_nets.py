@@ -356,6 +356,32 @@ def _classification(name):
             "PP-LCNetV2": LCNetV2Net, "CLIP_ViT": ViTNet}[name]()
 
 
+class LayoutStandInNet(nn.Layer):
+    """A layout detector with PicoDet-S's export signature (image, scale_factor -> NMS rows
+    [K,6] in source coordinates + box count) that finds four fixed, well-separated regions of
+    any page — title, text, table, seal (classes 1, 0, 2, 3) — so layout pipelines have one
+    block of each kind to parse. No layout weights PaddleX can load ship in a wheel; random
+    detectors give overlapping boxes, on which PaddleX's layout_parsing re-runs OCR per block
+    and line (minutes per page)."""
+
+    REGIONS = [[1, 0.05, 0.02, 0.95, 0.10], [0, 0.05, 0.12, 0.95, 0.40],
+               [2, 0.05, 0.42, 0.95, 0.75], [3, 0.60, 0.78, 0.95, 0.98]]
+
+    def __init__(self):
+        super().__init__()
+        self.probe = nn.Conv2D(3, 1, 1)
+        self.regions = paddle.to_tensor(self.REGIONS, dtype="float32")
+
+    def forward(self, image, scale_factor):
+        h = paddle.shape(image)[2].astype("float32") / scale_factor[0, 0]
+        w = paddle.shape(image)[3].astype("float32") / scale_factor[0, 1]
+        score = paddle.full([4], 0.9, "float32") + self.probe(image).mean() * 0.0
+        r = self.regions
+        rows = paddle.stack([r[:, 0], score, r[:, 1] * w, r[:, 2] * h, r[:, 3] * w,
+                             r[:, 4] * h], axis=-1)
+        return rows, paddle.full([1], 4, "int32")
+
+
 SEGMENTATION = {"Deeplabv3_Plus": DeepLabNet, "PP-LiteSeg": LiteSegNet, "OCRNet": OCRNetNet,
                 "SeaFormer": SeaFormerNet, "SegFormer": SegFormerNet}
 
@@ -369,6 +395,10 @@ def export(name: str, kind: str, inputs, target: str, spec_size) -> None:
         model, specs = _classification(name), [InputSpec([None, 3, 224, 224], "float32", "x")]
     elif kind == "unwarping":
         model, specs = UVDocNet(), [InputSpec([None, 3, None, None], "float32", "x")]
+    elif kind == "layout":
+        model = LayoutStandInNet()
+        specs = [InputSpec([None, 3, None, None], "float32", "image"),
+                 InputSpec([None, 2], "float32", "scale_factor")]
     elif kind == "segmentation":
         model, specs = SEGMENTATION[name](), [InputSpec([None, 3, h, w], "float32", "x")]
     else:
