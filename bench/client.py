@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,7 +25,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.load import closed_loop  # noqa: E402
+from bench.load import machine, predict_loop  # noqa: E402
 from hpi_triton import AsyncClient, Client, wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
@@ -35,35 +33,10 @@ from hpi_triton.server import TritonServer  # noqa: E402
 from tests.support.ocr_dataset import cer, make_pages  # noqa: E402
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def cpu_flags() -> str:
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags)
-
-
 def own_pool(url, encoded, concurrency):
     """The baseline: a thread-local Client per worker thread, predict on bytes."""
-    import threading
-
-    local = threading.local()
-
-    def call(index):
-        if not hasattr(local, "client"):
-            local.client = Client(url, "grpc")
-        return local.client.predict("OCR", encoded[index])["rec_texts"]
-
-    ips, _, _, texts = closed_loop(call, len(encoded), concurrency)
-    return ips, texts
+    ips, _, _, results = predict_loop(url, "OCR", encoded, concurrency)
+    return ips, [r["rec_texts"] for r in results]
 
 
 def many_threads(url, source, concurrency):
@@ -134,7 +107,7 @@ def main():
                     rates[name].append(ips)
                     errors[name] = cer(texts, pages)
     base = statistics.median(rates["own thread pool, bytes (baseline)"])
-    print(f"\nmachine: {cpu_model()} ({os.cpu_count()} cores; {cpu_flags()}); "
+    print(f"\nmachine: {machine()}; "
           f"{time.strftime('%Y-%m-%d')}; {args.pages} pages 960 px wide, concurrency "
           f"{args.concurrency}, {args.rounds} alternating rounds, OCR det+rec over gRPC")
     print(f"{'variant':38s} {'img/s (median)':>15s} {'÷ baseline':>11s} {'CER %':>7s}")

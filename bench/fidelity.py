@@ -27,9 +27,8 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.client import cpu_flags, cpu_model  # noqa: E402
-from bench.load import closed_loop  # noqa: E402
-from hpi_triton import Client, wheel_models  # noqa: E402
+from bench.load import machine, predict_loop  # noqa: E402
+from hpi_triton import wheel_models  # noqa: E402
 from hpi_triton.compare import run_paddlex  # noqa: E402
 from hpi_triton.compare.diff import compare_results, ocr_line_stats  # noqa: E402
 from hpi_triton.compare.paddlex_config import paddlex_job  # noqa: E402
@@ -42,16 +41,7 @@ MODES = ("paddlex", "width_buckets")
 
 
 def served_run(url, encoded, clients, mode):
-    import threading
-
-    local = threading.local()
-
-    def call(index):
-        if not hasattr(local, "client"):
-            local.client = Client(url, "grpc")
-        return local.client.predict("OCR", encoded[index], text_rec_batching=mode)
-
-    ips, _, _, results = closed_loop(call, len(encoded), clients)
+    ips, _, _, results = predict_loop(url, "OCR", encoded, clients, text_rec_batching=mode)
     return ips, results
 
 
@@ -95,7 +85,7 @@ def main():
                         rates[(mode, clients)].append(ips)
                         answers[mode] = results
     lines = sum(len(p.lines) for p in pages)
-    print(f"\nmachine: {cpu_model()} ({os.cpu_count()} cores; {cpu_flags()}); "
+    print(f"\nmachine: {machine()}; "
           f"{time.strftime('%Y-%m-%d')}; {args.pages} pages, {lines} lines "
           f"({args.lines} per page, mixed length), {args.rounds} alternating rounds, gRPC")
     print(f"{'mode':14s} {'clients':>7s} {'img/s (median)':>15s} {'÷ paddlex':>10s}")

@@ -17,7 +17,6 @@ import os
 import platform
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import cv2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load import closed_loop, model_stats, percentiles  # noqa: E402
+from bench.load import model_stats, percentiles, predict_loop  # noqa: E402
 from hpi_triton import Client, wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
@@ -53,15 +52,8 @@ def run_rapidocr(pages):
 def run_served(url, pages, encoded, clients):
     client = Client(url, "grpc")
     client.predict("OCR", encoded[0])  # warm-up
-    local = threading.local()
-
-    def call(index):
-        if not hasattr(local, "client"):
-            local.client = Client(url, "grpc")
-        return local.client.predict("OCR", encoded[index])["rec_texts"]
-
-    ips, p50, p95, predictions = closed_loop(call, len(pages), clients)
-    return ips, p50, p95, cer(predictions, pages)
+    ips, p50, p95, results = predict_loop(url, "OCR", encoded, clients)
+    return ips, p50, p95, cer([r["rec_texts"] for r in results], pages)
 
 
 def main():

@@ -17,6 +17,7 @@ import numpy as np
 from hpi_triton.client import (
     DEFAULT_CONCURRENCY,
     ImageInput,
+    announce,
     check_concurrency,
     check_protocol,
     checked_inputs,
@@ -149,9 +150,9 @@ class AsyncClient:
             for item in items:
                 pending.append(asyncio.ensure_future(run(item)))
                 if len(pending) >= 2 * concurrency:
-                    yield _announce(await pending.popleft(), on_result)
+                    yield announce(await pending.popleft(), on_result)
             while pending:
-                yield _announce(await pending.popleft(), on_result)
+                yield announce(await pending.popleft(), on_result)
         finally:
             for task in pending:
                 task.cancel()
@@ -176,8 +177,3 @@ class AsyncClient:
         """Close the connection (the aiohttp session / the gRPC channel)."""
         await self._client.close()
 
-
-def _announce(prediction, on_result):
-    if on_result is not None:
-        on_result(prediction)
-    return prediction

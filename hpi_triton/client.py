@@ -147,6 +147,13 @@ def naming_input(exc: HpiTritonError, item) -> HpiTritonError:
     return named
 
 
+def announce(prediction, on_result: Optional[Callable]):
+    """``prediction``, after handing it to ``on_result`` (progress bars) when one is given."""
+    if on_result is not None:
+        on_result(prediction)
+    return prediction
+
+
 def check_protocol(protocol: str) -> str:
     """``protocol`` as given when it is ``http`` or ``grpc``.
 
@@ -359,18 +366,12 @@ class Client:
                 for item in queue:
                     pending.append(pool.submit(run, item))
                     if len(pending) >= 2 * concurrency:
-                        yield self._announce(pending.popleft().result(), on_result)
+                        yield announce(pending.popleft().result(), on_result)
                 while pending:
-                    yield self._announce(pending.popleft().result(), on_result)
+                    yield announce(pending.popleft().result(), on_result)
             finally:
                 for future in pending:  # the caller stopped early: drop what is queued
                     future.cancel()
-
-    @staticmethod
-    def _announce(prediction, on_result):
-        if on_result is not None:
-            on_result(prediction)
-        return prediction
 
     def inference_statistics(self) -> dict:
         """The server's ``/v2/models/stats`` as JSON (gRPC's mapping writes 64-bit counters

@@ -92,7 +92,7 @@ def _expand_one(source: Source, dpi: float, password: Optional[str]) -> Iterator
     if isinstance(source, InputItem):  # expanded already (e.g. to count them first)
         yield source
     elif isinstance(source, np.ndarray):
-        yield InputItem(0, f"array[{len(source.shape) and 'x'.join(map(str, source.shape))}]",
+        yield InputItem(0, f"array[{'x'.join(map(str, source.shape))}]",
                         load=lambda array=source: array)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)

@@ -63,11 +63,14 @@ def setup_terminal() -> None:
     """Log warnings and errors to stderr, each as one line. INFO records go to the build log
     only (:class:`BuildLog`): what the build chose the command prints itself."""
     quiet_engine_imports()
-    handler = logging.StreamHandler()
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(OneLineFormatter())
     root = logging.getLogger()
-    root.addHandler(handler)
+    # Once per process: a second command run in the same process (tests, a Python caller)
+    # must not print every warning twice, as logging.basicConfig would not.
+    if not any(isinstance(h.formatter, OneLineFormatter) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(OneLineFormatter())
+        root.addHandler(handler)
     # Records of hpi_triton reach the build log at INFO whatever the terminal shows.
     logging.getLogger("hpi_triton").setLevel(logging.INFO)
 

@@ -20,6 +20,7 @@ import yaml
 
 from hpi_triton.errors import HpiTritonError
 from hpi_triton.generator.cache import default_cache_dir
+from hpi_triton.generator.model_dir import onnx_metadata_lines
 
 _NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": "1./255.",
               "order": "hwc"}
@@ -288,12 +289,8 @@ def _yml_version(folder: Path) -> str:
 
 def _onnx_lines(folder: Path, keys):
     """Lines of the first of ``keys`` in ``folder``'s ONNX metadata (None without one)."""
-    if not (folder / "inference.onnx").is_file():
-        return None
-    import onnx
-
-    model = onnx.load(str(folder / "inference.onnx"), load_external_data=False)
-    return next((p.value.splitlines() for p in model.metadata_props if p.key in keys), None)
+    onnx_file = folder / "inference.onnx"
+    return onnx_metadata_lines(onnx_file, keys) if onnx_file.is_file() else None
 
 
 def _write_yml(folder: Path, config: dict) -> None:

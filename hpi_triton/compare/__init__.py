@@ -104,7 +104,7 @@ def compare(client, served_name: str, report: Dict, inputs: List[str], python: s
     from hpi_triton.inputs import expand
 
     params = dict(params or {})
-    items = [item for item in expand(inputs)]
+    items = expand(inputs)
     paths = list(dict.fromkeys(str(item.path) for item in items if item.path is not None))
     with tempfile.TemporaryDirectory(prefix="hpi-triton-paddlex-models-") as workdir:
         job = paddlex_job(report, served_name, paths, params, model_names, Path(workdir))

@@ -62,8 +62,9 @@ def _compare_cropped_masks(served: dict, theirs: list, found: List[Difference]) 
         crop, want = ours[i][y1:y2, x1:x2], np.asarray(mask)
         if crop.shape != want.shape:
             found.append(Difference(f"masks[{i}] (shape)", list(crop.shape), list(want.shape)))
-        elif (crop.astype(np.int64) != want.astype(np.int64)).any():
-            count = int((crop.astype(np.int64) != want.astype(np.int64)).sum())
+            continue
+        count = int((crop.astype(np.int64) != want.astype(np.int64)).sum())
+        if count:
             found.append(Difference(f"masks[{i}] (elements differing)",
                                     f"{count}/{crop.size}", "-"))
 

@@ -95,16 +95,9 @@ def ocr_config(report: Dict, entry: Dict) -> Dict:
     config = {"pipeline_name": "OCR", "text_type": "general", "SubModules": modules,
               "use_textline_orientation": bool(params.get("use_textline_orientation"))
               and "TextLineOrientation" in modules}
-    doc = {role: _module(report, role, roles[role]) for role in
-           ("DocOrientationClassify", "DocUnwarping") if role in roles}
-    config["use_doc_preprocessor"] = bool(params.get("use_doc_preprocessor")) and bool(doc)
-    if doc:
-        config["SubPipelines"] = {"DocPreprocessor": {
-            "pipeline_name": "doc_preprocessor", "SubModules": doc,
-            "use_doc_orientation_classify": "DocOrientationClassify" in doc
-            and bool(params.get("use_doc_orientation_classify", True)),
-            "use_doc_unwarping": "DocUnwarping" in doc
-            and bool(params.get("use_doc_unwarping", True))}}
+    config["use_doc_preprocessor"], sub_pipelines = _doc_pipeline(report, roles, params)
+    if sub_pipelines:
+        config["SubPipelines"] = sub_pipelines
     return config
 
 
@@ -131,11 +124,12 @@ def vision_config(report: Dict, entry: Dict) -> Dict:
     return {"pipeline_name": kind, "SubModules": {role: sub}}
 
 
-def doc_config(report: Dict, entry: Dict) -> Dict:
-    """PaddleX's doc_preprocessor config."""
-    roles, params = entry["roles"], entry.get("params") or {}
+def _doc_preprocessor(report: Dict, roles: Dict, params: Dict) -> Optional[Dict]:
+    """PaddleX's doc_preprocessor config over the built doc roles (None without any)."""
     subs = {role: _module(report, role, roles[role]) for role in
             ("DocOrientationClassify", "DocUnwarping") if role in roles}
+    if not subs:
+        return None
     return {"pipeline_name": "doc_preprocessor", "SubModules": subs,
             "use_doc_orientation_classify": "DocOrientationClassify" in subs
             and bool(params.get("use_doc_orientation_classify", True)),
@@ -143,18 +137,18 @@ def doc_config(report: Dict, entry: Dict) -> Dict:
             and bool(params.get("use_doc_unwarping", True))}
 
 
-def _doc_pipeline(report: Dict, roles: Dict, params: Dict) -> Dict:
-    """(use_doc_preprocessor, {"DocPreprocessor": ...} or {}) of a document pipeline."""
-    doc = {role: _module(report, role, roles[role]) for role in
-           ("DocOrientationClassify", "DocUnwarping") if role in roles}
-    if not doc:
+def doc_config(report: Dict, entry: Dict) -> Dict:
+    """PaddleX's doc_preprocessor config."""
+    return _doc_preprocessor(report, entry["roles"], entry.get("params") or {})
+
+
+def _doc_pipeline(report: Dict, roles: Dict, params: Dict):
+    """(use_doc_preprocessor, {"DocPreprocessor": ...} or {}) of a pipeline that contains
+    one."""
+    doc = _doc_preprocessor(report, roles, params)
+    if doc is None:
         return False, {}
-    return bool(params.get("use_doc_preprocessor")), {"DocPreprocessor": {
-        "pipeline_name": "doc_preprocessor", "SubModules": doc,
-        "use_doc_orientation_classify": "DocOrientationClassify" in doc
-        and bool(params.get("use_doc_orientation_classify", True)),
-        "use_doc_unwarping": "DocUnwarping" in doc
-        and bool(params.get("use_doc_unwarping", True))}}
+    return bool(params.get("use_doc_preprocessor")), {"DocPreprocessor": doc}
 
 
 def _layout(report: Dict, roles: Dict, params: Dict) -> Dict:

@@ -25,6 +25,17 @@ ONNX_MODEL = "inference.onnx"
 DEVICES = ("cpu", "gpu")
 
 
+
+def onnx_metadata_lines(onnx_file: Path, keys) -> Optional[List[str]]:
+    """Lines of the first of ``keys`` in ``onnx_file``'s metadata (labels, charsets), or None."""
+    import onnx
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key in keys:
+            return prop.value.splitlines()
+    return None
+
 @dataclass(frozen=True)
 class TensorSpec:
     """A model input or output as the model file declares it (-1 marks a dynamic dim)."""
@@ -114,13 +125,7 @@ class ModelSource:
         """Lines of the first of ``keys`` in the ONNX model's metadata (labels, charsets)."""
         if self.onnx_file is None:
             return None
-        import onnx
-
-        model = onnx.load(str(self.onnx_file), load_external_data=False)
-        for prop in model.metadata_props:
-            if prop.key in keys:
-                return prop.value.splitlines()
-        return None
+        return onnx_metadata_lines(self.onnx_file, keys)
 
     @property
     def batched(self) -> bool:

@@ -16,22 +16,19 @@ import pytest
 from PIL import Image, ImageDraw
 
 from hpi_triton import AsyncClient, Client
-from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import InputError, InvalidRequestError
-from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.server import TritonServer
 from tests.support.drawing import assert_drawn
 from tests.support.ocr_dataset import font_path, make_pages
+from tests.support.repos import build_ocr_repo
 
 pytestmark = pytest.mark.functional
 
 
 @pytest.fixture(scope="module")
 def ocr_server(wheel_models, shared_cache_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("client") / "repo"
-    spec = pipeline_spec("OCR", {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
-                                 "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]})
-    build_repository([], BuildOptions(out=out, cache_dir=shared_cache_dir), [spec])
+    out = build_ocr_repo(wheel_models, shared_cache_dir,
+                         tmp_path_factory.mktemp("client") / "repo")
     with TritonServer(out, 0, 0, 0, log_path=out.parent / "tritonserver.log") as server:
         yield server
 

@@ -16,17 +16,15 @@ from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.server import TritonServer
 from tests.support.ocr_dataset import make_pages
+from tests.support.repos import build_ocr_repo
 
 pytestmark = pytest.mark.functional
 
 
 @pytest.fixture(scope="module")
 def ocr_repo(wheel_models, shared_cache_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("fidelity") / "repo"
-    spec = pipeline_spec("OCR", {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
-                                 "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]})
-    build_repository([], BuildOptions(out=out, cache_dir=shared_cache_dir), [spec])
-    return out
+    return build_ocr_repo(wheel_models, shared_cache_dir,
+                          tmp_path_factory.mktemp("fidelity") / "repo")
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,7 @@ import numpy as np
 import pytest
 
 from hpi_triton import Client
-from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import ServiceUnavailableError
-from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.server import (
     TritonServer,
     child_processes,
@@ -28,6 +26,7 @@ from hpi_triton.server import (
     stub_regions,
 )
 from tests.support.ocr_dataset import make_pages
+from tests.support.repos import build_ocr_repo
 
 pytestmark = pytest.mark.functional
 
@@ -36,11 +35,8 @@ CLI = [sys.executable, "-m", "hpi_triton.cli"]
 
 @pytest.fixture(scope="module")
 def ocr_repo(wheel_models, shared_cache_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("healing") / "repo"
-    spec = pipeline_spec("OCR", {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
-                                 "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]})
-    build_repository([], BuildOptions(out=out, cache_dir=shared_cache_dir), [spec])
-    return out
+    return build_ocr_repo(wheel_models, shared_cache_dir,
+                          tmp_path_factory.mktemp("healing") / "repo")
 
 
 @pytest.fixture(scope="module")
