@@ -40,3 +40,10 @@ class MallocMode(Choice):
 
     DEFAULT = "default"  # glibc's own: freed memory goes back to the system
     TUNED = "tuned"  # keeps up to 128 MiB per arena: less CPU per request, more memory
+
+
+class Quantization(Choice):
+    """Post-training quantization of OCR engines (``--quantize``), gated by measured CER."""
+
+    NONE = "none"
+    INT8 = "int8"

@@ -10,7 +10,7 @@ from typing import List, Optional
 import numpy as np
 import typer
 
-from hpi_triton.choices import MallocMode, Precision, Protocol
+from hpi_triton.choices import MallocMode, Precision, Protocol, Quantization
 from hpi_triton.errors import HpiTritonError, InferError
 from hpi_triton.generator.plan import DynamicBatchingMode, Hosting
 from hpi_triton.licensing.cli import license_app
@@ -70,6 +70,19 @@ def build(
     license_key: Optional[Path] = typer.Option(
         None, "--license", help="The issuer's public.pem: a licensed repository (engines "
         "encrypted, served only with a certificate; see hpi-triton license)"),
+    quantize: Quantization = typer.Option(
+        Quantization.NONE, help="int8: OCR text detection/recognition quantized (NNCF), each "
+        "kept only if its CER on held-out pages stays within --max-cer-delta of fp32"),
+    calibration: Optional[Path] = typer.Option(
+        None, help="Folder of page images to calibrate --quantize int8 on [rendered pages]"),
+    max_cer_delta: float = typer.Option(
+        0.1, help="--quantize: largest CER increase over fp32 allowed, in points"),
+    fast: bool = typer.Option(
+        False, "--fast", help="OCR fast mode: --quantize int8 and text_rec_batching="
+        "width_buckets (faster; texts may differ from PaddleX's within the gate's bound)"),
+    concurrency: int = typer.Option(
+        0, min=0, help="Choose engine instances x threads by serving this many concurrent "
+        "clients on the built repository (0: --instances/--cpu-threads as given)"),
     verbose: bool = typer.Option(True, "--verbose/--quiet"),
 ) -> None:
     """Convert, verify and write a Triton model repository."""
@@ -78,6 +91,10 @@ def build(
     from hpi_triton.routing import route_build
     from hpi_triton.triton_models.backends import Device
 
+    if fast:
+        quantize = Quantization.INT8
+        if not any(p.split("=", 1)[0].strip() == "text_rec_batching" for p in param):
+            param = [*param, "text_rec_batching=width_buckets"]
     try:
         requests, pipelines = route_build(model, backend, param, pipeline, pipeline_config,
                                           name, pipeline_instances)
@@ -86,6 +103,14 @@ def build(
                                cpu_threads=cpu_threads, max_batch_size=max_batch_size or None,
                                instances=instances, force=force,
                                dynamic_batching=dynamic_batching)
+        if quantize == Quantization.INT8:  # before licensing: it encrypts the final IR
+            from hpi_triton.generator.quantize import QuantizeTransform
+
+            options.transforms.append(QuantizeTransform(calibration, max_cer_delta))
+        if concurrency:
+            from hpi_triton.generator.layout import LayoutTransform
+
+            options.transforms.append(LayoutTransform(concurrency))
         if license_key is not None:
             from hpi_triton.licensing.repository import LicenseTransform
 

@@ -1,0 +1,136 @@
+"""``hpi-triton build --concurrency N``: engine instances × threads chosen by serving.
+
+Every way of splitting this machine's cores between engine instances (1 × all cores, 2 × half,
+…, one single-thread instance per core) is written into the staged repository in turn, served
+by a real tritonserver, and read by ``N`` concurrent clients sending rendered text pages to
+each pipeline graph; the layout with the highest img/s is kept. Which layout wins moves with
+the CPU, the models and the concurrency (bench/RESULTS.md, 2026-11-27, OCR on 2 cores: 1 × 2
+threads 1.6× the img/s of 2 × 1 at 1 client, 6% more at 4), so it is measured, not fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from hpi_triton.errors import BuildError
+from hpi_triton.generator.plan import RepositoryTransform
+from hpi_triton.triton_models.config import read_pbtxt
+
+log = logging.getLogger("hpi_triton.build")
+
+MEASURE_PAGES = 8  # rendered pages per graph per layout (after one warm-up pass)
+LAYOUT_SEED = 7003
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity, as a container's cpuset limits it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def layouts(cores: int) -> List[Tuple[int, int]]:
+    """(instances, threads per instance) pairs that use exactly ``cores`` cores."""
+    return [(n, cores // n) for n in range(1, cores + 1) if cores % n == 0]
+
+
+class LayoutTransform(RepositoryTransform):
+    """Measure each engine layout on the staged repository; keep the fastest.
+
+    Args:
+        concurrency: Clients in flight at once, as the user expects in production.
+        pages: Rendered pages sent to each graph per layout.
+    """
+
+    name = "layout"
+
+    def __init__(self, concurrency: int, pages: int = MEASURE_PAGES):
+        self.concurrency = concurrency
+        self.pages = pages
+
+    def check(self, plain_models, pipelines, options) -> None:
+        """Refuse builds the measurement cannot drive.
+
+        Raises:
+            BuildError: no pipeline graph to send pages to, or not a CPU build.
+        """
+        if self.concurrency < 1:
+            raise BuildError(f"--concurrency {self.concurrency}: expected 1 or more clients")
+        if not pipelines:
+            raise BuildError("--concurrency measures pipelines served with pages: build with "
+                             "--pipeline (plain models keep --instances / --cpu-threads)")
+        if options.device.kind != "cpu":
+            raise BuildError(f"--concurrency chooses CPU layouts; --device {options.device} "
+                             f"keeps --instances")
+
+    def apply(self, staging: Path, report) -> Dict:
+        """Serve ``staging`` with each layout, keep the fastest; what was measured."""
+        import cv2
+
+        from hpi_triton import pages
+
+        engines = [m.name for m in report.models]
+        graphs = [p.get("served_name") or p["pipeline"] for p in report.pipelines]
+        encoded = [cv2.imencode(".png", p.image)[1].tobytes()
+                   for p in pages.make_realistic_pages(self.pages, LAYOUT_SEED)]
+        cores = usable_cores()
+        tried = []
+        for instances, threads in layouts(cores):
+            write_layout(staging, engines, instances, threads)
+            ips = served_throughput(staging, graphs, encoded, self.concurrency)
+            tried.append({"instances": instances, "cpu_threads": threads,
+                          "img_s": round(ips, 2)})
+            log.info("layout %d x %d threads at %d clients: %.2f img/s", instances, threads,
+                     self.concurrency, ips)
+        best = max(tried, key=lambda t: t["img_s"])
+        write_layout(staging, engines, best["instances"], best["cpu_threads"])
+        return {"concurrency": self.concurrency, "cores": cores, "graphs": graphs,
+                "pages": self.pages, "tried": tried,
+                "chosen": {"instances": best["instances"], "cpu_threads": best["cpu_threads"]}}
+
+
+def write_layout(repo: Path, models: List[str], instances: int, threads: int) -> None:
+    """Set ``instances`` × ``threads`` on the engine models ``models`` of ``repo``."""
+    from google.protobuf import text_format
+
+    for model in models:
+        path = repo / model / "config.pbtxt"
+        config = read_pbtxt(path)
+        config.instance_group[0].count = instances
+        config.parameters["cpu_threads"].string_value = str(threads)
+        path.write_text(text_format.MessageToString(config))
+
+
+def served_throughput(repo: Path, graphs: List[str], encoded: List[bytes],
+                      concurrency: int) -> float:
+    """img/s of ``graphs`` served from ``repo`` to ``concurrency`` clients (after a warm-up).
+
+    Raises:
+        BuildError: the server failed to start, or a page failed (its message).
+    """
+    from hpi_triton.client import Client
+    from hpi_triton.errors import HpiTritonError
+    from hpi_triton.server import TritonServer
+
+    seconds = 0.0
+    try:
+        with TritonServer(repo, 0, 0, 0) as server, Client(server.grpc_url, "grpc") as client:
+            for graph in graphs:
+                for warm in (True, False):
+                    started = time.perf_counter()
+                    for result in client.predict_many(graph, encoded, concurrency=concurrency):
+                        if result.error is not None:
+                            raise BuildError(f"--concurrency: {graph} failed on a rendered "
+                                             f"page: {result.error}")
+                    if not warm:
+                        seconds += time.perf_counter() - started
+    except BuildError:
+        raise
+    except HpiTritonError as exc:
+        raise BuildError(f"--concurrency: serving the staged repository failed: {exc}") from exc
+    return len(graphs) * len(encoded) / seconds

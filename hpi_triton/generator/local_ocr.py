@@ -1,0 +1,71 @@
+"""A built repository's OCR graph run in this process: the graph's own flow over the
+repository's own engine artifacts, without Triton in between.
+
+The int8 gate (:mod:`.quantize`) and bench/ use it to read pages the way the served graph
+reads them, with engines they swap per role (a quantized candidate, a recorder).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from hpi_triton.python_backend import engines
+from hpi_triton.python_backend.ocr import ocr_pipeline
+from hpi_triton.triton_models.config import read_pbtxt
+
+Infer = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class LocalOCR:
+    """The OCR part of one pipeline graph of a repository (OCR itself, or the OCR a table /
+    layout pipeline runs)."""
+
+    repo: Path
+    served_name: str
+    settings: Dict
+    characters: List[str]
+
+    @classmethod
+    def load(cls, repo: Path, served_name: str) -> Optional[LocalOCR]:
+        """The OCR flow of graph ``served_name`` in ``repo``, or None if it has none."""
+        config = read_pbtxt(Path(repo) / served_name / "config.pbtxt")
+        if "pipeline_settings" not in config.parameters:
+            return None
+        settings = json.loads(config.parameters["pipeline_settings"].string_value)
+        settings = settings.get("ocr", settings)
+        models = settings.get("models") or {}
+        chars = Path(repo) / served_name / "1" / "characters.txt"
+        if "TextDetection" not in models or "TextRecognition" not in models or not chars.is_file():
+            return None
+        return cls(Path(repo), served_name, settings,
+                   chars.read_text(encoding="utf-8").split("\n"))
+
+    @property
+    def models(self) -> Dict[str, str]:
+        """Engine model name per role."""
+        return {role: entry[0] for role, entry in self.settings["models"].items()}
+
+    def engine_params(self, role: str) -> Dict[str, str]:
+        """The ``parameters`` of ``role``'s engine model config."""
+        config = read_pbtxt(self.repo / self.models[role] / "config.pbtxt")
+        return {k: v.string_value for k, v in config.parameters.items()}
+
+    def runner(self, role: str) -> Infer:
+        """``role``'s engine artifact loaded here with every core: batch → first output."""
+        params = self.engine_params(role)
+        params["cpu_threads"] = "0"
+        runner = engines.create_runner(self.repo / self.models[role] / "1", params)
+        return lambda batch: runner.run_list(np.asarray(batch, np.float32))[0]
+
+    def flow(self, overrides: Optional[Dict[str, Infer]] = None) -> ocr_pipeline.OCRFlow:
+        """The graph's flow; ``overrides`` replace the repository's engine for some roles."""
+        overrides = overrides or {}
+        return ocr_pipeline.OCRFlow.from_settings(
+            self.settings, self.characters,
+            lambda role: overrides[role] if role in overrides else self.runner(role))

@@ -1,0 +1,301 @@
+"""``hpi-triton build --quantize int8``: accuracy-gated int8 OCR engines.
+
+Post-training quantization with NNCF of the OCR graphs' OpenVINO text detection and
+recognition engines. Calibration data are the engines' own inputs while the fp32 graph reads
+calibration images (the user's ``--calibration DIR``, else rendered pages), so their ranges are
+the ones served. Each candidate (both engines int8, recognition only, detection only) reads
+held-out rendered pages with known text; it is accepted when its CER is at most
+``max_cer_delta`` points above the fp32 graph's (PaddleX's batching) and it finds
+≥ :data:`MIN_LINE_RECALL` of the fp32 graph's lines. The fastest accepted candidate is written
+over the fp32 IR; none accepted leaves the repository fp32, said in the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from hpi_triton import pages
+from hpi_triton.errors import BuildError
+from hpi_triton.generator.local_ocr import LocalOCR
+from hpi_triton.generator.plan import RepositoryTransform
+from hpi_triton.triton_models.config import read_pbtxt
+
+log = logging.getLogger("hpi_triton.build")
+
+DEFAULT_MAX_CER_DELTA = 0.1  # CER points (percent) above the fp32 graph's
+MIN_LINE_RECALL = 0.98  # share of the fp32 graph's lines a candidate must find (IoU >= 0.5)
+QUANTIZABLE = ("TextDetection", "TextRecognition")
+CANDIDATES = (("TextDetection", "TextRecognition"), ("TextRecognition",), ("TextDetection",))
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+CALIBRATION_SEED, HELD_OUT_SEED = 7001, 7002  # rendered sets, distinct from tests' and bench's
+
+
+class QuantizeTransform(RepositoryTransform):
+    """Quantize the OCR engines of every OCR-reading pipeline, keeping what passes the gate.
+
+    Args:
+        calibration: A folder of the user's page images for calibration (else rendered pages).
+        max_cer_delta: The largest CER increase, in points, a candidate may have.
+        calibration_pages: Rendered calibration pages when ``calibration`` is not given.
+        held_out_pages: Rendered pages the gate reads.
+    """
+
+    name = "quantize"
+
+    def __init__(self, calibration: Optional[Path] = None,
+                 max_cer_delta: float = DEFAULT_MAX_CER_DELTA, calibration_pages: int = 16,
+                 held_out_pages: int = 16):
+        self.calibration = Path(calibration).expanduser() if calibration else None
+        self.max_cer_delta = max_cer_delta
+        self.calibration_pages = calibration_pages
+        self.held_out_pages = held_out_pages
+
+    def check(self, plain_models, pipelines, options) -> None:
+        """Refuse a build the int8 gate cannot run on, before any conversion.
+
+        Raises:
+            BuildError: naming the option or package to change.
+        """
+        try:
+            import nncf  # noqa: F401
+        except ImportError as exc:
+            raise BuildError("--quantize int8 needs NNCF (OpenVINO's quantization tool): "
+                             "pip install 'nncf>=2.12'") from exc
+        if not any(set(QUANTIZABLE) <= set(p.roles) for p in pipelines):
+            raise BuildError("--quantize int8 applies to OCR text detection and recognition: "
+                             "build a pipeline with TextDetection and TextRecognition roles "
+                             "(OCR, table_recognition, layout_parsing)")
+        if options.precision != "fp32" or options.device.kind != "cpu":
+            raise BuildError(f"--quantize int8 quantizes fp32 CPU engines; got --precision "
+                             f"{options.precision} --device {options.device}: use "
+                             f"--precision fp32 --device cpu")
+        if options.hosting != "python":
+            raise BuildError("--quantize int8 needs --hosting python (the int8 IR is served "
+                             "by the Python-backend OpenVINO engine model)")
+        if not any(pages.font_path(f) for f in pages.LATIN_FONTS):
+            raise BuildError("--quantize int8 renders held-out pages with known text to gate "
+                             "accuracy and found no DejaVu fonts: install fonts-dejavu-core")
+        if self.calibration is not None:
+            calibration_images(self.calibration)  # refuses a missing or empty folder now
+        if self.max_cer_delta < 0:
+            raise BuildError(f"--max-cer-delta {self.max_cer_delta}: expected CER points >= 0")
+
+    def apply(self, staging: Path, report) -> List[Dict]:
+        """Quantize and gate each OCR-reading graph in ``staging``; one record per graph."""
+        done, quantized = [], set()
+        for entry in report.pipelines:
+            ocr = LocalOCR.load(staging, entry.get("served_name") or entry["pipeline"])
+            if ocr is None:
+                continue
+            if ocr.settings.get("text_type") == "seal":
+                done.append({"pipeline": ocr.served_name, "chosen": [],
+                             "note": "seal text stays fp32 (the gate renders horizontal text)"})
+                continue
+            if any(ocr.models[r] in quantized for r in QUANTIZABLE):
+                continue  # engine models shared with a graph already gated
+            record = quantize_ocr(ocr, self)
+            quantized.update(ocr.models[r] for r in record["chosen"])
+            done.append(record)
+        return done
+
+
+def calibration_images(folder: Path) -> List[Path]:
+    """The image files in ``folder``, sorted.
+
+    Raises:
+        BuildError: ``folder`` is missing or holds no image.
+    """
+    if not folder.is_dir():
+        raise BuildError(f"--calibration {folder}: not a folder; give a folder of page images "
+                         f"like the ones the repository will serve")
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise BuildError(f"--calibration {folder}: no images ({', '.join(IMAGE_SUFFIXES)}); "
+                         f"give a folder of page images like the ones the repository will serve")
+    return found
+
+
+def _read_images(paths: Sequence[Path]) -> List[np.ndarray]:
+    import cv2
+
+    images = []
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise BuildError(f"--calibration: {path} is not a readable image; remove it or "
+                             f"replace it with a PNG/JPEG page")
+        images.append(image)
+    return images
+
+
+def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform) -> Dict:
+    """Quantize, gate and (when a candidate passes) write one graph's OCR engines."""
+    import openvino as ov
+
+    record: Dict = {"pipeline": ocr.served_name, "max_cer_delta": options.max_cer_delta,
+                    "min_line_recall": MIN_LINE_RECALL, "candidates": [], "chosen": []}
+    roles = [r for r in QUANTIZABLE if ocr.engine_params(r).get("engine") == "openvino"]
+    skipped = [r for r in QUANTIZABLE if r not in roles]
+    if skipped:
+        record["note"] = (f"{', '.join(skipped)} not on OpenVINO "
+                          f"({', '.join(ocr.engine_params(r).get('engine', '?') for r in skipped)})"
+                          f": stays fp32")
+    if not roles:
+        return record
+    if options.calibration is not None:
+        images = _read_images(calibration_images(options.calibration))
+        record["calibration"] = f"{len(images)} images from {options.calibration}"
+    else:
+        images = [p.image for p in pages.make_realistic_pages(options.calibration_pages,
+                                                              CALIBRATION_SEED)]
+        record["calibration"] = f"{len(images)} rendered pages"
+    held_out = pages.make_realistic_pages(options.held_out_pages, HELD_OUT_SEED)
+    record["held_out"] = f"{len(held_out)} rendered pages with known text"
+    fp32 = {role: ocr.runner(role) for role in ocr.models}
+    samples = _calibration_samples(ocr, fp32, images, roles)
+    core = ov.Core()
+    int8 = {role: _quantize(core, ocr, role, samples[role]) for role in roles}
+    mode = ocr.settings["params"].get("text_rec_batching", "paddlex")
+    reference, ref_ips = _read(ocr.flow(fp32), held_out, "paddlex")
+    record["fp32"] = {"cer": round(pages.cer(_texts(reference), held_out) * 100, 3),
+                      "img_s": round(ref_ips, 2), "text_rec_batching": "paddlex"}
+    best = None
+    for combo in CANDIDATES:
+        if not set(combo) <= set(roles):
+            continue
+        engines = dict(fp32, **{r: _compiled(core, int8[r]) for r in combo})
+        results, ips = _read(ocr.flow(engines), held_out, mode)
+        measured = accuracy(reference, results, held_out)
+        accepted = (measured["cer_delta"] <= options.max_cer_delta
+                    and measured["line_recall"] >= MIN_LINE_RECALL)
+        record["candidates"].append({"int8": list(combo), "text_rec_batching": mode,
+                                     "img_s": round(ips, 2), "accepted": accepted, **measured})
+        if accepted and (best is None or ips > best[1]):
+            best = (combo, ips)
+    if best is None:
+        log.warning("%s: no int8 candidate within %.2f CER points of fp32; engines stay fp32 "
+                    "(build report: quantize)", ocr.served_name, options.max_cer_delta)
+        return record
+    record["chosen"] = list(best[0])
+    for role in best[0]:
+        _write(ocr, role, int8[role])
+    kept = next(c for c in record["candidates"] if c["int8"] == record["chosen"])
+    log.info("%s: int8 %s kept (CER %+.2f points, %.2f img/s against fp32's %.2f in process)",
+             ocr.served_name, " + ".join(best[0]), kept["cer_delta"], kept["img_s"],
+             record["fp32"]["img_s"])
+    return record
+
+
+def _calibration_samples(ocr: LocalOCR, fp32, images, roles) -> Dict[str, List[np.ndarray]]:
+    """The inputs ``roles``' engines receive while the fp32 graph reads ``images``."""
+    samples: Dict[str, List[np.ndarray]] = {role: [] for role in roles}
+
+    def recorder(role):
+        def call(batch):
+            samples[role].append(np.array(batch, np.float32))
+            return fp32[role](batch)
+        return call
+
+    flow = ocr.flow(dict(fp32, **{role: recorder(role) for role in roles}))
+    for image in images:
+        flow.run(image)
+    empty = [role for role in roles if not samples[role]]
+    if empty:
+        raise BuildError(f"--quantize int8: the calibration images gave {', '.join(empty)} "
+                         f"no input (no text detected); give pages with text (--calibration)")
+    return samples
+
+
+def _quantize(core, ocr: LocalOCR, role: str, samples: List[np.ndarray]):
+    import nncf
+
+    model = core.read_model(str(ocr.repo / ocr.models[role] / "1" / "model.xml"))
+    options = {"subset_size": min(len(samples), 300)}
+    if role == "TextRecognition":
+        # SVTR-style recognizers: keep softmax / layer-norm paths in float (NNCF's preset).
+        options["model_type"] = nncf.ModelType.TRANSFORMER
+    return nncf.quantize(model, nncf.Dataset(samples), **options)
+
+
+def _compiled(core, model):
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                 "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    return lambda batch: request.infer({0: np.asarray(batch, np.float32)})[0].copy()
+
+
+def _read(flow, held_out, mode: str):
+    flow.run(held_out[0].image, {"text_rec_batching": mode})  # warm-up
+    started = time.perf_counter()
+    results = [flow.run(p.image, {"text_rec_batching": mode}) for p in held_out]
+    return results, len(held_out) / (time.perf_counter() - started)
+
+
+def _texts(results) -> List[List[str]]:
+    return [list(r["rec_texts"]) for r in results]
+
+
+def _box(poly) -> np.ndarray:
+    points = np.asarray(poly, np.float64).reshape(-1, 2)
+    return np.concatenate([points.min(0), points.max(0)])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def accuracy(reference: List[Dict], results: List[Dict], held_out) -> Dict:
+    """A candidate's reading of ``held_out`` against the fp32 graph's ``reference``.
+
+    Returns:
+        ``cer`` and ``cer_delta`` (points, against the pages' text and the fp32 CER),
+        ``cer_vs_fp32`` (points, the fp32 texts as truth), ``line_recall`` (share of fp32
+        lines with a candidate box of IoU >= 0.5), ``box_delta_px`` (mean and max corner
+        shift of matched boxes).
+    """
+    ref_cer = pages.cer(_texts(reference), held_out)
+    cand_cer = pages.cer(_texts(results), held_out)
+    edits = total = matched = lines = 0
+    shifts: List[float] = []
+    for ref, res in zip(reference, results):
+        e, n = pages.page_cer(res["rec_texts"], ref["rec_texts"])
+        edits, total = edits + e, total + n
+        boxes = [_box(p) for p in res["dt_polys"]]
+        for poly in ref["dt_polys"]:
+            lines += 1
+            box = _box(poly)
+            scores = [_iou(box, b) for b in boxes]
+            if scores and max(scores) >= 0.5:
+                matched += 1
+                shifts.append(float(np.abs(boxes[int(np.argmax(scores))] - box).max()))
+    return {"cer": round(cand_cer * 100, 3), "cer_delta": round((cand_cer - ref_cer) * 100, 3),
+            "cer_vs_fp32": round(edits / max(total, 1) * 100, 3),
+            "line_recall": round(matched / max(lines, 1), 4),
+            "box_delta_px": {"mean": round(float(np.mean(shifts)), 2) if shifts else 0.0,
+                             "max": round(max(shifts), 2) if shifts else 0.0}}
+
+
+def _write(ocr: LocalOCR, role: str, model) -> None:
+    """Replace ``role``'s fp32 IR with the int8 one; mark the engine model's config."""
+    import openvino as ov
+    from google.protobuf import text_format
+
+    model_dir = ocr.repo / ocr.models[role]
+    # Saved beside and renamed over: the fp32 engines loaded here still map the old model.bin,
+    # and writing into a mapped file kills this process (SIGBUS).
+    version = model_dir / "1"
+    ov.save_model(model, str(version / "int8.xml"), compress_to_fp16=False)
+    os.replace(version / "int8.bin", version / "model.bin")
+    os.replace(version / "int8.xml", version / "model.xml")
+    config = read_pbtxt(model_dir / "config.pbtxt")
+    config.parameters["quantization"].string_value = "int8"
+    (model_dir / "config.pbtxt").write_text(text_format.MessageToString(config))
