@@ -6,12 +6,14 @@ numpy 2, which the server's environment cannot have), so it imports nothing from
 ``PYTHON paddlex_runner.py JOB.json OUT.jsonl``. JOB holds ``config`` (a PaddleX pipeline
 config, model_dir filled in), ``inputs`` (image paths), ``predict`` (keyword arguments of
 the pipeline's predict), ``device``, ``engine`` and ``engine_config``. OUT gets one JSON line
-per input: ``{"input": PATH, "res": PaddleX's res.json["res"]}`` or ``{"input": PATH,
-"error": MESSAGE}``, then ``{"done": true, "paddlex": VERSION}``.
+per input: ``{"input": PATH, "res": PaddleX's res.json["res"], "seconds": S}`` or
+``{"input": PATH, "error": MESSAGE}``, then ``{"done": true, "paddlex": VERSION}``. An optional
+``warmup`` path is predicted first and not recorded (bench/ocr.py times PaddleX warm).
 """
 
 import json
 import sys
+import time
 import traceback
 
 
@@ -44,12 +46,16 @@ def main(job_path, out_path):
         options["engine"] = job["engine"]
         options["engine_config"] = job.get("engine_config") or {}
     pipeline = create_pipeline(**options)
+    if job.get("warmup"):
+        list(pipeline.predict(job["warmup"], **(job.get("predict") or {})))
     with open(out_path, "w", encoding="utf-8") as out:
         for path in job["inputs"]:
             try:
+                started = time.perf_counter()
                 results = list(pipeline.predict(path, **(job.get("predict") or {})))
+                seconds = time.perf_counter() - started
                 for res in results:
-                    record = {"input": path, "res": _plain(res.json["res"])}
+                    record = {"input": path, "res": _plain(res.json["res"]), "seconds": seconds}
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
             except Exception as exc:  # one bad input must not stop the others
                 out.write(json.dumps({"input": path, "error": f"{type(exc).__name__}: {exc}",

@@ -12,6 +12,8 @@ over the fp32 IR; none accepted leaves the repository fp32, said in the report.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import time
@@ -220,7 +222,10 @@ def _quantize(core, ocr: LocalOCR, role: str, samples: List[np.ndarray]):
     if role == "TextRecognition":
         # SVTR-style recognizers: keep softmax / layer-norm paths in float (NNCF's preset).
         options["model_type"] = nncf.ModelType.TRANSFORMER
-    return nncf.quantize(model, nncf.Dataset(samples), **options)
+    nncf.set_log_level(logging.WARNING)
+    # NNCF draws progress bars on stdout; the build has its own progress and output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return nncf.quantize(model, nncf.Dataset(samples), **options)
 
 
 def _compiled(core, model):

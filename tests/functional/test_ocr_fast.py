@@ -1,0 +1,132 @@
+"""The OCR fast mode (gated int8 + width buckets) and the measured engine layout, built with
+the real NNCF / OpenVINO and served by the real tritonserver."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from hpi_triton import Client
+from hpi_triton.generator import quantize
+from hpi_triton.generator.layout import layouts, usable_cores
+from hpi_triton.generator.local_ocr import LocalOCR
+from hpi_triton.pages import cer, make_realistic_pages
+from hpi_triton.server import TritonServer
+from hpi_triton.triton_models.config import read_pbtxt
+
+pytestmark = pytest.mark.functional
+
+CLI = [sys.executable, "-m", "hpi_triton.cli"]
+
+
+def _build(wheel_models, cache, out, *extra):
+    det, rec = wheel_models["PP-OCRv4_mobile_det"], wheel_models["PP-OCRv4_mobile_rec"]
+    return subprocess.run(CLI + ["build", "--pipeline", "OCR", "--model", f"TextDetection={det}",
+                                 "--model", f"TextRecognition={rec}", "--out", str(out),
+                                 "--cache-dir", str(cache), "--quiet", *extra],
+                          capture_output=True, text=True, timeout=900)
+
+
+def _write_pages(folder, pages):
+    folder.mkdir()
+    for i, page in enumerate(pages):
+        cv2.imwrite(str(folder / f"page_{i}.png"), page.image)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fast_repo(wheel_models, shared_cache_dir, tmp_path_factory):
+    """``--fast`` calibrated on the user's 3 pages, a bound every candidate meets (so the
+    fastest is kept), and ``--concurrency 2``: one build checks both transforms."""
+    tmp = tmp_path_factory.mktemp("fast")
+    calibration = _write_pages(tmp / "calibration", make_realistic_pages(3, seed=41))
+    proc = _build(wheel_models, shared_cache_dir, tmp / "repo", "--fast", "--calibration",
+                  str(calibration), "--max-cer-delta", "100", "--concurrency", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "repo", json.loads((tmp / "repo" / "build_report.json").read_text())
+
+
+def test_fast_build_keeps_the_fastest_int8_candidate(fast_repo):
+    repo, report = fast_repo
+    (gate,) = report["transforms"]["quantize"]
+    assert gate["calibration"].startswith("3 images from")
+    assert {tuple(c["int8"]) for c in gate["candidates"]} == set(quantize.CANDIDATES)
+    assert all(c["accepted"] for c in gate["candidates"])
+    fastest = max(gate["candidates"], key=lambda c: c["img_s"])
+    assert gate["chosen"] == fastest["int8"]
+    for role in ("TextDetection", "TextRecognition"):
+        model = f"OCR_{role}"
+        ir = (repo / model / "1" / "model.xml").read_text()
+        params = read_pbtxt(repo / model / "config.pbtxt").parameters
+        if role in gate["chosen"]:
+            assert "FakeQuantize" in ir and params["quantization"].string_value == "int8"
+        else:
+            assert "FakeQuantize" not in ir and "quantization" not in params
+    assert report["pipelines"][0]["params"]["text_rec_batching"] == "width_buckets"
+    text = (repo / "REPORT.md").read_text()
+    assert "## int8 quantization" in text and f"**int8 {' + '.join(gate['chosen'])}** kept" in text
+
+
+def test_layout_is_measured_and_written(fast_repo):
+    repo, report = fast_repo
+    layout = report["transforms"]["layout"]
+    assert [(t["instances"], t["cpu_threads"]) for t in layout["tried"]] == \
+        layouts(usable_cores())
+    assert all(t["img_s"] > 0 for t in layout["tried"])
+    best = max(layout["tried"], key=lambda t: t["img_s"])
+    assert layout["chosen"] == {"instances": best["instances"], "cpu_threads": best["cpu_threads"]}
+    for model in ("OCR_TextDetection", "OCR_TextRecognition"):
+        config = read_pbtxt(repo / model / "config.pbtxt")
+        assert config.instance_group[0].count == best["instances"]
+        assert config.parameters["cpu_threads"].string_value == str(best["cpu_threads"])
+    assert "## Engine layout (`--concurrency 2`)" in (repo / "REPORT.md").read_text()
+
+
+def test_fast_repository_serves_what_the_gate_measured(fast_repo):
+    repo, _ = fast_repo
+    pages = make_realistic_pages(3, seed=43)
+    flow = LocalOCR.load(repo, "OCR").flow()
+    local = [flow.run(p.image) for p in pages]
+    with TritonServer(repo, 0, 0, 0) as server:
+        client = Client(server.grpc_url, "grpc")
+        served = [client.predict("OCR", cv2.imencode(".png", p.image)[1].tobytes())
+                  for p in pages]
+    assert [s["rec_texts"] for s in served] == [lo["rec_texts"] for lo in local]
+    assert [s["dt_polys"] for s in served] == [lo["dt_polys"] for lo in local]
+    assert cer([s["rec_texts"] for s in served], pages) < 0.05
+
+
+def test_gate_keeps_fp32_when_no_candidate_passes(wheel_models, shared_cache_dir, tmp_path,
+                                                  monkeypatch, caplog):
+    from hpi_triton.ensembles import pipeline_spec
+    from hpi_triton.generator.build import BuildOptions, build_repository
+
+    monkeypatch.setattr(quantize, "MIN_LINE_RECALL", 1.01)  # no reading can meet it
+    spec = pipeline_spec("OCR", {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
+                                 "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]})
+    transform = quantize.QuantizeTransform(calibration_pages=2, held_out_pages=2)
+    report = build_repository([], BuildOptions(out=tmp_path / "repo", cache_dir=shared_cache_dir,
+                                               transforms=[transform]), [spec])
+    (gate,) = report.transforms["quantize"]
+    assert gate["chosen"] == [] and not any(c["accepted"] for c in gate["candidates"])
+    for role in ("TextDetection", "TextRecognition"):
+        assert "FakeQuantize" not in (tmp_path / "repo" / f"OCR_{role}" / "1" /
+                                      "model.xml").read_text()
+    assert "engines stay fp32" in caplog.text
+    assert "engines stay fp32" in (tmp_path / "repo" / "REPORT.md").read_text()
+
+
+def test_unreadable_calibration_image_fails_the_build_cleanly(wheel_models, shared_cache_dir,
+                                                              tmp_path):
+    calibration = _write_pages(tmp_path / "calibration", make_realistic_pages(1, seed=44))
+    (calibration / "scan_07.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    proc = _build(wheel_models, shared_cache_dir, tmp_path / "repo", "--quantize", "int8",
+                  "--calibration", str(calibration))
+    assert proc.returncode != 0
+    assert "scan_07.png is not a readable image" in proc.stderr
+    assert not (tmp_path / "repo").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".repo")]

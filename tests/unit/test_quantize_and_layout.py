@@ -1,0 +1,94 @@
+"""The int8 gate's measures and the layout candidates, and what both refuse before a build."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from hpi_triton.errors import BuildError
+from hpi_triton.generator.layout import LayoutTransform, layouts
+from hpi_triton.generator.quantize import QuantizeTransform, accuracy, calibration_images
+from hpi_triton.pages import Page
+from hpi_triton.triton_models.backends import Device
+
+
+def _result(texts, boxes):
+    return {"rec_texts": texts,
+            "dt_polys": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1]] for x0, y0, x1, y1 in boxes]}
+
+
+PAGE = Page(np.zeros((4, 4, 3), np.uint8), ["Invoice 2026", "Total 12.50"], "p")
+BOXES = [(10, 10, 200, 40), (10, 60, 180, 90)]
+
+
+def test_identical_reading_has_no_delta():
+    ref = _result(PAGE.lines, BOXES)
+    measured = accuracy([ref], [ref], [PAGE])
+    assert measured["cer_delta"] == 0 and measured["cer_vs_fp32"] == 0
+    assert measured["line_recall"] == 1 and measured["box_delta_px"] == {"mean": 0, "max": 0}
+
+
+def test_lost_line_and_shifted_box_are_measured():
+    ref = _result(PAGE.lines, BOXES)
+    lost = _result(["Invoice 2026"], [(13, 10, 200, 44)])
+    measured = accuracy([ref], [lost], [PAGE])
+    assert measured["line_recall"] == 0.5
+    assert measured["box_delta_px"]["max"] == 4
+    # "Total12.50" (10 characters without spaces) missing of 21: points of CER
+    assert measured["cer_delta"] == pytest.approx(10 / 21 * 100, abs=0.01)
+    assert measured["cer_vs_fp32"] == measured["cer_delta"]
+
+
+def test_better_reading_has_negative_delta():
+    wrong = _result(["Invoice 2O26", "Total 12.50"], BOXES)
+    right = _result(PAGE.lines, BOXES)
+    measured = accuracy([wrong], [right], [PAGE])
+    assert measured["cer_delta"] < 0 < measured["cer_vs_fp32"]
+
+
+def test_layouts_use_every_core_once():
+    assert layouts(1) == [(1, 1)]
+    assert layouts(2) == [(1, 2), (2, 1)]
+    assert layouts(6) == [(1, 6), (2, 3), (3, 2), (6, 1)]
+
+
+def _options(**kw):
+    return SimpleNamespace(**{"precision": "fp32", "device": Device(), "hosting": "python", **kw})
+
+
+OCR_PIPELINE = SimpleNamespace(roles={"TextDetection": "d", "TextRecognition": "r"})
+
+
+def test_quantize_refuses_what_it_cannot_gate(tmp_path):
+    with pytest.raises(BuildError, match="TextDetection and TextRecognition"):
+        QuantizeTransform().check([], [SimpleNamespace(roles={"ImageClassification": "x"})],
+                                  _options())
+    with pytest.raises(BuildError, match="--precision fp32"):
+        QuantizeTransform().check([], [OCR_PIPELINE], _options(precision="bf16"))
+    with pytest.raises(BuildError, match="--hosting python"):
+        QuantizeTransform().check([], [OCR_PIPELINE], _options(hosting="native"))
+    with pytest.raises(BuildError, match="no images"):
+        QuantizeTransform(calibration=tmp_path).check([], [OCR_PIPELINE], _options())
+    with pytest.raises(BuildError, match="not a folder"):
+        QuantizeTransform(calibration=tmp_path / "missing").check([], [OCR_PIPELINE],
+                                                                  _options())
+    with pytest.raises(BuildError, match="--max-cer-delta"):
+        QuantizeTransform(max_cer_delta=-0.5).check([], [OCR_PIPELINE], _options())
+    QuantizeTransform().check([], [OCR_PIPELINE], _options())  # accepted
+
+
+def test_calibration_folder_lists_images_only(tmp_path):
+    for name in ("b.png", "a.JPG", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in calibration_images(tmp_path)] == ["a.JPG", "b.png"]
+
+
+def test_layout_refuses_what_it_cannot_measure():
+    with pytest.raises(BuildError, match="--pipeline"):
+        LayoutTransform(4).check(["m"], [], _options())
+    with pytest.raises(BuildError, match="CPU layouts"):
+        LayoutTransform(4).check([], [OCR_PIPELINE], _options(device=Device.parse("gpu")))
+    with pytest.raises(BuildError, match="1 or more"):
+        LayoutTransform(0).check([], [OCR_PIPELINE], _options())
