@@ -73,7 +73,8 @@ def _module(report: Dict, role: str, engine_call, module: str = "") -> Dict:
 
 
 def _ocr_modules(report: Dict, roles: Dict, params: Dict, batch_size: int,
-                 det_module: str = "text_detection") -> Dict:
+                 det_module: str = "text_detection", cls_batch_size: Optional[int] = None
+                 ) -> Dict:
     """The OCR SubModules (detection, recognition, text-line orientation) with the served
     detection / recognition parameters."""
     modules = {role: _module(report, role, call) for role, call in roles.items()
@@ -84,14 +85,15 @@ def _ocr_modules(report: Dict, roles: Dict, params: Dict, batch_size: int,
             modules[role][key] = params[ours]
     modules["TextRecognition"]["batch_size"] = int(batch_size)
     if "TextLineOrientation" in modules:
-        modules["TextLineOrientation"]["batch_size"] = 6
+        modules["TextLineOrientation"]["batch_size"] = int(cls_batch_size or 6)
     return modules
 
 
 def ocr_config(report: Dict, entry: Dict) -> Dict:
     """PaddleX's OCR pipeline config for the report's OCR ``entry``."""
     roles, params = entry["roles"], entry.get("params") or {}
-    modules = _ocr_modules(report, roles, params, entry.get("text_rec_batch_size", 6))
+    modules = _ocr_modules(report, roles, params, entry.get("text_rec_batch_size", 6),
+                           cls_batch_size=entry.get("textline_orientation_batch_size"))
     config = {"pipeline_name": "OCR", "text_type": "general", "SubModules": modules,
               "use_textline_orientation": bool(params.get("use_textline_orientation"))
               and "TextLineOrientation" in modules}
@@ -170,7 +172,8 @@ def table_config(report: Dict, entry: Dict) -> Dict:
     sub_pipelines["GeneralOCR"] = {
         "pipeline_name": "OCR", "text_type": "general", "use_doc_preprocessor": False,
         "use_textline_orientation": False,
-        "SubModules": _ocr_modules(report, roles, params, entry.get("text_rec_batch_size", 1))}
+        "SubModules": _ocr_modules(report, roles, params, entry.get("text_rec_batch_size", 1),
+                                   cls_batch_size=entry.get("textline_orientation_batch_size"))}
     return {"pipeline_name": "table_recognition", "use_doc_preprocessor": use_doc,
             "use_layout_detection": bool(params.get("use_layout_detection")),
             "use_ocr_model": True, "SubModules": modules, "SubPipelines": sub_pipelines}
@@ -188,7 +191,8 @@ def seal_config(report: Dict, entry: Dict) -> Dict:
         "pipeline_name": "OCR", "text_type": "seal", "use_doc_preprocessor": False,
         "use_textline_orientation": False,
         "SubModules": _ocr_modules(report, roles, params, entry.get("text_rec_batch_size", 1),
-                                   det_module="seal_text_detection")}
+                                   det_module="seal_text_detection",
+                                   cls_batch_size=entry.get("textline_orientation_batch_size"))}
     return {"pipeline_name": "seal_recognition", "use_doc_preprocessor": use_doc,
             "use_layout_detection": bool(params.get("use_layout_detection")),
             "SubModules": modules, "SubPipelines": sub_pipelines}
@@ -203,7 +207,8 @@ def layout_parsing_config(report: Dict, entry: Dict) -> Dict:
     sub_pipelines["GeneralOCR"] = {
         "pipeline_name": "OCR", "text_type": "general", "use_doc_preprocessor": False,
         "use_textline_orientation": False,
-        "SubModules": _ocr_modules(report, roles, params, entry.get("text_rec_batch_size", 6))}
+        "SubModules": _ocr_modules(report, roles, params, entry.get("text_rec_batch_size", 6),
+                                   cls_batch_size=entry.get("textline_orientation_batch_size"))}
     if "TableStructureRecognition" in roles:
         sub_pipelines["TableRecognition"] = {
             "pipeline_name": "table_recognition", "use_layout_detection": False,

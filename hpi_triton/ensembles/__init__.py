@@ -123,6 +123,9 @@ def _read_modules(config: dict, base: Path, roles: dict, params: dict) -> None:
         if role == "TextRecognition" and "batch_size" in sub:
             # decides recognition padding, so texts: served as PaddleX batches
             params["text_rec_batch_size"] = sub["batch_size"]
+        if role == "TextLineOrientation" and "batch_size" in sub:
+            # decides the angles PaddleX 3.7 gives (a batch takes its first line's)
+            params["textline_orientation_batch_size"] = sub["batch_size"]
     for key in _SWITCHES:
         if key in config:
             params[key] = config[key]

@@ -77,6 +77,10 @@ class OCRPipeline(RoleModels):
     # padding and so texts (ocr_ops.rec_batches). ``--param text_rec_batch_size=N`` or the
     # pipeline YAML's batch_size sets it.
     rec_batch_size: int = PADDLEX_REC_BATCH_SIZE
+    # Crops per text-line orientation batch: PaddleX's TextLineOrientation.batch_size (6 in
+    # its OCR YAML). PaddleX 3.7.2 gives every line of a batch its first line's angle
+    # (ocr_pipeline.OCRFlow._orientation), so the batch size decides angles, and so texts.
+    cls_batch_size: int = 6
 
     def model_name(self, role: str) -> str:
         """Return the engine model that ``role`` is served as: its ``engine_models`` entry or
@@ -86,14 +90,10 @@ class OCRPipeline(RoleModels):
     def __post_init__(self):
         self.params = dict(self.params)
         self.text_type = str(self.params.pop("text_type", self.text_type))
-        size = self.params.pop("text_rec_batch_size", self.rec_batch_size)
-        try:
-            self.rec_batch_size = int(size)
-            if self.rec_batch_size < 1 or float(size) != self.rec_batch_size:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise BuildError(f"pipeline {self.name}: text_rec_batch_size={size!r}; expected a "
-                             f"whole number >= 1 (PaddleX's TextRecognition.batch_size)") from None
+        self.rec_batch_size = self._batch_size("text_rec_batch_size", self.rec_batch_size,
+                                               "TextRecognition")
+        self.cls_batch_size = self._batch_size("textline_orientation_batch_size",
+                                               self.cls_batch_size, "TextLineOrientation")
         if self.text_type not in TEXT_TYPES:
             raise BuildError(f"pipeline OCR: text_type {self.text_type!r}; expected one of "
                              f"{list(TEXT_TYPES)}")
@@ -146,8 +146,13 @@ class OCRPipeline(RoleModels):
             settings["cls_resize"] = [int(size[0]), int(size[1])]
             settings["cls_normalize"] = _normalize(cls, [0.485, 0.456, 0.406],
                                                    [0.229, 0.224, 0.225])
-            settings["cls_batch_size"] = max(1, min(8, reports[self.model_name(
-                "TextLineOrientation")].max_batch_size or 1))
+            engine = reports[self.model_name("TextLineOrientation")]
+            settings["cls_batch_size"] = min(self.cls_batch_size, engine.max_batch_size or 1)
+            if settings["cls_batch_size"] < self.cls_batch_size:
+                engine.warn(f"pipeline {self.name}: the text-line orientation engine takes "
+                            f"batches of at most {settings['cls_batch_size']} crops, PaddleX's "
+                            f"batch_size is {self.cls_batch_size}; angles may differ from "
+                            f"PaddleX's")
         doc_roles = {r: sources[self.model_name(r)] for r in DOC_ROLES if r in self.roles}
         if doc_roles:
             settings["doc"] = doc_settings(doc_roles.get("DocOrientationClassify"),
@@ -160,6 +165,16 @@ class OCRPipeline(RoleModels):
                 f"dict has {len(characters)} entries (expected classes = entries + 2: blank "
                 f"and space)")
         return settings, characters
+
+    def _batch_size(self, name: str, default: int, role: str) -> int:
+        size = self.params.pop(name, default)
+        try:
+            if int(size) < 1 or float(size) != int(size):
+                raise ValueError
+            return int(size)
+        except (TypeError, ValueError):
+            raise BuildError(f"pipeline {self.name}: {name}={size!r}; expected a whole number "
+                             f">= 1 (PaddleX's {role}.batch_size)") from None
 
     def _rec_batch_size(self, report) -> int:
         """:attr:`rec_batch_size`, unless the recognition engine takes fewer crops at once:
@@ -178,4 +193,5 @@ class OCRPipeline(RoleModels):
         version = write_graph_model(repo, self.name, EntryPoint.OCR, settings, self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
         return {"pipeline": "OCR", "served_name": self.name, "roles": settings["models"],
-                "params": self.params, "text_rec_batch_size": settings["rec_batch_size"]}
+                "params": self.params, "text_rec_batch_size": settings["rec_batch_size"],
+                "textline_orientation_batch_size": settings.get("cls_batch_size")}

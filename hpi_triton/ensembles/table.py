@@ -140,7 +140,8 @@ class TableRecognitionPipeline(RoleModels):
             models["LayoutDetection"] = settings["layout"]["model"]
         return {"pipeline": self.task, "served_name": self.name, "roles": models,
                 "params": self.params,
-                "text_rec_batch_size": settings["ocr"]["rec_batch_size"]}
+                "text_rec_batch_size": settings["ocr"]["rec_batch_size"],
+                "textline_orientation_batch_size": settings["ocr"].get("cls_batch_size")}
 
 
     def _write_extra(self, settings, models, sources, reports) -> Dict[str, str]:

@@ -167,7 +167,6 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform) -> Dict:
     reference, ref_ips = _read(ocr.flow(fp32), held_out, "paddlex")
     record["fp32"] = {"cer": round(pages.cer(_texts(reference), held_out) * 100, 3),
                       "img_s": round(ref_ips, 2), "text_rec_batching": "paddlex"}
-    best = None
     for combo in CANDIDATES:
         if not set(combo) <= set(roles):
             continue
@@ -178,18 +177,17 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform) -> Dict:
                     and measured["line_recall"] >= MIN_LINE_RECALL)
         record["candidates"].append({"int8": list(combo), "text_rec_batching": mode,
                                      "img_s": round(ips, 2), "accepted": accepted, **measured})
-        if accepted and (best is None or ips > best[1]):
-            best = (combo, ips)
-    if best is None:
+    kept = [c for c in record["candidates"] if c["accepted"]]
+    if not kept:
         log.warning("%s: no int8 candidate within %.2f CER points of fp32; engines stay fp32 "
                     "(build report: quantize)", ocr.served_name, options.max_cer_delta)
         return record
-    record["chosen"] = list(best[0])
-    for role in best[0]:
+    best = max(kept, key=lambda c: c["img_s"])  # the first listed (more int8) on a tie
+    record["chosen"] = list(best["int8"])
+    for role in best["int8"]:
         _write(ocr, role, int8[role])
-    kept = next(c for c in record["candidates"] if c["int8"] == record["chosen"])
     log.info("%s: int8 %s kept (CER %+.2f points, %.2f img/s against fp32's %.2f in process)",
-             ocr.served_name, " + ".join(best[0]), kept["cer_delta"], kept["img_s"],
+             ocr.served_name, " + ".join(best["int8"]), best["cer_delta"], best["img_s"],
              record["fp32"]["img_s"])
     return record
 

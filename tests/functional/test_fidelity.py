@@ -75,6 +75,37 @@ def test_ocr_identical_to_paddlex(ocr_repo, page_dir, paddlex_python, tmp_path):
         assert refused.returncode == 2 and "text_rec_batching" in refused.stderr
 
 
+def test_ocr_with_line_orientation_identical_to_paddlex(wheel_models, shared_cache_dir,
+                                                       paddlex_python, tmp_path):
+    """Realistic pages through det + text-line orientation + rec. Page 11 of this set has a
+    long line the classifier calls upside down (0.54) while it is first in no batch: PaddleX
+    3.7.2 gives each line its batch's first angle and reads it upright (the served default
+    does the same); ``textline_orientation_batching=per_line`` flips it."""
+    from hpi_triton.pages import make_realistic_pages
+
+    spec = pipeline_spec("OCR", {
+        "TextDetection": wheel_models["PP-OCRv4_mobile_det"],
+        "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"],
+        "TextLineOrientation": wheel_models["ch_ppocr_mobile_v2_cls_onnx"]})
+    repo = tmp_path / "repo"
+    build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), [spec])
+    pages = make_realistic_pages(12, seed=3)
+    for index in (0, 5, 11):
+        cv2.imwrite(str(tmp_path / f"p{index:02d}.png"), pages[index].image)
+    inputs = [str(tmp_path / f"p{index:02d}.png") for index in (0, 5, 11)]
+    report = json.loads((repo / "build_report.json").read_text())
+    assert report["pipelines"][0]["textline_orientation_batch_size"] == 6
+    with TritonServer(repo, 0, 0, 0) as server:
+        client = Client(server.grpc_url, "grpc")
+        results = compare(client, "OCR", report, inputs, str(paddlex_python))
+        assert all(r.error is None for r in results)
+        differing = [d for r in results for d in r.differences]
+        assert all(d.field.startswith("rec_scores[") for d in differing), differing
+        per_line = client.predict("OCR", inputs[2], textline_orientation_batching="per_line")
+    assert 1 in per_line["textline_orientation_angles"]
+    assert per_line["rec_texts"] != results[2].paddlex["rec_texts"]
+
+
 @pytest.fixture(scope="module")
 def pipelines_server(wheel_models, pir_model, segmentation_model, shared_cache_dir,
                      tmp_path_factory):

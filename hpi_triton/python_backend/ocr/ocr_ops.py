@@ -175,8 +175,14 @@ def boxes_from_polys(polys: List[np.ndarray]) -> List[List[int]]:
 
 def cls_preprocess(crops: List[np.ndarray], width: int, height: int, mean, std,
                    scale: float) -> np.ndarray:
-    """PaddleX ResizeImage(size=[w, h]) + NormalizeImage + ToCHW for a batch of crops."""
-    return np.stack([normalize_chw(cv2.resize(c, (width, height)), mean, std, scale)
+    """PaddleX ResizeImage(size=[w, h]) + NormalizeImage + ToCHW for a batch of BGR crops.
+
+    PaddleX classifies text-line orientation with its image classification predictor, whose
+    ReadImage turns the pipeline's BGR crops into RGB first; fed BGR, the classifier flipped
+    long lines PaddleX keeps upright (1 line in 36 on the realistic bench pages).
+    """
+    return np.stack([normalize_chw(cv2.cvtColor(cv2.resize(c, (width, height)),
+                                                cv2.COLOR_BGR2RGB), mean, std, scale)
                      for c in crops])
 
 

@@ -39,6 +39,9 @@ PARAMETERS = {
     # Not PaddleX's: how recognition crops are batched (ocr_ops.rec_batches); "paddlex"
     # gives PaddleX's results, "width_buckets" is faster and may differ.
     "text_rec_batching": (str, "paddlex", lambda v: v in ocr_ops.REC_BATCHING),
+    # Not PaddleX's: "paddlex" gives each line its orientation batch's first angle, as
+    # PaddleX 3.7.2 does; "per_line" uses each line's own (see OCRFlow._orientation).
+    "textline_orientation_batching": (str, "paddlex", lambda v: v in ("paddlex", "per_line")),
 }
 ALIASES = {"score_thresh": "text_rec_score_thresh", "text_det_limit_side_len": "limit_side_len",
            "text_det_limit_type": "limit_type", "text_det_thresh": "thresh",
@@ -140,7 +143,7 @@ class OCRFlow:
                 polys.append(box)
         angles = [-1] * len(crops)
         if crops and params["use_textline_orientation"] and self.cls is not None:
-            angles = self._orientation(crops)
+            angles = self._orientation(crops, params["textline_orientation_batching"])
             crops = [doc_ops.rotate_image(c, 180) if a == 1 else c
                      for c, a in zip(crops, angles)]
         texts, scores = [""] * len(crops), [0.0] * len(crops)
@@ -166,13 +169,21 @@ class OCRFlow:
             result["rec_boxes"] = []
         return result
 
-    def _orientation(self, crops):
+    def _orientation(self, crops, batching: str = "paddlex"):
+        """0/1 (upright / 180°) per crop.
+
+        PaddleX 3.7.2's classification results each carry their whole batch's class ids, and
+        its OCR pipeline reads element 0: every line of a batch of ``cls_batch_size`` gets the
+        batch's first line's angle. ``batching="paddlex"`` reproduces that (results equal
+        PaddleX's); ``"per_line"`` keeps each line's own angle.
+        """
         width, height = self.settings["cls_resize"]
         norm = self.settings["cls_normalize"]
-        size = int(self.settings.get("cls_batch_size", 8))
+        size = int(self.settings.get("cls_batch_size", 6))
         angles = []
         for start in range(0, len(crops), size):
             batch = ocr_ops.cls_preprocess(crops[start:start + size], width, height,
                                            norm["mean"], norm["std"], float(norm["scale"]))
-            angles += [int(a) for a in np.asarray(self.cls(batch)).argmax(axis=-1)]
+            found = [int(a) for a in np.asarray(self.cls(batch)).argmax(axis=-1)]
+            angles += found if batching == "per_line" else [found[0]] * len(found)
         return angles
