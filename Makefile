@@ -35,14 +35,14 @@ bench: $(STAMP)
 	@# The OCR baseline; --no-deps keeps numpy<2 and the headless OpenCV already installed.
 	$(VENV)/bin/python -m pip install -q --no-deps rapidocr_onnxruntime==1.4.4
 	$(VENV)/bin/python -m pip install -q shapely six
+	@# PaddleX itself, in its own venv (numpy 2): a baseline and the fidelity comparison
+	[ -x $(PDX)/bin/python ] || ($(PYTHON) -m venv $(PDX) && \
+	  $(PDX)/bin/python -m pip install -q "paddlex[ocr]==3.7.2" paddlepaddle==3.3.1)
 	$(VENV)/bin/python bench/backends.py
-	$(VENV)/bin/python bench/ocr.py
+	$(VENV)/bin/python bench/ocr.py --paddlex-python $(PDX)/bin/python
 	$(VENV)/bin/python bench/pipelines.py
 	$(VENV)/bin/python bench/memory.py
 	$(VENV)/bin/python bench/client.py
-	@# PaddleX itself, in its own venv (numpy 2), for the fidelity comparison
-	[ -x $(PDX)/bin/python ] || ($(PYTHON) -m venv $(PDX) && \
-	  $(PDX)/bin/python -m pip install -q "paddlex[ocr]==3.7.2" paddlepaddle==3.3.1)
 	$(VENV)/bin/python bench/fidelity.py --paddlex-python $(PDX)/bin/python
 
 soak: $(STAMP)
