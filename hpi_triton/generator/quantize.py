@@ -13,9 +13,11 @@ over the fp32 IR; none accepted leaves the repository fp32, said in the report.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -24,6 +26,12 @@ import numpy as np
 
 from hpi_triton import pages
 from hpi_triton.errors import BuildError
+from hpi_triton.generator.cache import (
+    ArtifactCache,
+    cache_key,
+    device_architecture,
+    package_versions,
+)
 from hpi_triton.generator.local_ocr import LocalOCR
 from hpi_triton.generator.plan import RepositoryTransform
 from hpi_triton.triton_models.config import read_pbtxt
@@ -57,6 +65,8 @@ class QuantizeTransform(RepositoryTransform):
         self.max_cer_delta = max_cer_delta
         self.calibration_pages = calibration_pages
         self.held_out_pages = held_out_pages
+        self.cache_dir: Optional[Path] = None  # the build's, set by check()
+        self.use_cache = True
 
     def check(self, plain_models, pipelines, options) -> None:
         """Refuse a build the int8 gate cannot run on, before any conversion.
@@ -87,6 +97,7 @@ class QuantizeTransform(RepositoryTransform):
             calibration_images(self.calibration)  # refuses a missing or empty folder now
         if self.max_cer_delta < 0:
             raise BuildError(f"--max-cer-delta {self.max_cer_delta}: expected CER points >= 0")
+        self.cache_dir, self.use_cache = options.cache_dir, options.use_cache
 
     def apply(self, staging: Path, report) -> List[Dict]:
         """Quantize and gate each OCR-reading graph in ``staging``; one record per graph."""
@@ -137,9 +148,12 @@ def _read_images(paths: Sequence[Path]) -> List[np.ndarray]:
 
 
 def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform) -> Dict:
-    """Quantize, gate and (when a candidate passes) write one graph's OCR engines."""
-    import openvino as ov
+    """Quantize, gate and (when a candidate passes) write one graph's OCR engines.
 
+    The outcome is cached (:class:`ArtifactCache`) under the fp32 artifacts, the graph's
+    settings, the calibration images, the gate's settings, the library versions and this CPU:
+    a rebuild reuses the int8 IR and the gate's table instead of measuring again.
+    """
     record: Dict = {"pipeline": ocr.served_name, "max_cer_delta": options.max_cer_delta,
                     "min_line_recall": MIN_LINE_RECALL, "candidates": [], "chosen": []}
     roles = [r for r in QUANTIZABLE if ocr.engine_params(r).get("engine") == "openvino"]
@@ -150,8 +164,40 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform) -> Dict:
                           f": stays fp32")
     if not roles:
         return record
-    if options.calibration is not None:
-        images = _read_images(calibration_images(options.calibration))
+    paths = calibration_images(options.calibration) if options.calibration else []
+    key = cache_key(
+        kind="ocr-int8", engines={r: _digest(ocr.repo / m / "1") for r, m in ocr.models.items()},
+        settings={k: v for k, v in ocr.settings.items() if k != "models"}, roles=roles,
+        calibration=[_digest_file(p) for p in paths] or options.calibration_pages,
+        held_out=options.held_out_pages, bound=[options.max_cer_delta, MIN_LINE_RECALL],
+        seeds=[CALIBRATION_SEED, HELD_OUT_SEED], cpu=device_architecture("cpu"),
+        versions=package_versions(["nncf", "openvino", "numpy", "opencv-python-headless"]))
+    cache = ArtifactCache(options.cache_dir, enabled=options.use_cache)
+    entry = cache.get_or_create(key, lambda folder: _gate(ocr, options, roles, paths, record,
+                                                          folder))
+    record = dict(entry.meta, cache="hit" if entry.hit else "miss")
+    if paths:  # the folder's name is not part of the key: say this build's
+        record["calibration"] = f"{len(paths)} images from {options.calibration}"
+    if not record["chosen"]:
+        log.warning("%s: no int8 candidate within %.2f CER points of fp32; engines stay fp32 "
+                    "(build report: quantize)", ocr.served_name, options.max_cer_delta)
+        return record
+    for role in record["chosen"]:
+        _install(ocr, role, entry.directory)
+    best = next(c for c in record["candidates"] if c["int8"] == record["chosen"])
+    log.info("%s: int8 %s kept (CER %+.2f points, %.2f img/s against fp32's %.2f in process%s)",
+             ocr.served_name, " + ".join(record["chosen"]), best["cer_delta"], best["img_s"],
+             record["fp32"]["img_s"], "; cached" if entry.hit else "")
+    return record
+
+
+def _gate(ocr: LocalOCR, options: QuantizeTransform, roles, paths, record, folder: Path) -> Dict:
+    """Calibrate, quantize and measure every candidate; save the kept one's IR in
+    ``folder``; the record (for the cache's metadata and the report)."""
+    import openvino as ov
+
+    if paths:
+        images = _read_images(paths)
         record["calibration"] = f"{len(images)} images from {options.calibration}"
     else:
         images = [p.image for p in pages.make_realistic_pages(options.calibration_pages,
@@ -178,18 +224,26 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform) -> Dict:
         record["candidates"].append({"int8": list(combo), "text_rec_batching": mode,
                                      "img_s": round(ips, 2), "accepted": accepted, **measured})
     kept = [c for c in record["candidates"] if c["accepted"]]
-    if not kept:
-        log.warning("%s: no int8 candidate within %.2f CER points of fp32; engines stay fp32 "
-                    "(build report: quantize)", ocr.served_name, options.max_cer_delta)
-        return record
-    best = max(kept, key=lambda c: c["img_s"])  # the first listed (more int8) on a tie
-    record["chosen"] = list(best["int8"])
-    for role in best["int8"]:
-        _write(ocr, role, int8[role])
-    log.info("%s: int8 %s kept (CER %+.2f points, %.2f img/s against fp32's %.2f in process)",
-             ocr.served_name, " + ".join(best["int8"]), best["cer_delta"], best["img_s"],
-             record["fp32"]["img_s"])
+    if kept:
+        best = max(kept, key=lambda c: c["img_s"])  # the first listed (more int8) on a tie
+        record["chosen"] = list(best["int8"])
+        for role in record["chosen"]:
+            ov.save_model(int8[role], str(folder / f"{role}.xml"), compress_to_fp16=False)
     return record
+
+
+def _digest_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _digest(version: Path) -> Dict[str, str]:
+    """Digests of an engine model version's artifact files (not its runtime code)."""
+    return {p.name: _digest_file(p) for p in sorted(version.iterdir())
+            if p.is_file() and p.suffix != ".py"}
 
 
 def _calibration_samples(ocr: LocalOCR, fp32, images, roles) -> Dict[str, List[np.ndarray]]:
@@ -287,18 +341,19 @@ def accuracy(reference: List[Dict], results: List[Dict], held_out) -> Dict:
                              "max": round(max(shifts), 2) if shifts else 0.0}}
 
 
-def _write(ocr: LocalOCR, role: str, model) -> None:
-    """Replace ``role``'s fp32 IR with the int8 one; mark the engine model's config."""
-    import openvino as ov
+def _install(ocr: LocalOCR, role: str, folder: Path) -> None:
+    """Put the cached int8 IR of ``role`` in place of its fp32 IR; mark its config."""
     from google.protobuf import text_format
 
     model_dir = ocr.repo / ocr.models[role]
-    # Saved beside and renamed over: the fp32 engines loaded here still map the old model.bin,
-    # and writing into a mapped file kills this process (SIGBUS).
     version = model_dir / "1"
-    ov.save_model(model, str(version / "int8.xml"), compress_to_fp16=False)
-    os.replace(version / "int8.bin", version / "model.bin")
-    os.replace(version / "int8.xml", version / "model.xml")
+    # Copied beside and renamed over: the fp32 engines loaded here still map the old
+    # model.bin, and writing into a mapped file kills this process (SIGBUS); the fp32 files
+    # are also hard links into the artifact cache, which an in-place write would corrupt.
+    for suffix in (".bin", ".xml"):
+        staged = version / f"int8{suffix}"
+        shutil.copyfile(folder / f"{role}{suffix}", staged)
+        os.replace(staged, version / f"model{suffix}")
     config = read_pbtxt(model_dir / "config.pbtxt")
     config.parameters["quantization"].string_value = "int8"
     (model_dir / "config.pbtxt").write_text(text_format.MessageToString(config))

@@ -77,7 +77,9 @@ def test_layout_is_measured_and_written(fast_repo):
     assert [(t["instances"], t["cpu_threads"]) for t in layout["tried"]] == \
         layouts(usable_cores())
     assert all(t["img_s"] > 0 for t in layout["tried"])
-    best = max(layout["tried"], key=lambda t: t["img_s"])
+    best = layout["tried"][0]  # fewer instances first; more must be >= 5% faster
+    for tried in layout["tried"][1:]:
+        best = tried if tried["img_s"] >= best["img_s"] * 1.05 else best
     assert layout["chosen"] == {"instances": best["instances"], "cpu_threads": best["cpu_threads"]}
     for model in ("OCR_TextDetection", "OCR_TextRecognition"):
         config = read_pbtxt(repo / model / "config.pbtxt")
@@ -118,6 +120,11 @@ def test_gate_keeps_fp32_when_no_candidate_passes(wheel_models, shared_cache_dir
                                       "model.xml").read_text()
     assert "engines stay fp32" in caplog.text
     assert "engines stay fp32" in (tmp_path / "repo" / "REPORT.md").read_text()
+    # A rebuild reuses the gate's outcome from the artifact cache instead of measuring again.
+    again = build_repository([], BuildOptions(out=tmp_path / "again", cache_dir=shared_cache_dir,
+                                              transforms=[transform]), [spec])
+    (cached,) = again.transforms["quantize"]
+    assert cached["cache"] == "hit" and cached["candidates"] == gate["candidates"]
 
 
 def test_unreadable_calibration_image_fails_the_build_cleanly(wheel_models, shared_cache_dir,

@@ -55,7 +55,8 @@ def test_layouts_use_every_core_once():
 
 
 def _options(**kw):
-    return SimpleNamespace(**{"precision": "fp32", "device": Device(), "hosting": "python", **kw})
+    return SimpleNamespace(**{"precision": "fp32", "device": Device(), "hosting": "python",
+                              "cache_dir": None, "use_cache": True, **kw})
 
 
 OCR_PIPELINE = SimpleNamespace(roles={"TextDetection": "d", "TextRecognition": "r"})
