@@ -11,7 +11,7 @@ import numpy as np
 import typer
 
 from hpi_triton.choices import MallocMode, Precision, Protocol, Quantization
-from hpi_triton.errors import HpiTritonError, InferError
+from hpi_triton.errors import BuildError, HpiTritonError, InferError
 from hpi_triton.generator.plan import DynamicBatchingMode, Hosting
 from hpi_triton.licensing.cli import license_app
 from hpi_triton.routing import pairs
@@ -92,6 +92,11 @@ def build(
     from hpi_triton.triton_models.backends import Device
 
     if fast:
+        if pipeline and pipeline.strip() not in ("OCR", "ocr", "table_recognition",
+                                                 "layout_parsing"):
+            _fail(BuildError(f"--fast applies to pipelines that read text (OCR, "
+                             f"table_recognition, layout_parsing); --pipeline {pipeline} has no "
+                             f"text recognition to speed up"))
         quantize = Quantization.INT8
         if not any(p.split("=", 1)[0].strip() == "text_rec_batching" for p in param):
             param = [*param, "text_rec_batching=width_buckets"]

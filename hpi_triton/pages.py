@@ -55,15 +55,20 @@ def has_cjk_font() -> bool:
     return font_path(CJK_FONT) is not None
 
 
+def _fonts():
+    """(Latin font files, the CJK font or None)."""
+    latin = [font_path(n) for n in LATIN_FONTS if font_path(n)]
+    if not latin:
+        raise RuntimeError("no DejaVu fonts found; install Debian's fonts-dejavu-core")
+    return latin, font_path(CJK_FONT)
+
+
 def make_pages(count: int = 12, seed: int = 0, lines_per_page: int = 5) -> List[Page]:
     """``count`` pages; Chinese lines only where fonts-wqy-microhei is installed."""
     from PIL import Image, ImageDraw, ImageFont
 
     rng = random.Random(seed)
-    latin = [font_path(n) for n in LATIN_FONTS if font_path(n)]
-    if not latin:
-        raise RuntimeError("no DejaVu fonts found; install Debian's fonts-dejavu-core")
-    cjk = font_path(CJK_FONT)
+    latin, cjk = _fonts()
     pages = []
     for index in range(count):
         width, height = 960, 80 + lines_per_page * 90
@@ -107,10 +112,7 @@ def make_realistic_pages(count: int = 24, seed: int = 0, min_lines: int = 10,
     from PIL import Image, ImageDraw, ImageFont
 
     rng = random.Random(seed)
-    latin = [font_path(n) for n in LATIN_FONTS if font_path(n)]
-    if not latin:
-        raise RuntimeError("no DejaVu fonts found; install Debian's fonts-dejavu-core")
-    cjk = font_path(CJK_FONT)
+    latin, cjk = _fonts()
     pages = []
     for index in range(count):
         width = rng.randint(640, 1400)

@@ -93,3 +93,16 @@ def test_layout_refuses_what_it_cannot_measure():
         LayoutTransform(4).check([], [OCR_PIPELINE], _options(device=Device.parse("gpu")))
     with pytest.raises(BuildError, match="1 or more"):
         LayoutTransform(0).check([], [OCR_PIPELINE], _options())
+
+
+def test_fast_refuses_a_pipeline_without_text(tmp_path):
+    from typer.testing import CliRunner
+
+    from hpi_triton.cli import app
+
+    result = CliRunner().invoke(app, ["build", "--pipeline", "object_detection", "--model",
+                                      f"ObjectDetection={tmp_path}", "--out",
+                                      str(tmp_path / "repo"), "--fast"])
+    assert result.exit_code == 2
+    assert "--fast applies to pipelines that read text" in result.output
+    assert not (tmp_path / "repo").exists()
