@@ -92,11 +92,11 @@ def build(
     from hpi_triton.triton_models.backends import Device
 
     if fast:
-        if pipeline and pipeline.strip() not in ("OCR", "ocr", "table_recognition",
-                                                 "layout_parsing"):
-            _fail(BuildError(f"--fast applies to pipelines that read text (OCR, "
-                             f"table_recognition, layout_parsing); --pipeline {pipeline} has no "
-                             f"text recognition to speed up"))
+        if pipeline and pipeline.strip().lower() not in ("ocr", "table_recognition",
+                                                         "layout_parsing"):
+            _fail(BuildError(f"--fast applies to pipelines that read general text (OCR, "
+                             f"table_recognition, layout_parsing); --pipeline {pipeline} has "
+                             f"none to speed up (seal text stays fp32)"))
         quantize = Quantization.INT8
         if not any(p.split("=", 1)[0].strip() == "text_rec_batching" for p in param):
             param = [*param, "text_rec_batching=width_buckets"]

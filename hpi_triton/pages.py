@@ -55,6 +55,11 @@ def has_cjk_font() -> bool:
     return font_path(CJK_FONT) is not None
 
 
+def installed_fonts() -> List[Path]:
+    """The font files rendered pages use here (they decide what the pages show)."""
+    return [f for f in (font_path(n) for n in [*LATIN_FONTS, CJK_FONT]) if f]
+
+
 def _fonts():
     """(Latin font files, the CJK font or None)."""
     latin = [font_path(n) for n in LATIN_FONTS if font_path(n)]

@@ -73,6 +73,17 @@ class LayoutTransform(RepositoryTransform):
         if options.device.kind != "cpu":
             raise BuildError(f"--concurrency chooses CPU layouts; --device {options.device} "
                              f"keeps --instances")
+        if options.hosting != "python":
+            raise BuildError("--concurrency sets the threads of Python-hosted engine models; "
+                             "with --hosting native give --instances / --cpu-threads yourself")
+        from hpi_triton.errors import HpiTritonError
+        from hpi_triton.server import find_tritonserver
+
+        try:  # found now, not after every conversion
+            find_tritonserver()
+        except HpiTritonError as exc:
+            raise BuildError(f"--concurrency serves the built repository to measure it: "
+                             f"{exc}") from exc
 
     def apply(self, staging: Path, report) -> Dict:
         """Serve ``staging`` with each layout, keep the fastest; what was measured."""

@@ -46,6 +46,17 @@ class LocalOCR:
         return cls(Path(repo), served_name, settings,
                    chars.read_text(encoding="utf-8").split("\n"))
 
+    @staticmethod
+    def seal_models(repo: Path, served_name: str) -> List[str]:
+        """Engine models the seal OCR of graph ``served_name`` calls (layout_parsing's seal
+        OCR may share the general recognizer)."""
+        config = read_pbtxt(Path(repo) / served_name / "config.pbtxt")
+        if "pipeline_settings" not in config.parameters:
+            return []
+        settings = json.loads(config.parameters["pipeline_settings"].string_value)
+        seal = settings.get("seal_ocr") or {}
+        return [entry[0] for entry in (seal.get("models") or {}).values()]
+
     @property
     def models(self) -> Dict[str, str]:
         """Engine model name per role."""

@@ -42,6 +42,9 @@ DEFAULT_MAX_CER_DELTA = 0.1  # CER points (percent) above the fp32 graph's
 MIN_LINE_RECALL = 0.98  # share of the fp32 graph's lines a candidate must find (IoU >= 0.5)
 QUANTIZABLE = ("TextDetection", "TextRecognition")
 CANDIDATES = (("TextDetection", "TextRecognition"), ("TextRecognition",), ("TextDetection",))
+# Calibration images read (spread over a larger folder) and inputs kept per engine: NNCF uses
+# at most 300 samples, and a 4000 px page's detection input alone is ~150 MB of float32.
+MAX_CALIBRATION_IMAGES, MAX_SAMPLES = 32, 300
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 CALIBRATION_SEED, HELD_OUT_SEED = 7001, 7002  # rendered sets, distinct from tests' and bench's
 
@@ -79,10 +82,10 @@ class QuantizeTransform(RepositoryTransform):
         except ImportError as exc:
             raise BuildError("--quantize int8 needs NNCF (OpenVINO's quantization tool): "
                              "pip install 'nncf>=2.12'") from exc
-        if not any(set(QUANTIZABLE) <= set(p.roles) for p in pipelines):
-            raise BuildError("--quantize int8 applies to OCR text detection and recognition: "
-                             "build a pipeline with TextDetection and TextRecognition roles "
-                             "(OCR, table_recognition, layout_parsing)")
+        if not any(reads_general_text(p) for p in pipelines):
+            raise BuildError("--quantize int8 / --fast apply to OCR text detection and "
+                             "recognition: build OCR, table_recognition or layout_parsing "
+                             "with TextDetection and TextRecognition (seal text stays fp32)")
         if options.precision != "fp32" or options.device.kind != "cpu":
             raise BuildError(f"--quantize int8 quantizes fp32 CPU engines; got --precision "
                              f"{options.precision} --device {options.device}: use "
@@ -103,19 +106,27 @@ class QuantizeTransform(RepositoryTransform):
         """Quantize and gate each OCR-reading graph in ``staging``; one record per graph."""
         done, quantized = [], set()
         for entry in report.pipelines:
-            ocr = LocalOCR.load(staging, entry.get("served_name") or entry["pipeline"])
+            served = entry.get("served_name") or entry["pipeline"]
+            ocr = LocalOCR.load(staging, served)
             if ocr is None:
                 continue
+            seal = LocalOCR.seal_models(staging, served)
             if ocr.settings.get("text_type") == "seal":
                 done.append({"pipeline": ocr.served_name, "chosen": [],
                              "note": "seal text stays fp32 (the gate renders horizontal text)"})
                 continue
             if any(ocr.models[r] in quantized for r in QUANTIZABLE):
                 continue  # engine models shared with a graph already gated
-            record = quantize_ocr(ocr, self)
+            record = quantize_ocr(ocr, self, exclude=seal)
             quantized.update(ocr.models[r] for r in record["chosen"])
             done.append(record)
         return done
+
+
+def reads_general_text(pipeline) -> bool:
+    """Whether a pipeline spec runs the general OCR flow the gate can measure."""
+    return (set(QUANTIZABLE) <= set(getattr(pipeline, "roles", {}))
+            and getattr(pipeline, "text_type", "general") != "seal")
 
 
 def calibration_images(folder: Path) -> List[Path]:
@@ -134,6 +145,13 @@ def calibration_images(folder: Path) -> List[Path]:
     return found
 
 
+def _spread(paths: Sequence[Path], count: int) -> List[Path]:
+    """At most ``count`` of ``paths``, evenly spread (all of them when fewer)."""
+    if len(paths) <= count:
+        return list(paths)
+    return [paths[int(i * len(paths) / count)] for i in range(count)]
+
+
 def _read_images(paths: Sequence[Path]) -> List[np.ndarray]:
     import cv2
 
@@ -147,7 +165,8 @@ def _read_images(paths: Sequence[Path]) -> List[np.ndarray]:
     return images
 
 
-def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform) -> Dict:
+def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform, exclude: Sequence[str] = ()
+                 ) -> Dict:
     """Quantize, gate and (when a candidate passes) write one graph's OCR engines.
 
     The outcome is cached (:class:`ArtifactCache`) under the fp32 artifacts, the graph's
@@ -156,13 +175,21 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform) -> Dict:
     """
     record: Dict = {"pipeline": ocr.served_name, "max_cer_delta": options.max_cer_delta,
                     "min_line_recall": MIN_LINE_RECALL, "candidates": [], "chosen": []}
-    roles = [r for r in QUANTIZABLE if ocr.engine_params(r).get("engine") == "openvino"]
-    skipped = [r for r in QUANTIZABLE if r not in roles]
-    if skipped:
-        record["note"] = (f"{', '.join(skipped)} not on OpenVINO "
-                          f"({', '.join(ocr.engine_params(r).get('engine', '?') for r in skipped)})"
-                          f": stays fp32")
+    notes = []
+    shared = [r for r in QUANTIZABLE if ocr.models[r] in exclude]
+    if shared:
+        notes.append(f"{', '.join(shared)} also reads seal text (not gated): stays fp32")
+    other = [r for r in QUANTIZABLE
+             if r not in shared and ocr.engine_params(r).get("engine") != "openvino"]
+    if other:
+        notes.append(f"{', '.join(other)} not on OpenVINO "
+                     f"({', '.join(ocr.engine_params(r).get('engine', '?') for r in other)})"
+                     f": stays fp32")
+    roles = [r for r in QUANTIZABLE if r not in shared and r not in other]
+    if notes:
+        record["note"] = "; ".join(notes)
     if not roles:
+        log.warning("%s: nothing to quantize (%s)", ocr.served_name, record["note"])
         return record
     paths = calibration_images(options.calibration) if options.calibration else []
     key = cache_key(
@@ -171,16 +198,21 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform) -> Dict:
         calibration=[_digest_file(p) for p in paths] or options.calibration_pages,
         held_out=options.held_out_pages, bound=[options.max_cer_delta, MIN_LINE_RECALL],
         seeds=[CALIBRATION_SEED, HELD_OUT_SEED], cpu=device_architecture("cpu"),
-        versions=package_versions(["nncf", "openvino", "numpy", "opencv-python-headless"]))
+        code=_code_digest(), fonts=[str(f) for f in pages.installed_fonts()],
+        versions=package_versions(["nncf", "openvino", "numpy", "opencv-python-headless",
+                                   "Pillow"]))
     cache = ArtifactCache(options.cache_dir, enabled=options.use_cache)
     entry = cache.get_or_create(key, lambda folder: _gate(ocr, options, roles, paths, record,
                                                           folder))
-    record = dict(entry.meta, cache="hit" if entry.hit else "miss")
+    record = dict(entry.meta, cache="hit" if entry.hit else "miss", pipeline=ocr.served_name)
     if paths:  # the folder's name is not part of the key: say this build's
-        record["calibration"] = f"{len(paths)} images from {options.calibration}"
+        used = min(len(paths), MAX_CALIBRATION_IMAGES)
+        record["calibration"] = f"{used} of {len(paths)} images from {options.calibration}"
     if not record["chosen"]:
         log.warning("%s: no int8 candidate within %.2f CER points of fp32; engines stay fp32 "
-                    "(build report: quantize)", ocr.served_name, options.max_cer_delta)
+                    "(build report: quantize)%s", ocr.served_name, options.max_cer_delta,
+                    "" if mode_of(ocr) == "paddlex" else
+                    f"; text_rec_batching={mode_of(ocr)} still applies (its fp32 row there)")
         return record
     for role in record["chosen"]:
         _install(ocr, role, entry.directory)
@@ -197,8 +229,8 @@ def _gate(ocr: LocalOCR, options: QuantizeTransform, roles, paths, record, folde
     import openvino as ov
 
     if paths:
-        images = _read_images(paths)
-        record["calibration"] = f"{len(images)} images from {options.calibration}"
+        images = _read_images(_spread(paths, MAX_CALIBRATION_IMAGES))
+        record["calibration"] = f"{len(images)} images from the calibration folder"
     else:
         images = [p.image for p in pages.make_realistic_pages(options.calibration_pages,
                                                               CALIBRATION_SEED)]
@@ -209,18 +241,19 @@ def _gate(ocr: LocalOCR, options: QuantizeTransform, roles, paths, record, folde
     samples = _calibration_samples(ocr, fp32, images, roles)
     core = ov.Core()
     int8 = {role: _quantize(core, ocr, role, samples[role]) for role in roles}
-    mode = ocr.settings["params"].get("text_rec_batching", "paddlex")
+    mode = mode_of(ocr)
     reference, ref_ips = _read(ocr.flow(fp32), held_out, "paddlex")
     record["fp32"] = {"cer": round(pages.cer(_texts(reference), held_out) * 100, 3),
                       "img_s": round(ref_ips, 2), "text_rec_batching": "paddlex"}
-    for combo in CANDIDATES:
+    # fp32 in the graph's own batching, when it is not PaddleX's: measured, never "kept".
+    for combo in ([()] if mode != "paddlex" else []) + list(CANDIDATES):
         if not set(combo) <= set(roles):
             continue
         engines = dict(fp32, **{r: _compiled(core, int8[r]) for r in combo})
         results, ips = _read(ocr.flow(engines), held_out, mode)
         measured = accuracy(reference, results, held_out)
-        accepted = (measured["cer_delta"] <= options.max_cer_delta
-                    and measured["line_recall"] >= MIN_LINE_RECALL)
+        accepted = bool(combo) and (measured["cer_delta"] <= options.max_cer_delta
+                                    and measured["line_recall"] >= MIN_LINE_RECALL)
         record["candidates"].append({"int8": list(combo), "text_rec_batching": mode,
                                      "img_s": round(ips, 2), "accepted": accepted, **measured})
     kept = [c for c in record["candidates"] if c["accepted"]]
@@ -230,6 +263,23 @@ def _gate(ocr: LocalOCR, options: QuantizeTransform, roles, paths, record, folde
         for role in record["chosen"]:
             ov.save_model(int8[role], str(folder / f"{role}.xml"), compress_to_fp16=False)
     return record
+
+
+def mode_of(ocr: LocalOCR) -> str:
+    """The graph's recognition batching (PaddleX's unless --fast / --param set another)."""
+    return ocr.settings["params"].get("text_rec_batching", "paddlex")
+
+
+def _code_digest() -> str:
+    """The code the gate's outcome depends on: the OCR flow, the pages, this module."""
+    from hpi_triton.python_backend import documents, ocr
+
+    files = sorted(Path(ocr.__file__).parent.glob("*.py")) + sorted(
+        Path(documents.__file__).parent.glob("*.py")) + [Path(pages.__file__), Path(__file__)]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _digest_file(path: Path) -> str:
@@ -252,7 +302,8 @@ def _calibration_samples(ocr: LocalOCR, fp32, images, roles) -> Dict[str, List[n
 
     def recorder(role):
         def call(batch):
-            samples[role].append(np.array(batch, np.float32))
+            if len(samples[role]) < MAX_SAMPLES:
+                samples[role].append(np.array(batch, np.float32))
             return fp32[role](batch)
         return call
 
@@ -270,7 +321,7 @@ def _quantize(core, ocr: LocalOCR, role: str, samples: List[np.ndarray]):
     import nncf
 
     model = core.read_model(str(ocr.repo / ocr.models[role] / "1" / "model.xml"))
-    options = {"subset_size": min(len(samples), 300)}
+    options = {"subset_size": min(len(samples), MAX_SAMPLES)}
     if role == "TextRecognition":
         # SVTR-style recognizers: keep softmax / layer-norm paths in float (NNCF's preset).
         options["model_type"] = nncf.ModelType.TRANSFORMER

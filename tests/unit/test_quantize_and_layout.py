@@ -104,5 +104,23 @@ def test_fast_refuses_a_pipeline_without_text(tmp_path):
                                       f"ObjectDetection={tmp_path}", "--out",
                                       str(tmp_path / "repo"), "--fast"])
     assert result.exit_code == 2
-    assert "--fast applies to pipelines that read text" in result.output
+    assert "--fast applies to pipelines that read general text" in result.output
     assert not (tmp_path / "repo").exists()
+
+
+def test_seal_only_builds_are_refused_and_calibration_is_spread(tmp_path):
+    from hpi_triton.generator.quantize import _spread, reads_general_text
+
+    seal = SimpleNamespace(roles=OCR_PIPELINE.roles, text_type="seal")
+    assert reads_general_text(OCR_PIPELINE) and not reads_general_text(seal)
+    with pytest.raises(BuildError, match="seal text stays fp32"):
+        QuantizeTransform().check([], [seal], _options())
+    paths = [tmp_path / f"{i:03d}.png" for i in range(100)]
+    picked = _spread(paths, 32)
+    assert len(picked) == 32 and picked[0] == paths[0] and len(set(picked)) == 32
+    assert _spread(paths[:5], 32) == paths[:5]
+
+
+def test_layout_refuses_native_hosting():
+    with pytest.raises(BuildError, match="--hosting native"):
+        LayoutTransform(4).check([], [OCR_PIPELINE], _options(hosting="native"))
