@@ -53,7 +53,7 @@ def fast_repo(wheel_models, shared_cache_dir, tmp_path_factory):
 def test_fast_build_keeps_the_fastest_int8_candidate(fast_repo):
     repo, report = fast_repo
     (gate,) = report["transforms"]["quantize"]
-    assert gate["calibration"].startswith("3 images from")
+    assert gate["calibration"].startswith("3 of 3 images from")
     # fp32 in width buckets (measured, never kept), then the three int8 candidates
     assert {tuple(c["int8"]) for c in gate["candidates"]} == {()} | set(quantize.CANDIDATES)
     int8 = [c for c in gate["candidates"] if c["int8"]]
