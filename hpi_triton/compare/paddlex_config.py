@@ -159,6 +159,19 @@ def _layout(report: Dict, roles: Dict, params: Dict) -> Dict:
     return sub
 
 
+def _sub_ocr(report: Dict, entry: Dict, roles: Dict, params: Dict, text_type: str,
+             rec_batch_size: int) -> Dict:
+    """An OCR sub-pipeline of a document pipeline (``general`` or ``seal`` text): the
+    entry's recognition batch size (else ``rec_batch_size``, its YAML's) and orientation
+    batch size; no doc preprocessing or line orientation inside, as PaddleX's YAMLs."""
+    return {"pipeline_name": "OCR", "text_type": text_type, "use_doc_preprocessor": False,
+            "use_textline_orientation": False,
+            "SubModules": _ocr_modules(
+                report, roles, params, entry.get("text_rec_batch_size", rec_batch_size),
+                det_module="seal_text_detection" if text_type == "seal" else "text_detection",
+                cls_batch_size=entry.get("textline_orientation_batch_size"))}
+
+
 def table_config(report: Dict, entry: Dict) -> Dict:
     """PaddleX's table_recognition (v1) config: table structure, optional layout detection,
     its GeneralOCR (recognition batch_size 1, as its YAML)."""
@@ -169,11 +182,7 @@ def table_config(report: Dict, entry: Dict) -> Dict:
         "table_structure_recognition")}
     if "LayoutDetection" in roles:
         modules["LayoutDetection"] = _layout(report, roles, params)
-    sub_pipelines["GeneralOCR"] = {
-        "pipeline_name": "OCR", "text_type": "general", "use_doc_preprocessor": False,
-        "use_textline_orientation": False,
-        "SubModules": _ocr_modules(report, roles, params, entry.get("text_rec_batch_size", 1),
-                                   cls_batch_size=entry.get("textline_orientation_batch_size"))}
+    sub_pipelines["GeneralOCR"] = _sub_ocr(report, entry, roles, params, "general", 1)
     return {"pipeline_name": "table_recognition", "use_doc_preprocessor": use_doc,
             "use_layout_detection": bool(params.get("use_layout_detection")),
             "use_ocr_model": True, "SubModules": modules, "SubPipelines": sub_pipelines}
@@ -187,12 +196,7 @@ def seal_config(report: Dict, entry: Dict) -> Dict:
     modules = {}
     if "LayoutDetection" in roles:
         modules["LayoutDetection"] = _layout(report, roles, params)
-    sub_pipelines["SealOCR"] = {
-        "pipeline_name": "OCR", "text_type": "seal", "use_doc_preprocessor": False,
-        "use_textline_orientation": False,
-        "SubModules": _ocr_modules(report, roles, params, entry.get("text_rec_batch_size", 1),
-                                   det_module="seal_text_detection",
-                                   cls_batch_size=entry.get("textline_orientation_batch_size"))}
+    sub_pipelines["SealOCR"] = _sub_ocr(report, entry, roles, params, "seal", 1)
     return {"pipeline_name": "seal_recognition", "use_doc_preprocessor": use_doc,
             "use_layout_detection": bool(params.get("use_layout_detection")),
             "SubModules": modules, "SubPipelines": sub_pipelines}
@@ -204,11 +208,7 @@ def layout_parsing_config(report: Dict, entry: Dict) -> Dict:
     SealOCR's recognition batch_size 1) where built."""
     roles, params = entry["roles"], entry.get("params") or {}
     use_doc, sub_pipelines = _doc_pipeline(report, roles, params)
-    sub_pipelines["GeneralOCR"] = {
-        "pipeline_name": "OCR", "text_type": "general", "use_doc_preprocessor": False,
-        "use_textline_orientation": False,
-        "SubModules": _ocr_modules(report, roles, params, entry.get("text_rec_batch_size", 6),
-                                   cls_batch_size=entry.get("textline_orientation_batch_size"))}
+    sub_pipelines["GeneralOCR"] = _sub_ocr(report, entry, roles, params, "general", 6)
     if "TableStructureRecognition" in roles:
         sub_pipelines["TableRecognition"] = {
             "pipeline_name": "table_recognition", "use_layout_detection": False,
@@ -227,11 +227,8 @@ def layout_parsing_config(report: Dict, entry: Dict) -> Dict:
             if f"seal_{name}" in params}
         sub_pipelines["SealRecognition"] = {
             "pipeline_name": "seal_recognition", "use_layout_detection": False,
-            "use_doc_preprocessor": False, "SubPipelines": {"SealOCR": {
-                "pipeline_name": "OCR", "text_type": "seal", "use_doc_preprocessor": False,
-                "use_textline_orientation": False,
-                "SubModules": _ocr_modules(report, seal_roles, seal_params, 1,
-                                           det_module="seal_text_detection")}}}
+            "use_doc_preprocessor": False, "SubPipelines": {"SealOCR": _sub_ocr(
+                report, {"text_rec_batch_size": 1}, seal_roles, seal_params, "seal", 1)}}
     return {"pipeline_name": "layout_parsing", "use_doc_preprocessor": use_doc,
             "use_seal_recognition": bool(params.get("use_seal_recognition"))
             and "SealTextDetection" in roles,

@@ -138,7 +138,9 @@ class OCRPipeline(RoleModels):
             "text_type": self.text_type,
             "det_box_type": box_type,
             "det_normalize": _normalize(det, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-            "rec_batch_size": self._rec_batch_size(reports[self.model_name("TextRecognition")]),
+            "rec_batch_size": self._engine_batch(
+                reports[self.model_name("TextRecognition")], self.rec_batch_size, "recognition",
+                "texts may differ from PaddleX's where padding decides a character"),
         }
         if "TextLineOrientation" in self.roles:
             cls = sources[self.model_name("TextLineOrientation")]
@@ -146,13 +148,9 @@ class OCRPipeline(RoleModels):
             settings["cls_resize"] = [int(size[0]), int(size[1])]
             settings["cls_normalize"] = _normalize(cls, [0.485, 0.456, 0.406],
                                                    [0.229, 0.224, 0.225])
-            engine = reports[self.model_name("TextLineOrientation")]
-            settings["cls_batch_size"] = min(self.cls_batch_size, engine.max_batch_size or 1)
-            if settings["cls_batch_size"] < self.cls_batch_size:
-                engine.warn(f"pipeline {self.name}: the text-line orientation engine takes "
-                            f"batches of at most {settings['cls_batch_size']} crops, PaddleX's "
-                            f"batch_size is {self.cls_batch_size}; angles may differ from "
-                            f"PaddleX's")
+            settings["cls_batch_size"] = self._engine_batch(
+                reports[self.model_name("TextLineOrientation")], self.cls_batch_size,
+                "text-line orientation", "angles may differ from PaddleX's")
         doc_roles = {r: sources[self.model_name(r)] for r in DOC_ROLES if r in self.roles}
         if doc_roles:
             settings["doc"] = doc_settings(doc_roles.get("DocOrientationClassify"),
@@ -176,16 +174,15 @@ class OCRPipeline(RoleModels):
             raise BuildError(f"pipeline {self.name}: {name}={size!r}; expected a whole number "
                              f">= 1 (PaddleX's {role}.batch_size)") from None
 
-    def _rec_batch_size(self, report) -> int:
-        """:attr:`rec_batch_size`, unless the recognition engine takes fewer crops at once:
-        then its max_batch_size, and a warning that texts may differ from PaddleX's."""
+    def _engine_batch(self, report, wanted: int, what: str, consequence: str) -> int:
+        """PaddleX's batch size ``wanted``, unless the ``what`` engine (its ``report``) takes
+        fewer crops at once: then its max_batch_size, and a warning saying ``consequence``."""
         engine = report.max_batch_size or 1
-        if engine < self.rec_batch_size:
-            report.warn(f"pipeline {self.name}: the recognition engine takes batches of at most "
-                        f"{engine} crops, PaddleX's batch_size is {self.rec_batch_size}; "
-                        f"texts may differ from PaddleX's where padding decides a character")
+        if engine < wanted:
+            report.warn(f"pipeline {self.name}: the {what} engine takes batches of at most "
+                        f"{engine} crops, PaddleX's batch_size is {wanted}; {consequence}")
             return engine
-        return self.rec_batch_size
+        return wanted
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         """Write the BLS model ``OCR`` calling the role models built into ``repo``."""

@@ -79,6 +79,14 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def update_with_file(digest, path: Path):
+    """Feed the bytes of ``path`` to ``digest`` (a hashlib object) in 1 MiB blocks; ``digest``."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest
+
+
 #: Appended to a failure raised again from the cache.
 CACHED_FAILURE = " (cached failure; rebuild with --no-cache to retry)"
 

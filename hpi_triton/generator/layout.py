@@ -19,7 +19,7 @@ from typing import Dict, List, Tuple
 
 from hpi_triton.errors import BuildError
 from hpi_triton.generator.plan import RepositoryTransform
-from hpi_triton.triton_models.config import read_pbtxt
+from hpi_triton.triton_models.config import read_pbtxt, write_pbtxt
 
 log = logging.getLogger("hpi_triton.build")
 
@@ -116,14 +116,12 @@ class LayoutTransform(RepositoryTransform):
 
 def write_layout(repo: Path, models: List[str], instances: int, threads: int) -> None:
     """Set ``instances`` × ``threads`` on the engine models ``models`` of ``repo``."""
-    from google.protobuf import text_format
-
     for model in models:
         path = repo / model / "config.pbtxt"
         config = read_pbtxt(path)
         config.instance_group[0].count = instances
         config.parameters["cpu_threads"].string_value = str(threads)
-        path.write_text(text_format.MessageToString(config))
+        write_pbtxt(path, config)
 
 
 def served_throughput(repo: Path, graphs: List[str], encoded: List[bytes],

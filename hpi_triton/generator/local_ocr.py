@@ -8,7 +8,7 @@ reads them, with engines they swap per role (a quantized candidate, a recorder).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -30,6 +30,9 @@ class LocalOCR:
     served_name: str
     settings: Dict
     characters: List[str]
+    #: Engine models the graph's seal OCR calls (layout_parsing's may share the general
+    #: recognizer).
+    seal_models: List[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, repo: Path, served_name: str) -> Optional[LocalOCR]:
@@ -37,25 +40,16 @@ class LocalOCR:
         config = read_pbtxt(Path(repo) / served_name / "config.pbtxt")
         if "pipeline_settings" not in config.parameters:
             return None
-        settings = json.loads(config.parameters["pipeline_settings"].string_value)
-        settings = settings.get("ocr", settings)
+        graph = json.loads(config.parameters["pipeline_settings"].string_value)
+        settings = graph.get("ocr", graph)
         models = settings.get("models") or {}
         chars = Path(repo) / served_name / "1" / "characters.txt"
         if "TextDetection" not in models or "TextRecognition" not in models or not chars.is_file():
             return None
+        seal = (graph.get("seal_ocr") or {}).get("models") or {}
         return cls(Path(repo), served_name, settings,
-                   chars.read_text(encoding="utf-8").split("\n"))
-
-    @staticmethod
-    def seal_models(repo: Path, served_name: str) -> List[str]:
-        """Engine models the seal OCR of graph ``served_name`` calls (layout_parsing's seal
-        OCR may share the general recognizer)."""
-        config = read_pbtxt(Path(repo) / served_name / "config.pbtxt")
-        if "pipeline_settings" not in config.parameters:
-            return []
-        settings = json.loads(config.parameters["pipeline_settings"].string_value)
-        seal = settings.get("seal_ocr") or {}
-        return [entry[0] for entry in (seal.get("models") or {}).values()]
+                   chars.read_text(encoding="utf-8").split("\n"),
+                   [entry[0] for entry in seal.values()])
 
     @property
     def models(self) -> Dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from hpi_triton.errors import InferenceConfigError, ModelDirError
+from hpi_triton.generator.cache import update_with_file
 
 INFERENCE_YML = "inference.yml"
 PIR_PROGRAM = "inference.json"
@@ -115,9 +116,7 @@ class ModelSource:
         digest = hashlib.sha256()
         for path in self.model_files:
             digest.update(path.name.encode())
-            with open(path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
+            update_with_file(digest, path)
         self._content_hash = digest.hexdigest()
         return self._content_hash
 

@@ -31,10 +31,11 @@ from hpi_triton.generator.cache import (
     cache_key,
     device_architecture,
     package_versions,
+    update_with_file,
 )
 from hpi_triton.generator.local_ocr import LocalOCR
 from hpi_triton.generator.plan import RepositoryTransform
-from hpi_triton.triton_models.config import read_pbtxt
+from hpi_triton.triton_models.config import read_pbtxt, write_pbtxt
 
 log = logging.getLogger("hpi_triton.build")
 
@@ -106,18 +107,16 @@ class QuantizeTransform(RepositoryTransform):
         """Quantize and gate each OCR-reading graph in ``staging``; one record per graph."""
         done, quantized = [], set()
         for entry in report.pipelines:
-            served = entry.get("served_name") or entry["pipeline"]
-            ocr = LocalOCR.load(staging, served)
+            ocr = LocalOCR.load(staging, entry.get("served_name") or entry["pipeline"])
             if ocr is None:
                 continue
-            seal = LocalOCR.seal_models(staging, served)
             if ocr.settings.get("text_type") == "seal":
                 done.append({"pipeline": ocr.served_name, "chosen": [],
                              "note": "seal text stays fp32 (the gate renders horizontal text)"})
                 continue
             if any(ocr.models[r] in quantized for r in QUANTIZABLE):
                 continue  # engine models shared with a graph already gated
-            record = quantize_ocr(ocr, self, exclude=seal)
+            record = quantize_ocr(ocr, self, exclude=ocr.seal_models)
             quantized.update(ocr.models[r] for r in record["chosen"])
             done.append(record)
         return done
@@ -179,19 +178,19 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform, exclude: Sequence[st
     shared = [r for r in QUANTIZABLE if ocr.models[r] in exclude]
     if shared:
         notes.append(f"{', '.join(shared)} also reads seal text (not gated): stays fp32")
-    other = [r for r in QUANTIZABLE
-             if r not in shared and ocr.engine_params(r).get("engine") != "openvino"]
+    engine = {r: ocr.engine_params(r).get("engine", "?") for r in QUANTIZABLE}
+    other = [r for r in QUANTIZABLE if r not in shared and engine[r] != "openvino"]
     if other:
         notes.append(f"{', '.join(other)} not on OpenVINO "
-                     f"({', '.join(ocr.engine_params(r).get('engine', '?') for r in other)})"
-                     f": stays fp32")
+                     f"({', '.join(engine[r] for r in other)}): stays fp32")
     roles = [r for r in QUANTIZABLE if r not in shared and r not in other]
     if notes:
         record["note"] = "; ".join(notes)
     if not roles:
         log.warning("%s: nothing to quantize (%s)", ocr.served_name, record["note"])
         return record
-    paths = calibration_images(options.calibration) if options.calibration else []
+    found = calibration_images(options.calibration) if options.calibration else []
+    paths = _spread(found, MAX_CALIBRATION_IMAGES)
     key = cache_key(
         kind="ocr-int8", engines={r: _digest(ocr.repo / m / "1") for r, m in ocr.models.items()},
         settings={k: v for k, v in ocr.settings.items() if k != "models"}, roles=roles,
@@ -206,8 +205,7 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform, exclude: Sequence[st
                                                           folder))
     record = dict(entry.meta, cache="hit" if entry.hit else "miss", pipeline=ocr.served_name)
     if paths:  # the folder's name is not part of the key: say this build's
-        used = min(len(paths), MAX_CALIBRATION_IMAGES)
-        record["calibration"] = f"{used} of {len(paths)} images from {options.calibration}"
+        record["calibration"] = f"{len(paths)} of {len(found)} images from {options.calibration}"
     if not record["chosen"]:
         log.warning("%s: no int8 candidate within %.2f CER points of fp32; engines stay fp32 "
                     "(build report: quantize)%s", ocr.served_name, options.max_cer_delta,
@@ -228,9 +226,8 @@ def _gate(ocr: LocalOCR, options: QuantizeTransform, roles, paths, record, folde
     ``folder``; the record (for the cache's metadata and the report)."""
     import openvino as ov
 
-    if paths:
-        images = _read_images(_spread(paths, MAX_CALIBRATION_IMAGES))
-        record["calibration"] = f"{len(images)} images from the calibration folder"
+    if paths:  # quantize_ocr says which folder
+        images = _read_images(paths)
     else:
         images = [p.image for p in pages.make_realistic_pages(options.calibration_pages,
                                                               CALIBRATION_SEED)]
@@ -283,11 +280,7 @@ def _code_digest() -> str:
 
 
 def _digest_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return update_with_file(hashlib.sha256(), path).hexdigest()
 
 
 def _digest(version: Path) -> Dict[str, str]:
@@ -394,8 +387,6 @@ def accuracy(reference: List[Dict], results: List[Dict], held_out) -> Dict:
 
 def _install(ocr: LocalOCR, role: str, folder: Path) -> None:
     """Put the cached int8 IR of ``role`` in place of its fp32 IR; mark its config."""
-    from google.protobuf import text_format
-
     model_dir = ocr.repo / ocr.models[role]
     version = model_dir / "1"
     # Copied beside and renamed over: the fp32 engines loaded here still map the old
@@ -407,4 +398,4 @@ def _install(ocr: LocalOCR, role: str, folder: Path) -> None:
         os.replace(staged, version / f"model{suffix}")
     config = read_pbtxt(model_dir / "config.pbtxt")
     config.parameters["quantization"].string_value = "int8"
-    (model_dir / "config.pbtxt").write_text(text_format.MessageToString(config))
+    write_pbtxt(model_dir / "config.pbtxt", config)

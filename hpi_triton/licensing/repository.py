@@ -64,6 +64,7 @@ def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dic
         TensorConfig,
         TritonModelConfig,
         read_pbtxt,
+        write_pbtxt,
     )
 
     done = []
@@ -90,10 +91,8 @@ def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dic
             if len(config.model_warmup):
                 # Warm-up runs at load time, before any certificate may be present; a
                 # licensed engine warms up on its first unlocked request instead.
-                from google.protobuf import text_format
-
                 del config.model_warmup[:]
-                (repo / model / "config.pbtxt").write_text(text_format.MessageToString(config))
+                write_pbtxt(repo / model / "config.pbtxt", config)
             for path in sorted(version.iterdir()):
                 if path.is_file() and path.suffix != ".py":
                     encrypted.append(str(Path(content.encrypt_file(str(path), key))

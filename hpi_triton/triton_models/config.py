@@ -197,6 +197,11 @@ def _instance_dict(group: InstanceGroup) -> dict:
     return entry
 
 
+def write_pbtxt(path: Path, config: model_config_pb2.ModelConfig) -> None:
+    """Write ``config`` (as :func:`read_pbtxt` parsed it, changed) back to ``path``."""
+    Path(path).write_text(text_format.MessageToString(config))
+
+
 def read_pbtxt(path: Path) -> model_config_pb2.ModelConfig:
     """Parse a ``config.pbtxt`` with Triton's schema; a clear error names the file."""
     try:
