@@ -41,7 +41,7 @@ def build(
     pipeline: Optional[str] = typer.Option(
         None, help="Pipeline to serve as a graph: OCR, image_classification, object_detection, "
         "semantic_segmentation, instance_segmentation, doc_preprocessor, table_recognition, "
-        "seal_recognition, layout_parsing"),
+        "seal_recognition, layout_parsing, formula_recognition"),
     name: Optional[str] = typer.Option(
         None, "--name", help="Served name of the pipeline graph [the pipeline's name]"),
     pipeline_config: Optional[Path] = typer.Option(

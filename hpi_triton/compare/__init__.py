@@ -116,7 +116,7 @@ def compare(client, served_name: str, report: Dict, inputs: List[str], python: s
             failures[record["input"]] = record["error"]
         else:
             res = record["res"]
-            by_input[(record["input"], res.get("page_index"))] = res
+            by_input[(record["input"], _page_index(res.get("page_index")))] = res
     comparisons = []
     for prediction in client.predict_many(served_name, items, concurrency=concurrency,
                                           **params):
@@ -133,6 +133,14 @@ def compare(client, served_name: str, report: Dict, inputs: List[str], python: s
             entry.differences = compare_results(prediction.result, theirs, score_tolerance)
         comparisons.append(entry)
     return comparisons
+
+
+def _page_index(value):
+    """A PaddleX page index as the served side has it: formula_recognition's JSON writes it
+    as a string ("None", "0")."""
+    if isinstance(value, str):
+        return int(value) if value.isdigit() else None
+    return value
 
 
 def summary(comparisons: List[ImageComparison]) -> str:

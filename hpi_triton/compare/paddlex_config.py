@@ -20,7 +20,8 @@ MODULES = {"TextDetection": "text_detection", "TextRecognition": "text_recogniti
            "SealTextDetection": "seal_text_detection", "SealTextRecognition": "text_recognition",
            "ImageClassification": "image_classification", "ObjectDetection": "object_detection",
            "SemanticSegmentation": "semantic_segmentation",
-           "InstanceSegmentation": "instance_segmentation"}
+           "InstanceSegmentation": "instance_segmentation",
+           "FormulaRecognition": "formula_recognition"}
 # Served OCR parameter → (PaddleX SubModule, its key).
 _OCR_MODULE_PARAMS = {"limit_side_len": ("TextDetection", "limit_side_len"),
                       "limit_type": ("TextDetection", "limit_type"),
@@ -238,6 +239,23 @@ def layout_parsing_config(report: Dict, entry: Dict) -> Dict:
             "SubPipelines": sub_pipelines}
 
 
+def formula_config(report: Dict, entry: Dict) -> Dict:
+    """PaddleX's formula_recognition config: the formula model (batch_size 1: PaddleX runs
+    LaTeX_OCR_rec one crop at a time whatever its batch size), optional layout detection,
+    the doc_preprocessor where built."""
+    roles, params = entry["roles"], entry.get("params") or {}
+    _, sub_pipelines = _doc_pipeline(report, roles, params)
+    modules = {"FormulaRecognition": {**_module(report, "FormulaRecognition",
+                                                roles["FormulaRecognition"]), "batch_size": 1}}
+    if "LayoutDetection" in roles:
+        modules["LayoutDetection"] = _layout(report, roles, params)
+    use_doc = bool(params.get("use_doc_orientation_classify")
+                   or params.get("use_doc_unwarping")) and bool(sub_pipelines)
+    return {"pipeline_name": "formula_recognition", "use_doc_preprocessor": use_doc,
+            "use_layout_detection": bool(params.get("use_layout_detection")),
+            "SubModules": modules, "SubPipelines": sub_pipelines}
+
+
 def rename_models(report: Dict, entry: Dict, config: Dict, names: Dict[str, str],
                   workdir: Optional[Path]) -> Dict:
     """``config`` with each role of ``names`` run as that PaddleX model: for models whose
@@ -294,6 +312,9 @@ CONFIGS = {"OCR": (ocr_config, OCR_PREDICT_PARAMS),
                               tuple(dict.fromkeys(_DOC_PREDICT_PARAMS + _SEAL_PREDICT_PARAMS
                                                   + ("use_seal_recognition",
                                                      "use_table_recognition")))),
+           "formula_recognition": (formula_config, ("use_layout_detection",
+                                                    "use_doc_orientation_classify",
+                                                    "use_doc_unwarping", "layout_threshold")),
            "doc_preprocessor": (doc_config, ("use_doc_orientation_classify",
                                              "use_doc_unwarping")),
            "image_classification": (vision_config, ("topk",)),

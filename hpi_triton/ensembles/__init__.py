@@ -20,7 +20,7 @@ from hpi_triton.errors import BuildError
 #: The pipelines one can build (``--pipeline``); :func:`pipeline_spec` makes their specs.
 PIPELINES = ("OCR", "image_classification", "object_detection", "semantic_segmentation",
              "instance_segmentation", "doc_preprocessor", "table_recognition",
-             "seal_recognition", "layout_parsing")
+             "seal_recognition", "layout_parsing", "formula_recognition")
 
 
 def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = None,
@@ -52,6 +52,12 @@ def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = No
 
         return DocPreprocessorPipeline(roles=roles, params=params or {}, backends=backends or {},
                                        instances=instances, name=served_name or key)
+    if key == "formula_recognition":
+        from hpi_triton.ensembles.formula import FormulaRecognitionPipeline
+
+        return FormulaRecognitionPipeline(roles=roles, params=params or {},
+                                          backends=backends or {}, instances=instances,
+                                          name=served_name or key)
     from hpi_triton.ensembles.vision import ROLES, VisionPipeline
 
     if key in ROLES:

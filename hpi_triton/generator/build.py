@@ -79,6 +79,12 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
         raise BuildError(f"--out {out} already exists; pass --force to replace it or choose "
                          f"another path")
     sources = {r.name: load_model_dir(r.path) for r in requests}
+    for pipeline in pipelines:
+        # A pipeline that reads more of its roles' inference.yml than the engines do checks
+        # it here: a missing tokenizer fails in a second, not after every conversion.
+        check = getattr(pipeline, "check_sources", None)
+        if check is not None:
+            check(sources)
     cache = ArtifactCache(options.cache_dir, enabled=options.use_cache)
     report = BuildReport(out=str(out), device=str(options.device), precision=options.precision,
                          hosting=options.hosting,

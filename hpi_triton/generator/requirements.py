@@ -31,6 +31,7 @@ PIPELINE_PACKAGES = {
     "table_recognition": ("pyclipper",),
     "seal_recognition": ("pyclipper", "shapely"),
     "layout_parsing": ("pyclipper", "shapely"),
+    "formula_recognition": ("Pillow", "tokenizers"),  # MinMaxResize, LaTeXOCRDecode
 }
 ALWAYS = ("numpy",)
 WITH_PIPELINES = ("opencv-python-headless",)

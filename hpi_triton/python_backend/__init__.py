@@ -31,6 +31,7 @@ class EntryPoint(str, Enum):
     OCR = "ocr"
     TABLE = "table"
     DOC = "doc"
+    FORMULA = "formula"
     VISION_PRE = "vision_pre"
     VISION_POST = "vision_post"
     LICENSE_GATE = "license_gate"

@@ -113,8 +113,10 @@ def pipelines_server(wheel_models, pir_model, segmentation_model, shared_cache_d
     ships them, random weights with the PaddleX export signature otherwise)."""
     from hpi_triton import wheel_models as wm
     from tests.support.families import family_model_dirs, layout_model_dir, uvdoc_model_dir
+    from tests.support.formula_dataset import formula_layout_dir, latex_model_dir
 
     models = shared_cache_dir / "models"
+    formulas = models / "formula"
     families = family_model_dirs(models / "families")
     ocr = {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
            "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]}
@@ -140,6 +142,10 @@ def pipelines_server(wheel_models, pir_model, segmentation_model, shared_cache_d
             **ocr, "LayoutDetection": layout_model_dir(models),
             "TableStructureRecognition": wm.model_dir("SLANet_plus_onnx", models)},
             {"use_layout_detection": True}, served_name="table_by_layout"),
+        pipeline_spec("formula_recognition", {"FormulaRecognition": latex_model_dir(formulas)}),
+        pipeline_spec("formula_recognition", {"FormulaRecognition": latex_model_dir(formulas),
+                                              "LayoutDetection": formula_layout_dir(formulas)},
+                      served_name="formula_by_layout"),
     ]
     repo = tmp_path_factory.mktemp("pipelines") / "repo"
     build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), specs)
@@ -165,6 +171,14 @@ def _inputs(folder, kind):
             from tests.support.ocr_dataset import make_layout_page
 
             image = make_layout_page(i)
+        elif kind == "formula":  # in MinMaxResize's bounds, then wider (shrunk)
+            from tests.support.formula_dataset import make_formula
+
+            image = make_formula(i, width=0 if i == 0 else 900)
+        elif kind == "formula_page":
+            from tests.support.formula_dataset import formula_page
+
+            image = formula_page(i)
         elif kind == "page":
             image = np.ascontiguousarray(np.rot90(make_pages(1, seed=30 + i)[0].image, 2 * i))
         else:
@@ -178,7 +192,8 @@ def _inputs(folder, kind):
     ("semantic_segmentation", "scene"), ("object_detection", "scene"),
     ("instance_segmentation", "scene"), ("table_recognition", "table"),
     ("seal_recognition", "seal"), ("layout_parsing", "layout"),
-    ("table_by_layout", "layout")])
+    ("table_by_layout", "layout"), ("formula_recognition", "formula"),
+    ("formula_by_layout", "formula_page")])
 def test_pipelines_identical_to_paddlex(pipelines_server, paddlex_python, tmp_path, pipeline,
                                         kind):
     server, report = pipelines_server
@@ -191,3 +206,7 @@ def test_pipelines_identical_to_paddlex(pipelines_server, paddlex_python, tmp_pa
         assert all(r.served["table_res_list"] for r in results)
         if pipeline == "layout_parsing":
             assert all(r.served["seal_res_list"] for r in results)
+    if pipeline.startswith("formula"):  # every formula decoded, identically
+        assert all(r.served["formula_res_list"][0]["rec_formula"] for r in results)
+        assert all(r.served["formula_res_list"] == r.paddlex["formula_res_list"]
+                   for r in results)

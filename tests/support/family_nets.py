@@ -382,13 +382,63 @@ class LayoutStandInNet(nn.Layer):
         return rows, paddle.full([1], 4, "int32")
 
 
+class LatexOCRNet(nn.Layer):
+    """LaTeX_OCR_rec's export signature and decoding loop (PaddleOCR's LaTeXOCRHead
+    ``generate_export``): x [N,1,H,W] float32 -> token ids [N,L] int64 without the leading
+    [BOS]. A strided-conv encoder gives the context [N,S,D]; the loop starts from [BOS] and,
+    up to ``max_len`` steps, computes the next token's logits from the last token, the step
+    and attention over the context, keeps the top 10% (top_k, thres 0.9), samples from
+    softmax(logits / 0.333) (``paddle.multinomial``), appends, and stops once every row holds
+    [EOS]. Two changes make random weights usable: the logits are one-hot x50 of the raw
+    argmax (sampling then always picks it, so runs and backends agree), and [EOS] wins from
+    step W/16 - 3 on (narrow crops decode short, a 32-px crop to nothing)."""
+
+    def __init__(self, vocab, max_len=512, dim=32, bos=1, eos=2, pad=0):
+        super().__init__()
+        self.vocab, self.max_len, self.bos, self.eos, self.pad = vocab, max_len, bos, eos, pad
+        self.encoder = nn.Sequential(
+            nn.Conv2D(1, 8, 3, 2, 1), nn.ReLU(), nn.Conv2D(8, 16, 3, 2, 1), nn.ReLU(),
+            nn.Conv2D(16, dim, 3, 2, 1), nn.ReLU(), nn.Conv2D(dim, dim, 3, 2, 1))
+        self.token_emb = nn.Embedding(vocab, dim)
+        self.pos_emb = nn.Embedding(max_len + 1, dim)
+        self.to_logits = nn.Linear(dim, vocab)
+        self.temperature = 0.333
+
+    def _logits(self, out, context, i):
+        q = self.token_emb(out[:, -1]) + self.pos_emb(paddle.full([1], 0, "int64") + i)
+        attn = F.softmax(paddle.matmul(context, q.unsqueeze(-1)).squeeze(-1) / 5.66, axis=-1)
+        raw = self.to_logits(paddle.matmul(attn.unsqueeze(1), context).squeeze(1) + q)
+        special = F.one_hot(paddle.to_tensor([self.bos, self.eos, self.pad]), self.vocab).sum(0)
+        return F.one_hot(paddle.argmax(raw - special * 1e4, axis=-1), self.vocab) * 50.0
+
+    def forward(self, x):
+        feat = self.encoder(x)
+        context = feat.flatten(2).transpose([0, 2, 1])
+        target = (paddle.shape(feat)[3] - 3).astype("float32")
+        out = paddle.full([paddle.shape(x)[0], 1], self.bos, dtype="int64")
+        eos = F.one_hot(paddle.to_tensor([self.eos]), self.vocab)
+        i = paddle.full([], 0, "int64")
+        done = paddle.full([], False, "bool")
+        while i < self.max_len and not done:
+            logits = self._logits(out, context, i) + eos * (i.astype("float32") - target) * 100.0
+            val, ind = paddle.topk(logits, int(0.1 * self.vocab))
+            kept = paddle.put_along_axis(paddle.full_like(logits, float("-inf")), ind, val, 1)
+            sample = paddle.multinomial(F.softmax(kept / self.temperature, axis=-1), 1)
+            out = paddle.concat([out, sample], axis=-1)
+            done = (paddle.cumsum((out == self.eos).astype("int64"), 1)[:, -1] >= 1).all()
+            i += 1
+        return out[:, 1:]
+
+
 SEGMENTATION = {"Deeplabv3_Plus": DeepLabNet, "PP-LiteSeg": LiteSegNet, "OCRNet": OCRNetNet,
                 "SeaFormer": SeaFormerNet, "SegFormer": SegFormerNet}
 
 
-def export(name: str, kind: str, inputs, target: str, spec_size) -> None:
-    """``kind``: classification / segmentation / detection / instance_segmentation;
-    ``inputs``: detection input names in export order; ``spec_size``: (H, W) or None."""
+def export(name: str, kind: str, inputs, target: str, spec_size, vocab=None,
+           max_len=None) -> None:
+    """``kind``: classification / segmentation / detection / instance_segmentation /
+    unwarping / layout / formula; ``inputs``: detection input names in export order;
+    ``spec_size``: (H, W) or None; ``vocab`` / ``max_len``: the formula net's."""
     paddle.seed(0)
     h, w = spec_size or (None, None)
     if kind == "classification":
@@ -399,6 +449,9 @@ def export(name: str, kind: str, inputs, target: str, spec_size) -> None:
         model = LayoutStandInNet()
         specs = [InputSpec([None, 3, None, None], "float32", "image"),
                  InputSpec([None, 2], "float32", "scale_factor")]
+    elif kind == "formula":
+        model = LatexOCRNet(vocab, max_len)
+        specs = [InputSpec([None, 1, None, None], "float32", "x")]
     elif kind == "segmentation":
         model, specs = SEGMENTATION[name](), [InputSpec([None, 3, h, w], "float32", "x")]
     else:

@@ -1,0 +1,169 @@
+"""formula_recognition: FormulaRecognition (LaTeX_OCR_rec) [+ LayoutDetection, doc roles] as
+one BLS graph over separately served engine models."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict
+
+from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
+from hpi_triton.ensembles.doc import DEFAULT_MAX_PIXELS, DOC_ROLES, doc_defaults, doc_settings
+from hpi_triton.errors import BuildError, InferenceConfigError
+from hpi_triton.generator.model_dir import ModelSource
+from hpi_triton.python_backend import EntryPoint
+from hpi_triton.python_backend.common import request_params
+from hpi_triton.python_backend.documents import formula_ops
+from hpi_triton.python_backend.documents.doc_ops import PARAMETERS as DOC_PARAMETERS
+
+FORMULA_ROLES = ("FormulaRecognition", "LayoutDetection", *DOC_ROLES)
+TOKENIZER_FILE = "tokenizer.json"
+# PaddleX's LayoutDetection keys in formula_recognition.yaml that the served layout step does
+# not apply (no PP-DocLayout weights to test them on); accepted so PaddleX's YAML builds.
+LAYOUT_KEYS_NOT_APPLIED = ("layout_nms", "layout_unclip_ratio", "layout_merge_bboxes_mode")
+
+
+def formula_settings(source: ModelSource) -> Dict:
+    """LaTeX_OCR_rec's pre-processing and tokenizer from its inference.yml, checked.
+
+    Raises:
+        InferenceConfigError: another formula model, an unknown pre-processing op, a
+            missing or unreadable tokenizer, or an export signature other than
+            x [N,1,H,W] float32 → token ids [N,L] int64.
+    """
+    yml = source.path / "inference.yml"
+    name = source.model_name
+    if name not in formula_ops.FORMULA_MODELS:
+        raise InferenceConfigError(
+            f"{yml}: Global.model_name is {name!r}; formula_recognition serves "
+            f"{list(formula_ops.FORMULA_MODELS)} (PP-FormulaNet / UniMERNet are not supported "
+            f"yet)")
+    ops = (source.config.get("PreProcess") or {}).get("transform_ops")
+    if not ops:
+        raise InferenceConfigError(f"{yml}: field 'PreProcess.transform_ops' is missing; "
+                                   f"{name} needs its pre-processing")
+    unknown = sorted({k for op in ops if isinstance(op, dict) for k in op}
+                     - set(formula_ops.KNOWN_OPS))
+    if unknown:
+        raise InferenceConfigError(f"{yml}: field 'PreProcess.transform_ops' has {unknown}; "
+                                   f"{name}'s ops are {list(formula_ops.KNOWN_OPS)}")
+    post = source.config.get("PostProcess") or {}
+    if post.get("name") != "LaTeXOCRDecode":
+        raise InferenceConfigError(f"{yml}: field 'PostProcess.name' is {post.get('name')!r}; "
+                                   f"{name} decodes with 'LaTeXOCRDecode'")
+    if not post.get("character_dict"):
+        raise InferenceConfigError(
+            f"{yml}: field 'PostProcess.character_dict' is missing; {name} needs its "
+            f"tokenizer there (the Hugging Face tokenizers JSON PaddleOCR's export copies "
+            f"from latex_ocr_tokenizer.json): export the model again with PaddleOCR / "
+            f"PaddleX, or paste that JSON under PostProcess.character_dict")
+    text = formula_ops.tokenizer_json(post)
+    try:
+        decoder = formula_ops.LatexDecoder(text)
+    except Exception as exc:
+        raise InferenceConfigError(
+            f"{yml}: field 'PostProcess.character_dict' is not a tokenizer the tokenizers "
+            f"library loads ({type(exc).__name__}: {str(exc)[:200]}); expected the LaTeX-OCR "
+            f"tokenizer JSON (model, vocab, added_tokens)") from exc
+    if decoder.eos is None:
+        raise InferenceConfigError(f"{yml}: the tokenizer in 'PostProcess.character_dict' has "
+                                   f"no '[EOS]' token; LaTeX-OCR's decoding loop ends with it")
+    x, y = source.inputs, source.outputs
+    if (len(x) != 1 or len(x[0].shape) != 4 or x[0].shape[1] != 1
+            or not x[0].dtype.startswith("float") or not y or len(y[0].shape) != 2
+            or not y[0].dtype.startswith("int")):
+        raise InferenceConfigError(
+            f"{source.path}: {name} takes x [N,1,H,W] float32 and returns token ids [N,L] "
+            f"int64 (its export runs the decoding loop inside); this model has "
+            f"{[(t.name, t.dtype, t.shape) for t in x]} -> "
+            f"{[(t.name, t.dtype, t.shape) for t in y]}")
+    return {"model_name": name, "preprocess": ops, "tokenizer": text}
+
+
+@dataclass
+class FormulaRecognitionPipeline(RoleModels):
+    """``--pipeline formula_recognition --model FormulaRecognition=DIR [--model
+    LayoutDetection=DIR] [--model DocOrientationClassify=DIR] [--model DocUnwarping=DIR]``:
+    PaddleX's formula_recognition (LaTeX_OCR_rec)."""
+
+    roles: Dict[str, Path]
+    params: dict = field(default_factory=dict)
+    backends: Dict[str, str] = field(default_factory=dict)
+    instances: int = 2
+    name: str = "formula_recognition"
+
+    def __post_init__(self):
+        unknown = sorted(set(self.roles) - set(FORMULA_ROLES))
+        if "FormulaRecognition" not in self.roles or unknown:
+            raise BuildError(f"pipeline formula_recognition takes --model ROLE=DIR with roles "
+                             f"FormulaRecognition (required) and "
+                             f"{', '.join(FORMULA_ROLES[1:])}; got {sorted(self.roles)}")
+        params = dict(self.params)
+        if "threshold" in params:  # LayoutDetection's own key in PaddleX's YAML
+            params["layout_threshold"] = params.pop("threshold")
+        self.not_applied = {k: params.pop(k) for k in LAYOUT_KEYS_NOT_APPLIED if k in params}
+        params.pop("use_doc_preprocessor", None)  # decided by the doc switches, as PaddleX
+        doc_given = {k: params.pop(k) for k in list(params) if k in DOC_PARAMETERS}
+        max_pixels = int(params.pop("max_pixels", DEFAULT_MAX_PIXELS))
+        own = {k: params.pop(k) for k in list(params) if k in formula_ops.PARAMETERS}
+        if params:
+            raise BuildError(f"pipeline formula_recognition: unknown parameters "
+                             f"{sorted(params)}; valid: "
+                             f"{sorted(formula_ops.PARAMETERS) + ['max_pixels']} and the "
+                             f"doc_preprocessor switches")
+        defaults = {"use_layout_detection": "LayoutDetection" in self.roles,
+                    "layout_threshold": 0.5}
+        try:
+            merged = request_params.coerce(own, formula_ops.PARAMETERS, defaults)
+        except request_params.ParameterError as exc:
+            raise BuildError(f"pipeline formula_recognition: {exc}") from exc
+        if merged["use_layout_detection"] and "LayoutDetection" not in self.roles:
+            raise BuildError("pipeline formula_recognition: use_layout_detection=True needs "
+                             "--model LayoutDetection=DIR")
+        self.params = {**merged, **doc_defaults(self.roles, doc_given, self.name),
+                       "max_pixels": max_pixels}
+
+    def check_sources(self, sources: Dict[str, ModelSource]) -> None:
+        """Check the FormulaRecognition model dir before anything is converted.
+
+        Raises:
+            InferenceConfigError: see :func:`formula_settings`.
+        """
+        formula_settings(sources[self.model_name("FormulaRecognition")])
+
+    def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        """Write the BLS graph model (and the tokenizer beside its model.py).
+
+        Returns:
+            The pipeline's entry for the build report: served name, engine calls, parameters.
+        """
+        formula_source = sources[self.model_name("FormulaRecognition")]
+        formula = formula_settings(formula_source)
+        tokenizer = formula.pop("tokenizer")
+        models = {"FormulaRecognition": engine_call(self.model_name("FormulaRecognition"),
+                                                    formula_source, first_only=True)}
+        settings = {"formula": {**formula, "tokenizer_file": TOKENIZER_FILE},
+                    "models": models, "params": self.params}
+        doc_roles = {r: sources[self.model_name(r)] for r in DOC_ROLES if r in self.roles}
+        if doc_roles:
+            for role, src in doc_roles.items():
+                models[role] = engine_call(self.model_name(role), src, first_only=True)
+            settings["doc"] = doc_settings(doc_roles.get("DocOrientationClassify"),
+                                           doc_roles.get("DocUnwarping"))
+        if "LayoutDetection" in self.roles:
+            from hpi_triton.ensembles.vision import VisionPipeline
+
+            layout = VisionPipeline("object_detection", {"ObjectDetection":
+                                                         self.roles["LayoutDetection"]})
+            settings["layout"] = layout._settings(sources[self.model_name("LayoutDetection")])
+            settings["layout"]["model"][0] = self.model_name("LayoutDetection")
+            models["LayoutDetection"] = settings["layout"]["model"]
+        version = write_graph_model(repo, self.name, EntryPoint.FORMULA, settings,
+                                    self.instances)
+        (version / TOKENIZER_FILE).write_text(tokenizer, encoding="utf-8")
+        entry = {"pipeline": "formula_recognition", "served_name": self.name,
+                 "roles": models, "params": self.params}
+        if self.not_applied:
+            entry["not_applied"] = json.loads(json.dumps(self.not_applied))
+        return entry
