@@ -230,11 +230,18 @@ def layout_parsing_config(report: Dict, entry: Dict) -> Dict:
             "pipeline_name": "seal_recognition", "use_layout_detection": False,
             "use_doc_preprocessor": False, "SubPipelines": {"SealOCR": _sub_ocr(
                 report, {"text_rec_batch_size": 1}, seal_roles, seal_params, "seal", 1)}}
+    if "FormulaRecognition" in roles:
+        sub_pipelines["FormulaRecognition"] = {
+            "pipeline_name": "formula_recognition", "use_layout_detection": False,
+            "use_doc_preprocessor": False, "SubModules": {"FormulaRecognition": {
+                **_module(report, "FormulaRecognition", roles["FormulaRecognition"]),
+                "batch_size": 1}}}
     return {"pipeline_name": "layout_parsing", "use_doc_preprocessor": use_doc,
             "use_seal_recognition": bool(params.get("use_seal_recognition"))
             and "SealTextDetection" in roles,
             "use_table_recognition": "TableStructureRecognition" in roles,
-            "use_formula_recognition": False,
+            "use_formula_recognition": bool(params.get("use_formula_recognition"))
+            and "FormulaRecognition" in roles,
             "SubModules": {"LayoutDetection": _layout(report, roles, params)},
             "SubPipelines": sub_pipelines}
 
@@ -311,7 +318,8 @@ CONFIGS = {"OCR": (ocr_config, OCR_PREDICT_PARAMS),
            "layout_parsing": (layout_parsing_config,
                               tuple(dict.fromkeys(_DOC_PREDICT_PARAMS + _SEAL_PREDICT_PARAMS
                                                   + ("use_seal_recognition",
-                                                     "use_table_recognition")))),
+                                                     "use_table_recognition",
+                                                     "use_formula_recognition")))),
            "formula_recognition": (formula_config, ("use_layout_detection",
                                                     "use_doc_orientation_classify",
                                                     "use_doc_unwarping", "layout_threshold")),

@@ -94,7 +94,8 @@ def load_pipeline_config(path: Path):
 
 
 _SWITCHES = ("use_textline_orientation", "use_doc_preprocessor", "use_doc_orientation_classify",
-             "use_doc_unwarping", "use_layout_detection", "use_seal_recognition", "text_type")
+             "use_doc_unwarping", "use_layout_detection", "use_seal_recognition",
+             "use_formula_recognition", "text_type")
 # A nested seal_recognition's SealOCR parameters, as layout_parsing names them.
 _SEAL_NAMES = {"limit_side_len": "seal_det_limit_side_len", "limit_type": "seal_det_limit_type",
                "thresh": "seal_det_thresh", "box_thresh": "seal_det_box_thresh",

@@ -9,6 +9,7 @@ from typing import Dict
 
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES
+from hpi_triton.ensembles.formula import TOKENIZER_FILE, formula_settings
 from hpi_triton.ensembles.ocr import OCRPipeline
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
@@ -176,17 +177,23 @@ SEAL_ROLES = ("SealTextDetection", "SealTextRecognition")
 class LayoutParsingPipeline(TableRecognitionPipeline):
     """``--pipeline layout_parsing --model LayoutDetection=DIR --model TextDetection=DIR
     --model TextRecognition=DIR [--model TableStructureRecognition=DIR] [--model
-    SealTextDetection=DIR [--model SealTextRecognition=DIR]] [doc roles]``: the visual stage
-    of PP-ChatOCRv3-doc (PaddleX layout_parsing v1). The seal OCR recognises with
-    SealTextRecognition, or with TextRecognition when none is given."""
+    SealTextDetection=DIR [--model SealTextRecognition=DIR]] [--model FormulaRecognition=DIR]
+    [doc roles]``: the visual stage of PP-ChatOCRv3-doc (PaddleX layout_parsing v1). The seal
+    OCR recognises with SealTextRecognition, or with TextRecognition when none is given;
+    "formula" regions are read by FormulaRecognition (LaTeX_OCR_rec) when built."""
 
     name: str = "layout_parsing"
     task = "layout_parsing"
     required = ("LayoutDetection",)
-    extra_roles = TABLE_ROLES + SEAL_ROLES
+    extra_roles = TABLE_ROLES + SEAL_ROLES + ("FormulaRecognition",)
     rec_batch_size = 6  # its GeneralOCR's; its SealOCR's is 1 (seal_rec_batch_size)
 
     def _own_params(self, params: dict) -> dict:
+        use_formula = params.pop("use_formula_recognition", "FormulaRecognition" in self.roles)
+        if use_formula is True and "FormulaRecognition" not in self.roles:
+            raise BuildError(f"pipeline {self.task}: use_formula_recognition=True needs "
+                             f"--model FormulaRecognition=DIR (LaTeX_OCR_rec)")
+        self.use_formula = bool(use_formula) and "FormulaRecognition" in self.roles
         seal_given = {SEAL_PARAMETER_NAMES[k]: params.pop(k)
                       for k in list(params) if k in SEAL_PARAMETER_NAMES}
         use_seal = params.pop("use_seal_recognition", "SealTextDetection" in self.roles)
@@ -212,17 +219,32 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
         return params
 
     def _extra_params(self) -> dict:
+        formula = {"use_formula_recognition": self.use_formula}
         if self.seal is None:
-            return {"use_seal_recognition": False}
-        return {"use_seal_recognition": self.use_seal,
+            return {"use_seal_recognition": False, **formula}
+        return {"use_seal_recognition": self.use_seal, **formula,
                 **{k: self.seal.params[v] for k, v in SEAL_PARAMETER_NAMES.items()}}
+
+    def check_sources(self, sources: Dict[str, ModelSource]) -> None:
+        """Check the FormulaRecognition model dir (when built) before anything converts."""
+        if "FormulaRecognition" in self.roles:
+            formula_settings(sources[self.model_name("FormulaRecognition")])
 
     def _write_extra(self, settings, models, sources, reports) -> Dict[str, str]:
         settings["table_params"] = {**settings["table_params"],
-                                    "use_seal_recognition": self.use_seal}
+                                    "use_seal_recognition": self.use_seal,
+                                    "use_formula_recognition": self.use_formula}
+        files = {}
+        if "FormulaRecognition" in self.roles:
+            source = sources[self.model_name("FormulaRecognition")]
+            formula = formula_settings(source)
+            files[TOKENIZER_FILE] = formula.pop("tokenizer")
+            call = engine_call(self.model_name("FormulaRecognition"), source, first_only=True)
+            settings["formula"] = {**formula, "tokenizer_file": TOKENIZER_FILE, "model": call}
+            models["FormulaRecognition"] = call
         if self.seal is None:
-            return {}
+            return files
         seal_settings, characters = self.seal.graph_settings(sources, reports)
         settings["seal_ocr"] = seal_settings
         models.update({f"Seal{role}": call for role, call in seal_settings["models"].items()})
-        return {"seal_characters.txt": "\n".join(characters)}
+        return {**files, "seal_characters.txt": "\n".join(characters)}

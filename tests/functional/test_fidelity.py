@@ -146,6 +146,9 @@ def pipelines_server(wheel_models, pir_model, segmentation_model, shared_cache_d
         pipeline_spec("formula_recognition", {"FormulaRecognition": latex_model_dir(formulas),
                                               "LayoutDetection": formula_layout_dir(formulas)},
                       served_name="formula_by_layout"),
+        pipeline_spec("layout_parsing", {
+            **ocr, "LayoutDetection": formula_layout_dir(formulas),
+            "FormulaRecognition": latex_model_dir(formulas)}, served_name="layout_formula"),
     ]
     repo = tmp_path_factory.mktemp("pipelines") / "repo"
     build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), specs)
@@ -193,7 +196,7 @@ def _inputs(folder, kind):
     ("instance_segmentation", "scene"), ("table_recognition", "table"),
     ("seal_recognition", "seal"), ("layout_parsing", "layout"),
     ("table_by_layout", "layout"), ("formula_recognition", "formula"),
-    ("formula_by_layout", "formula_page")])
+    ("formula_by_layout", "formula_page"), ("layout_formula", "formula_page")])
 def test_pipelines_identical_to_paddlex(pipelines_server, paddlex_python, tmp_path, pipeline,
                                         kind):
     server, report = pipelines_server
@@ -206,6 +209,11 @@ def test_pipelines_identical_to_paddlex(pipelines_server, paddlex_python, tmp_pa
         assert all(r.served["table_res_list"] for r in results)
         if pipeline == "layout_parsing":
             assert all(r.served["seal_res_list"] for r in results)
+    if pipeline == "layout_formula":  # the formula region read, and its block filled
+        assert all(r.served["formula_res_list"][0]["rec_formula"] for r in results)
+        assert all(b["block_content"] == r.served["formula_res_list"][0]["rec_formula"]
+                   for r in results for b in r.served["parsing_res_list"]
+                   if b["block_label"] == "formula")
     if pipeline.startswith("formula"):  # every formula decoded, identically
         assert all(r.served["formula_res_list"][0]["rec_formula"] for r in results)
         assert all(r.served["formula_res_list"] == r.paddlex["formula_res_list"]

@@ -212,8 +212,20 @@ class FormulaFlow:
                                                        "threshold": params["layout_threshold"]},
                                      rgb, self.layout)
         out["layout_det_res"] = layout
+        # PaddleX's formula_recognition JSON writes dt_polys as a one-element tuple of the box.
+        out["formula_res_list"] = self.regions(image, layout["boxes"], warnings,
+                                               wrap_polys=True)
+        if warnings:
+            out["warnings"] = warnings
+        return out
+
+    def regions(self, image: np.ndarray, boxes, warnings: List[str],
+                wrap_polys: bool = False) -> List[Dict]:
+        """formula_res_list for the layout ``boxes`` labelled "formula" (crops as PaddleX's
+        CropByBoxes: int coordinates), numbered from 1; a region that decodes to nothing or
+        hits the limit keeps its text and adds a line to ``warnings``."""
         results = []
-        for box in layout["boxes"]:
+        for box in boxes:
             if box["label"].lower() != "formula":
                 continue
             region = len(results) + 1
@@ -226,13 +238,10 @@ class FormulaFlow:
             if problem:
                 warnings.append(f"formula region {region} {list(box['coordinate'])}: "
                                 f"{self.model_name}: it {problem}")
-            # PaddleX's JSON writes dt_polys as a one-element tuple of the box.
+            polys = list(box["coordinate"])
             results.append({"rec_formula": formula, "formula_region_id": region,
-                            "dt_polys": [list(box["coordinate"])]})
-        out["formula_res_list"] = results
-        if warnings:
-            out["warnings"] = warnings
-        return out
+                            "dt_polys": [polys] if wrap_polys else polys})
+        return results
 
     def read(self, crop: np.ndarray):
         """(LaTeX, problem or None) of one crop. Tokens after the first [EOS] are dropped:

@@ -21,8 +21,10 @@ from . import table_ops
 # The table pipeline's own switches; everything else is the OCR sub-pipeline's.
 PARAMETERS = {"use_layout_detection": (bool, lambda v: True),
               "layout_threshold": (float, lambda v: 0.0 <= v <= 1.0)}
-# layout_parsing's seal switch, and the names its seal OCR's parameters take in requests.
-SEAL_SWITCH = {"use_seal_recognition": (bool, lambda v: True)}
+# layout_parsing's seal and formula switches, and the names its seal OCR's parameters take
+# in requests.
+SEAL_SWITCH = {"use_seal_recognition": (bool, lambda v: True),
+               "use_formula_recognition": (bool, lambda v: True)}
 SEAL_PARAMETERS = ("seal_det_limit_side_len", "seal_det_limit_type", "seal_det_thresh",
                    "seal_det_box_thresh", "seal_det_unclip_ratio", "seal_rec_score_thresh")
 
@@ -175,13 +177,14 @@ class LayoutParsingFlow(TableFlow):
     """PaddleX's layout_parsing (v1, the visual stage of PP-ChatOCRv3-doc): doc_preprocessor →
     layout detection → OCR on the page → tables (when a structure model is built) → seals
     (when a seal detector is built) → one block per layout region (OCR text, table HTML, seal
-    texts; formulas get no content here) and
-    ``other_text`` blocks for OCR lines outside every region, in PaddleX's reading order."""
+    texts, LaTeX when a formula model is built) and ``other_text`` blocks for OCR lines
+    outside every region, in PaddleX's reading order."""
 
     def __init__(self, settings: Dict, ocr: OCRFlow, structure: Callable,
-                 layout: Optional[Callable] = None, seal: Optional[OCRFlow] = None):
+                 layout: Optional[Callable] = None, seal: Optional[OCRFlow] = None,
+                 formula=None):
         super().__init__(settings, ocr, structure, layout)
-        self.seal = seal
+        self.seal, self.formula = seal, formula
 
     def parameters(self, overrides: Optional[Dict]):
         """(layout parameters with ``use_seal_recognition`` and ``seal`` (the seal OCR's
@@ -191,13 +194,18 @@ class LayoutParsingFlow(TableFlow):
         switch = request_params.coerce(
             {k: overrides.pop(k) for k in list(overrides) if k in SEAL_SWITCH}, SEAL_SWITCH,
             {"use_seal_recognition": self.defaults.get("use_seal_recognition",
-                                                       self.seal is not None)})
+                                                       self.seal is not None),
+             "use_formula_recognition": self.defaults.get("use_formula_recognition",
+                                                          self.formula is not None)})
         table, ocr = super().parameters({"use_layout_detection": True, **overrides})
         if not table["use_layout_detection"]:
             raise request_params.ParameterError("layout_parsing always runs layout detection")
         if switch["use_seal_recognition"] and self.seal is None:
             raise request_params.ParameterError(
                 "use_seal_recognition=True needs a SealTextDetection model in the build")
+        if switch["use_formula_recognition"] and self.formula is None:
+            raise request_params.ParameterError(
+                "use_formula_recognition=True needs a FormulaRecognition model in the build")
         table.update(switch)
         table["seal"] = self.seal.parameters(seal_given) if self.seal is not None else None
         return table, ocr
@@ -220,28 +228,36 @@ class LayoutParsingFlow(TableFlow):
             seals = self.seals(image, [b["coordinate"] for b in layout["boxes"]
                                        if b["label"].lower() == "seal"], self.seal,
                                {**table["seal"], "use_doc_preprocessor": False})
-        blocks = self.blocks(image, layout, ocr, tables, seals, inner)
-        return {"model_settings": {"use_doc_preprocessor": ocr_params["use_doc_preprocessor"],
+        warnings = []
+        formulas = (self.formula.regions(image, layout["boxes"], warnings)
+                    if table["use_formula_recognition"] else [])
+        blocks = self.blocks(image, layout, ocr, tables, seals, inner, formulas)
+        extra = {"warnings": warnings} if warnings else {}
+        return {**extra,
+                "model_settings": {"use_doc_preprocessor": ocr_params["use_doc_preprocessor"],
                                    "use_seal_recognition": table["use_seal_recognition"],
                                    "use_table_recognition": use_tables,
-                                   "use_formula_recognition": False},
+                                   "use_formula_recognition": table["use_formula_recognition"]},
                 "doc_preprocessor_res": doc_result or {"angle": -1, "model_settings": {
                     "use_doc_orientation_classify": False, "use_doc_unwarping": False}},
                 "layout_det_res": layout, "overall_ocr_res": ocr, "table_res_list": tables,
-                "seal_res_list": seals, "formula_res_list": [], "parsing_res_list": blocks}
+                "seal_res_list": seals, "formula_res_list": formulas,
+                "parsing_res_list": blocks}
 
-    def blocks(self, image, layout, ocr, tables, seals, ocr_params):
+    def blocks(self, image, layout, ocr, tables, seals, ocr_params, formulas=()):
         """Return ``parsing_res_list``: a block per layout region and per OCR line outside them all.
 
-        A region's content is its table's HTML, its seal's texts, or the OCR text inside it (a line
-        shared by several regions is read again per region, the rest of the page white); formulas
-        stay empty. Blocks come in PaddleX's reading order.
+        A region's content is its table's HTML, its seal's texts, its formula's LaTeX (empty
+        without formula recognition), or the OCR text inside it (a line shared by several
+        regions is read again per region, the rest of the page white). Blocks come in
+        PaddleX's reading order.
         """
         blocks, owners = [], {}
         # The k-th table region is table_region_id k (a region too small to crop has none).
         by_region = {t["table_region_id"]: t for t in tables}
         table_regions = 0
         seal_texts = iter([", ".join(s["rec_texts"]) for s in seals])
+        formula_texts = iter([f["rec_formula"] for f in formulas])
         for index, box in enumerate(layout["boxes"]):
             label = box["label"].lower()
             block = {"block_bbox": box["coordinate"], "block_label": label, "block_content": ""}
@@ -251,7 +267,9 @@ class LayoutParsingFlow(TableFlow):
                 block["block_content"] = found["pred_html"] if found else ""
             elif label == "seal":  # PaddleX: the seal's texts joined by ", "
                 block["block_content"] = next(seal_texts, "")
-            elif label != "formula":
+            elif label == "formula":
+                block["block_content"] = next(formula_texts, "")
+            else:
                 inside, matched = table_ops.sub_region_ocr(ocr, [box["coordinate"]])
                 for i in matched:
                     owners.setdefault(i, []).append(index)

@@ -10,8 +10,10 @@ use_seal_recognition.
 """
 
 
+import os
+
 from ..common import bls
-from ..documents import table_pipeline
+from ..documents import formula_ops, table_pipeline
 from ..ocr import ocr_pipeline
 
 
@@ -41,7 +43,16 @@ class TritonPythonModel:
                 seal = ocr_pipeline.OCRFlow.from_settings(
                     settings["seal_ocr"], bls.read_characters(version_dir, "seal_characters.txt"),
                     lambda role: seal_calls[role])
-            self.flow = table_pipeline.LayoutParsingFlow(settings, ocr, structure, layout, seal)
+            formula = None
+            if "formula" in settings:
+                with open(os.path.join(version_dir, settings["formula"]["tokenizer_file"]),
+                          encoding="utf-8") as handle:
+                    decoder = formula_ops.LatexDecoder(handle.read())
+                recognize = bls.EngineCall(*settings["formula"]["model"])
+                formula = formula_ops.FormulaFlow(settings, lambda x: recognize.run(x)[0],
+                                                  decoder)
+            self.flow = table_pipeline.LayoutParsingFlow(settings, ocr, structure, layout, seal,
+                                                         formula)
         elif task == "seal_recognition":
             self.flow = table_pipeline.SealFlow(settings, ocr, structure, layout)
         else:
