@@ -76,6 +76,42 @@ def paddlex_python(shared_cache_dir) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def verified_backends_record(tmp_path_factory, shared_cache_dir):
+    """After the session: every backend a build of this session verified, per model name
+    (from the build_report.json files under the session's temporary folders), merged into
+    ``verified_backends.json`` of the test cache: the README's supported-models table reads
+    it (``python -m tests.support.model_table --record FILE --write``)."""
+    yield
+    import json
+    import platform
+    import time
+
+    record = shared_cache_dir / "verified_backends.json"
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        data = {}
+    models = data.get("models", {})
+    for report_file in tmp_path_factory.getbasetemp().rglob("build_report.json"):
+        try:
+            report = json.loads(report_file.read_text())
+        except (OSError, ValueError):
+            continue
+        for model in report.get("models", []):
+            verified = {c["backend"] for c in model.get("candidates", [])
+                        if c.get("status") == "verified"}
+            name = model.get("model_name")
+            if name and verified:
+                models[name] = sorted(set(models.get(name, [])) | verified)
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) \
+        if Path("/proc/cpuinfo").exists() else platform.processor()
+    record.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "cpu": cpu,
+                                  "models": dict(sorted(models.items()))}, indent=1))
+
+
+@pytest.fixture(scope="session", autouse=True)
 def no_server_left_behind():
     """A test never leaves a server running: any tritonserver this session started and did
     not stop is killed at the end, and the session fails naming it."""

@@ -12,13 +12,14 @@ import sys
 import numpy as np
 import pytest
 
+from hpi_triton import wheel_models as wm
 from hpi_triton.client import Client
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import InvalidRequestError
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.generator.model_dir import load_model_dir
 from hpi_triton.generator.verify import reference_runner
-from hpi_triton.python_backend.documents import formula_ops
+from hpi_triton.python_backend.documents import doc_ops, formula_ops
 from hpi_triton.server import TritonServer
 from tests.support.formula_dataset import (
     formula_layout_dir,
@@ -45,7 +46,12 @@ def formula_server(formula_models, shared_cache_dir, tmp_path_factory):
     specs = [pipeline_spec("formula_recognition", {"FormulaRecognition": formula_models["rec"]}),
              pipeline_spec("formula_recognition", {"FormulaRecognition": formula_models["short"],
                                                    "LayoutDetection": formula_models["layout"]},
-                           {"use_layout_detection": False}, served_name="formula_short")]
+                           {"use_layout_detection": False}, served_name="formula_short"),
+             pipeline_spec("formula_recognition", {
+                 "FormulaRecognition": formula_models["rec"],
+                 "DocOrientationClassify": wm.model_dir("PP-LCNet_x1_0_doc_ori_onnx",
+                                                        shared_cache_dir / "models")},
+                 served_name="formula_doc")]
     repo = tmp_path_factory.mktemp("formula") / "repo"
     build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), specs)
     with TritonServer(repo, 0, 0, 0) as server:
@@ -84,6 +90,25 @@ def test_served_formulas_equal_the_flow_on_paddle_inference(formula_server, form
     entry = next(p for p in report["pipelines"] if p["served_name"] == "formula_recognition")
     assert entry["roles"]["FormulaRecognition"][0] == "formula_recognition_FormulaRecognition"
     assert "tokenizer.json" in {p.name for p in (repo / "formula_recognition" / "1").iterdir()}
+
+
+def test_doc_preprocessor_turns_the_page_before_its_formula_is_read(formula_server,
+                                                                    formula_models):
+    """The real PP-LCNet doc orientation model finds a page turned by 180 degrees; the
+    formula is then read from the page turned back (PaddleX's rotate_image)."""
+    server, _ = formula_server
+    client = Client(server.grpc_url, "grpc")
+    page = np.full((300, 700, 3), 255, np.uint8)
+    for row in range(5):
+        page[30 + 50 * row:70 + 50 * row, 20:680] = make_formula(row, width=660)[:40]
+    turned = np.ascontiguousarray(page[::-1, ::-1])
+    out = client.predict("formula_doc", turned)
+    assert out["model_settings"]["use_doc_preprocessor"] is True
+    assert out["doc_preprocessor_res"]["angle"] == 180
+    want, _ = _in_process(formula_models["rec"]).read(doc_ops.rotate_image(turned, 180))
+    assert out["formula_res_list"][0]["rec_formula"] == want
+    plain = client.predict("formula_doc", turned, use_doc_orientation_classify=False)
+    assert "doc_preprocessor_res" not in plain
 
 
 def test_bad_formula_inputs_are_client_errors_and_the_server_keeps_serving(formula_server):

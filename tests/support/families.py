@@ -76,6 +76,8 @@ FAMILIES = [
     # image_classification: x [N,3,224,224] -> softmax [N,1000]
     Family("ResNet", "ResNet50_vd", "image_classification", "ResNet18", "architecture",
            "onnx_runtime", config=_classification()),
+    Family("MobileNetV1", "MobileNetV1_x0_25", "image_classification", "MobileNetV1",
+           "architecture", "onnx_runtime", config=_classification()),
     Family("MobileNetV2", "MobileNetV2_x0_5", "image_classification", "MobileNetV2",
            "architecture", "openvino", config=_classification()),
     Family("PP-LCNetV2", "PP-LCNetV2_base", "image_classification", "PP-LCNetV2", "signature",

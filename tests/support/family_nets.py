@@ -4,7 +4,7 @@ Run as a script (``python tests/family_nets.py OUT_ROOT NAME...``): ``paddle.jit
 each Layer's source, so these classes must live in a real file. Two kinds of model:
 
 - *architecture*: the real architecture from ``paddle.vision.models`` with random weights
-  (ResNet, MobileNetV2);
+  (ResNet, MobileNetV1, MobileNetV2);
 - *signature*: a small network built from the family's characteristic blocks (ConvNeXt's 7x7
   depthwise + LayerNorm, Swin's window attention, ViT's class token + transformer layer, ...)
   with exactly the inputs and outputs of PaddleX's export of that family.
@@ -352,6 +352,8 @@ def _classification(name):
         return WithSoftmax(models.resnet18())
     if name == "MobileNetV2":
         return WithSoftmax(models.mobilenet_v2(scale=0.5))
+    if name == "MobileNetV1":
+        return WithSoftmax(models.mobilenet_v1(scale=0.25))
     return {"ConvNeXt": ConvNeXtNet, "SwinTransformer": SwinNet, "PP-HGNetV2": HGNetNet,
             "PP-LCNetV2": LCNetV2Net, "CLIP_ViT": ViTNet}[name]()
 
