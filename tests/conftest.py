@@ -91,7 +91,7 @@ def verified_backends_record(tmp_path_factory, shared_cache_dir):
         data = json.loads(record.read_text())
     except (OSError, ValueError):
         data = {}
-    models = data.get("models", {})
+    models, seen = data.get("models", {}), {}
     for report_file in tmp_path_factory.getbasetemp().rglob("build_report.json"):
         try:
             report = json.loads(report_file.read_text())
@@ -102,7 +102,12 @@ def verified_backends_record(tmp_path_factory, shared_cache_dir):
                         if c.get("status") == "verified"}
             name = model.get("model_name")
             if name and verified:
-                models[name] = sorted(set(models.get(name, [])) | verified)
+                seen.setdefault(name, set()).update(verified)
+    if not seen:
+        return  # nothing built this session: keep the record as it is
+    # A model built this session gets this session's backends (one that stopped verifying
+    # drops out); the others keep what an earlier session recorded.
+    models.update({name: sorted(backends) for name, backends in seen.items()})
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) \

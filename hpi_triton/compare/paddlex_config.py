@@ -256,8 +256,7 @@ def formula_config(report: Dict, entry: Dict) -> Dict:
                                                 roles["FormulaRecognition"]), "batch_size": 1}}
     if "LayoutDetection" in roles:
         modules["LayoutDetection"] = _layout(report, roles, params)
-    use_doc = bool(params.get("use_doc_orientation_classify")
-                   or params.get("use_doc_unwarping")) and bool(sub_pipelines)
+    use_doc = bool(params.get("use_doc_preprocessor")) and bool(sub_pipelines)
     return {"pipeline_name": "formula_recognition", "use_doc_preprocessor": use_doc,
             "use_layout_detection": bool(params.get("use_layout_detection")),
             "SubModules": modules, "SubPipelines": sub_pipelines}

@@ -60,6 +60,12 @@ def formula_settings(source: ModelSource) -> Dict:
             f"PaddleX, or paste that JSON under PostProcess.character_dict")
     text = formula_ops.tokenizer_json(post)
     try:
+        import tokenizers  # noqa: F401
+    except ImportError as exc:
+        raise BuildError(f"{name} decodes with the 'tokenizers' package, which this "
+                         f"environment lacks: pip install tokenizers (hpi-triton[cpu] / "
+                         f"[gpu] include it)") from exc
+    try:
         decoder = formula_ops.LatexDecoder(text)
     except Exception as exc:
         raise InferenceConfigError(
@@ -103,7 +109,8 @@ class FormulaRecognitionPipeline(RoleModels):
         if "threshold" in params:  # LayoutDetection's own key in PaddleX's YAML
             params["layout_threshold"] = params.pop("threshold")
         self.not_applied = {k: params.pop(k) for k in LAYOUT_KEYS_NOT_APPLIED if k in params}
-        params.pop("use_doc_preprocessor", None)  # decided by the doc switches, as PaddleX
+        # PaddleX: the pipeline's use_doc_preprocessor, unless a request names a doc switch
+        use_doc = params.pop("use_doc_preprocessor", None)
         doc_given = {k: params.pop(k) for k in list(params) if k in DOC_PARAMETERS}
         max_pixels = int(params.pop("max_pixels", DEFAULT_MAX_PIXELS))
         own = {k: params.pop(k) for k in list(params) if k in formula_ops.PARAMETERS}
@@ -121,8 +128,21 @@ class FormulaRecognitionPipeline(RoleModels):
         if merged["use_layout_detection"] and "LayoutDetection" not in self.roles:
             raise BuildError("pipeline formula_recognition: use_layout_detection=True needs "
                              "--model LayoutDetection=DIR")
+        has_doc = any(role in self.roles for role in DOC_ROLES)
+        if use_doc is None:
+            use_doc = has_doc
+        try:
+            use_doc = request_params.coerce({"use_doc_preprocessor": use_doc}, {
+                "use_doc_preprocessor": (bool, lambda v: True)}, {})["use_doc_preprocessor"]
+        except request_params.ParameterError as exc:
+            raise BuildError(f"pipeline formula_recognition: {exc}") from exc
+        if use_doc and not has_doc:
+            raise BuildError("pipeline formula_recognition: use_doc_preprocessor=True needs "
+                             "--model DocOrientationClassify=DIR and/or DocUnwarping=DIR (or "
+                             "the DocPreprocessor sub-pipeline's model_dir); set it False "
+                             "without them")
         self.params = {**merged, **doc_defaults(self.roles, doc_given, self.name),
-                       "max_pixels": max_pixels}
+                       "use_doc_preprocessor": use_doc, "max_pixels": max_pixels}
 
     def check_sources(self, sources: Dict[str, ModelSource]) -> None:
         """Check the FormulaRecognition model dir before anything is converted.
@@ -143,7 +163,8 @@ class FormulaRecognitionPipeline(RoleModels):
         tokenizer = formula.pop("tokenizer")
         models = {"FormulaRecognition": engine_call(self.model_name("FormulaRecognition"),
                                                     formula_source, first_only=True)}
-        settings = {"formula": {**formula, "tokenizer_file": TOKENIZER_FILE},
+        settings = {"formula": {**formula, "tokenizer_file": TOKENIZER_FILE,
+                                "model": models["FormulaRecognition"]},
                     "models": models, "params": self.params}
         doc_roles = {r: sources[self.model_name(r)] for r in DOC_ROLES if r in self.roles}
         if doc_roles:
@@ -152,12 +173,11 @@ class FormulaRecognitionPipeline(RoleModels):
             settings["doc"] = doc_settings(doc_roles.get("DocOrientationClassify"),
                                            doc_roles.get("DocUnwarping"))
         if "LayoutDetection" in self.roles:
-            from hpi_triton.ensembles.vision import VisionPipeline
+            from hpi_triton.ensembles.vision import layout_settings
 
-            layout = VisionPipeline("object_detection", {"ObjectDetection":
-                                                         self.roles["LayoutDetection"]})
-            settings["layout"] = layout._settings(sources[self.model_name("LayoutDetection")])
-            settings["layout"]["model"][0] = self.model_name("LayoutDetection")
+            name = self.model_name("LayoutDetection")
+            settings["layout"] = layout_settings(name, self.roles["LayoutDetection"],
+                                                 sources[name])
             models["LayoutDetection"] = settings["layout"]["model"]
         version = write_graph_model(repo, self.name, EntryPoint.FORMULA, settings,
                                     self.instances)

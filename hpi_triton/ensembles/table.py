@@ -16,7 +16,11 @@ from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.common import request_params
 from hpi_triton.python_backend.documents import table_ops
-from hpi_triton.python_backend.documents.table_pipeline import PARAMETERS, SEAL_PARAMETERS
+from hpi_triton.python_backend.documents.table_pipeline import (
+    LAYOUT_PARSING_SWITCHES,
+    PARAMETERS,
+    SEAL_PARAMETERS,
+)
 from hpi_triton.python_backend.ocr.seal_ops import SEAL_DEFAULTS
 
 OCR_ROLES = ("TextDetection", "TextRecognition", "TextLineOrientation", *DOC_ROLES)
@@ -127,12 +131,11 @@ class TableRecognitionPipeline(RoleModels):
                 self.model_name("TableStructureRecognition"), structure)}
             models["TableStructureRecognition"] = settings["structure"]["model"]
         if "LayoutDetection" in self.roles:
-            from hpi_triton.ensembles.vision import VisionPipeline
+            from hpi_triton.ensembles.vision import layout_settings
 
-            layout = VisionPipeline("object_detection", {"ObjectDetection":
-                                                         self.roles["LayoutDetection"]})
-            settings["layout"] = layout._settings(sources[self.model_name("LayoutDetection")])
-            settings["layout"]["model"][0] = self.model_name("LayoutDetection")
+            name = self.model_name("LayoutDetection")
+            settings["layout"] = layout_settings(name, self.roles["LayoutDetection"],
+                                                 sources[name])
         version = write_graph_model(repo, self.name, EntryPoint.TABLE, settings, self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
         for file_name, text in extra_files.items():
@@ -189,14 +192,23 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
     rec_batch_size = 6  # its GeneralOCR's; its SealOCR's is 1 (seal_rec_batch_size)
 
     def _own_params(self, params: dict) -> dict:
-        use_formula = params.pop("use_formula_recognition", "FormulaRecognition" in self.roles)
-        if use_formula is True and "FormulaRecognition" not in self.roles:
+        # --param values are strings: "false" must turn a switch off
+        try:
+            switches = request_params.coerce(
+                {k: params.pop(k) for k in list(params) if k in LAYOUT_PARSING_SWITCHES},
+                LAYOUT_PARSING_SWITCHES,
+                {"use_formula_recognition": "FormulaRecognition" in self.roles,
+                 "use_seal_recognition": "SealTextDetection" in self.roles})
+        except request_params.ParameterError as exc:
+            raise BuildError(f"pipeline {self.task}: {exc}") from exc
+        use_formula = switches["use_formula_recognition"]
+        if use_formula and "FormulaRecognition" not in self.roles:
             raise BuildError(f"pipeline {self.task}: use_formula_recognition=True needs "
                              f"--model FormulaRecognition=DIR (LaTeX_OCR_rec)")
-        self.use_formula = bool(use_formula) and "FormulaRecognition" in self.roles
+        self.use_formula = use_formula
         seal_given = {SEAL_PARAMETER_NAMES[k]: params.pop(k)
                       for k in list(params) if k in SEAL_PARAMETER_NAMES}
-        use_seal = params.pop("use_seal_recognition", "SealTextDetection" in self.roles)
+        use_seal = switches["use_seal_recognition"]
         seal_batch = params.pop("seal_rec_batch_size", 1)
         self.seal = None
         if "SealTextRecognition" in self.roles and "SealTextDetection" not in self.roles:

@@ -333,6 +333,16 @@ TASK_BUILDS: Dict[str, TaskBuild] = {build.name: build for build in (
     InstanceSegmentationBuild())}
 
 
+def layout_settings(engine_name: str, model_dir: Path, source) -> dict:
+    """The object-detection settings a document graph runs its LayoutDetection engine
+    ``engine_name`` (built from ``model_dir``, parsed as ``source``) with: vision_ops'
+    detection pre/post-processing, called in-graph instead of through an ensemble."""
+    layout = VisionPipeline("object_detection", {"ObjectDetection": model_dir})
+    settings = layout._settings(source)
+    settings["model"][0] = engine_name
+    return settings
+
+
 def _engine_tensors(model_dir: Path):
     """([(name, numpy dtype name, full dims)] of the engine's inputs, ... of its outputs),
     as its written config serves them; full dims carry the batch dim where it batches."""

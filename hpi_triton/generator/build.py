@@ -114,7 +114,10 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
 
         report.requirements = serving_requirements(
             options.device.kind, [m.backend for m in report.models if m.hosting == Hosting.PYTHON],
-            [p["pipeline"] for p in report.pipelines],
+            [p["pipeline"] for p in report.pipelines]
+            # a layout_parsing graph reading formulas needs formula_recognition's packages
+            + ["formula_recognition" for p in report.pipelines
+               if "FormulaRecognition" in (p.get("roles") or {})],
             [name for t in options.transforms for name in t.requirements])
         (staging / REQUIREMENTS_TXT).write_text(requirements_text(report.requirements))
         report.seconds = round(time.perf_counter() - started, 2)

@@ -240,5 +240,7 @@ def test_pipelines_identical_to_paddlex(pipelines_server, paddlex_python, tmp_pa
                    if b["block_label"] == "formula")
     if pipeline.startswith("formula"):  # every formula decoded, identically
         assert all(r.served["formula_res_list"][0]["rec_formula"] for r in results)
-        assert all(r.served["formula_res_list"] == r.paddlex["formula_res_list"]
-                   for r in results)
+        assert all([(f["rec_formula"], f["formula_region_id"])
+                    for f in r.served["formula_res_list"]]
+                   == [(f["rec_formula"], f["formula_region_id"])
+                       for f in r.paddlex["formula_res_list"]] for r in results)

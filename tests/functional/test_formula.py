@@ -6,11 +6,13 @@ PaddleX itself is in test_fidelity.py."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from hpi_triton import wheel_models as wm
 from hpi_triton.client import Client
@@ -150,7 +152,10 @@ def test_engines_that_cannot_carry_the_decoding_loop_fall_back_to_paddle_infer(
     model = report["models"][0]
     statuses = {c["backend"]: c["status"] for c in model["candidates"]}
     assert model["backend"] == "paddle_infer" and "fallback" in model["selection"]
-    assert statuses["openvino"] == "failed" and statuses["paddle_infer"] == "verified"
+    assert statuses["openvino"] == "failed" and statuses["onnx_runtime"] == "failed"
+    assert statuses["paddle_infer"] == "verified"
+    onnx = next(c for c in model["candidates"] if c["backend"] == "onnx_runtime")
+    assert "differs from Paddle Inference" in onnx["reason"]
     report_md = (tmp_path / "repo" / "REPORT.md").read_text()
     assert "openvino failed for model 'formula_recognition_FormulaRecognition'" in report_md
     assert "decoding loop is inside the engine" in report_md
@@ -159,8 +164,10 @@ def test_engines_that_cannot_carry_the_decoding_loop_fall_back_to_paddle_infer(
 def test_model_dir_without_tokenizer_fails_the_build_before_converting(formula_models,
                                                                        tmp_path):
     broken = tmp_path / "LaTeX_OCR_rec_no_tokenizer"
-    latex_model_dir(tmp_path, tokenizer=False)
-    (tmp_path / "LaTeX_OCR_rec_random").rename(broken)
+    shutil.copytree(formula_models["rec"], broken)
+    config = yaml.safe_load((broken / "inference.yml").read_text())
+    del config["PostProcess"]["character_dict"]
+    (broken / "inference.yml").write_text(yaml.safe_dump(config))
     out = tmp_path / "repo"
     proc = subprocess.run([sys.executable, "-m", "hpi_triton.cli", "build", "--pipeline",
                            "formula_recognition", "--model", f"FormulaRecognition={broken}",

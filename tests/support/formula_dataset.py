@@ -26,7 +26,7 @@ LATEX_CORPUS = [r"\frac{a}{b}", r"x^{2}+y^{2}=z^{2}", r"\sum_{i=1}^{n} i=\frac{n
                 r"\sqrt{a^{2}+b^{2}}", r"\alpha \beta \gamma \delta", r"\mathrm {d} y",
                 r"\lim_{x \to 0} \frac{\sin x}{x}=1", r"a_{n+1}=a_{n}+d"]
 
-PREPROCESS = [{"DecodeImage": {"channel_first": False}},
+PREPROCESS = [{"DecodeImage": {"img_mode": "RGB", "channel_first": False}},
               {"MinMaxResize": {"min_dimensions": [32, 32], "max_dimensions": [672, 192]}},
               {"LatexTestTransform": None},
               {"NormalizeImage": {"mean": [0.7931, 0.7931, 0.7931],
@@ -49,9 +49,9 @@ def latex_tokenizer() -> dict:
     return json.loads(tokenizer.to_str())
 
 
-def latex_model_dir(root: Path, max_len: int = 512, tokenizer: bool = True) -> Path:
+def latex_model_dir(root: Path, max_len: int = 512) -> Path:
     """A LaTeX_OCR_rec model dir (random weights, decoding limit ``max_len`` tokens as the
-    export's max_seq_len 512); ``tokenizer=False`` leaves PostProcess.character_dict out."""
+    export's max_seq_len 512)."""
     suffix = "" if max_len == 512 else f"_limit{max_len}"
     target = Path(root) / f"LaTeX_OCR_rec_random{suffix}"
     chars = latex_tokenizer()
@@ -60,9 +60,7 @@ def latex_model_dir(root: Path, max_len: int = 512, tokenizer: bool = True) -> P
         _export([{"name": "LaTeX_OCR_rec", "kind": "formula", "inputs": None,
                   "target": str(target), "spec_size": None,
                   "vocab": len(chars["model"]["vocab"]), "max_len": max_len}])
-    post = {"name": "LaTeXOCRDecode"}
-    if tokenizer:
-        post["character_dict"] = chars
+    post = {"name": "LaTeXOCRDecode", "character_dict": chars}
     config = {"Global": {"model_name": "LaTeX_OCR_rec"},
               "Hpi": {"selected_backends": {"cpu": "paddle_infer", "gpu": "paddle_infer"},
                       "supported_backends": {"cpu": ["paddle_infer"], "gpu": ["paddle_infer"]}},

@@ -19,7 +19,7 @@ from tests.support.formula_dataset import PREPROCESS, latex_tokenizer, make_form
 
 PARAMS = {"use_layout_detection": False, "layout_threshold": 0.5,
           "use_doc_orientation_classify": False, "use_doc_unwarping": False,
-          "max_pixels": 10 ** 8}
+          "use_doc_preprocessor": False, "max_pixels": 10 ** 8}
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +62,15 @@ def test_oversized_crop_is_cut_to_its_ink_and_shrunk_into_max_dimensions():
     assert w == 672 and h == 48
 
 
-def test_flat_crop_outside_bounds_is_a_client_error():
+def test_flat_or_unshrinkable_crops_are_client_errors():
     with pytest.raises(formula_ops.FormulaInputError, match="flat colour"):
         formula_ops.preprocess(np.full((20, 800, 3), 200, np.uint8), PREPROCESS)
+    # a black bar the whole width: shrunk and padded, PaddleX's paste at the ink's bbox no
+    # longer fits (Pillow's "images do not match", PaddleX fails the same way)
+    bar = np.full((40, 2016, 3), 255, np.uint8)
+    bar[:8] = 0
+    with pytest.raises(formula_ops.FormulaInputError, match="2016x40 px.*cannot be resized"):
+        formula_ops.preprocess(bar, PREPROCESS)
 
 
 def test_decoder_round_trips_latex_with_paddlex_spacing_rules(tokenizer):
@@ -95,6 +101,19 @@ def test_decode_to_nothing_or_to_the_limit_is_a_client_error_naming_the_model(to
     x_id = formula_ops.LatexDecoder(tokenizer).tokenizer.token_to_id("x")
     out = _flow(tokenizer, [x_id, 2, x_id, x_id]).run(image, dict(PARAMS))
     assert out["formula_res_list"] == [{"rec_formula": "x", "formula_region_id": 1}]
+
+
+def test_doc_switches_named_in_a_request_decide_as_in_paddlex(tokenizer):
+    """PaddleX's get_model_settings: naming a doc switch runs the doc_preprocessor only if a
+    named one is True; naming none leaves the build's use_doc_preprocessor."""
+    flow = _flow(tokenizer, [2])
+    flow.settings["params"] = {**PARAMS, "use_doc_preprocessor": True,
+                               "use_doc_orientation_classify": True, "use_doc_unwarping": True}
+    flow.doc = type("Doc", (), {"check": lambda self, params: None})()
+    assert flow.parameters({})["use_doc_preprocessor"] is True
+    assert flow.parameters({"use_doc_unwarping": "false"})["use_doc_preprocessor"] is False
+    named = flow.parameters({"use_doc_unwarping": False, "use_doc_orientation_classify": True})
+    assert named["use_doc_preprocessor"] is True and named["use_doc_unwarping"] is False
 
 
 def test_parameters_refuse_steps_whose_models_were_not_built(tokenizer):
@@ -136,9 +155,24 @@ def test_pipeline_parameters_and_paddlex_yaml(tmp_path):
         pipeline_spec("formula_recognition", {"LayoutDetection": tmp_path})
     with pytest.raises(BuildError, match="unknown parameters \\['text_det_thresh'\\]"):
         pipeline_spec("formula_recognition", roles, {"text_det_thresh": 0.3})
+    with pytest.raises(BuildError, match="use_doc_preprocessor=True needs --model "
+                                         "DocOrientationClassify"):
+        pipeline_spec("formula_recognition", roles, {"use_doc_preprocessor": "true"})
+    assert pipeline_spec("formula_recognition", roles).params["use_doc_preprocessor"] is False
+    # layout_parsing: a --param string "false" turns formula recognition off
+    parsing = {"LayoutDetection": tmp_path, "TextDetection": tmp_path,
+               "TextRecognition": tmp_path, "FormulaRecognition": tmp_path}
+    assert pipeline_spec("layout_parsing", parsing).params["use_formula_recognition"] is True
+    assert pipeline_spec("layout_parsing", parsing, {"use_formula_recognition": "false"}
+                         ).params["use_formula_recognition"] is False
+    with pytest.raises(BuildError, match="use_formula_recognition=True needs --model "
+                                         "FormulaRecognition"):
+        pipeline_spec("layout_parsing", {k: v for k, v in parsing.items()
+                                         if k != "FormulaRecognition"},
+                      {"use_formula_recognition": "true"})
     # PaddleX's own formula_recognition.yaml form (its layout keys accepted, not applied)
     config = {"pipeline_name": "formula_recognition", "use_layout_detection": True,
-              "use_doc_preprocessor": False,
+              "use_doc_preprocessor": False,  # PaddleX's YAML says True, with its doc models
               "SubModules": {
                   "LayoutDetection": {"module_name": "layout_detection",
                                       "model_name": "PP-DocLayout_plus-L", "model_dir": "lay",

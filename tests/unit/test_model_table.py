@@ -37,9 +37,9 @@ def test_every_named_test_exists():
         assert re.search(rf"^def {function}\(", source, re.M), cover.test
         if "test_families.py" in path:
             assert param.rstrip("]") in families, cover.test
-        elif param:
-            for part in param.rstrip("]").split("-"):
-                assert f'"{part}"' in source, cover.test
+        elif param:  # a parametrize pair ("pipeline", "kind") of that file
+            pair = ", ".join(f'"{part}"' for part in param.rstrip("]").split("-"))
+            assert f"({pair})" in source, cover.test
 
 
 def test_backends_come_from_the_record():

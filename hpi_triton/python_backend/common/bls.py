@@ -66,10 +66,15 @@ def check_license():
         raise LicenseRefused(response.error().message())
 
 
+def read_text(version_dir, file_name):
+    """A text file written beside a graph's model.py (a character dict, a tokenizer)."""
+    with open(os.path.join(version_dir, file_name), encoding="utf-8") as handle:
+        return handle.read()
+
+
 def read_characters(version_dir, file_name="characters.txt"):
     """A recognition character dict written beside a graph's model.py."""
-    with open(os.path.join(version_dir, file_name), encoding="utf-8") as handle:
-        return handle.read().split("\n")
+    return read_text(version_dir, file_name).split("\n")
 
 
 class EngineCall:

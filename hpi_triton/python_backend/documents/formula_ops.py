@@ -26,21 +26,22 @@ import numpy as np
 from ..common import request_params
 from ..common.image_io import ImageError
 from ..vision import vision_ops
+from . import doc_ops
+from .table_pipeline import PARAMETERS  # use_layout_detection, layout_threshold: the same
 
 #: The formula recognizers whose pre-processing this module reproduces.
 FORMULA_MODELS = ("LaTeX_OCR_rec",)
 #: The pre-processing ops of their inference.yml (KeepKeys / DecodeImage carry no pixels).
 KNOWN_OPS = ("DecodeImage", "MinMaxResize", "LatexTestTransform", "NormalizeImage",
              "LatexImageFormat", "KeepKeys")
-# The pipeline's own switches (the doc_preprocessor's come from doc_ops).
-PARAMETERS = {"use_layout_detection": (bool, lambda v: True),
-              "layout_threshold": (float, lambda v: 0.0 <= v <= 1.0)}
+#: A request's parameters: the layout switches, the doc_preprocessor's, max_pixels.
+REQUEST_PARAMETERS = {**PARAMETERS, **doc_ops.PARAMETERS, "max_pixels": (int, lambda v: v > 0)}
 
 
 class FormulaInputError(ImageError):
-    """The image (or a formula region of it) holds nothing the formula model can read: its
-    decode is empty, or the decoding loop stopped at its length limit. The request's fault,
-    answered as INVALID_ARG."""
+    """The image (or a formula region of it) holds nothing the formula model can read: it is
+    one flat colour, too thin to shrink, its decode is empty, or the decoding loop stopped at
+    its length limit. The request's fault, answered as INVALID_ARG."""
 
 
 def _ops(transform_ops) -> Dict[str, Dict]:
@@ -55,8 +56,13 @@ def preprocess(bgr: np.ndarray, transform_ops) -> np.ndarray:
     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if mode == "RGB" else bgr
     if "MinMaxResize" in ops:
         resize = ops["MinMaxResize"]
-        image = min_max_resize(image, resize.get("min_dimensions", [32, 32]),
-                               resize.get("max_dimensions", [672, 192]))
+        try:
+            image = min_max_resize(image, resize.get("min_dimensions", [32, 32]),
+                                   resize.get("max_dimensions", [672, 192]))
+        except ValueError as exc:  # Pillow: a side shrunk to 0 px, a paste that cannot fit
+            raise FormulaInputError(f"the formula region ({bgr.shape[1]}x{bgr.shape[0]} px) "
+                                    f"cannot be resized for the model ({exc}); send a crop "
+                                    f"of one formula") from exc
     if "LatexTestTransform" in ops:
         # PaddleX converts "BGR" to gray on the RGB array it read: R and B weights swap.
         gray = np.squeeze(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
@@ -93,12 +99,12 @@ def min_max_resize(image: np.ndarray, min_dims, max_dims) -> np.ndarray:
     else:
         gray = 255 * (data > 128).astype(np.uint8)
         data = 255 - data
-    a, b, cw, ch = cv2.boundingRect(cv2.findNonZero(gray))
-    crop = Image.fromarray(data[b:b + ch, a:a + cw]).convert("L")
+    x0, y0, cw, ch = cv2.boundingRect(cv2.findNonZero(gray))
+    crop = Image.fromarray(data[y0:y0 + ch, x0:x0 + cw]).convert("L")
     dims = [32 * (v // 32 + (1 if v % 32 else 0)) for v in (cw, ch)]
     img = Image.new("L", dims, 255)
     img.paste(crop, (0, 0, crop.size[0], crop.size[1]))
-    ratios = [a / b for a, b in zip(img.size, max_dims)]
+    ratios = [size / bound for size, bound in zip(img.size, max_dims)]
     if any(r > 1 for r in ratios):
         size = np.array(img.size) // max(ratios)
         img = img.resize(tuple(size.astype(int)), Image.BILINEAR)
@@ -168,22 +174,41 @@ class FormulaFlow:
         self.layout, self.doc = layout, doc
         self.model_name = settings["formula"]["model_name"]
 
+    @classmethod
+    def from_settings(cls, settings: Dict, tokenizer_text: str, call: Callable,
+                      layout: Optional[Callable] = None) -> FormulaFlow:
+        """The flow of a graph's settings: ``call(spec) -> f(x) -> outputs`` makes an engine
+        call of an engine-call spec ([name, input, output]); the doc flow from
+        ``settings["doc"]`` over the doc roles of ``settings["models"]`` where built."""
+        models = settings.get("models") or {}
+        doc = None
+        if "doc" in settings:
+            first = {role: (lambda x, c=call(models[role]): c(x)[0])
+                     for role in ("DocOrientationClassify", "DocUnwarping") if role in models}
+            doc = doc_ops.DocPreprocessFlow(settings["doc"], first.get("DocOrientationClassify"),
+                                            first.get("DocUnwarping"))
+        engine = call(settings["formula"]["model"])
+        return cls(settings, lambda x: engine(x)[0], LatexDecoder(tokenizer_text), layout, doc)
+
     def parameters(self, overrides: Optional[Dict]) -> Dict:
         """The request's parameters over the build's defaults, checked against the models
-        built."""
-        from . import doc_ops
-
-        spec = {**PARAMETERS, **doc_ops.PARAMETERS, "max_pixels": (int, lambda v: v > 0)}
-        params = request_params.coerce(overrides, spec, self.settings["params"])
+        built. As PaddleX's get_model_settings: a request naming either doc switch runs the
+        doc_preprocessor only if one it names is True; otherwise the build's
+        ``use_doc_preprocessor`` decides."""
+        params = request_params.coerce(overrides, REQUEST_PARAMETERS, self.settings["params"])
+        named = [k for k in (overrides or {}) if k in doc_ops.PARAMETERS]
+        if named:
+            params["use_doc_preprocessor"] = any(params[k] for k in named)
         if params["use_layout_detection"] and self.layout is None:
             raise request_params.ParameterError(
                 "use_layout_detection=True needs a LayoutDetection model in the build")
-        if self.doc is not None:
+        if params.get("use_doc_preprocessor"):
+            if self.doc is None:
+                raise request_params.ParameterError(
+                    "use_doc_orientation_classify / use_doc_unwarping need the "
+                    "doc_preprocessor models (DocOrientationClassify / DocUnwarping) in the "
+                    "build")
             self.doc.check(params)
-        elif params["use_doc_orientation_classify"] or params["use_doc_unwarping"]:
-            raise request_params.ParameterError(
-                "use_doc_orientation_classify / use_doc_unwarping need the doc_preprocessor "
-                "models (DocOrientationClassify / DocUnwarping) in the build")
         return params
 
     def run(self, image: np.ndarray, params: Dict) -> Dict:
@@ -194,7 +219,7 @@ class FormulaFlow:
                 hits the decoding limit (with layout detection such regions stay in the
                 result, PaddleX's way, and are named in ``warnings``).
         """
-        use_doc = bool(params["use_doc_orientation_classify"] or params["use_doc_unwarping"])
+        use_doc = bool(params.get("use_doc_preprocessor"))
         out = {"model_settings": {"use_doc_preprocessor": use_doc,
                                   "use_layout_detection": params["use_layout_detection"]}}
         if use_doc:
@@ -206,11 +231,8 @@ class FormulaFlow:
                 raise FormulaInputError(f"{self.model_name}: the image {problem}")
             out["formula_res_list"] = [{"rec_formula": formula, "formula_region_id": 1}]
             return out
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        layout_settings = self.settings["layout"]
-        layout = vision_ops.run_task(layout_settings, {**layout_settings["params"],
-                                                       "threshold": params["layout_threshold"]},
-                                     rgb, self.layout)
+        layout = vision_ops.detect_layout(self.settings["layout"], image,
+                                          params["layout_threshold"], self.layout)
         out["layout_det_res"] = layout
         # PaddleX's formula_recognition JSON writes dt_polys as a one-element tuple of the box.
         out["formula_res_list"] = self.regions(image, layout["boxes"], warnings,
@@ -269,7 +291,6 @@ class FormulaFlow:
 
 
 def tokenizer_json(post_process: Dict) -> str:
-    """The tokenizer JSON of a LaTeXOCRDecode ``PostProcess``: ``character_dict`` as PaddleX
-    reads it (a mapping, or its JSON text)."""
-    chars = post_process.get("character_dict")
-    return chars if isinstance(chars, str) else json.dumps(chars)
+    """The tokenizer JSON of a LaTeXOCRDecode ``PostProcess``: its ``character_dict``
+    mapping serialised, as PaddleX's LaTeXOCRDecode does."""
+    return json.dumps(post_process.get("character_dict"))

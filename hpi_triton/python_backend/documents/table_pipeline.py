@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
-import cv2
 import numpy as np
 
 from ..common import request_params
@@ -23,7 +22,7 @@ PARAMETERS = {"use_layout_detection": (bool, lambda v: True),
               "layout_threshold": (float, lambda v: 0.0 <= v <= 1.0)}
 # layout_parsing's seal and formula switches, and the names its seal OCR's parameters take
 # in requests.
-SEAL_SWITCH = {"use_seal_recognition": (bool, lambda v: True),
+LAYOUT_PARSING_SWITCHES = {"use_seal_recognition": (bool, lambda v: True),
                "use_formula_recognition": (bool, lambda v: True)}
 SEAL_PARAMETERS = ("seal_det_limit_side_len", "seal_det_limit_type", "seal_det_thresh",
                    "seal_det_box_thresh", "seal_det_unclip_ratio", "seal_rec_score_thresh")
@@ -94,10 +93,7 @@ class TableFlow:
 
     def detect_layout(self, image: np.ndarray, threshold: float) -> Dict:
         """Run the layout detector on ``image`` (BGR) at score ``threshold``; return its result."""
-        settings = self.settings["layout"]
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        return vision_ops.run_task(settings, {**settings["params"], "threshold": threshold},
-                                   rgb, self.layout)
+        return vision_ops.detect_layout(self.settings["layout"], image, threshold, self.layout)
 
     def tables(self, image: np.ndarray, boxes, ocr: Dict, whole_page: bool = False):
         """table_res_list for the table ``boxes`` (page coordinates) of ``image``.
@@ -187,12 +183,13 @@ class LayoutParsingFlow(TableFlow):
         self.seal, self.formula = seal, formula
 
     def parameters(self, overrides: Optional[Dict]):
-        """(layout parameters with ``use_seal_recognition`` and ``seal`` (the seal OCR's
-        parameters), general OCR parameters)."""
+        """(layout parameters with ``use_seal_recognition``, ``use_formula_recognition`` and
+        ``seal`` (the seal OCR's parameters), general OCR parameters)."""
         overrides = dict(overrides or {})
         seal_given = {k: overrides.pop(k) for k in SEAL_PARAMETERS if k in overrides}
         switch = request_params.coerce(
-            {k: overrides.pop(k) for k in list(overrides) if k in SEAL_SWITCH}, SEAL_SWITCH,
+            {k: overrides.pop(k) for k in list(overrides) if k in LAYOUT_PARSING_SWITCHES},
+            LAYOUT_PARSING_SWITCHES,
             {"use_seal_recognition": self.defaults.get("use_seal_recognition",
                                                        self.seal is not None),
              "use_formula_recognition": self.defaults.get("use_formula_recognition",
@@ -214,7 +211,7 @@ class LayoutParsingFlow(TableFlow):
         """Parse the layout of one page as PaddleX's layout_parsing does.
 
         Layout detection always runs; tables only when a structure model is built, seals only with
-        ``use_seal_recognition``.
+        ``use_seal_recognition``, formulas only with ``use_formula_recognition``.
         """
         image, doc_result = self.preprocess(image, ocr_params)
         inner = {**ocr_params, "use_doc_preprocessor": False}

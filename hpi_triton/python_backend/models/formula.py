@@ -9,10 +9,8 @@ nothing or hit the decoding limit). Per-request parameters: use_layout_detection
 layout_threshold, use_doc_orientation_classify, use_doc_unwarping, max_pixels.
 """
 
-import os
-
 from ..common import bls
-from ..documents import doc_ops, formula_ops
+from ..documents import formula_ops
 
 
 class TritonPythonModel:
@@ -21,21 +19,11 @@ class TritonPythonModel:
     def initialize(self, args):
         """Read the settings and the tokenizer; build the flow over BLS engine calls."""
         settings, version_dir = bls.graph_settings(args)
-        with open(os.path.join(version_dir, settings["formula"]["tokenizer_file"]),
-                  encoding="utf-8") as handle:
-            decoder = formula_ops.LatexDecoder(handle.read())
-        models = settings["models"]
-        recognize = bls.EngineCall(*models["FormulaRecognition"])
         layout = (bls.EngineCall(*settings["layout"]["model"]).run
                   if "layout" in settings else None)
-        doc = None
-        if "doc" in settings:
-            first = {role: (lambda x, c=bls.EngineCall(*models[role]): c.run(x)[0])
-                     for role in ("DocOrientationClassify", "DocUnwarping") if role in models}
-            doc = doc_ops.DocPreprocessFlow(settings["doc"], first.get("DocOrientationClassify"),
-                                            first.get("DocUnwarping"))
-        self.flow = formula_ops.FormulaFlow(settings, lambda x: recognize.run(x)[0], decoder,
-                                            layout, doc)
+        self.flow = formula_ops.FormulaFlow.from_settings(
+            settings, bls.read_text(version_dir, settings["formula"]["tokenizer_file"]),
+            lambda spec: bls.EngineCall(*spec).run, layout)
 
     def execute(self, requests):
         """Answer each request: licence check, then the flow on its image as ``result``.

@@ -10,8 +10,6 @@ use_seal_recognition.
 """
 
 
-import os
-
 from ..common import bls
 from ..documents import formula_ops, table_pipeline
 from ..ocr import ocr_pipeline
@@ -45,12 +43,10 @@ class TritonPythonModel:
                     lambda role: seal_calls[role])
             formula = None
             if "formula" in settings:
-                with open(os.path.join(version_dir, settings["formula"]["tokenizer_file"]),
-                          encoding="utf-8") as handle:
-                    decoder = formula_ops.LatexDecoder(handle.read())
-                recognize = bls.EngineCall(*settings["formula"]["model"])
-                formula = formula_ops.FormulaFlow(settings, lambda x: recognize.run(x)[0],
-                                                  decoder)
+                formula = formula_ops.FormulaFlow.from_settings(
+                    {"formula": settings["formula"]},
+                    bls.read_text(version_dir, settings["formula"]["tokenizer_file"]),
+                    lambda spec: bls.EngineCall(*spec).run)
             self.flow = table_pipeline.LayoutParsingFlow(settings, ocr, structure, layout, seal,
                                                          formula)
         elif task == "seal_recognition":

@@ -324,6 +324,15 @@ def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
     return postprocess(settings, params, list(engine(*feeds)), context)
 
 
+def detect_layout(settings: Dict, bgr: np.ndarray, threshold: float, engine) -> Dict:
+    """A document graph's layout detection: the detection task of ``settings`` on a BGR
+    page at score ``threshold`` (PaddleX's layout models read RGB)."""
+    import cv2
+
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return run_task(settings, {**settings["params"], "threshold": threshold}, rgb, engine)
+
+
 #: PaddleX 3.7 SegPredictor.build_resize's defaults for what a Deploy Resize leaves unsaid.
 SEG_RESIZE_DEFAULTS = {"keep_ratio": True, "size_divisor": 32, "interp": "LINEAR"}
 
