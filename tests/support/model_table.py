@@ -88,6 +88,19 @@ PADDLEX_MODELS = {
     "seal_text_detection": "PP-OCRv4_mobile_seal_det PP-OCRv4_server_seal_det",
     "formula_recognition": """LaTeX_OCR_rec PP-FormulaNet-L PP-FormulaNet-S PP-FormulaNet_plus-L
         PP-FormulaNet_plus-M PP-FormulaNet_plus-S UniMERNet""",
+    # Modules whose models are object detectors or classifiers by export (PaddleX serves them
+    # through those predictors); listed so a seed name among them is found.
+    "small_object_detection": "PP-YOLOE_plus_SOD-L PP-YOLOE_plus_SOD-S "
+                              "PP-YOLOE_plus_SOD-largesize-L",
+    "human_detection": "PP-YOLOE-L_human PP-YOLOE-S_human",
+    "vehicle_detection": "PP-YOLOE-L_vehicle PP-YOLOE-S_vehicle",
+    "face_detection": "BlazeFace-FPN-SSH BlazeFace PP-YOLOE_plus-S_face PicoDet_LCNet_x2_5_face",
+    "mainbody_detection": "PP-ShiTuV2_det",
+    "table_cells_detection": "RT-DETR-L_wired_table_cell_det RT-DETR-L_wireless_table_cell_det",
+    "rotated_object_detection": "PP-YOLOE-R-L",
+    "table_classification": "PP-LCNet_x1_0_table_cls",
+    "image_multilabel_classification": """CLIP_vit_base_patch16_448_ML PP-HGNetV2-B0_ML
+        PP-HGNetV2-B4_ML PP-HGNetV2-B6_ML PP-LCNet_x1_0_ML ResNet50_ML""",
 }
 
 FAMILY_TEST = "tests/functional/test_families.py::test_family_served_equals_paddle_inference"
