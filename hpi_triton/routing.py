@@ -36,15 +36,15 @@ def route_build(models: Sequence[str], backends: Sequence[str] = (),
         BuildError: a value is not NAME=VALUE, ``--param`` / ``--name`` without a pipeline,
             or ``--backend`` names a model that is not given.
     """
-    from hpi_triton.ensembles import load_pipeline_config, pipeline_spec
+    from hpi_triton.ensembles import pipeline_spec, read_pipeline_config
 
     chosen = dict(pairs(backends, "--backend"))
     specs = []
     if pipeline_config is not None or pipeline is not None:
         kind, roles, defaults = pipeline, {}, {}
         if pipeline_config is not None:
-            spec = load_pipeline_config(pipeline_config)
-            kind, roles, defaults = spec.name, dict(spec.roles), dict(spec.params)
+            # The YAML's own parameters, read by the pipeline once, with --param on top.
+            kind, roles, defaults = read_pipeline_config(pipeline_config)
         roles.update({k: Path(v) for k, v in pairs(models, "--model")})
         defaults.update(pairs(params, "--param"))
         role_backends = {r: chosen.pop(r) for r in list(chosen) if r in roles}

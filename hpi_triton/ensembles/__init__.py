@@ -70,6 +70,13 @@ def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = No
 
 def load_pipeline_config(path: Path):
     """Read a PaddleX pipeline YAML (SubModules with model_dir filled in) into a spec."""
+    return pipeline_spec(*read_pipeline_config(path))
+
+
+def read_pipeline_config(path: Path):
+    """(pipeline name, roles, parameters as the YAML gives them) of a PaddleX pipeline YAML:
+    what :func:`pipeline_spec` takes, before any pipeline has read its parameters (so
+    ``--param`` can be added before they are)."""
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text())
@@ -90,7 +97,7 @@ def load_pipeline_config(path: Path):
         else:
             _read_modules(sub, path.parent, roles, params)
     _read_modules(config, path.parent, roles, params)
-    return pipeline_spec(name, roles, params)
+    return name, roles, params
 
 
 _SWITCHES = ("use_textline_orientation", "use_doc_preprocessor", "use_doc_orientation_classify",

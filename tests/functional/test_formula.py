@@ -6,6 +6,7 @@ PaddleX itself is in test_fidelity.py."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -177,3 +178,41 @@ def test_model_dir_without_tokenizer_fails_the_build_before_converting(formula_m
         proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
     assert not out.exists() and not list(tmp_path.glob(".repo.building-*"))
+
+
+def test_paddlex_formula_yaml_builds_from_the_command_line(formula_models, shared_cache_dir,
+                                                           tmp_path):
+    """PaddleX's formula_recognition.yaml form (its LayoutDetection keys included), model
+    dirs filled in: built by `hpi-triton build --pipeline-config`, the layout keys served
+    layout detection does not apply named in REPORT.md, tokenizers in requirements.txt."""
+    config = {"pipeline_name": "formula_recognition", "use_layout_detection": True,
+              "use_doc_preprocessor": False,
+              "SubModules": {
+                  "LayoutDetection": {"module_name": "layout_detection",
+                                      "model_name": "PP-DocLayout_plus-L",
+                                      "model_dir": str(formula_models["layout"]),
+                                      "threshold": 0.4, "layout_nms": True,
+                                      "layout_unclip_ratio": 1.0,
+                                      "layout_merge_bboxes_mode": "large", "batch_size": 1},
+                  "FormulaRecognition": {"module_name": "formula_recognition",
+                                         "model_name": "LaTeX_OCR_rec",
+                                         "model_dir": str(formula_models["rec"]),
+                                         "batch_size": 5}}}
+    path = tmp_path / "formula_recognition.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "repo"
+    proc = subprocess.run([sys.executable, "-m", "hpi_triton.cli", "build", "--pipeline-config",
+                           str(path), "--out", str(out)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ,
+                                            "HPI_TRITON_CACHE_DIR": str(shared_cache_dir)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "build_report.json").read_text())
+    (entry,) = report["pipelines"]
+    assert entry["params"]["use_layout_detection"] is True
+    assert entry["params"]["layout_threshold"] == 0.4
+    assert entry["not_applied"] == {"layout_nms": True, "layout_unclip_ratio": 1.0,
+                                    "layout_merge_bboxes_mode": "large"}
+    assert "not applied by the served layout step: `layout_nms: True`" in \
+        (out / "REPORT.md").read_text()
+    assert any(line.startswith("tokenizers==")
+               for line in (out / "requirements.txt").read_text().splitlines())
