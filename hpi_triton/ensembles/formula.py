@@ -3,7 +3,6 @@ one BLS graph over separately served engine models."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict
@@ -185,5 +184,5 @@ class FormulaRecognitionPipeline(RoleModels):
         entry = {"pipeline": "formula_recognition", "served_name": self.name,
                  "roles": models, "params": self.params}
         if self.not_applied:
-            entry["not_applied"] = json.loads(json.dumps(self.not_applied))
+            entry["not_applied"] = dict(self.not_applied)
         return entry

@@ -274,12 +274,12 @@ class FormulaFlow:
         except FormulaInputError as exc:
             return "", f"cannot be read: {exc}"
         tokens = np.asarray(self.recognize(x)).reshape(-1)
-        eos = self.decoder.eos
-        hits = np.flatnonzero(tokens == eos) if eos is not None else np.array([], int)
-        if eos is not None and hits.size:
+        # The build refuses a tokenizer without [EOS], so eos is a token id here.
+        hits = np.flatnonzero(tokens == self.decoder.eos)
+        if hits.size:
             tokens = tokens[:hits[0] + 1]
         formula = self.decoder.decode(tokens)
-        if eos is not None and not hits.size:
+        if not hits.size:
             return formula, (f"reached the decoding limit ({tokens.size} tokens) before "
                              f"[EOS]: the region is larger than one formula or not a formula; "
                              f"crop it to one formula, or turn on use_layout_detection")

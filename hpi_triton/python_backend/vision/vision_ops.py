@@ -327,8 +327,6 @@ def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
 def detect_layout(settings: Dict, bgr: np.ndarray, threshold: float, engine) -> Dict:
     """A document graph's layout detection: the detection task of ``settings`` on a BGR
     page at score ``threshold`` (PaddleX's layout models read RGB)."""
-    import cv2
-
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     return run_task(settings, {**settings["params"], "threshold": threshold}, rgb, engine)
 
