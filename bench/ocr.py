@@ -22,6 +22,13 @@ page (counted per call from the OpenVINO models at the shapes the graph sends), 
 cores x clock x fp32 FLOP/cycle: 64 where the FMA pipes are 512 bits wide (AMD Zen 5, Intel
 AVX-512 server cores), else 32 (two 256-bit FMA pipes: AVX2 CPUs, Zen 4's double-pumped
 AVX-512).
+
+What the engines allow: before any server runs, each mode's graph reads the pages in process
+while its engine calls are recorded; then each engine alone, on one thread, runs those calls
+(every shape once before the timed pass). Their sum per page bounds the mode: N cores cannot
+serve more than N x 1000 / (engine ms per page) pages a second, whatever the scheduling, since
+the graph's own work, transport and contention only add to it. The table prints that bound
+against RapidOCR and the share of it the served mode reached.
 """
 
 from __future__ import annotations
@@ -151,35 +158,64 @@ def conv_flops(model, shape) -> float:
     return total
 
 
-def compute_floor(repo, pages):
-    """(GFLOP per page, GFLOP/s peak, floor img/s) of the default graph on ``pages``."""
-    import openvino as ov
-
+def record_inputs(repo, pages):
+    """The OCR graph of ``repo`` run in process on ``pages``: (LocalOCR, {role: [batches the
+    graph sends that engine]}), as the served graph sends them (its own batching)."""
     ocr = LocalOCR.load(repo, "OCR")
-    shapes = {role: [] for role in ocr.models}
     runners = {role: ocr.runner(role) for role in ocr.models}
+    sent = {role: [] for role in ocr.models}
 
     def recorder(role):
         def call(batch):
-            shapes[role].append(tuple(np.shape(batch)))
+            sent[role].append(np.array(batch, np.float32))
             return runners[role](batch)
         return call
 
     flow = ocr.flow({role: recorder(role) for role in ocr.models})
     for page in pages:
         flow.run(page.image)
-    core, total, cache = ov.Core(), 0.0, {}
-    for role, seen in shapes.items():
-        path = str(repo / ocr.models[role] / "1" / "model.xml")
-        for shape in seen:
-            if (role, shape) not in cache:
-                cache[(role, shape)] = conv_flops(core.read_model(path), shape)
-            total += cache[(role, shape)]
+    return ocr, sent
+
+
+def gflop_per_role(fp32_repo, ocr, sent, pages):
+    """fp32 GFLOP per page of each role's calls ``sent``, counted on ``fp32_repo``'s models
+    (the same networks as an int8 build's)."""
+    import openvino as ov
+
+    core, cache, result = ov.Core(), {}, {}
+    for role, batches in sent.items():
+        path = str(fp32_repo / ocr.models[role] / "1" / "model.xml")
+        total = 0.0
+        for shape in (tuple(b.shape) for b in batches):
+            if shape not in cache:
+                cache[shape] = conv_flops(core.read_model(path), shape)
+            total += cache[shape]
+        cache.clear()
+        result[role] = total / len(pages) / 1e9
+    return result
+
+
+def peak_gflops():
+    """(cores, fp32 GFLOP/s peak of all cores) of this machine."""
     cpuinfo = Path("/proc/cpuinfo").read_text()
     mhz = max(float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", cpuinfo))
-    peak = (os.cpu_count() or 1) * mhz * 1e6 * flop_per_cycle(cpuinfo)
-    per_page = total / len(pages)
-    return per_page / 1e9, peak / 1e9, peak / per_page
+    cores = os.cpu_count() or 1
+    return cores, cores * mhz * 1e6 * flop_per_cycle(cpuinfo) / 1e9
+
+
+def engine_ms(ocr, sent, pages):
+    """Each role's engine alone, one thread, on the calls ``sent``: ms per page. Every call
+    runs once before the timed pass (OpenVINO compiles kernels per new input shape)."""
+    times = {}
+    for role, batches in sent.items():
+        run = ocr.runner(role, threads=1)
+        for batch in batches:
+            run(batch)
+        started = time.perf_counter()
+        for batch in batches:
+            run(batch)
+        times[role] = (time.perf_counter() - started) * 1e3 / len(pages)
+    return times
 
 
 def main():
@@ -202,7 +238,18 @@ def main():
         reports = {"default": build(tmp / "default", dirs, {}, list(layout)),
                    "fast": build(tmp / "fast", dirs, {"text_rec_batching": "width_buckets"},
                                  [QuantizeTransform(), *layout])}
-        gflop, peak, floor = compute_floor(tmp / "default", pages)
+        # What the engines allow: each mode's engine calls on these pages, timed one engine
+        # at a time on one thread (before any server runs, so nothing else competes).
+        bound, flops = {}, {}
+        for mode in reports:
+            ocr, sent = record_inputs(tmp / mode, pages)
+            flops[mode] = gflop_per_role(tmp / "default", ocr, sent, pages)
+            bound[mode] = engine_ms(ocr, sent, pages)
+            del sent
+            print(f"{mode} engines, 1 thread: {bound[mode]} ms/page", file=sys.stderr, flush=True)
+        cores, peak = peak_gflops()
+        gflop = sum(flops["default"].values())
+        floor = peak / gflop
         print(f"compute floor: {gflop:.1f} GFLOP/page, {peak:.0f} GFLOP/s, {floor:.2f} img/s",
               file=sys.stderr, flush=True)
         rapid = run_rapidocr(pages)
@@ -215,9 +262,10 @@ def main():
                     args.paddlex_python, tmp / "default", pages, tmp)))
             except Exception as exc:  # the served rows are still worth printing
                 print(f"PaddleX baseline failed: {exc}", file=sys.stderr)
-        splits = {}
+        splits, served_best = {}, {}
         for mode in reports:
             served, splits[mode] = serve_mode(tmp / mode, pages, encoded, args.clients)
+            served_best[mode] = served[-1][1]  # the highest client count, sizes seen
             rows += [(f"hpi-triton {mode}, {label}", *rest) for label, *rest in served]
             print(f"{mode}: {served}", file=sys.stderr, flush=True)
     base = rapid[1][0]
@@ -245,6 +293,24 @@ def main():
         for name in sorted(split):
             print(f"| {mode} | {name} | {split[name]['requests']:.2f} | "
                   f"{split[name]['queue_ms']:.1f} | {split[name]['compute_ms']:.1f} |")
+    roles = list(bound["default"])
+    print(f"\nWhat the engines allow: each engine alone on one thread, on the calls each mode's "
+          f"graph makes for these pages (shapes warm), ms per page; the bound is what {cores} "
+          f"cores would serve if the graph's own work, transport and contention cost nothing "
+          f"({cores} x 1000 / the engines' ms per page). GFLOP/s per core: fp32 multiply-adds "
+          f"of the calls / time (an int8 engine's counted as fp32); this CPU's fp32 peak is "
+          f"{peak / cores:.0f} GFLOP/s per core.")
+    print("| mode | " + " | ".join(f"{r} ms (GFLOP/s)" for r in roles)
+          + " | engines ms/page | bound img/s | bound vs RapidOCR | served, "
+          f"{max(args.clients)} clients / bound |")
+    print("|---|" + "---|" * (len(roles) + 4))
+    for mode, times in bound.items():
+        total = sum(times.values())
+        cells = " | ".join(f"{times[r]:.0f} ({flops[mode][r] / times[r] * 1e3:.1f})"
+                           for r in roles)
+        ceiling = cores * 1e3 / total
+        print(f"| {mode} | {cells} | {total:.0f} | {ceiling:.2f} | {ceiling / base:.2f}x | "
+              f"{served_best[mode] / ceiling:.0%} |")
     for q in reports["fast"].transforms.get("quantize", []):
         print(f"\nfast build's int8 gate: fp32 {q.get('fp32')}")
         for c in q.get("candidates", []):

@@ -61,10 +61,15 @@ class LocalOCR:
         config = read_pbtxt(self.repo / self.models[role] / "config.pbtxt")
         return {k: v.string_value for k, v in config.parameters.items()}
 
-    def runner(self, role: str) -> Infer:
-        """``role``'s engine artifact loaded here with every core: batch → first output."""
+    def runner(self, role: str, threads: int = 0) -> Infer:
+        """``role``'s engine artifact loaded here: batch → first output.
+
+        Args:
+            role: The pipeline role (``TextDetection``, ...).
+            threads: CPU threads for the engine; 0 uses every core.
+        """
         params = self.engine_params(role)
-        params["cpu_threads"] = "0"
+        params["cpu_threads"] = str(threads)
         runner = engines.create_runner(self.repo / self.models[role] / "1", params)
         return lambda batch: runner.run_list(np.asarray(batch, np.float32))[0]
 
