@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import json
 import os
 import platform
 import shutil
@@ -228,6 +229,35 @@ def backend_status() -> List[dict]:
     return rows
 
 
+# Run in a child process: loading an engine's CUDA provider pulls CUDA libraries into the
+# process, which the doctor's own process keeps free of.
+_GPU_ENGINE_PROBE = """
+import json
+from hpi_triton.python_backend.engines import onnxruntime_build, onnxruntime_cuda_problem
+build = onnxruntime_build()
+print(json.dumps({**build, "problem": onnxruntime_cuda_problem()}))
+"""
+
+
+def gpu_engines() -> Dict[str, dict]:
+    """Whether each installed GPU engine can really load its GPU code here, and if not, why.
+
+    Asked even without a GPU: an onnxruntime-gpu whose CUDA libraries are missing would
+    otherwise only show on the GPU machine, as a session running on the CPU.
+    """
+    out: Dict[str, dict] = {}
+    if installed_version("onnxruntime-gpu"):
+        try:
+            done = subprocess.run([sys.executable, "-c", _GPU_ENGINE_PROBE],
+                                  capture_output=True, text=True, timeout=120)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            out["onnx_runtime"] = (json.loads(lines[-1]) if done.returncode == 0 and lines else
+                                   {"problem": f"the probe failed: {done.stderr.strip()[-300:]}"})
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            out["onnx_runtime"] = {"problem": f"the probe failed: {exc}"}
+    return out
+
+
 def triton_server() -> dict:
     """The tritonserver ``hpi-triton serve`` would start, and its Triton backends."""
     from hpi_triton.errors import ServerError
@@ -287,6 +317,9 @@ def advice(report: dict) -> List[str]:
             lines.append(f"{name}: {len(versions)} versions installed ({where}); an engine "
                          f"that bundles its own may meet another one already loaded in the "
                          f"process: keep one, or order LD_LIBRARY_PATH deliberately")
+    for name, entry in report.get("gpu_engines", {}).items():
+        if entry.get("problem"):
+            lines.append(f"{name} on gpu: {entry['problem']}")
     if gpus and report["cuda"]["cudnn"]["version"] is None:
         lines.append("cuDNN: pip install nvidia-cudnn-cu12 (ONNX Runtime's and Paddle's CUDA "
                      "providers load it)")
@@ -297,7 +330,8 @@ def diagnose() -> dict:
     """Everything ``hpi-triton doctor`` reports, as a dict (``--json`` prints it)."""
     report = {"python": sys.version.split()[0], "platform": platform.platform(),
               "cpu": cpu_info(), "gpu": gpu_info(), "cuda": cuda_libraries(),
-              "backends": backend_status(), "tritonserver": triton_server()}
+              "backends": backend_status(), "gpu_engines": gpu_engines(),
+              "tritonserver": triton_server()}
     report["advice"] = advice(report)
     return report
 
@@ -305,6 +339,7 @@ def diagnose() -> dict:
 def render(report: dict) -> None:
     """Print ``report`` as tables."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -329,6 +364,11 @@ def render(report: dict) -> None:
         console.print(f"[bold]{name}[/bold] {text} {origin}")
         for copy in entry.get("copies", []):
             console.print(f"     found {copy['version'] or '?'} at {copy['path']}")
+    for name, entry in report.get("gpu_engines", {}).items():
+        state = (f"[bold red]cannot run on the GPU[/bold red]: {escape(entry['problem'])}"
+                 if entry.get("problem") else "[green]CUDA provider loads[/green]")
+        console.print(f"[bold]{name} GPU engine[/bold] {entry.get('package', '')} "
+                      f"{entry.get('version', '')} (CUDA {entry.get('cuda') or '?'}): {state}")
     table = Table(title="Backends (fp32)")
     for column in ("backend", "cpu", "gpu", "packages"):
         table.add_column(column)
@@ -336,7 +376,7 @@ def render(report: dict) -> None:
         cells = []
         for kind in ("cpu", "gpu"):
             entry = row[kind]
-            cells.append("[green]usable[/green]" if entry["usable"] else entry["why_not"])
+            cells.append("[green]usable[/green]" if entry["usable"] else escape(entry["why_not"]))
         packages = ", ".join(f"{k} {v}" for k, v in row["packages"].items() if v) or "-"
         table.add_row(row["name"], *cells, packages)
     console.print(table)
@@ -352,4 +392,4 @@ def render(report: dict) -> None:
     if report["advice"]:
         console.print("[bold]To enable the rest[/bold]")
         for line in report["advice"]:
-            console.print(f"  - {line}")
+            console.print(f"  - {escape(line)}")

@@ -11,7 +11,10 @@ in ``config.pbtxt`` ``parameters``) and exposes ``input_names``, ``output_names`
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import re
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -22,6 +25,86 @@ from ..common.stub_runtime import release_heap
 
 class EngineError(RuntimeError):
     """An engine could not be loaded or run."""
+
+
+class WrongDeviceError(EngineError):
+    """A GPU engine would run somewhere else than asked (typically on the CPU, silently)."""
+
+
+_MISSING_LIBRARY = re.compile(r"(lib[\w.+-]+\.so[\w.]*): cannot open shared object file")
+
+
+def missing_library(error: BaseException) -> Optional[str]:
+    """The shared library a failed ``dlopen`` names as not found, or None."""
+    found = _MISSING_LIBRARY.search(str(error))
+    return found.group(1) if found else None
+
+
+def onnxruntime_build() -> Dict[str, str]:
+    """The installed ONNX Runtime's package, version and the CUDA it was built for ('' if none).
+
+    Read from ``onnxruntime/capi/build_and_package_info.py``, which every wheel carries: the
+    one fact that says which CUDA major the CUDA provider will look for.
+    """
+    import onnxruntime as ort
+
+    try:
+        from onnxruntime.capi import build_and_package_info as info
+    except ImportError:  # very old wheels
+        info = None
+    return {"package": getattr(info, "package_name", "onnxruntime"),
+            "version": ort.__version__, "cuda": getattr(info, "cuda_version", "") or ""}
+
+
+@functools.cache
+def onnxruntime_cuda_problem() -> Optional[str]:
+    """Why ONNX Runtime's CUDA provider cannot run in this process, or None when it can load.
+
+    ``get_available_providers()`` lists CUDAExecutionProvider for every onnxruntime-gpu wheel,
+    whether or not its CUDA libraries exist; a session then logs the load failure and runs on
+    the CPU without raising. So the provider library itself is loaded here (after ONNX
+    Runtime's own preloading of pip-installed CUDA libraries), and its failure names the
+    missing library.
+    """
+    import onnxruntime as ort
+
+    build = onnxruntime_build()
+    label = f"{build['package']} {build['version']}"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return (f"{label} has no CUDAExecutionProvider (a CPU-only wheel): pip uninstall "
+                f"onnxruntime; pip install onnxruntime-gpu")
+    cuda = build["cuda"] or "?"
+    major = cuda.split(".")[0]
+    fix = (f"install CUDA {major} and cuDNN 9 (from PyPI: pip install "
+           f"'{build['package']}[cuda,cudnn]=={build['version']}'), run in an image with "
+           f"CUDA {major} (deploy/docker/Dockerfile.gpu), or install the onnxruntime-gpu "
+           f"built for your CUDA (README 'GPU')")
+    _preload_cuda_libraries(ort)
+    # Once per process: the answer cannot change, and ONNX Runtime's preloading prints.
+    provider = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    try:
+        ctypes.CDLL(str(provider))
+    except OSError as exc:
+        missing = missing_library(exc)
+        what = f"{missing} not found" if missing else f"its CUDA provider did not load ({exc})"
+        return f"{label} needs CUDA {cuda}: {what}; {fix}"
+    try:
+        ctypes.CDLL("libcudnn.so.9")
+    except OSError:
+        return f"{label} needs cuDNN 9 for CUDA {major}: libcudnn.so.9 not found; {fix}"
+    return None
+
+
+def _preload_cuda_libraries(ort) -> None:
+    """Load CUDA / cuDNN from pip's nvidia-* wheels where ONNX Runtime knows how (>= 1.21);
+    without it, libraries installed by pip are not on the loader's path."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception:  # noqa: BLE001 - best effort: the provider load below names what fails
+        pass
 
 
 def _threads(params: Dict[str, str]) -> int:
@@ -119,6 +202,14 @@ class PaddleRunner(Runner):
         config.disable_glog_info()
         if self._device == "gpu":
             config.enable_use_gpu(256, _device_id(self._params))
+            if not config.use_gpu():
+                # A CPU build logs "Please compile with gpu" and keeps the CPU.
+                import paddle
+
+                raise WrongDeviceError(
+                    f"Paddle Inference {paddle.__version__} is a CPU build: it cannot run on "
+                    f"the GPU (it would silently use the CPU); install a 3.x paddlepaddle-gpu "
+                    f"from Paddle's index (PyPI's stops at 2.6), or build for --device cpu")
             if self._params.get("tensorrt") == "on":
                 self._enable_tensorrt(config)
         else:
@@ -215,14 +306,32 @@ class OnnxRuntimeRunner(Runner):
         options.add_session_config_entry("session.intra_op.allow_spinning",
                                          params.get("allow_spinning", "0"))
         providers: list = ["CPUExecutionProvider"]
-        if params.get("device", "cpu") == "gpu":
+        on_gpu = params.get("device", "cpu") == "gpu"
+        if on_gpu:
+            problem = onnxruntime_cuda_problem()
+            if problem:
+                raise WrongDeviceError(problem)
+            # TF32 off unless asked for: ONNX Runtime's default (on) let the GPU's fp32
+            # results drift to 1e-2 from the CPU reference (H200, PP-OCRv4/v5 det and rec,
+            # 2026-12-04); fp32 means fp32 here, as it does for OpenVINO's precision hint.
             providers = [
-                ("CUDAExecutionProvider", {"device_id": _device_id(params)}),
+                ("CUDAExecutionProvider", {"device_id": _device_id(params),
+                                           "use_tf32": params.get("cuda_tf32", "0")}),
                 "CPUExecutionProvider",
             ]
         files = params.get("_files") or {}
         model = files.get(params["model_file"]) or str(Path(model_dir) / params["model_file"])
         self._session = ort.InferenceSession(model, options, providers=providers)
+        self.providers = list(self._session.get_providers())
+        if on_gpu and self.providers[:1] != ["CUDAExecutionProvider"]:
+            # The provider library loaded but the session still fell back (no device, a
+            # driver too old for this CUDA): ONNX Runtime only logged it.
+            raise WrongDeviceError(
+                f"onnxruntime {ort.__version__}: the session for {params['model_file']} runs "
+                f"on {self.providers}, not CUDAExecutionProvider on GPU "
+                f"{_device_id(params)}; see the log line before this one for ONNX Runtime's "
+                f"reason (a missing GPU, or a driver older than CUDA "
+                f"{onnxruntime_build()['cuda']} needs)")
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
 
@@ -270,6 +379,11 @@ class OpenVINORunner(Runner):
         else:
             model = core.read_model(str(Path(model_dir) / params["model_file"]))
         device = "GPU" if params.get("device", "cpu") == "gpu" else "CPU"
+        if device == "GPU" and not any(d.startswith("GPU") for d in core.available_devices):
+            raise WrongDeviceError(
+                f"OpenVINO {ov.__version__} sees no GPU device (available: "
+                f"{core.available_devices}): its GPU plugin runs on Intel GPUs with their "
+                f"OpenCL runtime (intel-opencl-icd); on NVIDIA GPUs use onnx_runtime or tensorrt")
         config = {
             "INFERENCE_PRECISION_HINT": self._PRECISION_HINTS[params.get("precision", "fp32")],
             "PERFORMANCE_HINT": params.get("performance_hint", "LATENCY"),
@@ -279,6 +393,11 @@ class OpenVINORunner(Runner):
             if params.get("cpu_pinning") in ("true", "false"):
                 config["ENABLE_CPU_PINNING"] = params["cpu_pinning"] == "true"
         self._compiled = core.compile_model(model, device, config)
+        if device == "GPU":
+            ran_on = list(self._compiled.get_property("EXECUTION_DEVICES"))
+            if not any(d.startswith("GPU") for d in ran_on):
+                raise WrongDeviceError(f"OpenVINO compiled {params['model_file']} for {ran_on}, "
+                                       f"not the GPU")
         self.input_names = [i.get_any_name() for i in self._compiled.inputs]
         self.output_names = [o.get_any_name() for o in self._compiled.outputs]
         self._request = self._compiled.create_infer_request()
@@ -321,7 +440,12 @@ class TensorRTRunner(Runner):
         data = (Path(model_dir) / params["model_file"]).read_bytes()
         self._engine = runtime.deserialize_cuda_engine(data)
         if self._engine is None:
-            raise EngineError("TensorRT could not deserialize {}".format(params["model_file"]))
+            props = self._check(cudart.cudaGetDeviceProperties(_device_id(params)))[0]
+            raise WrongDeviceError(
+                f"TensorRT {trt.__version__} could not deserialize {params['model_file']} on "
+                f"GPU {_device_id(params)} (compute capability {props.major}.{props.minor}): a "
+                f"plan loads only on the GPU architecture and TensorRT version it was built "
+                f"with; rebuild the repository on this GPU with this TensorRT")
         self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT

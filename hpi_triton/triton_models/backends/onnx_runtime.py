@@ -24,13 +24,13 @@ class OnnxRuntimeBackend(Backend):
         """Return why ONNX Runtime cannot run here, or ``None``; on GPU it needs CUDA support."""
         reason = super().unavailable_reason(device, precision)
         if reason is None and device.kind == "gpu":
-            import onnxruntime
+            from hpi_triton.python_backend.engines import onnxruntime_cuda_problem
 
-            # The CPU wheel imports fine on a GPU machine but would run everything on the CPU.
-            if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-                return (f"onnx_runtime: onnxruntime {onnxruntime.__version__} has no "
-                        f"CUDAExecutionProvider (pip uninstall onnxruntime; pip install "
-                        f"onnxruntime-gpu)")
+            # get_available_providers() lists CUDA for every GPU wheel, even one whose CUDA
+            # libraries are missing (its sessions then run on the CPU): load the provider.
+            problem = onnxruntime_cuda_problem()
+            if problem:
+                return f"onnx_runtime: {problem}"
         return reason
 
     def convert(self, source, ctx: ConvertContext, out_dir: Path) -> Dict[str, str]:

@@ -25,7 +25,10 @@ class TensorRTBackend(Backend):
     engine = "tensorrt"
     modules = ("tensorrt", "cuda")
     packages = ("tensorrt", "cuda-python")
-    install_hint = "pip install tensorrt cuda-python, on a machine with an NVIDIA GPU"
+    install_hint = ("pip install tensorrt cuda-python from NVIDIA's index (PIP_CONSTRAINT="
+                    "deploy/constraints.txt pip install --extra-index-url "
+                    "https://pypi.nvidia.com 'hpi-triton[gpu,tensorrt]'; PyPI's are stubs), "
+                    "on a machine with an NVIDIA GPU")
     devices = frozenset({"gpu"})
     precisions = frozenset({"fp32", "fp16"})
 
