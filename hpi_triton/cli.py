@@ -47,7 +47,9 @@ def build(
     pipeline_config: Optional[Path] = typer.Option(
         None, help="PaddleX pipeline YAML with SubModules model_dir filled in"),
     param: List[str] = typer.Option([], "--param", help="KEY=VALUE pipeline default"),
-    backend: List[str] = typer.Option([], "--backend", help="NAME=BACKEND override"),
+    backend: List[str] = typer.Option(
+        [], "--backend", help="NAME=BACKEND: serve NAME with BACKEND or fail saying why; "
+        "NAME=B1,B2 falls back to B2 if B1 cannot serve it"),
     device: str = typer.Option("cpu", help="cpu, gpu or gpu:N"),
     precision: Precision = typer.Option(Precision.FP32,
                                         help="fp32 (default, equals Paddle), fp16, bf16"),
@@ -144,11 +146,37 @@ def build(
                f"(report: {Path(report.out) / 'REPORT.md'})")
 
 
+def _repository_problem(repository) -> Optional[str]:
+    """Why a local folder cannot be served (not a model repository), or None; remote
+    repositories (s3://, gs://, as://) are left to tritonserver."""
+    if "://" in str(repository):
+        return None
+    path = Path(repository)
+    if not path.is_dir():
+        return f"repository {str(path)!r} is not a folder"
+    if any(child.is_dir() and (child / "config.pbtxt").is_file() for child in path.iterdir()):
+        return None
+    fix = ("serve the folder 'hpi-triton build --out' wrote, e.g. hpi-triton build --pipeline "
+           "OCR --model TextDetection=DET_DIR --model TextRecognition=REC_DIR --out repo; "
+           "hpi-triton serve repo")
+    if (path / "inference.yml").is_file() or (path / "config.pbtxt").is_file():
+        what = ("a PaddleX model dir (inference.yml), not a model repository"
+                if (path / "inference.yml").is_file() else
+                "one model's folder (config.pbtxt), not the repository above it")
+        return f"repository {str(path)!r} is {what}: {fix}"
+    return f"repository {str(path)!r} holds no model (no sub-folder with a config.pbtxt): {fix}"
+
+
 def _start_server(repository: Path, http_port: int, grpc_port: int, metrics_port: int,
                   tritonserver: Optional[str], log_file: Optional[Path],
                   exit_timeout: Optional[int] = None, supervise: bool = True,
                   extra_args: Optional[List[str]] = None):
+    from hpi_triton.errors import ServerError
     from hpi_triton.server import TritonServer
+
+    problem = _repository_problem(repository)
+    if problem:
+        raise ServerError(problem)
 
     def give_up(model: str, reason: str) -> None:
         # Stop the server: a process manager restarting it is the next level of healing.

@@ -58,6 +58,26 @@ def server_error(what: str, exc: Exception) -> InferError:
     return error
 
 
+def connection_problem(url: str, protocol: str, exc: BaseException) -> Optional[str]:
+    """What a failed first contact means for the user, with the fix; None when it is not a
+    connection problem (the server answered)."""
+    text = str(exc)
+    other = "grpc" if protocol == "http" else "http"
+    default_port = {"http": 8000, "grpc": 8001}
+    if isinstance(exc, ConnectionRefusedError) or "Connection refused" in text:
+        return (f"no server answers at {url} ({protocol}): connection refused. Is `hpi-triton "
+                f"serve` running there? Check --url (defaults: HTTP port "
+                f"{default_port['http']}, gRPC port {default_port['grpc']})")
+    if "Expected HTTP/" in text or "Failed parsing HTTP/2" in text or "http1.x" in text:
+        return (f"the server at {url} does not speak {protocol.upper()}: this looks like its "
+                f"{other.upper()} port. Use --protocol {other} (Python: "
+                f"Client(url, protocol={other!r})), or the {protocol.upper()} port "
+                f"({default_port[protocol]} by default)")
+    if "Name or service not known" in text or "DNS resolution failed" in text:
+        return f"the host in {url!r} cannot be resolved; check --url (HOST:PORT)"
+    return None
+
+
 #: Requests in flight of :meth:`Client.predict_many` unless told otherwise.
 DEFAULT_CONCURRENCY = 4
 
@@ -246,6 +266,21 @@ class Client:
         except HpiTritonError:
             raise
         except Exception as exc:  # tritonclient raises its own exception types
+            problem = connection_problem(self.url, self.protocol, exc)
+            if problem:
+                refused = "connection refused" in problem
+                raise (ServiceUnavailableError if refused else InferError)(problem) from exc
+            status = str(exc.status()) if callable(getattr(exc, "status", None)) else ""
+            if status in ("404", "StatusCode.NOT_FOUND") and \
+                    "no available versions" not in str(exc):
+                served = self._case_match(model)
+                if served is None:
+                    raise InvalidRequestError(self._unknown_model(model)) from exc
+                # Build takes pipeline names in any case ('ocr' serves as 'OCR'): so does this.
+                meta = self.metadata(served)
+                with self._lock:
+                    self._metadata[model] = meta
+                return meta
             raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
         with self._lock:
             self._metadata[model] = meta
@@ -264,6 +299,7 @@ class Client:
             ServerFaultError: the server failed (HTTP 500 / gRPC INTERNAL).
         """
         meta = self.metadata(model)
+        model = meta.get("name", model)
         request = []
         for name, array, datatype in checked_inputs(model, meta, inputs):
             tensor = self._module.InferInput(name, list(array.shape), datatype)
@@ -301,7 +337,9 @@ class Client:
         tensor = self._module.InferInput(name, list(array.shape), "UINT8")
         tensor.set_data_from_numpy(np.ascontiguousarray(array))
         wire = wire_parameters(params)
-        names = [o["name"] for o in self.metadata(pipeline)["outputs"]]
+        meta = self.metadata(pipeline)
+        names = [o["name"] for o in meta["outputs"]]
+        pipeline = meta.get("name", pipeline)
         try:
             result = self._connection().infer(pipeline, [tensor], parameters=wire or None,
                                               outputs=[self._module.InferRequestedOutput(n)
@@ -373,6 +411,36 @@ class Client:
                 for future in pending:  # the caller stopped early: drop what is queued
                     future.cancel()
 
+    def served_models(self) -> List[str]:
+        """The names of the models the server's repository holds (ready or not)."""
+        try:
+            if self.protocol == "http":
+                index = self._connection().get_model_repository_index()
+            else:
+                index = self._connection().get_model_repository_index(as_json=True)
+                index = index.get("models", [])
+        except Exception as exc:  # noqa: BLE001 - tritonclient's own exception types
+            raise InferError(f"model repository index at {self.url}: {exc}") from exc
+        return sorted({entry["name"] for entry in index})
+
+    def _case_match(self, model: str) -> Optional[str]:
+        """The one served model whose name equals ``model`` but for case, or None."""
+        try:
+            same = [n for n in self.served_models() if n.lower() == model.lower()]
+        except InferError:
+            return None
+        return same[0] if len(same) == 1 and same[0] != model else None
+
+    def _unknown_model(self, model: str) -> str:
+        """The message for a model name the server does not hold: the names it does hold,
+        and the one meant when only the case differs (model names are case-sensitive)."""
+        try:
+            served = self.served_models()
+        except InferError:
+            return f"the server at {self.url} holds no model {model!r}"
+        return (f"the server at {self.url} holds no model {model!r}; it serves: "
+                f"{', '.join(served) or 'no models'}")
+
     def inference_statistics(self) -> dict:
         """The server's ``/v2/models/stats`` as JSON (gRPC's mapping writes 64-bit counters
         as strings)."""
@@ -392,7 +460,9 @@ class Client:
         except HpiTritonError:
             raise
         except Exception as exc:
-            raise InferError(f"no Triton server answers at {self.url} ({exc})") from exc
+            problem = connection_problem(self.url, self.protocol, exc)
+            raise InferError(problem or f"no Triton server answers at {self.url} ({exc})") \
+                from exc
 
     def close(self) -> None:
         """Close every thread's connection to the server; later calls raise InferError."""

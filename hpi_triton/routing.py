@@ -45,6 +45,12 @@ def route_build(models: Sequence[str], backends: Sequence[str] = (),
         if pipeline_config is not None:
             # The YAML's own parameters, read by the pipeline once, with --param on top.
             kind, roles, defaults = read_pipeline_config(pipeline_config)
+            if pipeline is not None and \
+                    pipeline.strip().casefold() != str(kind).strip().casefold():
+                raise BuildError(f"--pipeline {pipeline} but --pipeline-config "
+                                 f"{pipeline_config} is PaddleX's {kind} pipeline (its "
+                                 f"'pipeline_name'); drop --pipeline, or give a "
+                                 f"{pipeline} YAML")
         roles.update({k: Path(v) for k, v in pairs(models, "--model")})
         defaults.update(pairs(params, "--param"))
         role_backends = {r: chosen.pop(r) for r in list(chosen) if r in roles}

@@ -158,11 +158,14 @@ def _check_options(requests: List[ModelRequest], options: BuildOptions) -> None:
         raise BuildError(f"--dynamic-batching {options.dynamic_batching!r}; expected one of "
                          f"{tuple(str(d) for d in DYNAMIC_BATCHING)}")
     for request in requests:
-        if request.backend:
-            try:  # an unknown name raises here, listing the valid ones
-                registry.canonical(request.backend)
-            except BackendUnavailableError:
-                pass  # known but not installed: the build falls back with a warning
+        # --backend NAME=B or NAME=B1,B2 (fallbacks in order): an unknown name raises here,
+        # listing the valid ones; a known one not installed fails at selection, saying why.
+        for name in (request.backend or "").split(","):
+            if name.strip():
+                try:
+                    registry.canonical(name)
+                except BackendUnavailableError:
+                    pass
 
 
 def _all_packages() -> List[str]:

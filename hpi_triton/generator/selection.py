@@ -1,7 +1,9 @@
 """Stage 1 of a build: which backend serves a model. ``--backend`` > ``Hpi.selected_backends``
-> measured (every usable backend converted, verified and timed; the fastest wins); a choice
-that fails falls back in :data:`FALLBACK_ORDER`, with every candidate and reason in the
-model's report."""
+> measured (every usable backend converted, verified and timed; the fastest wins). The model's
+own ``Hpi.selected_backends`` choice falls back in :data:`FALLBACK_ORDER` when it fails; an
+explicit ``--backend NAME=B`` does not (the user asked for B: the build fails, saying why), and
+``--backend NAME=B1,B2`` falls back only to the backends listed, in that order. Every candidate
+and reason is in the model's report."""
 
 from __future__ import annotations
 
@@ -45,12 +47,14 @@ class BackendSelection:
             return self._select_measured()
         return self._select_first_working(order, origin, requested)
 
-    def _resolve(self, name: str, origin: str) -> Optional[str]:
-        """Canonical backend name; unknown names are errors, missing packages a fallback."""
+    def _resolve(self, name: str, origin: str, quiet: bool = False) -> Optional[str]:
+        """Canonical backend name; unknown names are errors, missing packages a fallback
+        (``quiet``: only recorded as a candidate, for an explicit list that decides itself)."""
         try:
             return registry.canonical(name)
         except BackendUnavailableError as exc:
-            self.report.warn(f"{origin} asks for {name!r}, but {exc}; falling back")
+            if not quiet:
+                self.report.warn(f"{origin} asks for {name!r}, but {exc}; falling back")
             self.report.candidates.append(
                 CandidateReport(name, CandidateStatus.UNAVAILABLE, str(exc)))
             return None
@@ -65,7 +69,9 @@ class BackendSelection:
         fallbacks = [b for b in FALLBACK_ORDER[device] if b in registry.names()]
         if self.request.backend:
             origin = f"--backend {self.request.name}={self.request.backend}"
-            first = self._resolve(self.request.backend, origin)
+            listed = [n.strip() for n in self.request.backend.split(",") if n.strip()]
+            order = [b for b in (self._resolve(n, origin, quiet=True) for n in listed) if b]
+            return list(dict.fromkeys(order)), origin, "explicit"
         elif self.source.selected_backends.get(device):
             origin = f"Hpi.selected_backends.{device}"
             first = self._resolve(self.source.selected_backends[device], origin)
@@ -90,6 +96,9 @@ class BackendSelection:
         return None
 
     def _select_first_working(self, order: List[str], origin: str, requested: Optional[str]):
+        explicit = requested == "explicit"
+        if explicit:
+            requested = order[0] if order else None
         for name in order:
             backend = registry.get(name)
             skipped = self._usable(backend)
@@ -107,9 +116,27 @@ class BackendSelection:
                 why = origin if name == requested else (
                     f"fallback for {origin} after {', '.join(failed)} could not be used")
                 return (backend, entry[0], entry[1]), why
-            self.report.warn(f"{name} failed for model {self.request.name!r}: {candidate.reason}; "
-                       f"trying the next backend")
+            if not (explicit and name == order[-1]):
+                self.report.warn(f"{name} failed for model {self.request.name!r}: "
+                                 f"{candidate.reason}; trying the next backend")
+        if explicit:
+            raise NoUsableBackendError(self._explicit_message(origin))
         raise NoUsableBackendError(self._no_backend_message())
+
+    def _explicit_message(self, origin: str) -> str:
+        """Why none of the backends the user named can serve the model, and the fix."""
+        named = [c.backend for c in self.report.candidates]
+        others = [b for b in FALLBACK_ORDER[self.options.device.kind]
+                  if b in registry.names() and b not in named and
+                  self._usable(registry.get(b)) is None]
+        fix = (f"; this machine can use {', '.join(others)} for it: name one "
+               f"(--backend {self.request.name}={others[0]}), list fallbacks in order "
+               f"(--backend {self.request.name}={self.request.backend},{others[0]}), or leave "
+               f"--backend out to measure" if others else "")
+        reasons = "; ".join(f"{c.backend}: {c.status}: {c.reason}"
+                            for c in self.report.candidates)
+        return (f"{origin}: model {self.request.name!r} ({self.source.path}) cannot be served "
+                f"with the backend(s) asked for on {self.options.device}: {reasons}{fix}")
 
     def _select_measured(self):
         verified = []

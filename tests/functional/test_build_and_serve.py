@@ -14,7 +14,13 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from hpi_triton.client import Client
-from hpi_triton.errors import HpiTritonError, InferError, ModelDirError, ServerError
+from hpi_triton.errors import (
+    HpiTritonError,
+    InferError,
+    ModelDirError,
+    NoUsableBackendError,
+    ServerError,
+)
 from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
 from hpi_triton.generator.model_dir import load_model_dir
 from hpi_triton.generator.verify import reference_runner, relative_error
@@ -167,10 +173,11 @@ def test_warm_rebuild_converts_nothing(built, requests_all, shared_cache_dir, tm
 
 def test_conversion_failure_falls_back_with_warning(wheel_models, fresh_cache, tmp_path):
     # Both failures are real: paddle2onnx cannot convert the legacy det, and the legacy rec
-    # converts to an ONNX file ONNX Runtime refuses (caught by verification).
+    # converts to an ONNX file ONNX Runtime refuses (caught by verification). The fallback is
+    # the one the user listed (--backend det=onnx_runtime,openvino).
     report = build_repository(
-        [ModelRequest("det", wheel_models["PP-OCRv4_mobile_det"], "onnx_runtime"),
-         ModelRequest("rec", wheel_models["PP-OCRv4_mobile_rec"], "onnx_runtime")],
+        [ModelRequest("det", wheel_models["PP-OCRv4_mobile_det"], "onnx_runtime,openvino"),
+         ModelRequest("rec", wheel_models["PP-OCRv4_mobile_rec"], "onnx_runtime,openvino")],
         BuildOptions(out=tmp_path / "repo", cache_dir=fresh_cache))
     det, rec = report.models
     assert det.backend == "openvino" and rec.backend == "openvino"
@@ -180,6 +187,24 @@ def test_conversion_failure_falls_back_with_warning(wheel_models, fresh_cache, t
     failed = {c.backend: c.status for c in det.candidates}
     assert failed["onnx_runtime"] == "failed"
     assert "fallback" in (tmp_path / "repo" / "REPORT.md").read_text()
+
+
+@pytest.mark.parametrize("asked, reason", [
+    ("onnx_runtime", "paddle2onnx"),          # converts nowhere: a real conversion failure
+    ("tensorrt", "tensorrt"),                 # cannot run on this CPU machine at all
+])
+def test_an_explicit_backend_that_cannot_serve_fails_naming_why(wheel_models, shared_cache_dir,
+                                                                 tmp_path, asked, reason):
+    out = tmp_path / "repo"
+    with pytest.raises(NoUsableBackendError) as failed:
+        build_repository([ModelRequest("det", wheel_models["PP-OCRv4_mobile_det"], asked)],
+                         BuildOptions(out=out, cache_dir=shared_cache_dir))
+    message = str(failed.value)
+    assert message.startswith(f"--backend det={asked}: model 'det'")
+    assert reason in message
+    # The fix: a backend this machine can use, named or listed as a fallback.
+    assert f"--backend det={asked},openvino" in message
+    assert not out.exists()
 
 
 def test_broken_dir_fails_cleanly_and_leaves_nothing(wheel_models, tmp_path):

@@ -174,3 +174,20 @@ def test_cli_infer_folder_pdf_and_output_dir(ocr_server, pages, tmp_path):
         assert saved["rec_texts"] == line["rec_texts"]
         picture = np.asarray(Image.open(out / f"{stem}_res.png"))
         assert picture.std() > 5
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_unknown_model_lists_the_served_ones_and_case_follows_build(ocr_server, pages,
+                                                                     protocol):
+    from hpi_triton import InvalidRequestError
+
+    url = ocr_server.http_url if protocol == "http" else ocr_server.grpc_url
+    with Client(url, protocol) as client:
+        with pytest.raises(InvalidRequestError) as refused:
+            client.predict("table_recognition", pages[0].image)
+        message = str(refused.value)
+        assert "holds no model 'table_recognition'" in message
+        assert "OCR" in message and "OCR_TextDetection" in message
+        # 'ocr' builds the OCR graph; the client takes it the same way.
+        lower = client.predict("ocr", pages[0].image)
+        assert lower["rec_texts"] == client.predict("OCR", pages[0].image)["rec_texts"]

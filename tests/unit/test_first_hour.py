@@ -1,0 +1,50 @@
+"""Mistakes a newcomer makes get an error naming the fix, and a non-zero exit."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from hpi_triton.cli import app
+
+
+@pytest.mark.parametrize("layout, expected", [
+    ({}, "holds no model (no sub-folder with a config.pbtxt)"),
+    ({"inference.yml": "Global: {model_name: PP-OCRv4_mobile_det}\n"},
+     "is a PaddleX model dir (inference.yml), not a model repository"),
+    ({"config.pbtxt": 'name: "OCR"\n'}, "one model's folder (config.pbtxt), not the repository"),
+])
+def test_serve_refuses_a_folder_without_models(tmp_path, layout, expected):
+    for name, text in layout.items():
+        (tmp_path / name).write_text(text)
+    result = CliRunner().invoke(app, ["serve", str(tmp_path), "--http-port", "1"])
+    assert result.exit_code != 0
+    assert expected in result.output
+    assert "hpi-triton build" in result.output and "tritonserver ready" not in result.output
+
+
+def test_serve_refuses_a_missing_folder(tmp_path):
+    result = CliRunner().invoke(app, ["serve", str(tmp_path / "nope")])
+    assert result.exit_code != 0 and "is not a folder" in result.output
+
+
+OCR_YAML = """pipeline_name: OCR
+SubModules:
+  TextDetection: {module_name: text_detection, model_name: PP-OCRv4_mobile_det, model_dir: det}
+  TextRecognition: {module_name: text_recognition, model_name: PP-OCRv4_mobile_rec,
+                    model_dir: rec}
+"""
+
+
+def test_pipeline_and_a_yaml_of_another_pipeline_conflict(tmp_path):
+    from hpi_triton.errors import BuildError
+    from hpi_triton.routing import route_build
+
+    yaml_path = tmp_path / "OCR.yaml"
+    yaml_path.write_text(OCR_YAML)
+    with pytest.raises(BuildError, match=r"--pipeline table_recognition but --pipeline-config "
+                                         r".*OCR.yaml is PaddleX's OCR pipeline"):
+        route_build([], pipeline="table_recognition", pipeline_config=yaml_path)
+    # The same pipeline named in another case is no conflict.
+    _, specs = route_build([], pipeline="ocr", pipeline_config=yaml_path)
+    assert len(specs) == 1
