@@ -54,8 +54,11 @@ def route_build(models: Sequence[str], backends: Sequence[str] = (),
         roles.update({k: Path(v) for k, v in pairs(models, "--model")})
         defaults.update(pairs(params, "--param"))
         role_backends = {r: chosen.pop(r) for r in list(chosen) if r in roles}
-        specs = [pipeline_spec(kind, roles, defaults, role_backends,
-                               instances=pipeline_instances, served_name=name)]
+        try:
+            specs = [pipeline_spec(kind, roles, defaults, role_backends,
+                                   instances=pipeline_instances, served_name=name)]
+        except BuildError as exc:
+            raise _with_yaml_keys(exc, pipeline_config, roles) from exc
         models = []
     elif params or name:
         raise BuildError("--param and --name apply to a pipeline; use them with --pipeline")
@@ -64,3 +67,20 @@ def route_build(models: Sequence[str], backends: Sequence[str] = (),
     if chosen:
         raise BuildError(f"--backend names models not given with --model: {sorted(chosen)}")
     return requests, specs
+
+
+def _with_yaml_keys(exc: BuildError, pipeline_config: Optional[Path], given) -> BuildError:
+    """A missing-role error of a YAML build, naming the YAML keys left empty (the message
+    written for --model users does not say where in the YAML to look)."""
+    if pipeline_config is None:
+        return exc
+    from hpi_triton.ensembles import null_model_dirs
+
+    empty = {role: key for role, key in null_model_dirs(pipeline_config).items()
+             if role not in given and role in str(exc)}
+    if not empty:
+        return exc
+    return BuildError(f"--pipeline-config {pipeline_config}: {', '.join(empty.values())} "
+                      f"{'is' if len(empty) == 1 else 'are'} empty; set each to the model's "
+                      f"folder (hpi-triton builds from folders; PaddleX downloads by "
+                      f"model_name). ({exc})")

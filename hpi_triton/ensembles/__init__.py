@@ -97,7 +97,52 @@ def read_pipeline_config(path: Path):
         else:
             _read_modules(sub, path.parent, roles, params)
     _read_modules(config, path.parent, roles, params)
+    _check_switched_roles(path, roles, params)
     return name, roles, params
+
+
+# Optional roles and the switch that asks for them (PaddleX's names).
+_SWITCHED_ROLES = {"TextLineOrientation": "use_textline_orientation",
+                   "DocOrientationClassify": "use_doc_orientation_classify",
+                   "DocUnwarping": "use_doc_unwarping"}
+_DOC_ROLES = ("DocOrientationClassify", "DocUnwarping")
+
+
+def null_model_dirs(path: Path) -> Dict[str, str]:
+    """Role → the YAML key of each SubModule whose ``model_dir`` is empty (PaddleX fills those
+    by downloading ``model_name``; a build needs the folder), e.g.
+    ``SubPipelines.DocPreprocessor.SubModules.DocUnwarping.model_dir``."""
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    found: Dict[str, str] = {}
+
+    def walk(node, prefix):
+        if not isinstance(node, dict):
+            return
+        for role, sub in (node.get("SubModules") or {}).items():
+            if isinstance(sub, dict) and not sub.get("model_dir"):
+                found.setdefault(role, f"{prefix}SubModules.{role}.model_dir")
+        for key, sub in (node.get("SubPipelines") or {}).items():
+            walk(sub, f"{prefix}SubPipelines.{key}.")
+
+    walk(config, "")
+    return found
+
+
+def _check_switched_roles(path: Path, roles: dict, params: dict) -> None:
+    """A switch left on for a role whose model_dir is empty is refused, naming the YAML key:
+    dropping the role would serve something else than the YAML says."""
+    nulls = null_model_dirs(path)
+    for role, switch in _SWITCHED_ROLES.items():
+        if role in roles or role not in nulls or params.get(switch) is not True:
+            continue
+        if role in _DOC_ROLES and params.get("use_doc_preprocessor") is False:
+            continue
+        raise BuildError(f"--pipeline-config {path}: {nulls[role]} is empty while {switch} is "
+                         f"True: set {nulls[role]} to the model's folder (hpi-triton builds "
+                         f"from folders; PaddleX downloads by model_name), or {switch}: False")
 
 
 _SWITCHES = ("use_textline_orientation", "use_doc_preprocessor", "use_doc_orientation_classify",

@@ -48,3 +48,32 @@ def test_pipeline_and_a_yaml_of_another_pipeline_conflict(tmp_path):
     # The same pipeline named in another case is no conflict.
     _, specs = route_build([], pipeline="ocr", pipeline_config=yaml_path)
     assert len(specs) == 1
+
+
+def test_yaml_with_an_empty_model_dir_names_the_key(tmp_path):
+    from hpi_triton.errors import BuildError
+    from hpi_triton.routing import route_build
+
+    (tmp_path / "det").mkdir()
+    yaml_path = tmp_path / "OCR.yaml"
+    yaml_path.write_text(OCR_YAML.replace("model_dir: rec", "model_dir: null"))
+    with pytest.raises(BuildError, match=r"SubModules.TextRecognition.model_dir is empty; set "
+                                         r"each to the model's folder"):
+        route_build([], pipeline_config=yaml_path)
+
+
+def test_switch_on_for_a_role_without_model_dir_is_refused(tmp_path):
+    from hpi_triton.errors import BuildError
+    from hpi_triton.routing import route_build
+
+    yaml_path = tmp_path / "OCR.yaml"
+    yaml_path.write_text(OCR_YAML + "  TextLineOrientation: {module_name: textline_orientation,"
+                         " model_dir: null}\nuse_textline_orientation: True\n")
+    with pytest.raises(BuildError, match=r"SubModules.TextLineOrientation.model_dir is empty "
+                                         r"while use_textline_orientation is True"):
+        route_build([], pipeline_config=yaml_path)
+    # Switched off, the empty role is what the YAML means: no error.
+    yaml_path.write_text(yaml_path.read_text().replace("use_textline_orientation: True",
+                                                       "use_textline_orientation: False"))
+    _, specs = route_build([], pipeline_config=yaml_path)
+    assert specs[0].params["use_textline_orientation"] is False

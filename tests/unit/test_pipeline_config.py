@@ -53,7 +53,9 @@ def test_ocr_yaml_doc_switch_without_its_model(tmp_path):
         OCR_YAML["SubPipelines"]["DocPreprocessor"], use_doc_unwarping=True)})
     path = tmp_path / "OCR.yaml"
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(BuildError, match="use_doc_unwarping=True needs --model DocUnwarping"):
+    # The YAML key is named (the model_dir left empty there), not --model.
+    with pytest.raises(BuildError, match=r"SubPipelines.DocPreprocessor.SubModules.DocUnwarping"
+                                         r".model_dir is empty while use_doc_unwarping is True"):
         load_pipeline_config(path)
     # Off at the top: the nested switches do not matter.
     path.write_text(yaml.safe_dump(dict(config, use_doc_preprocessor=False)))
