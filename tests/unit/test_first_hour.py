@@ -77,3 +77,37 @@ def test_switch_on_for_a_role_without_model_dir_is_refused(tmp_path):
                                                        "use_textline_orientation: False"))
     _, specs = route_build([], pipeline_config=yaml_path)
     assert specs[0].params["use_textline_orientation"] is False
+
+
+def test_models_list_names_every_wheel_model():
+    from hpi_triton.wheel_models import WHEEL_MODELS
+
+    result = CliRunner().invoke(app, ["models", "list"])
+    assert result.exit_code == 0
+    for name in WHEEL_MODELS:
+        assert name in result.output
+
+
+def test_demo_asks_before_replacing_a_folder_it_did_not_write(tmp_path):
+    out = tmp_path / "repo"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--http-port", "0",
+                                      "--grpc-port", "0", "--metrics-port", "0"])
+    assert result.exit_code != 0
+    assert "exists and was not written by the demo: pass --force" in result.output
+    assert (out / "mine.txt").read_text() == "keep me"
+
+
+def test_demo_checks_its_ports_before_building(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "repo"),
+                                          "--http-port", str(port)])
+    assert result.exit_code != 0
+    assert f"--http-port {port} is taken by another process" in result.output
+    assert not (tmp_path / "repo").exists()
