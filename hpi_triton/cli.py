@@ -90,8 +90,14 @@ def build(
         "clients on the built repository (0: --instances/--cpu-threads as given)"),
     verbose: bool = typer.Option(True, "--verbose/--quiet"),
 ) -> None:
-    """Convert, verify and write a Triton model repository."""
+    """Convert, verify and write a Triton model repository.
+
+    Ctrl-C or SIGTERM (also to a background job) stops it and leaves --out as it was.
+    Example: hpi-triton build --pipeline OCR --model TextDetection=models/PP-OCRv4_mobile_det
+    --model TextRecognition=models/PP-OCRv4_mobile_rec --out repo
+    """
     _setup_logging()
+    _stop_on_signals_also_after_paddle()
     from hpi_triton.generator.build import BuildOptions, build_repository
     from hpi_triton.routing import route_build
     from hpi_triton.triton_models.backends import Device
@@ -132,6 +138,9 @@ def build(
         report = build_repository(requests, options, pipelines)
     except HpiTritonError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        typer.secho(f"build interrupted: {out} left as it was", err=True)
+        raise typer.Exit(130) from None
     for m in report.models:
         typer.echo(f"{m.name}: {m.backend} as {m.hosting} ({m.selection})")
     for p in report.pipelines:
@@ -255,6 +264,40 @@ def _stop_on_signals() -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, interrupt)
+
+
+class _AfterPaddleImport:
+    """Re-installs :func:`_stop_on_signals` once ``paddle`` is imported: Paddle's import
+    installs glog's failure handler for SIGTERM, which aborts the process (a build would then
+    die on SIGTERM with a stack dump instead of stopping cleanly)."""
+
+    def find_spec(self, name, path=None, target=None):
+        """Wrap the loader of ``paddle`` so its import ends with our handlers back."""
+        import importlib.util
+
+        if name != "paddle":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _stop_on_signals()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _stop_on_signals_also_after_paddle() -> None:
+    """:func:`_stop_on_signals`, kept in force when Paddle is imported later."""
+    _stop_on_signals()
+    if "paddle" in sys.modules:
+        return
+    if not any(isinstance(finder, _AfterPaddleImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterPaddleImport())
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

@@ -183,3 +183,28 @@ def test_models_fetch_makes_buildable_dirs(shared_cache_dir, tmp_path):
     listed = subprocess.run([sys.executable, "-m", "hpi_triton.cli", "models", "list"],
                             capture_output=True, text=True, env=env, timeout=120)
     assert "PP-OCRv4_mobile_det_onnx" in listed.stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_background_build_stops_on_a_signal(wheel_models, tmp_path, signum):
+    """A background job of a non-interactive shell starts with SIGINT ignored: the build
+    still stops on Ctrl-C-style SIGINT and on SIGTERM, leaving nothing behind."""
+    out = tmp_path / "out"
+    env = {**os.environ, "HPI_TRITON_CACHE_DIR": str(tmp_path / "cache")}  # a slow, cold build
+    build = subprocess.Popen(
+        CLI + ["build", "--model", f"det={wheel_models['PP-OCRv4_mobile_det']}",
+               "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        time.sleep(6)  # imports done, converting
+        assert build.poll() is None, build.communicate()
+        build.send_signal(signum)
+        _, err = build.communicate(timeout=60)
+    finally:
+        if build.poll() is None:
+            build.kill()
+    assert build.returncode == 130, err
+    assert "build interrupted" in err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
