@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -25,10 +26,25 @@ def quiet_engine_imports() -> None:
                             module="paddle.utils.cpp_extension.extension_utils")
 
 
-def one_line(message: str, where: str = BUILD_LOG) -> str:
-    """``message`` as one terminal line: its first line, and when that only introduces engine
-    output (ends with ``:``), the first line of that output that says error; cut to
-    :data:`TERMINAL_WIDTH` with a pointer to ``where`` when anything was left out."""
+# Engine output that says nothing about why a conversion or verification failed.
+_NOISE = re.compile(r"No ccache found|warnings\.warn\(|New Executor is Running|"
+                    r"^\s*[IW]\d{4} \d\d:\d\d:\d\d")
+
+
+def clean_reason(text: str) -> str:
+    """A failure reason for the report: engine noise lines dropped (Paddle's ccache warning,
+    its executor banner, glog INFO/WARNING lines), and paths inside the temporary folder —
+    gone once the build ends, and stale in a cached reason — named as such."""
+    lines = [line for line in text.splitlines() if not _NOISE.search(line)]
+    cleaned = "\n".join(lines).strip()
+    temp = re.escape(tempfile.gettempdir().rstrip("/"))
+    return re.sub(temp + r"/[^\s'\"]*?([^/\s'\"]+)(?=[\s'\":,)]|$)",
+                  r"<temporary folder>/\1", cleaned)
+
+
+def first_cause(message: str) -> str:
+    """The first line of ``message``, and when it only introduces engine output (ends with
+    ``:``), the first line of that output that says error."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     if not lines:
         return message
@@ -36,6 +52,17 @@ def one_line(message: str, where: str = BUILD_LOG) -> str:
     if head.endswith(":") and len(lines) > 1:
         cause = next((line for line in lines[1:] if "error" in line.lower()), lines[1])
         head = f"{head} {_STAMP.sub('', cause)}"
+    return head
+
+
+def one_line(message: str, where: str = BUILD_LOG) -> str:
+    """``message`` as one terminal line: its first line, and when that only introduces engine
+    output (ends with ``:``), the first line of that output that says error; cut to
+    :data:`TERMINAL_WIDTH` with a pointer to ``where`` when anything was left out."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return message
+    head = first_cause(message)
     cut = len(head) > TERMINAL_WIDTH
     if cut:
         head = head[:TERMINAL_WIDTH - 1].rstrip() + "…"

@@ -25,6 +25,7 @@ from hpi_triton.generator.verify import (
     compute_reference,
     measure_latency,
 )
+from hpi_triton.logs import clean_reason
 from hpi_triton.python_backend import engines
 from hpi_triton.triton_models.backends import Backend, ConvertContext
 
@@ -112,7 +113,7 @@ class ModelArtifacts:
                                             f"{backend.name}: convert + verify"):
                 entry = self.cache.get_or_create(key, create)
         except (ConversionError, VerificationError) as exc:
-            return CandidateReport(backend.name, CandidateStatus.FAILED, str(exc),
+            return CandidateReport(backend.name, CandidateStatus.FAILED, clean_reason(str(exc)),
                                    seconds=round(time.perf_counter() - started, 2)), None
         candidate = CandidateReport(backend.name, CandidateStatus.VERIFIED,
                                     max_relative_error=entry.meta["max_relative_error"],

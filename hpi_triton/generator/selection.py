@@ -7,6 +7,8 @@ and reason is in the model's report."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import List, Optional
 
 from hpi_triton.errors import (
@@ -17,6 +19,7 @@ from hpi_triton.errors import (
 )
 from hpi_triton.generator.artifacts import ModelArtifacts
 from hpi_triton.generator.plan import CandidateReport, CandidateStatus, ModelReport, ModelRequest
+from hpi_triton.logs import BUILD_LOG, first_cause
 from hpi_triton.triton_models.backends import Backend, registry
 
 # Fallback order when the first choice fails, fastest-first as usually seen on each device.
@@ -149,8 +152,9 @@ class BackendSelection:
             candidate, entry = self.artifacts.make(backend)
             self.report.candidates.append(candidate)
             if entry is None:
-                self.report.warn(f"{name} failed for model {self.request.name!r}: "
-                                 f"{candidate.reason}")
+                # In full in build.log; the terminal gets one line once the choice is made.
+                logging.getLogger("hpi_triton.build").info(
+                    "%s failed for model %r: %s", name, self.request.name, candidate.reason)
                 continue
             candidate.latency_ms = self.artifacts.measure(backend, entry[0], entry[1])
             verified.append((candidate.latency_ms, backend, entry))
@@ -159,7 +163,16 @@ class BackendSelection:
         verified.sort(key=lambda item: item[0])
         timings = ", ".join(f"{b.name} {ms:.2f} ms" for ms, b, _ in verified)
         _, backend, entry = verified[0]
-        return (backend, entry[0], entry[1]), f"measured fastest at batch 1: {timings}"
+        why = f"measured fastest at batch 1: {timings}"
+        failed = [c for c in self.report.candidates if c.status == CandidateStatus.FAILED]
+        if failed:
+            # Expected and handled (e.g. paddle2onnx cannot convert a legacy model): one line.
+            first = first_cause(failed[0].reason or "")
+            self.report.warn(
+                f"model {self.request.name!r}: {' and '.join(c.backend for c in failed)} "
+                f"could not be used, so {backend.name} serves it (handled, nothing to do; "
+                f"details in {Path(self.options.out) / BUILD_LOG}): {first}")
+        return (backend, entry[0], entry[1]), why
 
     def _no_backend_message(self) -> str:
         lines = [f"  {c.backend}: {c.status}: {c.reason}" for c in self.report.candidates]

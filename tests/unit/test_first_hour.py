@@ -111,3 +111,22 @@ def test_demo_checks_its_ports_before_building(tmp_path):
     assert result.exit_code != 0
     assert f"--http-port {port} is taken by another process" in result.output
     assert not (tmp_path / "repo").exists()
+
+
+def test_failure_reasons_drop_engine_noise_and_stale_temp_paths():
+    import tempfile
+
+    from hpi_triton.logs import clean_reason
+
+    temp = tempfile.gettempdir()
+    reason = (f"paddle2onnx failed:\n"
+              f"/x/extension_utils.py:712: UserWarning: No ccache found. Please be aware\n"
+              f"  warnings.warn(warning_message)\n"
+              f"I1204 17:18:04.976965 13945 analysis_config.cc:169] New Executor is Running\n"
+              f"the 0th elementwise MUST be ir::FloatAttribute ({temp}/tmpab12cd/m/model.json)")
+    cleaned = clean_reason(reason)
+    assert "ccache" not in cleaned and "warnings.warn" not in cleaned
+    assert "New Executor" not in cleaned and "analysis_config" not in cleaned
+    assert "the 0th elementwise MUST be ir::FloatAttribute (<temporary folder>/model.json)" \
+        in cleaned
+    assert "tmpab12cd" not in cleaned
