@@ -532,7 +532,7 @@ def bench(
     except HpiTritonError as exc:
         _fail(exc)
     table = Table(title=f"{pipeline} at {settings.url} ({protocol}), {duration:g} s per level")
-    for column in ("concurrency", "req/s", "p50 ms", "p90 ms", "p99 ms", "requests", "errors"):
+    for column in ("clients", "req/s", "p50 ms", "p90 ms", "p99 ms", "requests", "errors"):
         table.add_column(column, justify="right")
     def ms(value) -> str:
         return "-" if value is None else f"{value:.1f}"
@@ -545,11 +545,11 @@ def bench(
         if r.first_error:
             console.print(f"[red]concurrency {r.concurrency}: {r.errors} errors; first: "
                           f"{r.first_error}[/red]")
-    split = Table(title="Where the time goes (server statistics, ms per request)")
-    for column in ("concurrency", "model", "requests", "queue", "compute input",
-                   "compute infer", "compute output"):
+    split = Table(title="Where the time goes (server statistics, ms per request: queue, "
+                        "compute input / infer / output)")
+    for column in ("clients", "model", "requests", "queue", "input", "infer", "output"):
         split.add_column(column, justify="right" if column != "model" else "left",
-                         no_wrap=column == "model")
+                         overflow="fold")
     for r in results:
         for m in r.models:
             split.add_row(str(r.concurrency), m.model, str(m.requests), f"{m.queue_ms:.2f}",

@@ -88,9 +88,10 @@ def print_build_summary(report, console: Optional[object] = None) -> None:
     console = console or Console()
     table = Table(title=f"Built for {report.device} ({report.precision}) in "
                         f"{report.seconds:.1f} s")
-    for column in ("model", "backend", "hosted as", "max rel. error", "p50 ms (batch 1)",
+    # Long names fold onto a second line rather than being cut (80-column terminals).
+    for column in ("model", "backend", "hosted", "max rel. err", "p50 ms b1",
                    "other candidates"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for m in report.models:
         chosen = next((c for c in m.candidates if c.backend == m.backend), None)
         error = f"{chosen.max_relative_error:.1e}" if chosen and \
