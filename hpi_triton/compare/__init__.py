@@ -69,9 +69,10 @@ def run_paddlex(python: str, job: Dict, timeout: float = 1800) -> List[dict]:
                                   ) from exc
         if proc.returncode != 0 or not out_path.exists():
             tail = "\n".join((proc.stderr or "").strip().splitlines()[-6:])
-            hint = (" (pip install \"paddlex[ocr]==3.7.2\" paddlepaddle==3.3.1 in that "
-                    "environment)" if "No module named 'paddlex'" in (proc.stderr or "")
-                    else "")
+            missing = "No module named 'paddlex'" in (proc.stderr or "")
+            hint = (" (in that environment: pip install \"paddlex[ocr,cv]==3.7.2\" "
+                    "paddlepaddle==3.3.1 onnxruntime, as the README's 'compare' section says)"
+                    if missing else "")
             raise ComparisonError(f"PaddleX failed under {python}{hint}:\n{tail}")
         records = [json.loads(line) for line in out_path.read_text().splitlines() if line]
     if not records or not records[-1].get("done"):

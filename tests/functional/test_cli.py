@@ -208,3 +208,48 @@ def test_a_background_build_stops_on_a_signal(wheel_models, tmp_path, signum):
     assert "build interrupted" in err
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_the_readme_tour_as_typed(shared_cache_dir, tmp_path):
+    """README 'A tour': models fetch → build → serve → infer, the commands as written (ports
+    free ones, a rendered page), then the Python lines."""
+    import cv2
+
+    from hpi_triton import Client
+    from hpi_triton.pages import make_pages
+
+    env = {**os.environ, "HPI_TRITON_CACHE_DIR": str(shared_cache_dir)}
+    ports = [free_port(), free_port(), free_port()]
+    page = make_pages(count=1, seed=5)[0]
+    cv2.imwrite(str(tmp_path / "page.png"), page.image)
+
+    def run(*args):
+        proc = subprocess.run(CLI + list(args), capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    run("models", "fetch", "PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec", "--out", "models")
+    run("build", "--pipeline", "OCR", "--out", "repo",
+        "--model", "TextDetection=models/PP-OCRv4_mobile_det",
+        "--model", "TextRecognition=models/PP-OCRv4_mobile_rec")
+    serve = subprocess.Popen(CLI + ["serve", "repo", "--http-port", str(ports[0]),
+                                    "--grpc-port", str(ports[1]), "--metrics-port",
+                                    str(ports[2])],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in serve.stdout:
+            if "Ctrl-C stops the server" in line:
+                break
+        assert serve.poll() is None
+        run("infer", "--url", f"localhost:{ports[0]}", "--pipeline", "OCR", "page.png",
+            "--output-dir", "out")
+        saved = json.loads((tmp_path / "out" / "page_res.json").read_text())["res"]
+        with Client(f"localhost:{ports[0]}") as client:
+            texts = client.predict("OCR", str(tmp_path / "page.png"))["rec_texts"]
+        assert texts == saved["rec_texts"] and texts
+        assert any(line in texts for line in page.lines), (texts, page.lines)
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        serve.wait(timeout=60)

@@ -1,4 +1,4 @@
-"""The supported-models table of the README, generated from the tests.
+"""The supported-models table (docs/models.md), generated from the tests.
 
 Every model of the PaddleX 3.7.2 modules hpi-triton serves (``paddlex/configs/modules/<module>``;
 the seed's table of about 140 names is a subset of these) gets one row: the family whose test
@@ -7,7 +7,7 @@ tests' builds verified for the model they ran (read from ``verified_backends.jso
 the test session writes from every ``build_report.json`` it produced; see tests/conftest.py).
 
 ``python -m tests.support.model_table`` prints the table; ``--write`` replaces it in
-README.md between the markers. tests/unit/test_model_table.py checks that the README's table
+docs/models.md between the markers. tests/unit/test_model_table.py checks that that table
 is this one (backends aside, which depend on the machine) and that every test named exists.
 """
 
@@ -248,9 +248,9 @@ def main(argv: List[str]) -> int:
     if "--write" not in argv:
         print(table)
         return 0
-    readme = (ROOT / "README.md").read_text()
-    head, rest = readme.split(BEGIN, 1)
-    (ROOT / "README.md").write_text(f"{head}{BEGIN}\n{table}\n{END}{rest.split(END, 1)[1]}")
+    target = ROOT / "docs" / "models.md"
+    head, rest = target.read_text().split(BEGIN, 1)
+    target.write_text(f"{head}{BEGIN}\n{table}\n{END}{rest.split(END, 1)[1]}")
     return 0
 
 
