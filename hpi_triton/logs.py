@@ -83,7 +83,9 @@ class OneLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The record's message as one line, after its level when ``with_level``."""
         line = one_line(record.getMessage(), self.where)
-        return f"{record.levelname} {line}" if self.with_level else line
+        # A fallback the build handled is news, not a warning: say so.
+        level = "note:" if getattr(record, "handled", False) else record.levelname
+        return f"{level} {line}" if self.with_level else line
 
 
 def setup_terminal() -> None:

@@ -158,10 +158,11 @@ class ModelReport:
     candidates: List[CandidateReport] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
 
-    def warn(self, message: str) -> None:
-        """Note a fallback or a hosting change in the report and the build log."""
+    def warn(self, message: str, handled: bool = False) -> None:
+        """Note a fallback or a hosting change in the report and the build log; ``handled``:
+        an expected fallback the build dealt with (the terminal shows it as a note)."""
         self.warnings.append(message)
-        logging.getLogger("hpi_triton.build").warning(message)
+        logging.getLogger("hpi_triton.build").warning(message, extra={"handled": handled})
 
 
 @dataclass

@@ -171,7 +171,7 @@ class BackendSelection:
             self.report.warn(
                 f"model {self.request.name!r}: {' and '.join(c.backend for c in failed)} "
                 f"could not be used, so {backend.name} serves it (handled, nothing to do; "
-                f"details in {Path(self.options.out) / BUILD_LOG}): {first}")
+                f"details in {Path(self.options.out) / BUILD_LOG}): {first}", handled=True)
         return (backend, entry[0], entry[1]), why
 
     def _no_backend_message(self) -> str:
