@@ -21,13 +21,19 @@ from hpi_triton.client import (
     check_concurrency,
     check_protocol,
     checked_inputs,
+    connection_problem,
     image_tensor,
     naming_input,
     pipeline_result,
     server_error,
     wire_parameters,
 )
-from hpi_triton.errors import HpiTritonError, InferError
+from hpi_triton.errors import (
+    HpiTritonError,
+    InferError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+)
 
 
 class AsyncClient:
@@ -73,15 +79,42 @@ class AsyncClient:
                 else:
                     meta = await self._client.get_model_metadata(model, as_json=True)
             except Exception as exc:  # tritonclient and aiohttp raise their own types
-                raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
+                meta = await self._first_contact_failed(model, exc)
             self._metadata[model] = meta
         return self._metadata[model]
+
+    async def _first_contact_failed(self, model: str, exc: Exception) -> dict:
+        """As :meth:`Client.metadata <hpi_triton.client.Client.metadata>`: a connection
+        problem named with its fix, an unknown model with the served names, and a name that
+        differs from a served one only in case (build's rule) resolved to it."""
+        problem = connection_problem(self.url, self.protocol, exc)
+        if problem:
+            refused = "connection refused" in problem
+            raise (ServiceUnavailableError if refused else InferError)(problem) from exc
+        status = str(exc.status()) if callable(getattr(exc, "status", None)) else ""
+        if status not in ("404", "StatusCode.NOT_FOUND") or "no available versions" in str(exc):
+            raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
+        try:
+            if self.protocol == "http":
+                index = await self._client.get_model_repository_index()
+            else:
+                index = (await self._client.get_model_repository_index(as_json=True)
+                         ).get("models", [])
+            served = sorted({entry["name"] for entry in index})
+        except Exception:  # noqa: BLE001 - the refusal below still says what was asked
+            served = []
+        same = [name for name in served if name.lower() == model.lower()]
+        if len(same) == 1 and same[0] != model:
+            return await self.metadata(same[0])
+        raise InvalidRequestError(f"the server at {self.url} holds no model {model!r}; it "
+                                  f"serves: {', '.join(served) or 'no models'}") from exc
 
     async def infer(self, model: str, inputs: Dict[str, np.ndarray],
                     outputs: Optional[list] = None) -> Dict[str, np.ndarray]:
         """Run ``model`` on ``inputs``; every output by name (errors as
         :meth:`Client.infer <hpi_triton.client.Client.infer>`)."""
         meta = await self.metadata(model)
+        model = meta.get("name", model)
         request = []
         for name, array, datatype in checked_inputs(model, meta, inputs):
             tensor = self._module.InferInput(name, list(array.shape), datatype)
@@ -101,7 +134,9 @@ class AsyncClient:
             name, array = image_tensor(image)
         tensor = self._module.InferInput(name, list(array.shape), "UINT8")
         tensor.set_data_from_numpy(np.ascontiguousarray(array))
-        names = [o["name"] for o in (await self.metadata(pipeline))["outputs"]]
+        meta = await self.metadata(pipeline)
+        names = [o["name"] for o in meta["outputs"]]
+        pipeline = meta.get("name", pipeline)
         result = await self._call(f"pipeline {pipeline!r}", pipeline, [tensor], names,
                                   wire_parameters(params) or None)
         return pipeline_result(result, names)

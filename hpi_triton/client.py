@@ -64,7 +64,8 @@ def connection_problem(url: str, protocol: str, exc: BaseException) -> Optional[
     text = str(exc)
     other = "grpc" if protocol == "http" else "http"
     default_port = {"http": 8000, "grpc": 8001}
-    if isinstance(exc, ConnectionRefusedError) or "Connection refused" in text:
+    if isinstance(exc, ConnectionRefusedError) or "Connection refused" in text or \
+            "Connect call failed" in text:  # the last: aiohttp's (AsyncClient over HTTP)
         return (f"no server answers at {url} ({protocol}): connection refused. Is `hpi-triton "
                 f"serve` running there? Check --url (defaults: HTTP port "
                 f"{default_port['http']}, gRPC port {default_port['grpc']})")

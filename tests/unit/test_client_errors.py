@@ -65,3 +65,19 @@ def test_grpc_on_the_http_port(http_port):
     with pytest.raises(InferError, match="does not speak GRPC: this looks like its HTTP port. "
                                          "Use --protocol http"):
         Client(f"127.0.0.1:{http_port}", "grpc").metadata("OCR")
+
+
+def test_async_client_names_a_refused_connection():
+    import asyncio
+
+    from hpi_triton import AsyncClient
+
+    port = _free_port()
+
+    async def first_contact():
+        async with AsyncClient(f"127.0.0.1:{port}") as client:
+            await client.metadata("OCR")
+
+    with pytest.raises(ServiceUnavailableError, match="connection refused. Is `hpi-triton "
+                                                      "serve` running there"):
+        asyncio.run(first_contact())
