@@ -47,7 +47,7 @@ CACHE = ROOT / ".ci-cache" / "image-test"
 REPO = CACHE / "repo"  # inside the build context (.dockerignore keeps it in)
 BASE = "python:3.11.11-slim-bookworm"
 STAND_IN = "hpi-triton-test/python:3.11-bookworm"
-ROOTFS_IMAGE = "hpi-triton-test/debian:bookworm-minbase"
+ROOTFS_IMAGE = "hpi-triton-test/debian:bookworm-minbase-2"
 TAG = "hpi-triton-cpu-image-test"
 STOP_TIMEOUT = 40  # above serve's 30 s exit timeout, as the README's docker run
 T0 = time.monotonic()
@@ -66,11 +66,17 @@ class Failure(Exception):
     """What the image did wrong."""
 
 
-def run(cmd, check=True, timeout=1800, env=None, quiet=False, **kwargs):
+def run(cmd, check=True, timeout=1800, env=None, quiet=False, stream=False, **kwargs):
+    """Run ``cmd``; ``stream``: its output goes to this log as it comes (long builds)."""
     if not quiet:
         log("$ " + " ".join(str(c) for c in cmd))
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                          timeout=timeout, env=env, **kwargs)
+    if stream:
+        proc = subprocess.run([str(c) for c in cmd], stdout=sys.stdout, stderr=sys.stdout,
+                              text=True, timeout=timeout, env=env, **kwargs)
+        proc.stdout = proc.stderr = "(output above)"
+    else:
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                              timeout=timeout, env=env, **kwargs)
     if check and proc.returncode != 0:
         raise Failure(f"{' '.join(str(c) for c in cmd[:4])} ... exited {proc.returncode}:\n"
                       f"{(proc.stdout + proc.stderr)[-4000:]}")
@@ -190,11 +196,12 @@ def base_image(docker: str) -> str:
     started = time.monotonic()
     log(f"{BASE} cannot be pulled: making the stand-in {stand_in} from Debian packages")
     if not has_image(docker, ROOTFS_IMAGE):
-        tarball = CACHE / "bookworm-minbase.tar"
+        tarball = CACHE / "bookworm-minbase-2.tar"
         if not tarball.is_file():
             if not shutil.which("debootstrap"):
                 run(["apt-get", "install", "-y", "-qq", "debootstrap"])
             rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=CACHE))
+            rootfs.chmod(0o755)  # the image's / (mkdtemp's 0700 locks out USER 1000)
             try:
                 run(["debootstrap", "--variant=minbase", "bookworm", rootfs, debian_mirror()],
                     timeout=1800)
@@ -243,11 +250,12 @@ def build_images(docker: str, base: str) -> None:
               "--build-arg", f"PYTHON_IMAGE={base}", "--network", "host"]
     started = time.monotonic()
     run([docker, "build", *common, "-t", f"{TAG}:bundled", "."], cwd=ROOT, timeout=3600,
-        env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        env={**os.environ, "DOCKER_BUILDKIT": "0"}, stream=True)
     TIMES["image build, classic builder (s)"] = round(time.monotonic() - started)
     started = time.monotonic()
     run([docker, "build", *common, "--target", "runtime", "-t", f"{TAG}:runtime", "."],
-        cwd=ROOT, timeout=3600, env={**os.environ, "DOCKER_BUILDKIT": "1"})
+        cwd=ROOT, timeout=3600, env={**os.environ, "DOCKER_BUILDKIT": "1",
+                                     "BUILDKIT_PROGRESS": "plain"}, stream=True)
     TIMES["image build --target runtime, BuildKit (s)"] = round(time.monotonic() - started)
     size = run([docker, "image", "inspect", "-f", "{{.Size}}", f"{TAG}:bundled"]).stdout
     TIMES["image size (MB)"] = round(int(size.strip()) / 1e6)
