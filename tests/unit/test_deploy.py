@@ -374,3 +374,25 @@ def test_cpu_image_builds_anywhere_and_the_readme_says_how():
     test = (ROOT / "tests" / "image" / "run_image_test.py").read_text()
     assert '"-f", "deploy/docker/Dockerfile.cpu", "--build-arg", f"REPOSITORY={repo}"' in test
     assert '"--target", "runtime"' in test and '"--init", "--stop-timeout"' in test
+
+
+def test_a_built_repository_is_readable_by_the_images_user(tmp_path):
+    """'hpi-triton build' stages in a mkdtemp folder (0700); moved into place, the repository
+    gets mkdir's modes, so the CPU image (uid 1000) can read it mounted at /models (it
+    failed to load every model before; tests/image/run_image_test.py runs that)."""
+    import os
+    import stat
+    import tempfile
+
+    from hpi_triton.generator.build import _move_into_place
+
+    umask = os.umask(0o022)
+    try:
+        for _ in range(2):  # a new repository, then one replacing it
+            staging = Path(tempfile.mkdtemp(dir=tmp_path))
+            (staging / "m").mkdir()
+            _move_into_place(staging, tmp_path / "repo")
+            assert stat.S_IMODE((tmp_path / "repo").stat().st_mode) == 0o755
+            assert (tmp_path / "repo" / "m").is_dir()
+    finally:
+        os.umask(umask)
