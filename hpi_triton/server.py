@@ -416,21 +416,26 @@ def stop_tritonserver(pid: int, timeout: float, exited: Callable[[float], bool])
     return how
 
 
-def start_watchdog(server_pid: int, timeout: float) -> Optional[subprocess.Popen]:
+def start_watchdog(server_pid: int, timeout: float,
+                   log_file=None) -> Optional[subprocess.Popen]:
     """A process that stops tritonserver ``server_pid`` (:func:`stop_tritonserver`) once this
     process is gone, ``kill -9`` included: it waits for end-of-file on a pipe only this
     process holds. Close its stdin after stopping the server yourself; it then just exits.
 
     The kernel also sends the server SIGTERM when this process dies (PR_SET_PDEATHSIG), but
     only the watchdog can kill a server that does not exit then (see
-    :data:`DEAD_INSTANCE_GRACE`). ``None`` when it cannot be started."""
+    :data:`DEAD_INSTANCE_GRACE`). It says what it did on ``log_file`` (the server's log) and
+    holds no other output open (a caller reading serve's output to its end would otherwise
+    wait for it). ``None`` when it cannot be started."""
     start = _process_start(server_pid)
     if start is None:
         return None
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "hpi_triton.watchdog", str(server_pid), start, str(timeout)],
-            stdin=subprocess.PIPE, start_new_session=True)
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=log_file if log_file is not None else subprocess.DEVNULL,
+            start_new_session=True)
     except OSError:
         return None
 
@@ -451,7 +456,9 @@ def watch(server_pid: int, start: str, timeout: float) -> None:
         time.sleep(seconds)
         return _process_start(server_pid) != start
 
-    stop_tritonserver(server_pid, timeout, exited)
+    how = stop_tritonserver(server_pid, timeout, exited)
+    print(f"hpi-triton watchdog: the serve that started tritonserver {server_pid} is gone; "
+          f"tritonserver {how}", file=sys.stderr, flush=True)
 
 
 class ModelSupervisor(threading.Thread):
@@ -656,7 +663,8 @@ class TritonServer:
                                         stderr=subprocess.STDOUT, env=binary.env,
                                         start_new_session=True,
                                         preexec_fn=lambda: _bind_to_parent(parent))
-        self._watchdog = start_watchdog(self.process.pid, self.exit_timeout + self.kill_grace)
+        self._watchdog = start_watchdog(self.process.pid, self.exit_timeout + self.kill_grace,
+                                        self._log_file)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -314,6 +314,7 @@ def test_a_stop_after_a_heal_does_not_wait_on_the_dead(ocr_repo, page_png, how):
     try:
         _heal_under_load(serve, server_pid, ports[0], page_png)
         stubs = [pid for pids in stub_processes(server_pid).values() for pid in pids]
+        server_log = Path(os.readlink(f"/proc/{server_pid}/fd/1"))
         started = time.monotonic()
         if how == "SIGTERM":
             serve.send_signal(signal.SIGTERM)
@@ -328,8 +329,12 @@ def test_a_stop_after_a_heal_does_not_wait_on_the_dead(ocr_repo, page_png, how):
         from hpi_triton.server import port_is_free
 
         assert all(port_is_free(port) for port in ports)
-        # The watchdog that stopped it (kill -9) or was told it is done (SIGTERM) is gone too.
+        # The watchdog that stopped it (kill -9) or was told it is done (SIGTERM) is gone too,
+        # and says in the server log what it did.
         assert _gone_within(_watchdogs(server_pid), 5)
+        said = [line for line in server_log.read_text(errors="replace").splitlines()
+                if line.startswith("hpi-triton watchdog:")]
+        assert len(said) == (1 if how == "kill -9" else 0), said
     finally:
         _cleanup(serve, server_pid)
 
