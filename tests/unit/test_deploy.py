@@ -236,8 +236,14 @@ def test_compose_brings_up_triton_and_prometheus():
     for name in ("triton", "triton-gpu"):
         build = services[name]["build"]
         assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
-        assert "repository" in build["additional_contexts"]
         assert any(v.endswith(":/models:ro") for v in services[name]["volumes"])
+        # docker stop waits past serve's 30 s exit timeout; init reaps the stubs' orphans.
+        assert int(services[name]["stop_grace_period"].rstrip("s")) > 30
+        assert services[name]["init"] is True
+    # The CPU image takes the repository as a build argument (the classic builder and
+    # Debian's docker-compose have no named contexts); the GPU one as a named context.
+    assert services["triton"]["build"]["args"]["REPOSITORY"] == "${HPI_REPOSITORY:-repo}"
+    assert "repository" in services["triton-gpu"]["build"]["additional_contexts"]
     assert services["triton-gpu"]["profiles"] == ["gpu"]
     config = services["prometheus"]["volumes"][0].split(":")[0]
     prometheus = yaml.safe_load((DEPLOY / config).read_text())
@@ -331,3 +337,62 @@ def test_malloc_settings_are_opt_in(monkeypatch):
     monkeypatch.setenv("HPI_TRITON_MALLOC", "fast")
     with pytest.raises(ServerError, match="HPI_TRITON_MALLOC='fast'; expected one of"):
         stub_environment([])
+
+
+def test_cpu_image_builds_anywhere_and_the_readme_says_how():
+    """No BuildKit frontend to fetch (# syntax=), no named context (the classic builder and
+    Debian's Docker 20.10 refuse --build-context), the base image a build argument, a root
+    .dockerignore the classic builder reads that keeps repositories in, no GPU client
+    packages, and the README's commands and entrypoint the Dockerfile's."""
+    text = (DEPLOY / "docker" / "Dockerfile.cpu").read_text()
+    assert "# syntax=" not in text and "--from=repository" not in text
+    assert re.search(r"^ARG PYTHON_IMAGE=", text, re.M)
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS runtime$", text, re.M)
+    assert "COPY ${REPOSITORY}/requirements.txt" in text
+    assert re.search(r"^COPY --chown=1000:1000 \$\{REPOSITORY\} /models$", text, re.M)
+    assert 'ENTRYPOINT ["hpi-triton", "serve"]' in text
+    assert not (DEPLOY / "docker" / "Dockerfile.cpu.dockerignore").exists()
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".git" in ignored and ".venv" in ignored and "repo" not in ignored
+    assert "!.ci-cache/image-test/repo" in ignored
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"tritonclient[http,grpc]==' in pyproject and "tritonclient[all]" not in pyproject
+    readme = (ROOT / "README.md").read_text()
+    deploy = readme[readme.index("## Deploy"):]
+    deploy = deploy[:deploy.index("\n## ", 10)]
+    builds = re.findall(r"^docker build -f deploy/docker/Dockerfile\.cpu .*$", deploy, re.M)
+    assert builds == [
+        "docker build -f deploy/docker/Dockerfile.cpu --build-arg REPOSITORY=repo -t "
+        "hpi-triton-cpu .",
+        "docker build -f deploy/docker/Dockerfile.cpu --build-arg REPOSITORY=repo --target "
+        "runtime -t hpi-triton-cpu-runtime ."]
+    runs = re.findall(r"^docker run .*$", deploy, re.M)
+    assert runs and all("--init" in r and "--stop-timeout 40" in r for r in runs), runs
+    assert "entrypoint is `hpi-triton serve`" in deploy
+    assert "hpi-triton tritonserver ARGS" not in deploy
+    # The image test runs these very builds (tests/image/run_image_test.py).
+    test = (ROOT / "tests" / "image" / "run_image_test.py").read_text()
+    assert '"-f", "deploy/docker/Dockerfile.cpu", "--build-arg", f"REPOSITORY={repo}"' in test
+    assert '"--target", "runtime"' in test and '"--init", "--stop-timeout"' in test
+
+
+def test_a_built_repository_is_readable_by_the_images_user(tmp_path):
+    """'hpi-triton build' stages in a mkdtemp folder (0700); moved into place, the repository
+    gets mkdir's modes, so the CPU image (uid 1000) can read it mounted at /models (it
+    failed to load every model before; tests/image/run_image_test.py runs that)."""
+    import os
+    import stat
+    import tempfile
+
+    from hpi_triton.generator.build import _move_into_place
+
+    umask = os.umask(0o022)
+    try:
+        for _ in range(2):  # a new repository, then one replacing it
+            staging = Path(tempfile.mkdtemp(dir=tmp_path))
+            (staging / "m").mkdir()
+            _move_into_place(staging, tmp_path / "repo")
+            assert stat.S_IMODE((tmp_path / "repo").stat().st_mode) == 0o755
+            assert (tmp_path / "repo" / "m").is_dir()
+    finally:
+        os.umask(umask)
