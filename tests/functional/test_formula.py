@@ -145,8 +145,9 @@ def test_engines_that_cannot_carry_the_decoding_loop_fall_back_to_paddle_infer(
     """Measured, not assumed: paddle2onnx writes the loop as an ONNX Loop that OpenVINO
     refuses and ONNX Runtime runs to different tokens; the build says so and serves
     paddle_infer."""
+    # An explicit --backend fails alone; listed, the fallbacks are tried in order.
     spec = pipeline_spec("formula_recognition", {"FormulaRecognition": formula_models["rec"]},
-                         backends={"FormulaRecognition": "openvino"})
+                         backends={"FormulaRecognition": "openvino,onnx_runtime,paddle_infer"})
     build_repository([], BuildOptions(out=tmp_path / "repo", cache_dir=shared_cache_dir),
                      [spec])
     report = json.loads((tmp_path / "repo" / "build_report.json").read_text())
