@@ -1,0 +1,125 @@
+"""Which PaddleX 3.7.2 serving endpoint serves which pipeline graph, and its request schema.
+
+A pipeline's request fields come from the graph's own parameter declarations (each parameter
+that PaddleX's serving request sets names its field there, e.g. ``ocr_pipeline.PARAMETERS``):
+nothing here lists them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Tuple, Type
+
+from pydantic import BaseModel, ConfigDict, create_model
+from typing_extensions import Literal
+
+from hpi_triton.errors import RequestFieldError
+
+
+class BaseRequest(BaseModel):
+    """The fields every PaddleX serving request has (``schemas/shared/ocr.py``); unknown
+    fields are refused (PaddleX ignores them silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str
+    fileType: Optional[Literal[0, 1]] = None
+    visualize: Optional[bool] = None
+    logId: Optional[str] = None
+
+
+@dataclass
+class PipelineAPI:
+    """One PaddleX serving endpoint over one kind of served graph.
+
+    Attributes:
+        kind: The pipeline kind (``build_report.json``'s ``pipeline``).
+        endpoint: PaddleX's path (``/ocr``).
+        results_key: The list of per-page results in ``result`` (``ocrResults``).
+        images: Result image name in the graph's picture → response field (``ocrImage``).
+        fields: Request field → (type, graph parameter, range check), from the graph's
+            declarations.
+        unsupported: PaddleX request fields accepted only at a value the graph gives
+            (field → that value).
+        derive: Turns checked request fields into the graph's request parameters (PaddleX
+            semantics that tie parameters together); default: the mapping of ``fields``.
+    """
+
+    kind: str
+    endpoint: str
+    results_key: str
+    image_field: str
+    fields: Dict[str, Tuple[type, str, Callable[[object], bool]]]
+    unsupported: Dict[str, object] = field(default_factory=dict)
+    derive: Optional[Callable[[Dict], Dict]] = None
+    _model: Optional[Type[BaseModel]] = None
+
+    @property
+    def request_model(self) -> Type[BaseModel]:
+        """The pydantic model of this endpoint's request body."""
+        if self._model is None:
+            extra = {name: (Optional[spec[0]], None) for name, spec in self.fields.items()}
+            extra.update({name: (Optional[type(value)], None)
+                          for name, value in self.unsupported.items()})
+            self._model = create_model(f"{self.kind}Request", __base__=BaseRequest, **extra)
+        return self._model
+
+    def parameters(self, request: BaseModel) -> Dict[str, object]:
+        """The graph's request parameters for ``request`` (fields left out or null are not
+        sent: the build's defaults apply, as PaddleX's config defaults do).
+
+        Raises:
+            RequestFieldError: a value is out of the graph's range, or an unsupported field
+                asks for another value than the graph's.
+        """
+        given = {name: getattr(request, name) for name in self.fields
+                 if getattr(request, name) is not None}
+        for name, value in given.items():
+            if not self.fields[name][2](value):
+                raise RequestFieldError(name, f"{value!r} is out of range")
+        for name, value in self.unsupported.items():
+            asked = getattr(request, name)
+            if asked is not None and asked != value:
+                raise RequestFieldError(name, f"{asked!r} is not supported by this service "
+                                              f"(only {value!r})")
+        if self.derive is not None:
+            return self.derive(given)
+        return {self.fields[name][1]: value for name, value in given.items()}
+
+
+def _declared(parameters: Dict[str, tuple]) -> Dict[str, tuple]:
+    """Request field → (type, parameter, check) of every declaration with a serving name."""
+    return {entry[3]: (entry[0], name, entry[2]) for name, entry in parameters.items()
+            if len(entry) > 3}
+
+
+def _ocr_parameters(given: Dict) -> Dict:
+    """PaddleX's OCR request semantics: naming either doc preprocessing switch turns the doc
+    preprocessor on when one of them is true, off otherwise (``get_model_settings``)."""
+    from hpi_triton.python_backend.ocr import ocr_pipeline
+
+    names = ocr_pipeline.serving_names()
+    params = {names[name]: value for name, value in given.items()}
+    switches = [params[k] for k in ("use_doc_orientation_classify", "use_doc_unwarping")
+                if k in params]
+    if switches:
+        params["use_doc_preprocessor"] = any(switches)
+    return params
+
+
+def _ocr() -> PipelineAPI:
+    from hpi_triton.python_backend.ocr import ocr_pipeline
+
+    return PipelineAPI("OCR", "/ocr", "ocrResults", "ocrImage",
+                       _declared(ocr_pipeline.PARAMETERS), {"returnWordBox": False},
+                       _ocr_parameters)
+
+
+#: Pipeline kind → its endpoint (the kinds whose graphs this service speaks PaddleX for).
+FACTORIES: Dict[str, Callable[[], PipelineAPI]] = {"OCR": _ocr}
+
+
+def pipeline_api(kind: str) -> Optional[PipelineAPI]:
+    """The endpoint for served graphs of ``kind``, or None where the API has none yet."""
+    factory = FACTORIES.get(kind)
+    return factory() if factory is not None else None
