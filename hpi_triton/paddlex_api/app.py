@@ -166,12 +166,14 @@ class Service:
             ready = []
         self.pipelines = served_pipelines(self.settings, ready)
 
-    async def load(self, request, log_id: Optional[str]):
-        """The request body as a dict, within the size limit.
+    async def load(self, request, authorized: bool = True):
+        """The request body as a dict, within the size limit; read whole before a refusal
+        (a client still sending its body would see a reset, not the answer).
 
         Raises:
+            Unauthorized: ``authorized`` is false.
             RequestFieldError: the body is not a JSON object.
-            InvalidRequestError: the body is too large (answered 413).
+            BodyTooLarge: the body is too large (answered 413).
         """
         declared = request.headers.get("content-length")
         limit = self.settings.max_body_bytes
@@ -183,6 +185,9 @@ class Service:
             if size > limit:
                 raise BodyTooLarge(f"the request body is larger than {limit} bytes")
             chunks.append(chunk)
+        if not authorized:
+            raise Unauthorized("missing or wrong bearer token (Authorization: Bearer "
+                               "<api key>)")
         try:
             body = json.loads(b"".join(chunks))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -273,6 +278,10 @@ class BodyTooLarge(InvalidRequestError):
     """The request body is above ``--max-body-bytes`` (answered 413)."""
 
 
+class Unauthorized(InvalidRequestError):
+    """The request lacks the ``--api-key`` bearer token (answered 401)."""
+
+
 def create_app(settings: ApiSettings):
     """The FastAPI app for ``settings``: one POST endpoint per servable pipeline kind,
     ``GET /health``, OpenAPI at ``/docs``."""
@@ -315,15 +324,15 @@ def create_app(settings: ApiSettings):
     def route(api: PipelineAPI):
         async def infer(request: Request):
             log_id = None
-            if not authorized(request):
-                return envelope_error(401, "missing or wrong bearer token (Authorization: "
-                                           "Bearer <api key>)")
             try:
-                body = await service.load(request, log_id)
+                # Read before refusing: a client still sending its body would see a reset.
+                body = await service.load(request, authorized(request))
                 log_id = body.get("logId") if isinstance(body.get("logId"), str) else None
                 result = await service.infer(api, body)
             except BodyTooLarge as exc:
                 return envelope_error(413, str(exc), log_id)
+            except Unauthorized as exc:
+                return envelope_error(401, str(exc), log_id)
             except HpiTritonError as exc:
                 status = error_status(exc)
                 if status == 500:

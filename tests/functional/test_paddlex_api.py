@@ -61,7 +61,7 @@ def pdf(pages):
 
 @pytest.fixture(scope="module")
 def served(ocr_repo, tmp_path_factory):
-    """``hpi-triton serve`` with PaddleX's API on a free port: (process, API URL)."""
+    """``hpi-triton serve`` with PaddleX's API on a free port: (process, API URL, gRPC URL)."""
     ports = [free_port() for _ in range(4)]
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     process = subprocess.Popen(
@@ -72,7 +72,7 @@ def served(ocr_repo, tmp_path_factory):
     url = f"http://127.0.0.1:{ports[3]}"
     try:
         wait_healthy(url, process)
-        yield process, url
+        yield process, url, f"127.0.0.1:{ports[1]}"
     finally:
         api_pid = _api_child(process.pid)
         process.send_signal(signal.SIGTERM)
@@ -102,7 +102,7 @@ def assert_same_page(ours: dict, theirs: dict) -> int:
 
 
 def test_ocr_answers_as_paddlex_serving(served, paddlex_server, pages, pdf):
-    _, url = served
+    _, url, _ = served
     lines = 0
     requests = [{"file": b64(pages[0]), "fileType": 1, "visualize": False},
                 {"file": b64(pages[1]), "visualize": False, "logId": "abc"},
@@ -146,7 +146,7 @@ def test_ocr_answers_as_paddlex_serving(served, paddlex_server, pages, pdf):
 def test_visualize_gives_decodable_jpegs_as_paddlex(served, pages):
     import base64
 
-    _, url = served
+    _, url, _ = served
     code, ours = post(url + "/ocr", {"file": b64(pages[0]), "fileType": 1})  # default: on
     assert code == 200, ours
     entry = ours["result"]["ocrResults"][0]
@@ -159,7 +159,7 @@ def test_visualize_gives_decodable_jpegs_as_paddlex(served, pages):
 
 
 def test_bad_requests_are_refused_and_the_service_goes_on(served, pages):
-    _, url = served
+    _, url, _ = served
     png = b64(pages[0])
     cases = [
         ({"fileType": 1}, "file"),                                 # missing field
@@ -192,7 +192,7 @@ def test_bad_requests_are_refused_and_the_service_goes_on(served, pages):
 
 
 def test_concurrent_clients_get_what_sequential_ones_get(served, pages):
-    _, url = served
+    _, url, _ = served
     bodies = [{"file": b64(pages[i % 3]), "fileType": 1, "visualize": False}
               for i in range(16)]
     sequential = [post(url + "/ocr", b)[1]["result"] for b in bodies[:3]]
@@ -204,7 +204,7 @@ def test_concurrent_clients_get_what_sequential_ones_get(served, pages):
 
 
 def test_serve_heals_its_api(served, pages):
-    process, url = served
+    process, url, _ = served
     import urllib.request
 
     with urllib.request.urlopen(url + "/docs", timeout=10) as response:
@@ -246,3 +246,31 @@ def _api_child(pid: int):
         if b"api" in argv and b"hpi_triton.cli" in argv:
             return child
     return None
+
+
+def test_api_alone_over_replicas_with_a_key(served, pages):
+    """``hpi-triton api`` in front of two Triton URLs, one of them dead: requests go to the
+    ready one; a bearer token is required; URL inputs can be turned off."""
+    _, _, grpc_url = served
+    port = free_port()
+    env = dict(os.environ, HPI_TRITON_API_KEY="s3cret")
+    api = subprocess.Popen(
+        [sys.executable, "-m", "hpi_triton.cli", "api", "--triton-url", grpc_url,
+         "--triton-url", f"127.0.0.1:{free_port()}", "--port", str(port), "--no-url-inputs"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, api, timeout=60)
+        body = {"file": b64(pages[0]), "visualize": False}
+        code, answer = post(url + "/ocr", body)
+        assert code == 401 and answer["errorCode"] == 401
+        key = {"Authorization": "Bearer s3cret"}
+        assert post(url + "/ocr", body, headers={"Authorization": "Bearer wrong"})[0] == 401
+        for _ in range(4):  # round-robin never picks the dead replica
+            code, answer = post(url + "/ocr", body, headers=key)
+            assert code == 200, answer
+        code, answer = post(url + "/ocr", {"file": "https://example.com/a.png"}, headers=key)
+        assert code == 422 and "turned off" in answer["errorMsg"]
+    finally:
+        api.terminate()
+        api.wait(30)
