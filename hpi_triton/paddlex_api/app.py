@@ -31,6 +31,7 @@ from hpi_triton.errors import (
     RequestFieldError,
     ServerFaultError,
     ServiceUnavailableError,
+    URLRefusedError,
 )
 from hpi_triton.paddlex_api import files
 from hpi_triton.paddlex_api.pipelines import PipelineAPI, pipeline_api
@@ -242,6 +243,8 @@ class Service:
             raise ServiceUnavailableError(f"no {api.kind} pipeline is served behind this "
                                           f"service")
         visualize = self.settings.visualize if request.visualize is None else request.visualize
+        if api.convert is not None:
+            return await self._image(api, model, request, params, visualize)
         kind, source = await self.images(request)
         if kind == "IMAGE":
             entries = [await self.page(api, model, source, params, visualize)]
@@ -249,6 +252,27 @@ class Service:
         else:
             entries, sizes = await self._pdf(api, model, source, params, visualize)
         return {api.results_key: entries, "dataInfo": files.data_info(kind, sizes)}
+
+    async def _image(self, api, model, request, params, visualize) -> dict:
+        """An image endpoint's ``result``: PaddleX's fields, and ``image`` (the result drawn)
+        when visualizing."""
+        limits = self.settings.limits
+        if files.is_url(request.image):
+            try:
+                data = await files.fetch_url(request.image, limits)
+            except URLRefusedError as exc:
+                raise URLRefusedError("image", str(exc).split(": ", 1)[-1]) from None
+        else:
+            data = files.decode_base64(request.image, limits, "image")
+        loop = asyncio.get_running_loop()
+        image = await loop.run_in_executor(None, files.decode_image, data, limits.max_pixels,
+                                           "image")
+        result = await self.pool.predict(model, image, params)
+        answer = api.convert(result)
+        if visualize:
+            drawn = await loop.run_in_executor(None, pictures, api, image, result)
+            answer["image"] = drawn[api.image_field]
+        return answer
 
     async def _pdf(self, api, model, document, params, visualize):
         loop = asyncio.get_running_loop()

@@ -62,23 +62,23 @@ def is_url(value: str) -> bool:
     return bool(parts.scheme and parts.netloc)
 
 
-def decode_base64(value: str, limits: FileLimits) -> bytes:
-    """``file`` as base64 → bytes (whitespace, as MIME encoders wrap lines, is ignored).
+def decode_base64(value: str, limits: FileLimits, field: str = "file") -> bytes:
+    """``field`` as base64 → bytes (whitespace, as MIME encoders wrap lines, is ignored).
 
     Raises:
         RequestFieldError: not base64, empty, or larger than ``limits.max_bytes``.
     """
     compact = "".join(value.split())
     if len(compact) * 3 // 4 > limits.max_bytes:
-        raise RequestFieldError("file", f"the file is larger than {limits.max_bytes} bytes "
-                                        f"(--max-file-bytes)")
+        raise RequestFieldError(field, f"the file is larger than {limits.max_bytes} bytes "
+                                       f"(--max-file-bytes)")
     try:
         data = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise RequestFieldError("file", f"is neither an http(s) URL nor valid base64 "
-                                        f"({exc})") from None
+        raise RequestFieldError(field, f"is neither an http(s) URL nor valid base64 "
+                                       f"({exc})") from None
     if not data:
-        raise RequestFieldError("file", "is empty")
+        raise RequestFieldError(field, "is empty")
     return data
 
 
@@ -199,7 +199,7 @@ def file_kind(data: bytes, file_type: Optional[int]) -> str:
     return "PDF" if file_type == 0 else "IMAGE"
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+def decode_image(data: bytes, max_pixels: int, field: str = "file") -> np.ndarray:
     """Encoded image bytes → BGR uint8 (``cv2.imdecode`` with ``IMREAD_COLOR``, as PaddleX).
 
     Raises:
@@ -209,16 +209,16 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
 
     size = _header_size(data)
     if size is not None and size[0] * size[1] > max_pixels:
-        raise RequestFieldError("file", f"the image is {size[0]}x{size[1]} = "
-                                        f"{size[0] * size[1]} pixels; the limit is {max_pixels}")
+        raise RequestFieldError(field, f"the image is {size[0]}x{size[1]} = "
+                                       f"{size[0] * size[1]} pixels; the limit is {max_pixels}")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise RequestFieldError("file", f"the {len(data)} bytes are not a decodable image "
-                                        f"(PNG, JPEG, BMP, TIFF, WebP); for a PDF set "
-                                        f"fileType 0 or leave it out")
+        hint = "; for a PDF set fileType 0 or leave it out" if field == "file" else ""
+        raise RequestFieldError(field, f"the {len(data)} bytes are not a decodable image "
+                                       f"(PNG, JPEG, BMP, TIFF, WebP){hint}")
     if image.shape[0] * image.shape[1] > max_pixels:
-        raise RequestFieldError("file", f"the image has {image.shape[0] * image.shape[1]} "
-                                        f"pixels; the limit is {max_pixels}")
+        raise RequestFieldError(field, f"the image has {image.shape[0] * image.shape[1]} "
+                                       f"pixels; the limit is {max_pixels}")
     return image
 
 

@@ -17,13 +17,24 @@ from hpi_triton.errors import RequestFieldError
 
 
 class BaseRequest(BaseModel):
-    """The fields every PaddleX serving request has (``schemas/shared/ocr.py``); unknown
-    fields are refused (PaddleX ignores them silently)."""
+    """The fields of PaddleX's document pipelines' requests (``schemas/shared/ocr.py``);
+    unknown fields are refused (PaddleX ignores them silently)."""
 
     model_config = ConfigDict(extra="forbid")
 
     file: str
     fileType: Optional[Literal[0, 1]] = None
+    visualize: Optional[bool] = None
+    logId: Optional[str] = None
+
+
+class ImageRequest(BaseModel):
+    """The fields of PaddleX's vision pipelines' requests (``schemas/image_classification.py``
+    and alike): one ``image``, base64 or URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str
     visualize: Optional[bool] = None
     logId: Optional[str] = None
 
@@ -43,6 +54,9 @@ class PipelineAPI:
             (field → that value).
         derive: Turns checked request fields into the graph's request parameters (PaddleX
             semantics that tie parameters together); default: the mapping of ``fields``.
+        convert: For image endpoints (request field ``image``): the graph's result → PaddleX's
+            ``result`` fields; None for document endpoints (``file``, per-page
+            ``prunedResult``).
     """
 
     kind: str
@@ -52,6 +66,7 @@ class PipelineAPI:
     fields: Dict[str, Tuple[type, str, Callable[[object], bool]]]
     unsupported: Dict[str, object] = field(default_factory=dict)
     derive: Optional[Callable[[Dict], Dict]] = None
+    convert: Optional[Callable[[Dict], Dict]] = None
     _model: Optional[Type[BaseModel]] = None
 
     @property
@@ -61,7 +76,8 @@ class PipelineAPI:
             extra = {name: (Optional[spec[0]], None) for name, spec in self.fields.items()}
             extra.update({name: (Optional[type(value)], None)
                           for name, value in self.unsupported.items()})
-            self._model = create_model(f"{self.kind}Request", __base__=BaseRequest, **extra)
+            base = BaseRequest if self.convert is None else ImageRequest
+            self._model = create_model(f"{self.kind}Request", __base__=base, **extra)
         return self._model
 
     def parameters(self, request: BaseModel) -> Dict[str, object]:
@@ -87,10 +103,12 @@ class PipelineAPI:
         return {self.fields[name][1]: value for name, value in given.items()}
 
 
-def _declared(parameters: Dict[str, tuple]) -> Dict[str, tuple]:
-    """Request field → (type, parameter, check) of every declaration with a serving name."""
-    return {entry[3]: (entry[0], name, entry[2]) for name, entry in parameters.items()
-            if len(entry) > 3}
+def _declared(parameters: Dict[str, tuple], name_at: int = 3) -> Dict[str, tuple]:
+    """Request field → (type, parameter, check) of every declaration with a serving name
+    (at ``name_at``: ``(type, default, check, name)`` or ``(type, check, name)``)."""
+    check_at = 2 if name_at == 3 else 1
+    return {entry[name_at]: (entry[0], name, entry[check_at])
+            for name, entry in parameters.items() if len(entry) > name_at}
 
 
 def _ocr_parameters(given: Dict) -> Dict:
@@ -115,8 +133,40 @@ def _ocr() -> PipelineAPI:
                        _ocr_parameters)
 
 
+def _categories(result: Dict) -> Dict:
+    """image_classification → PaddleX's ``categories`` (id, name, score)."""
+    ids = result.get("class_ids") or []
+    names = result.get("label_names") or [str(i) for i in ids]
+    return {"categories": [{"id": int(i), "name": n, "score": float(s)}
+                           for i, n, s in zip(ids, names, result.get("scores") or [])]}
+
+
+def _objects(result: Dict) -> Dict:
+    """object_detection → PaddleX's ``detectedObjects`` (bbox, categoryId, categoryName,
+    score)."""
+    return {"detectedObjects": [{"bbox": box["coordinate"], "categoryId": int(box["cls_id"]),
+                                 "categoryName": box["label"], "score": float(box["score"])}
+                                for box in result.get("boxes") or []]}
+
+
+def _vision(kind: str, endpoint: str, convert: Callable[[Dict], Dict]) -> Callable:
+    def factory() -> PipelineAPI:
+        from hpi_triton.python_backend.vision import vision_ops
+
+        task = vision_ops.TASKS[kind]
+        return PipelineAPI(kind, endpoint, "", "image", _declared(task.parameters, 2),
+                           convert=convert)
+
+    return factory
+
+
 #: Pipeline kind → its endpoint (the kinds whose graphs this service speaks PaddleX for).
-FACTORIES: Dict[str, Callable[[], PipelineAPI]] = {"OCR": _ocr}
+FACTORIES: Dict[str, Callable[[], PipelineAPI]] = {
+    "OCR": _ocr,
+    "image_classification": _vision("image_classification", "/image-classification",
+                                    _categories),
+    "object_detection": _vision("object_detection", "/object-detection", _objects),
+}
 
 
 def pipeline_api(kind: str) -> Optional[PipelineAPI]:
