@@ -149,6 +149,17 @@ def _objects(result: Dict) -> Dict:
                                 for box in result.get("boxes") or []]}
 
 
+def _label_map(result: Dict) -> Dict:
+    """semantic_segmentation → PaddleX's ``labelMap`` (row-major labels) and ``size``
+    ([height, width])."""
+    import numpy as np
+
+    pred = np.asarray(result["pred"])
+    pred = pred.reshape(pred.shape[-2:])
+    return {"labelMap": pred.reshape(-1).tolist(), "size": [int(pred.shape[0]),
+                                                           int(pred.shape[1])]}
+
+
 def _vision(kind: str, endpoint: str, convert: Callable[[Dict], Dict]) -> Callable:
     def factory() -> PipelineAPI:
         from hpi_triton.python_backend.vision import vision_ops
@@ -166,6 +177,8 @@ FACTORIES: Dict[str, Callable[[], PipelineAPI]] = {
     "image_classification": _vision("image_classification", "/image-classification",
                                     _categories),
     "object_detection": _vision("object_detection", "/object-detection", _objects),
+    "semantic_segmentation": _vision("semantic_segmentation", "/semantic-segmentation",
+                                     _label_map),
 }
 
 

@@ -27,11 +27,13 @@ pytestmark = pytest.mark.functional
 
 
 @pytest.fixture(scope="module")
-def vision_repo(pir_model, shared_cache_dir, tmp_path_factory):
+def vision_repo(pir_model, segmentation_model, shared_cache_dir, tmp_path_factory):
     repo = tmp_path_factory.mktemp("api-vision") / "repo"
     layout = wm.model_dir("PicoDet_layout_cdla_onnx", shared_cache_dir / "models")
     specs = [pipeline_spec("image_classification", {"ImageClassification": pir_model}),
-             pipeline_spec("object_detection", {"ObjectDetection": layout})]
+             pipeline_spec("object_detection", {"ObjectDetection": layout}),
+             pipeline_spec("semantic_segmentation",
+                           {"SemanticSegmentation": segmentation_model})]
     build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), specs)
     return repo
 
@@ -112,3 +114,27 @@ def test_object_detection_answers_the_graphs_boxes(api):
                        "categoryName": box["label"], "score": pytest.approx(box["score"])}
     code, answer = post(url + "/object-detection", {"image": b64(png), "threshold": 1.5})
     assert code == 422 and "threshold" in answer["errorMsg"]
+
+
+def test_semantic_segmentation_answers_as_paddlex_serving(api, vision_repo, paddlex_python,
+                                                          tmp_path):
+    """TinySeg with random weights (plumbing and parity): PaddleX's own endpoint and ours."""
+    from tests.support.paddlex_serving import PaddleXServer
+
+    url, _ = api
+    image = _png(4)
+    with PaddleXServer(paddlex_python, vision_repo, "semantic_segmentation",
+                       tmp_path) as paddlex:
+        for extra in ({}, {"targetSize": 128}):
+            body = {"image": b64(image), "visualize": False, **extra}
+            status, theirs = post(paddlex.url + "/semantic-segmentation", body)
+            assert status == 200, theirs
+            code, ours = post(url + "/semantic-segmentation", body)
+            assert code == 200, ours
+            assert set(ours["result"]) == set(theirs["result"]) == {"labelMap", "size"}
+            assert ours["result"]["size"] == theirs["result"]["size"]
+            mine = np.asarray(ours["result"]["labelMap"])
+            same = (mine == np.asarray(theirs["result"]["labelMap"])).mean()
+            assert same >= 0.999, same  # argmax ties of random logits may differ
+    code, answer = post(url + "/semantic-segmentation", {"image": b64(image), "targetSize": 7})
+    assert code == 422 and "targetSize" in answer["errorMsg"]

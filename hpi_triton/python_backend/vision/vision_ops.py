@@ -248,7 +248,8 @@ class SemanticSegmentation(VisionTask):
     """PaddleSeg semantic_segmentation: transforms → logits or labels → a label map."""
 
     name, role = "semantic_segmentation", "SemanticSegmentation"
-    parameters = {"target_size": (int, lambda v: v == -1 or v >= 32)}
+    # name → (type, check, PaddleX serving request field of /semantic-segmentation)
+    parameters = {"target_size": (int, lambda v: v == -1 or v >= 32, "targetSize")}
     array_outputs = {"pred": (None, [-1, -1])}  # dtype: the pipeline's label_dtype
     reads_outputs = 1
 
