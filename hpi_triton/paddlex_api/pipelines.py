@@ -160,6 +160,47 @@ def _label_map(result: Dict) -> Dict:
                                                            int(pred.shape[1])]}
 
 
+def coco_rle(mask) -> str:
+    """A binary mask as COCO's compressed RLE string (``pycocotools.mask.encode``'s
+    ``counts``): column-major runs starting with zeros, each the difference to the run two
+    before (from the third), in 5-bit groups offset by 48."""
+    import numpy as np
+
+    flat = (np.asarray(mask).reshape(np.asarray(mask).shape[:2]) != 0).ravel(order="F")
+    changes = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    edges = np.concatenate(([0], changes, [flat.size]))
+    counts = np.diff(edges).tolist()
+    if flat.size and flat[0]:
+        counts = [0] + counts
+    out = []
+    for i, count in enumerate(counts):
+        x = count - counts[i - 2] if i > 2 else count
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            out.append(chr((c | 0x20 if more else c) + 48))
+    return "".join(out)
+
+
+def _instances(result: Dict) -> Dict:
+    """instance_segmentation → PaddleX's ``instances``: each box with its mask cropped to the
+    box (PaddleX 3.7's masks are; ``int(round())`` of the coordinates) as COCO RLE."""
+    import numpy as np
+
+    masks = np.asarray(result.get("masks", np.zeros((0, 0, 0), np.uint8)))
+    instances = []
+    for box, mask in zip(result.get("boxes") or [], masks):
+        x1, y1, x2, y2 = (int(round(v)) for v in box["coordinate"])
+        crop = mask[y1:y2, x1:x2]
+        instances.append({"bbox": box["coordinate"], "categoryId": int(box["cls_id"]),
+                          "categoryName": box["label"], "score": float(box["score"]),
+                          "mask": {"rleResult": coco_rle(crop),
+                                   "size": [int(crop.shape[0]), int(crop.shape[1])]}})
+    return {"instances": instances}
+
+
 def _vision(kind: str, endpoint: str, convert: Callable[[Dict], Dict]) -> Callable:
     def factory() -> PipelineAPI:
         from hpi_triton.python_backend.vision import vision_ops
@@ -179,6 +220,8 @@ FACTORIES: Dict[str, Callable[[], PipelineAPI]] = {
     "object_detection": _vision("object_detection", "/object-detection", _objects),
     "semantic_segmentation": _vision("semantic_segmentation", "/semantic-segmentation",
                                      _label_map),
+    "instance_segmentation": _vision("instance_segmentation", "/instance-segmentation",
+                                     _instances),
 }
 
 

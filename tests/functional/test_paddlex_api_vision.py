@@ -29,11 +29,16 @@ pytestmark = pytest.mark.functional
 @pytest.fixture(scope="module")
 def vision_repo(pir_model, segmentation_model, shared_cache_dir, tmp_path_factory):
     repo = tmp_path_factory.mktemp("api-vision") / "repo"
+    from tests.support.families import family_model_dirs
+
     layout = wm.model_dir("PicoDet_layout_cdla_onnx", shared_cache_dir / "models")
+    families = family_model_dirs(shared_cache_dir / "models" / "families")
     specs = [pipeline_spec("image_classification", {"ImageClassification": pir_model}),
              pipeline_spec("object_detection", {"ObjectDetection": layout}),
              pipeline_spec("semantic_segmentation",
-                           {"SemanticSegmentation": segmentation_model})]
+                           {"SemanticSegmentation": segmentation_model}),
+             pipeline_spec("instance_segmentation",
+                           {"InstanceSegmentation": families["Mask-RT-DETR"]})]
     build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), specs)
     return repo
 
@@ -138,3 +143,29 @@ def test_semantic_segmentation_answers_as_paddlex_serving(api, vision_repo, padd
             assert same >= 0.999, same  # argmax ties of random logits may differ
     code, answer = post(url + "/semantic-segmentation", {"image": b64(image), "targetSize": 7})
     assert code == 422 and "targetSize" in answer["errorMsg"]
+
+
+def test_instance_segmentation_answers_as_paddlex_serving(api, vision_repo, paddlex_python,
+                                                          tmp_path):
+    """Mask-RT-DETR with random weights (plumbing and parity): PaddleX's own endpoint and
+    ours, boxes and COCO-RLE masks cropped to their boxes."""
+    from tests.support.paddlex_serving import PaddleXServer
+
+    url, _ = api
+    body = {"image": b64(_png(6)), "visualize": False, "threshold": 0.3}
+    with PaddleXServer(paddlex_python, vision_repo, "instance_segmentation",
+                       tmp_path) as paddlex:
+        status, theirs = post(paddlex.url + "/instance-segmentation", body)
+    assert status == 200, theirs
+    code, ours = post(url + "/instance-segmentation", body)
+    assert code == 200, ours
+    mine, paddlex_objects = ours["result"]["instances"], theirs["result"]["instances"]
+    assert set(ours["result"]) == set(theirs["result"]) == {"instances"}
+    assert len(mine) == len(paddlex_objects) >= 1
+    for got, want in zip(mine, paddlex_objects):
+        assert set(got) == set(want)
+        assert (got["categoryId"], got["categoryName"]) == (want["categoryId"],
+                                                            want["categoryName"])
+        assert np.allclose(got["bbox"], want["bbox"], atol=1e-2)
+        assert abs(got["score"] - want["score"]) < 1e-4
+        assert got["mask"] == want["mask"]

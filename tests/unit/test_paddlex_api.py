@@ -184,3 +184,16 @@ def test_errors_map_to_paddlex_statuses():
     assert error_status(ServerFaultError("failed")) == 500
     assert error_status(RuntimeError("bug")) == 500
     assert prune({"input_path": "x", "a": [{"page_index": 1, "b": 2}]}) == {"a": [{"b": 2}]}
+
+
+def test_coco_rle_as_pycocotools_writes_it():
+    """Strings pycocotools 2.0.8's ``mask.encode`` gave for these masks (PaddleX's
+    instance-segmentation app sends them)."""
+    from hpi_triton.paddlex_api.pipelines import coco_rle
+
+    box = np.zeros((50, 60), np.uint8)
+    box[10:40, 5:55] = 1
+    assert coco_rle(box) == "T8n0d0" + "0" * 97 + "`7"
+    assert coco_rle((np.arange(35).reshape(5, 7) % 3 == 0).astype(np.uint8)) \
+        == "01201000O10O1000O10OO"
+    assert coco_rle(np.ones((4, 4), np.uint8)) == "0`0"
