@@ -146,11 +146,6 @@ def pictures(api: PipelineAPI, image: np.ndarray, result: dict) -> Dict[str, str
             api.image_field: jpeg_base64(np.ascontiguousarray(drawn[:, :, ::-1]))}
 
 
-def jsonable(result: dict) -> dict:
-    """A graph result with its array outputs as lists."""
-    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in result.items()}
-
-
 class Service:
     """Answers one pipeline endpoint's requests (the parts independent of FastAPI)."""
 
@@ -215,7 +210,10 @@ class Service:
                    visualize: bool) -> dict:
         """One page's entry of the results list."""
         result = await self.pool.predict(model, image, params)
-        entry = {"prunedResult": prune(jsonable(result))}
+        entry = dict(api.page_fields(result)) if api.page_fields else {}
+        # Array outputs (label maps, images) are not part of PaddleX's prunedResult.
+        entry["prunedResult"] = prune({k: v for k, v in result.items()
+                                       if not isinstance(v, np.ndarray)})
         if visualize:
             drawn = await asyncio.get_running_loop().run_in_executor(
                 None, pictures, api, image, result)

@@ -57,6 +57,8 @@ class PipelineAPI:
         convert: For image endpoints (request field ``image``): the graph's result → PaddleX's
             ``result`` fields; None for document endpoints (``file``, per-page
             ``prunedResult``).
+        page_fields: For document endpoints: the graph's result → fields every page entry
+            has besides ``prunedResult`` (``outputImage``).
     """
 
     kind: str
@@ -67,6 +69,7 @@ class PipelineAPI:
     unsupported: Dict[str, object] = field(default_factory=dict)
     derive: Optional[Callable[[Dict], Dict]] = None
     convert: Optional[Callable[[Dict], Dict]] = None
+    page_fields: Optional[Callable[[Dict], Dict]] = None
     _model: Optional[Type[BaseModel]] = None
 
     @property
@@ -212,9 +215,35 @@ def _vision(kind: str, endpoint: str, convert: Callable[[Dict], Dict]) -> Callab
     return factory
 
 
+def _output_image(result: Dict) -> Dict:
+    """doc_preprocessor's corrected page as PaddleX's ``outputImage`` (base64 PNG, scaled
+    into 2000 x 2000 as PaddleX does)."""
+    import base64
+
+    import cv2
+    import numpy as np
+
+    png = np.asarray(result["output_img"], np.uint8).tobytes()
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    h, w = image.shape[:2]
+    if w > 2000 or h > 2000:
+        factor = 2000 / w if w / h > 1 else 2000 / h
+        png = cv2.imencode(".png", cv2.resize(image, (int(factor * w), int(factor * h))))[1]
+    return {"outputImage": base64.b64encode(bytes(png)).decode("ascii")}
+
+
+def _doc_preprocessor() -> PipelineAPI:
+    from hpi_triton.python_backend.documents import doc_ops
+
+    return PipelineAPI("doc_preprocessor", "/document-preprocessing",
+                       "docPreprocessingResults", "docPreprocessingImage",
+                       _declared(doc_ops.PARAMETERS, 2), page_fields=_output_image)
+
+
 #: Pipeline kind → its endpoint (the kinds whose graphs this service speaks PaddleX for).
 FACTORIES: Dict[str, Callable[[], PipelineAPI]] = {
     "OCR": _ocr,
+    "doc_preprocessor": _doc_preprocessor,
     "image_classification": _vision("image_classification", "/image-classification",
                                     _categories),
     "object_detection": _vision("object_detection", "/object-detection", _objects),

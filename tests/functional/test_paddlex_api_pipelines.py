@@ -1,5 +1,6 @@
-"""PaddleX's vision serving endpoints (``/image-classification``, ``/object-detection``) over
-the served ensembles: classification against PaddleX 3.7.2's own pipeline on the same model
+"""PaddleX's vision serving endpoints (``/image-classification``, ``/object-detection``,
+``/semantic-segmentation``, ``/instance-segmentation``) and ``/document-preprocessing`` over
+the served graphs: classification against PaddleX 3.7.2's own pipeline on the same model
 dir (MobileNetV3, random weights: plumbing and parity, not accuracy); detection
 (PicoDet CDLA layout, real weights, an ONNX dir PaddleX's paddle engine cannot run) against
 the same graph called over gRPC."""
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.functional
 @pytest.fixture(scope="module")
 def vision_repo(pir_model, segmentation_model, shared_cache_dir, tmp_path_factory):
     repo = tmp_path_factory.mktemp("api-vision") / "repo"
-    from tests.support.families import family_model_dirs
+    from tests.support.families import family_model_dirs, uvdoc_model_dir
 
     layout = wm.model_dir("PicoDet_layout_cdla_onnx", shared_cache_dir / "models")
     families = family_model_dirs(shared_cache_dir / "models" / "families")
@@ -38,7 +39,11 @@ def vision_repo(pir_model, segmentation_model, shared_cache_dir, tmp_path_factor
              pipeline_spec("semantic_segmentation",
                            {"SemanticSegmentation": segmentation_model}),
              pipeline_spec("instance_segmentation",
-                           {"InstanceSegmentation": families["Mask-RT-DETR"]})]
+                           {"InstanceSegmentation": families["Mask-RT-DETR"]}),
+             pipeline_spec("doc_preprocessor", {
+                 "DocOrientationClassify": wm.model_dir("PP-LCNet_x1_0_doc_ori_onnx",
+                                                        shared_cache_dir / "models"),
+                 "DocUnwarping": uvdoc_model_dir(shared_cache_dir / "models")})]
     build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), specs)
     return repo
 
@@ -169,3 +174,34 @@ def test_instance_segmentation_answers_as_paddlex_serving(api, vision_repo, padd
         assert np.allclose(got["bbox"], want["bbox"], atol=1e-2)
         assert abs(got["score"] - want["score"]) < 1e-4
         assert got["mask"] == want["mask"]
+
+
+def test_document_preprocessing_answers_as_paddlex_serving(api, vision_repo, paddlex_python,
+                                                           tmp_path):
+    """PP-LCNet doc orientation (real weights) + UVDoc (random weights): PaddleX's own
+    endpoint and ours, on a page turned by 90 degrees."""
+    from tests.support.paddlex_serving import PaddleXServer
+
+    url, _ = api
+    page = cv2.rotate(make_pages(1, seed=7, lines_per_page=6)[0].image,
+                      cv2.ROTATE_90_CLOCKWISE)
+    png = cv2.imencode(".png", page)[1].tobytes()
+    bodies = [{"file": b64(png), "fileType": 1, "visualize": False},
+              {"file": b64(png), "fileType": 1, "visualize": False, "useDocUnwarping": False}]
+    with PaddleXServer(paddlex_python, vision_repo, "doc_preprocessor", tmp_path) as paddlex:
+        answers = [post(paddlex.url + "/document-preprocessing", b) for b in bodies]
+    for body, (status, theirs) in zip(bodies, answers):
+        assert status == 200, theirs
+        code, ours = post(url + "/document-preprocessing", body)
+        assert code == 200, ours
+        assert ours["result"]["dataInfo"] == theirs["result"]["dataInfo"]
+        (mine,), (their,) = (ours["result"]["docPreprocessingResults"],
+                             theirs["result"]["docPreprocessingResults"])
+        assert set(mine) == set(their) == {"outputImage", "prunedResult"}
+        assert mine["prunedResult"] == their["prunedResult"]
+        a, b = (cv2.imdecode(np.frombuffer(base64.b64decode(x["outputImage"]), np.uint8),
+                             cv2.IMREAD_COLOR) for x in (mine, their))
+        assert a.shape == b.shape
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+    assert ours["result"]["docPreprocessingResults"][0]["prunedResult"]["model_settings"] == {
+        "use_doc_orientation_classify": True, "use_doc_unwarping": False}
