@@ -8,9 +8,13 @@ The OCR pipeline (PP-OCRv4 mobile det/rec from the PyPI wheels, PaddleX's defaul
 into REPO (or a temporary folder), served by ``hpi-triton serve`` with its API; every client
 sends each page as PaddleX's docs do (JSON, base64 PNG, ``fileType`` 1, ``visualize``
 false) and reads ``rec_texts``. The direct rows send the same PNG bytes to the graph with
-``hpi_triton.Client`` over gRPC. Each level is run after one warm-up pass over the pages.
-Prints a Markdown table: pages/s, p50 and p99 ms per client count, and the API's throughput
-as a share of direct gRPC.
+``hpi_triton.Client`` over gRPC. After one warm-up pass per target, each client count runs
+``--rounds`` alternating rounds of the API and direct gRPC (a machine whose load drifts then
+touches both alike). Prints a
+Markdown table: median pages/s, p50 and p99 ms per client count, the API's throughput as a
+share of direct gRPC, and CPU seconds per page of the processes that served it (the API
+process + tritonserver with its stubs): on a CPU-bound machine the API's share of that CPU is
+what it costs in throughput.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench.load import closed_loop, machine  # noqa: E402
 from hpi_triton import Client, wheel_models  # noqa: E402
 from hpi_triton.pages import make_realistic_pages  # noqa: E402
-from hpi_triton.server import free_port  # noqa: E402
+from hpi_triton.server import child_processes, free_port  # noqa: E402
 
 
 def post_ocr(url: str, png: bytes) -> list:
@@ -64,24 +68,66 @@ def wait_health(url: str, timeout: float = 600) -> None:
     raise SystemExit(f"{url} was not healthy after {timeout:.0f} s")
 
 
-def levels(name: str, call, count: int, clients_list, rows: list) -> dict:
-    closed_loop(call, count, max(clients_list))  # warm-up: every page size seen once
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its live descendants."""
+    from hpi_triton.server import child_processes
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, ValueError, IndexError):
+            continue
+        stack += [child for child, _ in child_processes(current)]
+    return total
+
+
+def run_level(call, count: int, clients: int, sample: list) -> tuple:
+    """One closed-loop pass; (pages/s, results), latencies appended to ``sample``."""
+    latencies = []
+
+    def timed(i):
+        start = time.perf_counter()
+        out = call(i)
+        latencies.append((time.perf_counter() - start) * 1000)
+        return out
+
+    rate, _, _, results = closed_loop(timed, count, clients)
+    sample += latencies
+    return rate, results
+
+
+def compare_levels(targets: dict, count: int, clients_list, rounds: int, cpu=None) -> dict:
+    """Alternating rounds of every target at each client count (load drifting over time
+    then touches all alike); per target and count: median pages/s, p50, p99, results, and
+    the CPU seconds per page ``cpu(name)`` reports."""
+    for call in targets.values():
+        closed_loop(call, count, max(clients_list))  # warm-up: every page size seen once
     found = {}
     for clients in clients_list:
-        latencies = []
-
-        def timed(i, latencies=latencies):
-            start = time.perf_counter()
-            out = call(i)
-            latencies.append((time.perf_counter() - start) * 1000)
-            return out
-
-        rate, _, _, results = closed_loop(timed, count, clients)
-        p50, p99 = np.percentile(latencies, 50), np.percentile(latencies, 99)
-        rows.append((name, clients, rate, p50, p99))
-        found[clients] = (rate, results)
-        print(f"{name:<22} {clients:>2} clients {rate:6.3f} pages/s  p50 {p50:7.0f} ms  "
-              f"p99 {p99:7.0f} ms", flush=True)
+        rates = {name: [] for name in targets}
+        samples = {name: [] for name in targets}
+        cpu_used = {name: 0.0 for name in targets}
+        results = {}
+        for _ in range(rounds):
+            for name, call in targets.items():
+                before = cpu(name) if cpu else {}
+                rate, results[name] = run_level(call, count, clients, samples[name])
+                if cpu:
+                    after = cpu(name)
+                    cpu_used[name] += sum(after[k] - before[k] for k in after)
+                rates[name].append(rate)
+        for name in targets:
+            row = (float(np.median(rates[name])), float(np.percentile(samples[name], 50)),
+                   float(np.percentile(samples[name], 99)), results[name],
+                   cpu_used[name] / (count * rounds) if cpu else None)
+            found[(name, clients)] = row
+            print(f"{name:<22} {clients:>2} clients {row[0]:6.3f} pages/s  p50 {row[1]:7.0f} ms"
+                  f"  p99 {row[2]:7.0f} ms  rounds {[round(r, 3) for r in rates[name]]}",
+                  flush=True)
     return found
 
 
@@ -107,6 +153,8 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=24)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--repository", type=Path)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="Alternating rounds of the API and direct gRPC per client count")
     parser.add_argument("--paddlex-python", default=os.environ.get("HPI_TRITON_PADDLEX_PYTHON"))
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
@@ -122,7 +170,6 @@ def main() -> None:
          "--paddlex-api-port", str(ports[3]), "--exit-timeout", "5"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     api_url, grpc_url = f"http://127.0.0.1:{ports[3]}", f"127.0.0.1:{ports[1]}"
-    rows: list = []
     try:
         wait_health(api_url)
         clients = {}
@@ -135,28 +182,49 @@ def main() -> None:
                 clients[key] = Client(grpc_url, "grpc")
             return clients[key].predict("OCR", pngs[i % len(pngs)])["rec_texts"]
 
-        ours = levels("hpi-triton API /ocr", lambda i: post_ocr(api_url, pngs[i]),
-                      len(pngs), args.clients, rows)
-        grpc = levels("direct Triton gRPC", direct, len(pngs), args.clients, rows)
+        children = dict(child_processes(serve.pid))
+        api_pid = next(p for p, argv in children.items() if b"api" in argv)
+        triton_pid = next(p for p, argv in children.items() if b"api" not in argv)
+
+        def cpu(name):
+            found = {"triton": tree_cpu(triton_pid)}
+            if name.startswith("hpi-triton API"):
+                found["api"] = tree_cpu(api_pid)
+            return found
+
+        targets = {"hpi-triton API /ocr": lambda i: post_ocr(api_url, pngs[i]),
+                   "direct Triton gRPC": direct}
+        before_api = tree_cpu(api_pid)
+        ours = compare_levels(targets, len(pngs), args.clients, args.rounds, cpu)
+        api_cpu = tree_cpu(api_pid) - before_api
         for level in args.clients:
-            assert ours[level][1] == grpc[level][1], "the API's texts differ from direct gRPC"
+            assert ours[("hpi-triton API /ocr", level)][3] == \
+                ours[("direct Triton gRPC", level)][3], "the API's texts differ from gRPC"
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(120)
-    paddlex = {}
     if args.paddlex_python:
         with paddlex_server(args.paddlex_python, repo, tmp) as server:
-            paddlex = levels("PaddleX 3.7.2 serving", lambda i: post_ocr(server.url, pngs[i]),
-                             len(pngs), [c for c in args.clients if c <= 4], rows)
+            ours.update(compare_levels(
+                {"PaddleX 3.7.2 serving": lambda i: post_ocr(server.url, pngs[i])},
+                len(pngs), [c for c in args.clients if c <= 4], 1))
+    report(args, ours, api_cpu)
+
+
+def report(args, rows: dict, api_cpu: float) -> None:
     print(f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
     print(f"`python bench/api.py --pages {args.pages} --clients "
-          f"{' '.join(map(str, args.clients))}`" + (" --paddlex-python ..." if paddlex else ""))
-    print("\n| server | clients | pages/s | p50 ms | p99 ms | vs direct gRPC |")
-    print("|---|---:|---:|---:|---:|---:|")
-    direct_rate = {c: grpc[c][0] for c in grpc}
-    for name, level, rate, p50, p99 in rows:
-        share = f"{rate / direct_rate[level]:.1%}" if level in direct_rate else ""
-        print(f"| {name} | {level} | {rate:.3f} | {p50:.0f} | {p99:.0f} | {share} |")
+          f"{' '.join(map(str, args.clients))} --rounds {args.rounds}"
+          + (" --paddlex-python ...`" if args.paddlex_python else "`"))
+    print(f"API process CPU over every API pass: {api_cpu:.1f} s")
+    print("\n| server | clients | pages/s (median of rounds) | p50 ms | p99 ms | vs direct gRPC "
+          "| CPU s per page (API + tritonserver) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for (name, level), (rate, p50, p99, _, cpu) in rows.items():
+        direct = rows.get(("direct Triton gRPC", level))
+        share = f"{rate / direct[0]:.1%}" if direct else ""
+        print(f"| {name} | {level} | {rate:.3f} | {p50:.0f} | {p99:.0f} | {share} | "
+              f"{'' if cpu is None else f'{cpu:.3f}'} |")
 
 
 if __name__ == "__main__":
