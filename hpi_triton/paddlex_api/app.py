@@ -212,12 +212,15 @@ class Service:
         result = await self.pool.predict(model, image, params)
         entry = dict(api.page_fields(result)) if api.page_fields else {}
         # Array outputs (label maps, images) are not part of PaddleX's prunedResult.
-        entry["prunedResult"] = prune({k: v for k, v in result.items()
-                                       if not isinstance(v, np.ndarray)})
+        pruned = prune({k: v for k, v in result.items() if not isinstance(v, np.ndarray)})
+        entry["prunedResult"] = api.json_view(pruned) if api.json_view else pruned
         if visualize:
             drawn = await asyncio.get_running_loop().run_in_executor(
                 None, pictures, api, image, result)
-            entry[api.image_field] = drawn[api.image_field]
+            picture = drawn[api.image_field]
+            # table_recognition's pictures come as a dict (PaddleX: one per kind)
+            entry[api.image_field] = {"result_img": picture} \
+                if api.image_field == "outputImages" else picture
             entry["inputImage"] = drawn["inputImage"]
         return entry
 

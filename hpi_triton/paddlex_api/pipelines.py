@@ -52,13 +52,15 @@ class PipelineAPI:
             declarations.
         unsupported: PaddleX request fields accepted only at a value the graph gives
             (field → that value).
-        derive: Turns checked request fields into the graph's request parameters (PaddleX
-            semantics that tie parameters together); default: the mapping of ``fields``.
+        derive: Adjusts the graph's request parameters mapped from ``fields`` (PaddleX
+            semantics that tie parameters together).
         convert: For image endpoints (request field ``image``): the graph's result → PaddleX's
             ``result`` fields; None for document endpoints (``file``, per-page
             ``prunedResult``).
         page_fields: For document endpoints: the graph's result → fields every page entry
             has besides ``prunedResult`` (``outputImage``).
+        json_view: For document endpoints: the graph's result → what PaddleX's result
+            ``.json`` shows of it (fields its JSON leaves out).
     """
 
     kind: str
@@ -70,6 +72,7 @@ class PipelineAPI:
     derive: Optional[Callable[[Dict], Dict]] = None
     convert: Optional[Callable[[Dict], Dict]] = None
     page_fields: Optional[Callable[[Dict], Dict]] = None
+    json_view: Optional[Callable[[Dict], Dict]] = None
     _model: Optional[Type[BaseModel]] = None
 
     @property
@@ -101,9 +104,8 @@ class PipelineAPI:
             if asked is not None and asked != value:
                 raise RequestFieldError(name, f"{asked!r} is not supported by this service "
                                               f"(only {value!r})")
-        if self.derive is not None:
-            return self.derive(given)
-        return {self.fields[name][1]: value for name, value in given.items()}
+        params = {self.fields[name][1]: value for name, value in given.items()}
+        return self.derive(params) if self.derive is not None else params
 
 
 def _declared(parameters: Dict[str, tuple], name_at: int = 3) -> Dict[str, tuple]:
@@ -114,13 +116,10 @@ def _declared(parameters: Dict[str, tuple], name_at: int = 3) -> Dict[str, tuple
             for name, entry in parameters.items() if len(entry) > name_at}
 
 
-def _ocr_parameters(given: Dict) -> Dict:
-    """PaddleX's OCR request semantics: naming either doc preprocessing switch turns the doc
-    preprocessor on when one of them is true, off otherwise (``get_model_settings``)."""
-    from hpi_triton.python_backend.ocr import ocr_pipeline
-
-    names = ocr_pipeline.serving_names()
-    params = {names[name]: value for name, value in given.items()}
+def _doc_switches(params: Dict) -> Dict:
+    """PaddleX's document pipelines' semantics (``get_model_settings``): naming either doc
+    preprocessing switch turns the doc preprocessor on when one of them is true, off
+    otherwise."""
     switches = [params[k] for k in ("use_doc_orientation_classify", "use_doc_unwarping")
                 if k in params]
     if switches:
@@ -133,7 +132,28 @@ def _ocr() -> PipelineAPI:
 
     return PipelineAPI("OCR", "/ocr", "ocrResults", "ocrImage",
                        _declared(ocr_pipeline.PARAMETERS), {"returnWordBox": False},
-                       _ocr_parameters)
+                       _doc_switches)
+
+
+def _table_json(result: Dict) -> Dict:
+    """PaddleX's table results show ``cell_box_list``, ``pred_html`` and ``table_ocr_pred``
+    in JSON (SingleTableRecognitionResult._to_json), not ``table_region_id``."""
+    tables = [{k: v for k, v in t.items() if k != "table_region_id"}
+              for t in result.get("table_res_list", [])]
+    return dict(result, table_res_list=tables)
+
+
+def _table() -> PipelineAPI:
+    from hpi_triton.python_backend.documents import table_pipeline
+    from hpi_triton.python_backend.ocr import ocr_pipeline
+
+    fields = {name: spec for name, spec in _declared(ocr_pipeline.PARAMETERS).items()
+              if name != "useTextlineOrientation"}  # not a field of PaddleX's table request
+    fields.update(_declared(table_pipeline.PARAMETERS, 2))
+    return PipelineAPI("table_recognition", "/table-recognition", "tableRecResults",
+                       "outputImages", fields,
+                       {"useOcrModel": True, "useOcrResultsWithTableCells": False},
+                       _doc_switches, json_view=_table_json)
 
 
 def _categories(result: Dict) -> Dict:
@@ -244,6 +264,7 @@ def _doc_preprocessor() -> PipelineAPI:
 FACTORIES: Dict[str, Callable[[], PipelineAPI]] = {
     "OCR": _ocr,
     "doc_preprocessor": _doc_preprocessor,
+    "table_recognition": _table,
     "image_classification": _vision("image_classification", "/image-classification",
                                     _categories),
     "object_detection": _vision("object_detection", "/object-detection", _objects),

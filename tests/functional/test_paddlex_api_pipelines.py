@@ -28,7 +28,8 @@ pytestmark = pytest.mark.functional
 
 
 @pytest.fixture(scope="module")
-def vision_repo(pir_model, segmentation_model, shared_cache_dir, tmp_path_factory):
+def vision_repo(pir_model, segmentation_model, wheel_models, shared_cache_dir,
+                tmp_path_factory):
     repo = tmp_path_factory.mktemp("api-vision") / "repo"
     from tests.support.families import family_model_dirs, uvdoc_model_dir
 
@@ -43,7 +44,12 @@ def vision_repo(pir_model, segmentation_model, shared_cache_dir, tmp_path_factor
              pipeline_spec("doc_preprocessor", {
                  "DocOrientationClassify": wm.model_dir("PP-LCNet_x1_0_doc_ori_onnx",
                                                         shared_cache_dir / "models"),
-                 "DocUnwarping": uvdoc_model_dir(shared_cache_dir / "models")})]
+                 "DocUnwarping": uvdoc_model_dir(shared_cache_dir / "models")}),
+             pipeline_spec("table_recognition", {
+                 "TextDetection": wheel_models["PP-OCRv4_mobile_det"],
+                 "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"],
+                 "TableStructureRecognition": wm.model_dir("SLANet_plus_onnx",
+                                                           shared_cache_dir / "models")})]
     build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), specs)
     return repo
 
@@ -205,3 +211,43 @@ def test_document_preprocessing_answers_as_paddlex_serving(api, vision_repo, pad
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
     assert ours["result"]["docPreprocessingResults"][0]["prunedResult"]["model_settings"] == {
         "use_doc_orientation_classify": True, "use_doc_unwarping": False}
+
+
+def test_table_recognition_answers_as_paddlex_serving(api, vision_repo, paddlex_python,
+                                                      tmp_path):
+    """SLANet_plus (real weights) + PP-OCRv4 mobile det/rec, whole image as the table."""
+    from tests.support.paddlex_serving import PaddleXServer
+    from tests.support.table_dataset import make_table
+
+    url, _ = api
+    bodies = [{"file": b64(cv2.imencode(".png", make_table(i).image)[1].tobytes()),
+               "fileType": 1, "visualize": False} for i in range(2)]
+    bodies[1]["textRecScoreThresh"] = 0.5
+    with PaddleXServer(paddlex_python, vision_repo, "table_recognition", tmp_path) as paddlex:
+        answers = [post(paddlex.url + "/table-recognition", b) for b in bodies]
+    for body, (status, theirs) in zip(bodies, answers):
+        assert status == 200, theirs
+        code, ours = post(url + "/table-recognition", body)
+        assert code == 200, ours
+        assert ours["result"]["dataInfo"] == theirs["result"]["dataInfo"]
+        (mine,), (their,) = (ours["result"]["tableRecResults"],
+                             theirs["result"]["tableRecResults"])
+        assert set(mine) == set(their) == {"prunedResult"}
+        a, b = mine["prunedResult"], their["prunedResult"]
+        assert set(a) == set(b), (sorted(a), sorted(b))
+        assert a["model_settings"] == b["model_settings"]
+        ocr_a, ocr_b = a["overall_ocr_res"], b["overall_ocr_res"]
+        assert set(ocr_a) == set(ocr_b), (sorted(ocr_a), sorted(ocr_b))
+        for key in set(ocr_a) - {"rec_scores"}:
+            assert ocr_a[key] == ocr_b[key], key
+        assert np.allclose(ocr_a["rec_scores"], ocr_b["rec_scores"], atol=1e-3)
+        (table_a,), (table_b,) = a["table_res_list"], b["table_res_list"]
+        assert set(table_a) == set(table_b), (sorted(table_a), sorted(table_b))
+        assert table_a["pred_html"] == table_b["pred_html"]
+        assert np.allclose(table_a["cell_box_list"], table_b["cell_box_list"], atol=0.5)
+        pred_a, pred_b = table_a["table_ocr_pred"], table_b["table_ocr_pred"]
+        assert set(pred_a) == set(pred_b)
+        for key in set(pred_a) - {"rec_scores"}:
+            assert pred_a[key] == pred_b[key], key
+    code, answer = post(url + "/table-recognition", dict(bodies[0], useOcrModel=False))
+    assert code == 422 and "useOcrModel" in answer["errorMsg"]

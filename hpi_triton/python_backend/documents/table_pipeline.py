@@ -18,7 +18,8 @@ from ..vision import vision_ops
 from . import table_ops
 
 # The table pipeline's own switches; everything else is the OCR sub-pipeline's.
-PARAMETERS = {"use_layout_detection": (bool, lambda v: True),
+# name → (type, check[, PaddleX serving request field of /table-recognition])
+PARAMETERS = {"use_layout_detection": (bool, lambda v: True, "useLayoutDetection"),
               "layout_threshold": (float, lambda v: 0.0 <= v <= 1.0)}
 # layout_parsing's seal and formula switches, and the names its seal OCR's parameters take
 # in requests.
