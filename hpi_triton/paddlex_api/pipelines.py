@@ -150,6 +150,7 @@ def _table() -> PipelineAPI:
     fields = {name: spec for name, spec in _declared(ocr_pipeline.PARAMETERS).items()
               if name != "useTextlineOrientation"}  # not a field of PaddleX's table request
     fields.update(_declared(table_pipeline.PARAMETERS, 2))
+    del fields["layoutThreshold"]  # not a field of PaddleX's table request
     return PipelineAPI("table_recognition", "/table-recognition", "tableRecResults",
                        "outputImages", fields,
                        {"useOcrModel": True, "useOcrResultsWithTableCells": False},
@@ -260,11 +261,37 @@ def _doc_preprocessor() -> PipelineAPI:
                        _declared(doc_ops.PARAMETERS, 2), page_fields=_output_image)
 
 
+def _seal_json(result: Dict) -> Dict:
+    """PaddleX's seal result JSON (SealRecognitionResult._to_json): ``doc_preprocessor_res``
+    only when the doc preprocessor ran, ``layout_det_res`` only when layout detection did,
+    each seal as its OCR result's JSON (no ``seal_region_id``)."""
+    out = {k: v for k, v in result.items()
+           if k not in ("doc_preprocessor_res", "layout_det_res") or v}
+    out["seal_res_list"] = [{k: v for k, v in seal.items() if k != "seal_region_id"}
+                            for seal in result.get("seal_res_list", [])]
+    return out
+
+
+def _seal() -> PipelineAPI:
+    from hpi_triton.python_backend.documents import table_pipeline
+    from hpi_triton.python_backend.ocr import ocr_pipeline
+
+    fields = {name: spec for name, spec in _declared(ocr_pipeline.PARAMETERS).items()
+              if name.startswith("useDoc")}
+    fields.update(_declared(table_pipeline.PARAMETERS, 2))
+    for name, serving in table_pipeline.SEAL_PARAMETERS.items():  # the seal OCR's names
+        kind, _, check = ocr_pipeline.PARAMETERS[ocr_pipeline.ALIASES[name]][:3]
+        fields[serving] = (kind, name, check)
+    return PipelineAPI("seal_recognition", "/seal-recognition", "sealRecResults",
+                       "outputImages", fields, derive=_doc_switches, json_view=_seal_json)
+
+
 #: Pipeline kind → its endpoint (the kinds whose graphs this service speaks PaddleX for).
 FACTORIES: Dict[str, Callable[[], PipelineAPI]] = {
     "OCR": _ocr,
     "doc_preprocessor": _doc_preprocessor,
     "table_recognition": _table,
+    "seal_recognition": _seal,
     "image_classification": _vision("image_classification", "/image-classification",
                                     _categories),
     "object_detection": _vision("object_detection", "/object-detection", _objects),

@@ -49,7 +49,11 @@ def vision_repo(pir_model, segmentation_model, wheel_models, shared_cache_dir,
                  "TextDetection": wheel_models["PP-OCRv4_mobile_det"],
                  "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"],
                  "TableStructureRecognition": wm.model_dir("SLANet_plus_onnx",
-                                                           shared_cache_dir / "models")})]
+                                                           shared_cache_dir / "models")}),
+             pipeline_spec("seal_recognition", {
+                 "TextDetection": wm.model_dir("PP-OCRv4_mobile_seal_det_onnx",
+                                               shared_cache_dir / "models"),
+                 "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]})]
     build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), specs)
     return repo
 
@@ -251,3 +255,37 @@ def test_table_recognition_answers_as_paddlex_serving(api, vision_repo, paddlex_
             assert pred_a[key] == pred_b[key], key
     code, answer = post(url + "/table-recognition", dict(bodies[0], useOcrModel=False))
     assert code == 422 and "useOcrModel" in answer["errorMsg"]
+
+
+def test_seal_recognition_answers_as_paddlex_serving(api, vision_repo, paddlex_python,
+                                                     tmp_path):
+    """PP-OCRv4 mobile seal det (real weights) + PP-OCRv4 mobile rec, the image as one seal."""
+    from tests.support.paddlex_serving import PaddleXServer
+    from tests.support.seal_dataset import make_seal
+
+    url, _ = api
+    bodies = [{"file": b64(cv2.imencode(".png", make_seal(i).image)[1].tobytes()),
+               "fileType": 1, "visualize": False} for i in range(2)]
+    bodies[1]["sealDetThresh"] = 0.25
+    with PaddleXServer(paddlex_python, vision_repo, "seal_recognition", tmp_path) as paddlex:
+        answers = [post(paddlex.url + "/seal-recognition", b) for b in bodies]
+    lines = 0
+    for body, (status, theirs) in zip(bodies, answers):
+        assert status == 200, theirs
+        code, ours = post(url + "/seal-recognition", body)
+        assert code == 200, ours
+        assert ours["result"]["dataInfo"] == theirs["result"]["dataInfo"]
+        (mine,), (their,) = (ours["result"]["sealRecResults"],
+                             theirs["result"]["sealRecResults"])
+        assert set(mine) == set(their) == {"prunedResult"}
+        a, b = mine["prunedResult"], their["prunedResult"]
+        assert set(a) == set(b), (sorted(a), sorted(b))
+        assert a["model_settings"] == b["model_settings"]
+        (seal_a,), (seal_b,) = a["seal_res_list"], b["seal_res_list"]
+        assert set(seal_a) == set(seal_b), (sorted(seal_a), sorted(seal_b))
+        for key in set(seal_a) - {"rec_scores"}:
+            assert seal_a[key] == seal_b[key], key
+        assert np.allclose(seal_a["rec_scores"], seal_b["rec_scores"], atol=1e-3)
+        lines += len(seal_a["rec_texts"])
+    assert lines >= 2
+    assert seal_a["text_det_params"]["thresh"] == 0.25
