@@ -286,12 +286,28 @@ def _seal() -> PipelineAPI:
                        "outputImages", fields, derive=_doc_switches, json_view=_seal_json)
 
 
+def _formula_json(result: Dict) -> Dict:
+    """PaddleX's formula result JSON: no ``warnings`` (ours name regions that decoded to
+    nothing)."""
+    return {k: v for k, v in result.items() if k != "warnings"}
+
+
+def _formula() -> PipelineAPI:
+    from hpi_triton.python_backend.documents import doc_ops, table_pipeline
+
+    fields = _declared(table_pipeline.PARAMETERS, 2)  # formula_ops takes these two
+    fields.update(_declared(doc_ops.PARAMETERS, 2))
+    return PipelineAPI("formula_recognition", "/formula-recognition", "formulaRecResults",
+                       "outputImages", fields, json_view=_formula_json)
+
+
 #: Pipeline kind → its endpoint (the kinds whose graphs this service speaks PaddleX for).
 FACTORIES: Dict[str, Callable[[], PipelineAPI]] = {
     "OCR": _ocr,
     "doc_preprocessor": _doc_preprocessor,
     "table_recognition": _table,
     "seal_recognition": _seal,
+    "formula_recognition": _formula,
     "image_classification": _vision("image_classification", "/image-classification",
                                     _categories),
     "object_detection": _vision("object_detection", "/object-detection", _objects),

@@ -32,6 +32,7 @@ def vision_repo(pir_model, segmentation_model, wheel_models, shared_cache_dir,
                 tmp_path_factory):
     repo = tmp_path_factory.mktemp("api-vision") / "repo"
     from tests.support.families import family_model_dirs, uvdoc_model_dir
+    from tests.support.formula_dataset import latex_model_dir
 
     layout = wm.model_dir("PicoDet_layout_cdla_onnx", shared_cache_dir / "models")
     families = family_model_dirs(shared_cache_dir / "models" / "families")
@@ -50,6 +51,8 @@ def vision_repo(pir_model, segmentation_model, wheel_models, shared_cache_dir,
                  "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"],
                  "TableStructureRecognition": wm.model_dir("SLANet_plus_onnx",
                                                            shared_cache_dir / "models")}),
+             pipeline_spec("formula_recognition", {"FormulaRecognition": latex_model_dir(
+                 shared_cache_dir / "models" / "formula")}),
              pipeline_spec("seal_recognition", {
                  "TextDetection": wm.model_dir("PP-OCRv4_mobile_seal_det_onnx",
                                                shared_cache_dir / "models"),
@@ -289,3 +292,26 @@ def test_seal_recognition_answers_as_paddlex_serving(api, vision_repo, paddlex_p
         lines += len(seal_a["rec_texts"])
     assert lines >= 2
     assert seal_a["text_det_params"]["thresh"] == 0.25
+
+
+def test_formula_recognition_answers_as_paddlex_serving(api, vision_repo, paddlex_python,
+                                                        tmp_path):
+    """LaTeX_OCR_rec with random weights (plumbing and parity), the image as one formula."""
+    from tests.support.formula_dataset import make_formula
+    from tests.support.paddlex_serving import PaddleXServer
+
+    url, _ = api
+    body = {"file": b64(cv2.imencode(".png", make_formula(0))[1].tobytes()),
+            "fileType": 1, "visualize": False}
+    with PaddleXServer(paddlex_python, vision_repo, "formula_recognition",
+                       tmp_path) as paddlex:
+        status, theirs = post(paddlex.url + "/formula-recognition", body)
+    assert status == 200, theirs
+    code, ours = post(url + "/formula-recognition", body)
+    assert code == 200, ours
+    assert ours["result"]["dataInfo"] == theirs["result"]["dataInfo"]
+    (mine,), (their,) = (ours["result"]["formulaRecResults"],
+                         theirs["result"]["formulaRecResults"])
+    assert set(mine) == set(their) == {"prunedResult"}
+    assert mine["prunedResult"] == their["prunedResult"]
+    assert mine["prunedResult"]["formula_res_list"][0]["rec_formula"]
