@@ -301,6 +301,40 @@ def _formula() -> PipelineAPI:
                        "outputImages", fields, json_view=_formula_json)
 
 
+def _layout_json(result: Dict) -> Dict:
+    """PaddleX's layout_parsing result JSON (LayoutParsingResult._to_json):
+    ``doc_preprocessor_res`` only when it ran; table / seal / formula lists only when on and
+    not empty, each item as its own JSON shows it; no ``warnings``."""
+    settings = result.get("model_settings") or {}
+    out = {k: v for k, v in result.items() if k not in (
+        "warnings", "doc_preprocessor_res", "table_res_list", "seal_res_list",
+        "formula_res_list")}
+    if settings.get("use_doc_preprocessor"):
+        out["doc_preprocessor_res"] = result.get("doc_preprocessor_res")
+    for key, switch, drop in (("table_res_list", "use_table_recognition", "table_region_id"),
+                              ("seal_res_list", "use_seal_recognition", "seal_region_id"),
+                              ("formula_res_list", "use_formula_recognition", None)):
+        items = result.get(key) or []
+        if settings.get(switch) and items:
+            out[key] = [{k: v for k, v in item.items() if k != drop} for item in items]
+    return out
+
+
+def _layout_parsing() -> PipelineAPI:
+    from hpi_triton.python_backend.documents import table_pipeline
+    from hpi_triton.python_backend.ocr import ocr_pipeline
+
+    fields = _declared(ocr_pipeline.PARAMETERS)
+    fields.update(_declared(table_pipeline.LAYOUT_PARSING_SWITCHES, 2))
+    fields["layoutThreshold"] = _declared(table_pipeline.PARAMETERS, 2)["layoutThreshold"]
+    for name, serving in table_pipeline.SEAL_PARAMETERS.items():  # the seal OCR's names
+        kind, _, check = ocr_pipeline.PARAMETERS[ocr_pipeline.ALIASES[name]][:3]
+        fields[serving] = (kind, name, check)
+    return PipelineAPI("layout_parsing", "/layout-parsing", "layoutParsingResults",
+                       "outputImages", fields, {"useTableRecognition": True},
+                       _doc_switches, json_view=_layout_json)
+
+
 #: Pipeline kind → its endpoint (the kinds whose graphs this service speaks PaddleX for).
 FACTORIES: Dict[str, Callable[[], PipelineAPI]] = {
     "OCR": _ocr,
@@ -308,6 +342,7 @@ FACTORIES: Dict[str, Callable[[], PipelineAPI]] = {
     "table_recognition": _table,
     "seal_recognition": _seal,
     "formula_recognition": _formula,
+    "layout_parsing": _layout_parsing,
     "image_classification": _vision("image_classification", "/image-classification",
                                     _categories),
     "object_detection": _vision("object_detection", "/object-detection", _objects),

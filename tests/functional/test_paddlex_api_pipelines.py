@@ -31,7 +31,7 @@ pytestmark = pytest.mark.functional
 def vision_repo(pir_model, segmentation_model, wheel_models, shared_cache_dir,
                 tmp_path_factory):
     repo = tmp_path_factory.mktemp("api-vision") / "repo"
-    from tests.support.families import family_model_dirs, uvdoc_model_dir
+    from tests.support.families import family_model_dirs, layout_model_dir, uvdoc_model_dir
     from tests.support.formula_dataset import latex_model_dir
 
     layout = wm.model_dir("PicoDet_layout_cdla_onnx", shared_cache_dir / "models")
@@ -49,6 +49,12 @@ def vision_repo(pir_model, segmentation_model, wheel_models, shared_cache_dir,
              pipeline_spec("table_recognition", {
                  "TextDetection": wheel_models["PP-OCRv4_mobile_det"],
                  "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"],
+                 "TableStructureRecognition": wm.model_dir("SLANet_plus_onnx",
+                                                           shared_cache_dir / "models")}),
+             pipeline_spec("layout_parsing", {
+                 "TextDetection": wheel_models["PP-OCRv4_mobile_det"],
+                 "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"],
+                 "LayoutDetection": layout_model_dir(shared_cache_dir / "models"),
                  "TableStructureRecognition": wm.model_dir("SLANet_plus_onnx",
                                                            shared_cache_dir / "models")}),
              pipeline_spec("formula_recognition", {"FormulaRecognition": latex_model_dir(
@@ -315,3 +321,35 @@ def test_formula_recognition_answers_as_paddlex_serving(api, vision_repo, paddle
     assert set(mine) == set(their) == {"prunedResult"}
     assert mine["prunedResult"] == their["prunedResult"]
     assert mine["prunedResult"]["formula_res_list"][0]["rec_formula"]
+
+
+def test_layout_parsing_answers_as_paddlex_serving(api, vision_repo, paddlex_python,
+                                                   tmp_path):
+    """Layout detection (PicoDet-family signature, random weights) + OCR + SLANet_plus."""
+    from tests.support.ocr_dataset import make_layout_page
+    from tests.support.paddlex_serving import PaddleXServer
+
+    url, _ = api
+    body = {"file": b64(cv2.imencode(".png", make_layout_page(0))[1].tobytes()),
+            "fileType": 1, "visualize": False}
+    with PaddleXServer(paddlex_python, vision_repo, "layout_parsing", tmp_path) as paddlex:
+        status, theirs = post(paddlex.url + "/layout-parsing", body)
+    assert status == 200, theirs
+    code, ours = post(url + "/layout-parsing", body)
+    assert code == 200, ours
+    assert ours["result"]["dataInfo"] == theirs["result"]["dataInfo"]
+    (mine,), (their,) = (ours["result"]["layoutParsingResults"],
+                         theirs["result"]["layoutParsingResults"])
+    assert set(mine) == set(their) == {"prunedResult"}
+    a, b = mine["prunedResult"], their["prunedResult"]
+    assert set(a) == set(b), (sorted(a), sorted(b))
+    assert a["model_settings"] == b["model_settings"]
+    boxes_a, boxes_b = a["layout_det_res"]["boxes"], b["layout_det_res"]["boxes"]
+    assert [x["label"] for x in boxes_a] == [x["label"] for x in boxes_b]
+    assert np.allclose([x["coordinate"] for x in boxes_a], [x["coordinate"] for x in boxes_b],
+                       atol=0.05)
+    assert a["overall_ocr_res"]["rec_texts"] == b["overall_ocr_res"]["rec_texts"]
+    assert [p["block_label"] for p in a["parsing_res_list"]] == [
+        p["block_label"] for p in b["parsing_res_list"]]
+    assert [p["block_content"] for p in a["parsing_res_list"]] == [
+        p["block_content"] for p in b["parsing_res_list"]]

@@ -23,8 +23,10 @@ PARAMETERS = {"use_layout_detection": (bool, lambda v: True, "useLayoutDetection
               "layout_threshold": (float, lambda v: 0.0 <= v <= 1.0, "layoutThreshold")}
 # layout_parsing's seal and formula switches, and the names its seal OCR's parameters take
 # in requests.
-LAYOUT_PARSING_SWITCHES = {"use_seal_recognition": (bool, lambda v: True),
-               "use_formula_recognition": (bool, lambda v: True)}
+# name → (type, check, PaddleX serving request field of /layout-parsing)
+LAYOUT_PARSING_SWITCHES = {"use_seal_recognition": (bool, lambda v: True, "useSealRecognition"),
+                           "use_formula_recognition": (bool, lambda v: True,
+                                                       "useFormulaRecognition")}
 # seal_recognition's names of its seal OCR's parameters → PaddleX serving request fields
 SEAL_PARAMETERS = {"seal_det_limit_side_len": "sealDetLimitSideLen",
                    "seal_det_limit_type": "sealDetLimitType",
