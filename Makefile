@@ -43,13 +43,15 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m pip install -q shapely six
 	@# PaddleX itself, in its own venv (numpy 2): a baseline and the fidelity comparison
 	[ -x $(PDX)/bin/python ] || ($(PYTHON) -m venv $(PDX) && \
-	  $(PDX)/bin/python -m pip install -q "paddlex[ocr]==3.7.2" paddlepaddle==3.3.1)
+	  $(PDX)/bin/python -m pip install -q "paddlex[ocr,serving]==3.7.2" paddlepaddle==3.3.1)
+	$(PDX)/bin/python -m pip install -q "paddlex[ocr,serving]==3.7.2"
 	$(VENV)/bin/python bench/backends.py
 	$(VENV)/bin/python bench/ocr.py --paddlex-python $(PDX)/bin/python
 	$(VENV)/bin/python bench/pipelines.py
 	$(VENV)/bin/python bench/memory.py
 	$(VENV)/bin/python bench/client.py
 	$(VENV)/bin/python bench/fidelity.py --paddlex-python $(PDX)/bin/python
+	$(VENV)/bin/python bench/api.py --paddlex-python $(PDX)/bin/python
 
 soak: $(STAMP)
 	@# Bad inputs + a killed stub over HTTP and gRPC, then 30 minutes at 16 clients.

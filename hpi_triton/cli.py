@@ -241,18 +241,31 @@ def serve(
         MallocMode.DEFAULT, help="glibc malloc in the server: default (returns freed "
         "memory) or tuned (keeps up to 128 MiB per arena: less CPU per request, more "
         "memory; see README)"),
+    paddlex_api: bool = typer.Option(
+        True, "--paddlex-api/--no-paddlex-api", help="Also serve PaddleX's serving API "
+        "(POST /ocr, GET /health, ...; see 'hpi-triton api')"),
+    paddlex_api_port: int = typer.Option(8080, min=1, max=65535,
+                                         help="Port of PaddleX's serving API"),
+    api_key: Optional[str] = typer.Option(None, envvar="HPI_TRITON_API_KEY",
+                                          help="Bearer token the PaddleX API requires"),
+    allow_private_urls: bool = typer.Option(False, help="PaddleX API: fetch file URLs of "
+                                            "loopback / private / link-local hosts too"),
+    url_inputs: bool = typer.Option(True, "--url-inputs/--no-url-inputs",
+                                    help="PaddleX API: accept file URLs"),
 ) -> None:
     """Start tritonserver on REPOSITORY; Ctrl-C or SIGTERM stops it. Arguments after --
     go to tritonserver as they are (e.g. -- --log-verbose=1).
 
     The server never outlives this command (it gets SIGTERM when this process dies, kill -9
     included); a model whose stub dies is reloaded; a model that cannot be reloaded stops
-    the server with exit code 3.
+    the server with exit code 3. PaddleX's serving API runs beside it (port 8080 unless
+    told otherwise): it never outlives this command either, is restarted when it exits, and
+    stops the server with exit code 4 when it keeps exiting.
 
     \b
     Examples:
       hpi-triton serve repo
-      hpi-triton serve repo --http-port 9000 -- --log-verbose=1
+      hpi-triton serve repo --http-port 9000 --paddlex-api-port 9080 -- --log-verbose=1
     """
     import os
 
@@ -262,11 +275,93 @@ def serve(
                                log_file, exit_timeout, supervise, list(ctx.args))
     except HpiTritonError as exc:
         _fail(exc)
+    api = None
+    if paddlex_api:
+        flags = ["--allow-private-urls"] if allow_private_urls else []
+        flags += [] if url_inputs else ["--no-url-inputs"]
+        try:
+            api = _start_paddlex_api(server, repository, paddlex_api_port, api_key, flags)
+        except HpiTritonError as exc:
+            server.stop()
+            _fail(exc)
     typer.echo("Ctrl-C stops the server.")
     code = server.wait()
+    if api is not None:
+        api.stop()
+        if api.given_up:
+            raise typer.Exit(4)
     if server.given_up:
         raise typer.Exit(3)
     raise typer.Exit(code)
+
+
+def _start_paddlex_api(server, repository: str, port: int, api_key: Optional[str],
+                       flags: List[str]):
+    """Start PaddleX's serving API in front of ``server``; it stops the server when it
+    cannot be kept running."""
+    import os
+
+    from hpi_triton.paddlex_api.process import ApiProcess
+
+    def give_up(reason: str) -> None:
+        typer.secho(f"error: {reason}; stopping tritonserver", err=True, fg=typer.colors.RED)
+        if server.process is not None and server.process.poll() is None:
+            server.process.terminate()
+
+    args = ["--triton-url", server.grpc_url, "--port", str(port), *flags]
+    if Path(repository).is_dir():
+        args += ["--repository", str(repository)]
+    if api_key:
+        os.environ["HPI_TRITON_API_KEY"] = api_key  # not on the command line (ps shows it)
+    log_path = Path(str(server.log_path) + ".paddlex-api.log")
+    api = ApiProcess(args, port, log_path, on_give_up=give_up).start()
+    typer.echo(f"  PaddleX API {api.url} (POST /ocr ..., GET /health, docs {api.url}/docs; "
+               f"log {log_path})")
+    return api
+
+
+@app.command()
+def api(
+    triton_url: List[str] = typer.Option(..., help="tritonserver gRPC HOST:PORT; repeat it, "
+                                         "or give a DNS name with several addresses, to "
+                                         "spread requests over the ready replicas"),
+    port: int = typer.Option(8080, min=0, max=65535), host: str = typer.Option("0.0.0.0"),
+    repository: Optional[Path] = typer.Option(None, help="The served repository (its "
+                                              "build_report.json says which graph serves "
+                                              "which pipeline)"),
+    model: List[str] = typer.Option([], help="KIND=MODEL: the graph serving a pipeline kind "
+                                    "(e.g. OCR=my_ocr)"),
+    api_key: Optional[str] = typer.Option(None, envvar="HPI_TRITON_API_KEY",
+                                          help="Bearer token every pipeline request needs"),
+    allow_private_urls: bool = typer.Option(False, help="Fetch file URLs of loopback / "
+                                            "private / link-local hosts too"),
+    url_inputs: bool = typer.Option(True, "--url-inputs/--no-url-inputs",
+                                    help="Accept file URLs"),
+    max_body_bytes: int = typer.Option(140 * 1024 * 1024, min=1),
+    max_file_bytes: int = typer.Option(100 * 1024 * 1024, min=1, help="Largest file "
+                                       "(decoded base64 or fetched URL)"),
+    max_pdf_pages: int = typer.Option(100, min=1),
+    max_pixels: int = typer.Option(40_000_000, min=1, help="Most pixels of an image or page"),
+    url_timeout: float = typer.Option(30.0, min=0.1, help="Seconds a file URL fetch may take"),
+    page_concurrency: int = typer.Option(4, min=1, help="Pages of one PDF in flight"),
+    visualize: bool = typer.Option(True, "--visualize/--no-visualize", help="Result images "
+                                   "when a request does not say (PaddleX's default: on)"),
+) -> None:
+    """Serve PaddleX 3.7.2's serving API (POST /ocr, GET /health, OpenAPI at /docs) in front
+    of tritonserver(s) running a repository built by 'hpi-triton build'."""
+    from hpi_triton.paddlex_api.app import ApiSettings, run
+    from hpi_triton.paddlex_api.files import FileLimits
+
+    try:
+        models = dict(pairs(model, "--model"))
+    except HpiTritonError as exc:
+        _fail(exc)
+    limits = FileLimits(max_bytes=max_file_bytes, max_pdf_pages=max_pdf_pages,
+                        max_pixels=max_pixels, url_inputs=url_inputs,
+                        allow_private_urls=allow_private_urls, url_timeout=url_timeout)
+    run(ApiSettings(triton_urls=list(triton_url), repository=repository, models=models,
+                    api_key=api_key, limits=limits, max_body_bytes=max_body_bytes,
+                    page_concurrency=page_concurrency, visualize=visualize), host, port)
 
 
 def _stop_on_signals() -> None:

@@ -96,3 +96,18 @@ class LicensingError(HpiTritonError):
 
 class BenchError(HpiTritonError):
     """A benchmark was asked for something it cannot run (no server, no images, bad levels)."""
+
+
+class RequestFieldError(InvalidRequestError):
+    """A request to the PaddleX-compatible HTTP API has an invalid field (bad base64, an
+    undecodable image or PDF, too many pages or pixels, an unknown parameter); ``field``
+    names it. Answered with HTTP 422, as PaddleX answers."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class URLRefusedError(RequestFieldError):
+    """A ``file`` URL the PaddleX-compatible API will not fetch: URL inputs are off, the
+    host resolves to a loopback / private / link-local address, or the fetch failed."""

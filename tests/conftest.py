@@ -54,7 +54,8 @@ def pir_model(shared_cache_dir) -> Path:
 
 
 #: PaddleX itself, in its own venv (it pulls numpy 2, which the server's cannot have).
-PADDLEX_REQUIREMENTS = ("paddlex[ocr,cv]==3.7.2", "paddlepaddle==3.3.1", "onnxruntime==1.32.0")
+PADDLEX_REQUIREMENTS = ("paddlex[ocr,cv,serving]==3.7.2", "paddlepaddle==3.3.1",
+                        "onnxruntime==1.32.0")
 
 
 @pytest.fixture(scope="session")

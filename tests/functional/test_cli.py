@@ -43,6 +43,7 @@ def test_serve_and_infer_from_the_command_line(cli_repo, tmp_path):
     serve = subprocess.Popen(
         CLI + ["serve", str(cli_repo), "--http-port", str(ports[0]), "--grpc-port",
                str(ports[1]), "--metrics-port", str(ports[2]), "--log-file", str(log),
+               "--paddlex-api-port", str(free_port()),
                "--", "--pinned-memory-pool-byte-size=1048576"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

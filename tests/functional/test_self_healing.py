@@ -107,7 +107,8 @@ def _start_serve(repo: Path, ignore=(), exit_timeout: int = 2):
 
     serve = subprocess.Popen(
         CLI + ["serve", str(repo), "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
-               "--metrics-port", str(ports[2]), "--exit-timeout", str(exit_timeout)],
+               "--metrics-port", str(ports[2]), "--exit-timeout", str(exit_timeout),
+               "--paddlex-api-port", str(free_port())],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=child)
     deadline = time.monotonic() + 180
     output = []

@@ -124,8 +124,10 @@ def test_default_rendering_probes_ports_metrics_and_autoscaling(tmp_path):
     assert main["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert main["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert {p["name"]: p["containerPort"] for p in main["ports"]} == {
-        "http": 8000, "grpc": 8001, "metrics": 8002}
-    assert {p["name"] for p in docs["Service"]["spec"]["ports"]} == {"http", "grpc", "metrics"}
+        "http": 8000, "grpc": 8001, "metrics": 8002, "paddlex-api": 8080}
+    assert {p["name"] for p in docs["Service"]["spec"]["ports"]} == {
+        "http", "grpc", "metrics", "paddlex-api"}
+    assert "--paddlex-api-port=8080" in main["args"]
     shm = [v for v in docs["Deployment"]["spec"]["template"]["spec"]["volumes"]
            if v["name"] == "dshm"]
     assert shm and shm[0]["emptyDir"]["medium"] == "Memory"

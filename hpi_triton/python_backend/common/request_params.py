@@ -5,9 +5,10 @@ values are converted to the declared type and range-checked here. Part of the ru
 shipped into the pipeline graphs.
 """
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional
 
-Spec = Dict[str, Tuple[type, Callable[[object], bool]]]
+# name → (type, check[, PaddleX serving request field])
+Spec = Dict[str, tuple]
 
 
 class ParameterError(ValueError):
@@ -37,7 +38,7 @@ def coerce(values: Optional[Dict], spec: Spec, base: Dict, what: str = "paramete
         if name not in spec:
             raise ParameterError(f"unknown {what} {raw_name!r}; valid: "
                                  f"{sorted(spec) + sorted(aliases)}")
-        kind, check = spec[name]
+        kind, check = spec[name][:2]  # a third element: PaddleX's serving name
         try:
             converted = _convert(kind, value)
         except (TypeError, ValueError):

@@ -16,8 +16,10 @@ from ..common.request_params import ParameterError
 from ..vision import vision_ops
 
 # name → (type, check); defaults are set at build time from the roles present.
-PARAMETERS = {"use_doc_orientation_classify": (bool, lambda v: True),
-              "use_doc_unwarping": (bool, lambda v: True)}
+# name → (type, check, PaddleX serving request field of /document-preprocessing)
+PARAMETERS = {"use_doc_orientation_classify": (bool, lambda v: True,
+                                               "useDocOrientationClassify"),
+              "use_doc_unwarping": (bool, lambda v: True, "useDocUnwarping")}
 
 
 def rotate_image(image: np.ndarray, angle: float) -> np.ndarray:

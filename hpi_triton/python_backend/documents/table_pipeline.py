@@ -18,14 +18,22 @@ from ..vision import vision_ops
 from . import table_ops
 
 # The table pipeline's own switches; everything else is the OCR sub-pipeline's.
-PARAMETERS = {"use_layout_detection": (bool, lambda v: True),
-              "layout_threshold": (float, lambda v: 0.0 <= v <= 1.0)}
+# name → (type, check[, PaddleX serving request field of /table-recognition])
+PARAMETERS = {"use_layout_detection": (bool, lambda v: True, "useLayoutDetection"),
+              "layout_threshold": (float, lambda v: 0.0 <= v <= 1.0, "layoutThreshold")}
 # layout_parsing's seal and formula switches, and the names its seal OCR's parameters take
 # in requests.
-LAYOUT_PARSING_SWITCHES = {"use_seal_recognition": (bool, lambda v: True),
-               "use_formula_recognition": (bool, lambda v: True)}
-SEAL_PARAMETERS = ("seal_det_limit_side_len", "seal_det_limit_type", "seal_det_thresh",
-                   "seal_det_box_thresh", "seal_det_unclip_ratio", "seal_rec_score_thresh")
+# name → (type, check, PaddleX serving request field of /layout-parsing)
+LAYOUT_PARSING_SWITCHES = {"use_seal_recognition": (bool, lambda v: True, "useSealRecognition"),
+                           "use_formula_recognition": (bool, lambda v: True,
+                                                       "useFormulaRecognition")}
+# seal_recognition's names of its seal OCR's parameters → PaddleX serving request fields
+SEAL_PARAMETERS = {"seal_det_limit_side_len": "sealDetLimitSideLen",
+                   "seal_det_limit_type": "sealDetLimitType",
+                   "seal_det_thresh": "sealDetThresh",
+                   "seal_det_box_thresh": "sealDetBoxThresh",
+                   "seal_det_unclip_ratio": "sealDetUnclipRatio",
+                   "seal_rec_score_thresh": "sealRecScoreThresh"}
 
 
 class TableFlow:

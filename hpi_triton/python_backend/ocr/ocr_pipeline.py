@@ -18,23 +18,27 @@ from ..common.request_params import ParameterError
 from ..documents import doc_ops
 from . import ocr_ops, seal_ops
 
-__all__ = ["OCRFlow", "ParameterError", "coerce_parameters"]
+__all__ = ["OCRFlow", "ParameterError", "coerce_parameters", "serving_names"]
 
 Infer = Callable[[np.ndarray], np.ndarray]
 
-# name → (type, default, check); names and defaults follow PaddleX's OCR pipeline YAML.
+# name → (type, default, check[, PaddleX serving name]); names and defaults follow PaddleX's
+# OCR pipeline YAML. The fourth element is the field of PaddleX 3.7.2's serving request
+# (``POST /ocr``) that sets the parameter: hpi_triton.paddlex_api derives its request schema
+# from it (no second table).
 PARAMETERS = {
-    "limit_side_len": (int, 64, lambda v: v > 0),
-    "limit_type": (str, "min", lambda v: v in ("min", "max", "resize_long")),
+    "limit_side_len": (int, 64, lambda v: v > 0, "textDetLimitSideLen"),
+    "limit_type": (str, "min", lambda v: v in ("min", "max", "resize_long"),
+                   "textDetLimitType"),
     "max_side_limit": (int, 4000, lambda v: v >= 32),
-    "thresh": (float, 0.3, lambda v: 0.0 <= v <= 1.0),
-    "box_thresh": (float, 0.6, lambda v: 0.0 <= v <= 1.0),
-    "unclip_ratio": (float, 1.5, lambda v: v > 0),
-    "text_rec_score_thresh": (float, 0.0, lambda v: 0.0 <= v <= 1.0),
-    "use_textline_orientation": (bool, True, lambda v: True),
+    "thresh": (float, 0.3, lambda v: 0.0 <= v <= 1.0, "textDetThresh"),
+    "box_thresh": (float, 0.6, lambda v: 0.0 <= v <= 1.0, "textDetBoxThresh"),
+    "unclip_ratio": (float, 1.5, lambda v: v > 0, "textDetUnclipRatio"),
+    "text_rec_score_thresh": (float, 0.0, lambda v: 0.0 <= v <= 1.0, "textRecScoreThresh"),
+    "use_textline_orientation": (bool, True, lambda v: True, "useTextlineOrientation"),
     "use_doc_preprocessor": (bool, False, lambda v: True),
-    "use_doc_orientation_classify": (bool, False, lambda v: True),
-    "use_doc_unwarping": (bool, False, lambda v: True),
+    "use_doc_orientation_classify": (bool, False, lambda v: True, "useDocOrientationClassify"),
+    "use_doc_unwarping": (bool, False, lambda v: True, "useDocUnwarping"),
     "max_pixels": (int, ocr_ops.DEFAULT_MAX_PIXELS, lambda v: v > 0),
     # Not PaddleX's: how recognition crops are batched (ocr_ops.rec_batches); "paddlex"
     # gives PaddleX's results, "width_buckets" is faster and may differ.
@@ -56,9 +60,14 @@ ALIASES = {"score_thresh": "text_rec_score_thresh", "text_det_limit_side_len": "
 
 def coerce_parameters(values: Dict, base: Optional[Dict] = None) -> Dict:
     """Validate and convert OCR parameters over ``base`` (PaddleX's defaults when absent)."""
-    spec = {name: (kind, check) for name, (kind, _, check) in PARAMETERS.items()}
-    defaults = {name: default for name, (_, default, _) in PARAMETERS.items()}
+    spec = {name: (entry[0], entry[2]) for name, entry in PARAMETERS.items()}
+    defaults = {name: entry[1] for name, entry in PARAMETERS.items()}
     return request_params.coerce(values, spec, base or defaults, "OCR parameter", ALIASES)
+
+
+def serving_names() -> Dict[str, str]:
+    """PaddleX serving request field → OCR parameter, from :data:`PARAMETERS`."""
+    return {entry[3]: name for name, entry in PARAMETERS.items() if len(entry) > 3}
 
 
 class OCRFlow:
@@ -154,9 +163,24 @@ class OCRFlow:
         keep = [i for i, s in enumerate(scores) if s >= params["text_rec_score_thresh"]]
         result = self._result(polys, [texts[i] for i in keep], [scores[i] for i in keep],
                               [polys[i] for i in keep], angles)
+        result.update(self.echoed_settings(params))
         if doc_result is not None:
             result["doc_preprocessor_res"] = doc_result
         return result
+
+    def echoed_settings(self, params: Dict) -> Dict:
+        """The call's settings PaddleX's OCR result repeats (``model_settings``,
+        ``text_det_params``, ``text_rec_score_thresh``, ``return_word_box``)."""
+        return {
+            "model_settings": {"use_doc_preprocessor": params["use_doc_preprocessor"],
+                               "use_textline_orientation": bool(
+                                   params["use_textline_orientation"] and self.cls)},
+            "text_det_params": {key: params[key] for key in (
+                "limit_side_len", "limit_type", "thresh", "max_side_limit", "box_thresh",
+                "unclip_ratio")},
+            "text_rec_score_thresh": params["text_rec_score_thresh"],
+            "return_word_box": False,
+        }
 
     def empty_result(self) -> Dict:
         """The result for an image with no text."""

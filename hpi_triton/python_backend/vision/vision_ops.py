@@ -172,7 +172,8 @@ class ImageClassification(VisionTask):
     """PaddleX image_classification: transform_ops → logits → Topk."""
 
     name, role = "image_classification", "ImageClassification"
-    parameters = {"topk": (int, lambda v: v >= 1)}
+    # name → (type, check, PaddleX serving request field of /image-classification)
+    parameters = {"topk": (int, lambda v: v >= 1, "topk")}
     reads_outputs = 1
 
     def deferred_scaling(self, settings: Dict):
@@ -200,7 +201,8 @@ class ObjectDetection(VisionTask):
     """PaddleX object_detection: PicoDet heads decoded + NMS here, or NMS inside the model."""
 
     name, role = "object_detection", "ObjectDetection"
-    parameters = {"threshold": (float, lambda v: 0.0 <= v <= 1.0)}
+    # name → (type, check, PaddleX serving request field of /object-detection)
+    parameters = {"threshold": (float, lambda v: 0.0 <= v <= 1.0, "threshold")}
 
     def preprocess(self, settings, params, rgb, deferred, context):
         feeds, scale = detection_preprocess(rgb, settings["preprocess"], settings["inputs"])
@@ -246,7 +248,8 @@ class SemanticSegmentation(VisionTask):
     """PaddleSeg semantic_segmentation: transforms → logits or labels → a label map."""
 
     name, role = "semantic_segmentation", "SemanticSegmentation"
-    parameters = {"target_size": (int, lambda v: v == -1 or v >= 32)}
+    # name → (type, check, PaddleX serving request field of /semantic-segmentation)
+    parameters = {"target_size": (int, lambda v: v == -1 or v >= 32, "targetSize")}
     array_outputs = {"pred": (None, [-1, -1])}  # dtype: the pipeline's label_dtype
     reads_outputs = 1
 
