@@ -279,6 +279,31 @@ print(json.dumps(Client("localhost:8000").predict("OCR", data.tobytes())["rec_te
 """
 
 
+_PADDLEX_OCR = """
+import base64, json, urllib.request
+import cv2, numpy as np
+page = np.full((360, 1100, 3), 255, np.uint8)
+for row, text in enumerate(["HPI TRITON IMAGE TEST", "SERVED FROM DOCKER 2026"]):
+    cv2.putText(page, text, (40, 120 + row * 140), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (0, 0, 0), 5)
+body = json.dumps({"file": base64.b64encode(cv2.imencode(".png", page)[1].tobytes()).decode(),
+                   "fileType": 1, "visualize": False}).encode()
+request = urllib.request.Request("http://localhost:8080/ocr", body,
+                                 {"Content-Type": "application/json"})
+answer = json.load(urllib.request.urlopen(request, timeout=60))
+assert answer["errorCode"] == 0, answer
+print(json.dumps(answer["result"]["ocrResults"][0]["prunedResult"]["rec_texts"]))
+"""
+
+
+def paddlex_ocr(docker: str, container: str):
+    """The same page through PaddleX's serving API (port 8080), as PaddleX's docs call it."""
+    proc = run([docker, "exec", container, "python", "-c", _PADDLEX_OCR], check=False,
+               quiet=True, timeout=120)
+    if proc.returncode != 0:
+        raise Failure(f"PaddleX's /ocr in the container failed: {proc.stderr[-1500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def ocr(docker: str, container: str):
     proc = run([docker, "exec", container, "python", "-c", _OCR], check=False, quiet=True,
                timeout=120)
@@ -345,6 +370,10 @@ def check_bundled(docker: str, name: str) -> None:
     expected = ocr(docker, name)
     check_text(expected)
     log(f"OCR answer: {expected}")
+    through_api = paddlex_ocr(docker, name)
+    if through_api != expected:
+        raise Failure(f"PaddleX's /ocr read {through_api}, the KServe call {expected}")
+    log("PaddleX API /ocr: the same texts")
     (victim,) = stubs(docker, name, "OCR_TextRecognition")[:1]
     os.kill(victim, signal.SIGKILL)  # what the OOM killer does to a stub
     killed = time.monotonic()

@@ -399,3 +399,16 @@ def test_a_built_repository_is_readable_by_the_images_user(tmp_path):
             assert (tmp_path / "repo" / "m").is_dir()
     finally:
         os.umask(umask)
+
+
+def test_kserve_ports_do_not_collide():
+    """KServe routes the first port to Triton's HTTP; serve's PaddleX API (default 8080)
+    must take another, or serve cannot start it."""
+    service = yaml.safe_load((DEPLOY / "kserve" / "inferenceservice.yaml").read_text())
+    container = service["spec"]["predictor"]["containers"][0]
+    args = dict(a.lstrip("-").split("=", 1) for a in container["args"] if "=" in a)
+    ports = [args["http-port"], args["grpc-port"], args["metrics-port"],
+             args["paddlex-api-port"]]
+    assert len(set(ports)) == 4, ports
+    exposed = {str(p["containerPort"]) for p in container["ports"]}
+    assert {args["http-port"], args["paddlex-api-port"]} <= exposed
