@@ -220,7 +220,7 @@ def test_the_readme_tour_as_typed(shared_cache_dir, tmp_path):
     from hpi_triton.pages import make_pages
 
     env = {**os.environ, "HPI_TRITON_CACHE_DIR": str(shared_cache_dir)}
-    ports = [free_port(), free_port(), free_port()]
+    ports = [free_port(), free_port(), free_port(), free_port()]
     page = make_pages(count=1, seed=5)[0]
     cv2.imwrite(str(tmp_path / "page.png"), page.image)
 
@@ -236,7 +236,7 @@ def test_the_readme_tour_as_typed(shared_cache_dir, tmp_path):
         "--model", "TextRecognition=models/PP-OCRv4_mobile_rec")
     serve = subprocess.Popen(CLI + ["serve", "repo", "--http-port", str(ports[0]),
                                     "--grpc-port", str(ports[1]), "--metrics-port",
-                                    str(ports[2])],
+                                    str(ports[2]), "--paddlex-api-port", str(ports[3])],
                              cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -251,6 +251,17 @@ def test_the_readme_tour_as_typed(shared_cache_dir, tmp_path):
             texts = client.predict("OCR", str(tmp_path / "page.png"))["rec_texts"]
         assert texts == saved["rec_texts"] and texts
         assert any(line in texts for line in page.lines), (texts, page.lines)
+        # The curl line: PaddleX's serving API, plain HTTP + JSON as PaddleX's docs call it.
+        import base64
+        import urllib.request
+
+        body = json.dumps({"file": base64.b64encode((tmp_path / "page.png").read_bytes())
+                           .decode(), "fileType": 1}).encode()
+        request = urllib.request.Request(f"http://localhost:{ports[3]}/ocr", body,
+                                         {"Content-Type": "application/json"})
+        answer = json.load(urllib.request.urlopen(request, timeout=120))
+        assert answer["errorCode"] == 0
+        assert answer["result"]["ocrResults"][0]["prunedResult"]["rec_texts"] == texts
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
         serve.wait(timeout=60)
