@@ -41,7 +41,8 @@ build() {  # $1 device, $2 repo
 }
 
 serve_and_measure() {  # $1 label, $2 repo
-  hpi serve "$2" --http-port 18000 --grpc-port 18001 --metrics-port 18002 \
+  # Not through the hpi function: $! must be serve itself, which SIGTERM stops.
+  python3 -m hpi_triton.cli serve "$2" --http-port 18000 --grpc-port 18001 --metrics-port 18002 \
     --log-file "$OUT/server_$1.log" > "$OUT/serve_$1.out" 2>&1 &
   local pid=$!
   for _ in $(seq 1 180); do
