@@ -29,6 +29,8 @@ from tests.support.families import FAMILIES, family_model_dirs, scene
 
 pytestmark = pytest.mark.functional
 
+FALLBACKS = "openvino,onnx_runtime,paddle_infer"
+
 
 class _GroupServers:
     """One repository and server per pipeline (all its families under their own names);
@@ -44,8 +46,11 @@ class _GroupServers:
             self.close()
             group = [f for f in FAMILIES if f.pipeline == pipeline]
             role = ROLES[pipeline]
+            # The family's backend first, the others as fallbacks (an explicit single
+            # backend fails alone; the test reports a fallback and its reason).
+            asked = {f.name: f"{f.backend},{FALLBACKS}" for f in group}
             self.specs = {f.name: pipeline_spec(pipeline, {role: self.dirs[f.name]}, {},
-                                                {role: f.backend}, instances=1,
+                                                {role: asked[f.name]}, instances=1,
                                                 served_name=f.served_name) for f in group}
             repo = self.tmp_factory.mktemp(pipeline) / "repo"
             report = build_repository([], BuildOptions(out=repo, cache_dir=self.cache),

@@ -31,7 +31,7 @@ class Family:
     pipeline: str
     net: str  # the network in tests/family_nets.py
     kind: str  # "architecture" (paddle.vision, random weights) or "signature" network
-    backend: str  # asked for at build time; the build falls back (and says so) if it fails
+    backend: str  # asked for first at build time; the others listed as fallbacks
     inputs: Optional[List[str]] = None  # detection input names in export order
     config: Dict = field(default_factory=dict)
 
