@@ -152,8 +152,9 @@ def _refused(label: str, message: str) -> InputItem:
     return InputItem(0, label, error=InputError(message))
 
 
-# pdfium is not thread-safe: one document / render at a time in this process.
-_PDFIUM_LOCK = threading.Lock()
+#: pdfium is not thread-safe: one document / render at a time in this process, whoever renders
+#: (the client here, PaddleX's API in paddlex_api.files).
+PDFIUM_LOCK = threading.Lock()
 
 
 def _pdf_pages(label: str, data: Union[bytes, Path], path: Optional[Path], dpi: float,
@@ -164,7 +165,7 @@ def _pdf_pages(label: str, data: Union[bytes, Path], path: Optional[Path], dpi: 
         yield _refused(label, "reading PDFs needs pypdfium2: pip install pypdfium2")
         return
     try:
-        with _PDFIUM_LOCK:
+        with PDFIUM_LOCK:
             document = pdfium.PdfDocument(data if isinstance(data, bytes) else str(data),
                                           password=password)
             count = len(document)
@@ -185,7 +186,7 @@ def _render_page(document, label: str, page_index: int, dpi: float) -> np.ndarra
     import pypdfium2 as pdfium
 
     scale = dpi / 72.0
-    with _PDFIUM_LOCK:
+    with PDFIUM_LOCK:
         try:
             page = document[page_index]
             width, height = page.get_size()

@@ -15,7 +15,6 @@ import binascii
 import io
 import ipaddress
 import socket
-import threading
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 from urllib.parse import urljoin, urlsplit
@@ -23,13 +22,12 @@ from urllib.parse import urljoin, urlsplit
 import numpy as np
 
 from hpi_triton.errors import RequestFieldError, URLRefusedError
+from hpi_triton.inputs import DEFAULT_PDF_DPI, PDFIUM_LOCK
 
 #: PaddleX's PDF rendering scale (``PDF_RENDER_SCALE``): 2.0 = 144 DPI.
-PDF_RENDER_SCALE = 2.0
+PDF_RENDER_SCALE = DEFAULT_PDF_DPI / 72
 #: Redirects a URL fetch follows, each re-checked.
 MAX_REDIRECTS = 5
-# pdfium is not thread-safe: one document operation at a time in this process.
-_PDFIUM_LOCK = threading.Lock()
 
 
 @dataclass
@@ -246,7 +244,7 @@ class PDFDocument:
 
         self.limits = limits
         try:
-            with _PDFIUM_LOCK:
+            with PDFIUM_LOCK:
                 self._document = pdfium.PdfDocument(data)
                 self._document.init_forms()
                 self.page_count = len(self._document)
@@ -267,7 +265,7 @@ class PDFDocument:
         """
         import pypdfium2 as pdfium
 
-        with _PDFIUM_LOCK:
+        with PDFIUM_LOCK:
             try:
                 page = self._document[index]
                 try:
@@ -289,7 +287,7 @@ class PDFDocument:
 
     def close(self) -> None:
         """Release the document."""
-        with _PDFIUM_LOCK:
+        with PDFIUM_LOCK:
             self._document.close()
 
 
