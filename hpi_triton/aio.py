@@ -21,19 +21,18 @@ from hpi_triton.client import (
     check_concurrency,
     check_protocol,
     checked_inputs,
-    connection_problem,
+    connection_error,
     image_tensor,
+    names_an_unknown_model,
     naming_input,
     pipeline_result,
+    same_but_case,
+    served_names,
     server_error,
+    unknown_model_error,
     wire_parameters,
 )
-from hpi_triton.errors import (
-    HpiTritonError,
-    InferError,
-    InvalidRequestError,
-    ServiceUnavailableError,
-)
+from hpi_triton.errors import HpiTritonError, InferError
 
 
 class AsyncClient:
@@ -87,27 +86,23 @@ class AsyncClient:
         """As :meth:`Client.metadata <hpi_triton.client.Client.metadata>`: a connection
         problem named with its fix, an unknown model with the served names, and a name that
         differs from a served one only in case (build's rule) resolved to it."""
-        problem = connection_problem(self.url, self.protocol, exc)
-        if problem:
-            refused = "connection refused" in problem
-            raise (ServiceUnavailableError if refused else InferError)(problem) from exc
-        status = str(exc.status()) if callable(getattr(exc, "status", None)) else ""
-        if status not in ("404", "StatusCode.NOT_FOUND") or "no available versions" in str(exc):
+        error = connection_error(self.url, self.protocol, exc)
+        if error is not None:
+            raise error from exc
+        if not names_an_unknown_model(exc):
             raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
         try:
             if self.protocol == "http":
-                index = await self._client.get_model_repository_index()
+                served = served_names(await self._client.get_model_repository_index())
             else:
-                index = (await self._client.get_model_repository_index(as_json=True)
-                         ).get("models", [])
-            served = sorted({entry["name"] for entry in index})
+                served = served_names(
+                    await self._client.get_model_repository_index(as_json=True))
         except Exception:  # noqa: BLE001 - the refusal below still says what was asked
-            served = []
-        same = [name for name in served if name.lower() == model.lower()]
-        if len(same) == 1 and same[0] != model:
-            return await self.metadata(same[0])
-        raise InvalidRequestError(f"the server at {self.url} holds no model {model!r}; it "
-                                  f"serves: {', '.join(served) or 'no models'}") from exc
+            served = None
+        match = same_but_case(model, served or [])
+        if match is None:
+            raise unknown_model_error(self.url, model, served) from exc
+        return await self.metadata(match)
 
     async def infer(self, model: str, inputs: Dict[str, np.ndarray],
                     outputs: Optional[list] = None) -> Dict[str, np.ndarray]:

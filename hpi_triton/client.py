@@ -79,6 +79,44 @@ def connection_problem(url: str, protocol: str, exc: BaseException) -> Optional[
     return None
 
 
+def connection_error(url: str, protocol: str, exc: BaseException) -> Optional[InferError]:
+    """:func:`connection_problem` as the error to raise (a refused connection may be retried:
+    :class:`ServiceUnavailableError`), or None."""
+    problem = connection_problem(url, protocol, exc)
+    if problem is None:
+        return None
+    return (ServiceUnavailableError if "connection refused" in problem else InferError)(problem)
+
+
+def names_an_unknown_model(exc: BaseException) -> bool:
+    """Whether Triton refused the model name itself (not a model being reloaded, which
+    answers "has no available versions")."""
+    status = str(exc.status()) if callable(getattr(exc, "status", None)) else ""
+    return status in ("404", "StatusCode.NOT_FOUND") and "no available versions" not in str(exc)
+
+
+def served_names(index) -> List[str]:
+    """Model names of a repository index (HTTP's list, or gRPC's JSON ``{"models": [...]}``)."""
+    entries = index.get("models", []) if isinstance(index, dict) else index
+    return sorted({entry["name"] for entry in entries})
+
+
+def same_but_case(model: str, served: List[str]) -> Optional[str]:
+    """The one served name equal to ``model`` but for case (build takes pipeline names in any
+    case: 'ocr' serves as 'OCR'), or None."""
+    same = [name for name in served if name.lower() == model.lower()]
+    return same[0] if len(same) == 1 and same[0] != model else None
+
+
+def unknown_model_error(url: str, model: str, served: Optional[List[str]]) -> InvalidRequestError:
+    """The refusal of a model name the server does not hold, listing the ones it does (when
+    its index could be read)."""
+    if served is None:
+        return InvalidRequestError(f"the server at {url} holds no model {model!r}")
+    return InvalidRequestError(f"the server at {url} holds no model {model!r}; it serves: "
+                               f"{', '.join(served) or 'no models'}")
+
+
 #: Requests in flight of :meth:`Client.predict_many` unless told otherwise.
 DEFAULT_CONCURRENCY = 4
 
@@ -267,22 +305,7 @@ class Client:
         except HpiTritonError:
             raise
         except Exception as exc:  # tritonclient raises its own exception types
-            problem = connection_problem(self.url, self.protocol, exc)
-            if problem:
-                refused = "connection refused" in problem
-                raise (ServiceUnavailableError if refused else InferError)(problem) from exc
-            status = str(exc.status()) if callable(getattr(exc, "status", None)) else ""
-            if status in ("404", "StatusCode.NOT_FOUND") and \
-                    "no available versions" not in str(exc):
-                served = self._case_match(model)
-                if served is None:
-                    raise InvalidRequestError(self._unknown_model(model)) from exc
-                # Build takes pipeline names in any case ('ocr' serves as 'OCR'): so does this.
-                meta = self.metadata(served)
-                with self._lock:
-                    self._metadata[model] = meta
-                return meta
-            raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
+            meta = self._first_contact_failed(model, exc)
         with self._lock:
             self._metadata[model] = meta
         return meta
@@ -416,31 +439,28 @@ class Client:
         """The names of the models the server's repository holds (ready or not)."""
         try:
             if self.protocol == "http":
-                index = self._connection().get_model_repository_index()
-            else:
-                index = self._connection().get_model_repository_index(as_json=True)
-                index = index.get("models", [])
+                return served_names(self._connection().get_model_repository_index())
+            return served_names(self._connection().get_model_repository_index(as_json=True))
         except Exception as exc:  # noqa: BLE001 - tritonclient's own exception types
             raise InferError(f"model repository index at {self.url}: {exc}") from exc
-        return sorted({entry["name"] for entry in index})
 
-    def _case_match(self, model: str) -> Optional[str]:
-        """The one served model whose name equals ``model`` but for case, or None."""
-        try:
-            same = [n for n in self.served_models() if n.lower() == model.lower()]
-        except InferError:
-            return None
-        return same[0] if len(same) == 1 and same[0] != model else None
-
-    def _unknown_model(self, model: str) -> str:
-        """The message for a model name the server does not hold: the names it does hold,
-        and the one meant when only the case differs (model names are case-sensitive)."""
+    def _first_contact_failed(self, model: str, exc: Exception) -> dict:
+        """A failed metadata request: a connection problem named with its fix, an unknown
+        model with the served names, and a name that differs from a served one only in case
+        resolved to it (its metadata returned)."""
+        error = connection_error(self.url, self.protocol, exc)
+        if error is not None:
+            raise error from exc
+        if not names_an_unknown_model(exc):
+            raise InferError(f"model {model!r} at {self.url}: {exc}") from exc
         try:
             served = self.served_models()
         except InferError:
-            return f"the server at {self.url} holds no model {model!r}"
-        return (f"the server at {self.url} holds no model {model!r}; it serves: "
-                f"{', '.join(served) or 'no models'}")
+            served = None
+        match = same_but_case(model, served or [])
+        if match is None:
+            raise unknown_model_error(self.url, model, served) from exc
+        return self.metadata(match)
 
     def inference_statistics(self) -> dict:
         """The server's ``/v2/models/stats`` as JSON (gRPC's mapping writes 64-bit counters
