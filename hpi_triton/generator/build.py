@@ -160,12 +160,11 @@ def _check_options(requests: List[ModelRequest], options: BuildOptions) -> None:
     for request in requests:
         # --backend NAME=B or NAME=B1,B2 (fallbacks in order): an unknown name raises here,
         # listing the valid ones; a known one not installed fails at selection, saying why.
-        for name in (request.backend or "").split(","):
-            if name.strip():
-                try:
-                    registry.canonical(name)
-                except BackendUnavailableError:
-                    pass
+        for name in request.backends:
+            try:
+                registry.canonical(name)
+            except BackendUnavailableError:
+                pass
 
 
 def _all_packages() -> List[str]:

@@ -103,6 +103,11 @@ class ModelRequest:
     uint8_inputs: Dict[int, Tuple[List[float], List[float]]] = field(default_factory=dict)
     uint8_outputs: Tuple[int, ...] = ()
 
+    @property
+    def backends(self) -> List[str]:
+        """The backends ``--backend NAME=B1,B2`` asks for, in order (empty: none asked)."""
+        return [b.strip() for b in (self.backend or "").split(",") if b.strip()]
+
 
 @dataclass
 class BuildOptions:

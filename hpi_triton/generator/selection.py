@@ -45,10 +45,10 @@ class BackendSelection:
         Raises:
             NoUsableBackendError: every candidate failed to convert or verify.
         """
-        order, origin, requested = self._order()
+        order, origin, requested, explicit = self._order()
         if order is None:
             return self._select_measured()
-        return self._select_first_working(order, origin, requested)
+        return self._select_first_working(order, origin, requested, explicit)
 
     def _resolve(self, name: str, origin: str, quiet: bool = False) -> Optional[str]:
         """Canonical backend name; unknown names are errors, missing packages a fallback
@@ -68,20 +68,22 @@ class BackendSelection:
             raise
 
     def _order(self):
+        """(backends to try in order or None to measure, origin, the one asked for first,
+        whether the user listed them: then no others are tried)."""
         device = self.options.device.kind
         fallbacks = [b for b in FALLBACK_ORDER[device] if b in registry.names()]
-        if self.request.backend:
+        if self.request.backends:
             origin = f"--backend {self.request.name}={self.request.backend}"
-            listed = [n.strip() for n in self.request.backend.split(",") if n.strip()]
-            order = [b for b in (self._resolve(n, origin, quiet=True) for n in listed) if b]
-            return list(dict.fromkeys(order)), origin, "explicit"
+            resolved = (self._resolve(n, origin, quiet=True) for n in self.request.backends)
+            order = list(dict.fromkeys(b for b in resolved if b))
+            return order, origin, (order[0] if order else None), True
         elif self.source.selected_backends.get(device):
             origin = f"Hpi.selected_backends.{device}"
             first = self._resolve(self.source.selected_backends[device], origin)
         else:
-            return None, "measured", None
+            return None, "measured", None, False
         order = ([first] if first else []) + [b for b in fallbacks if b != first]
-        return order, origin, first
+        return order, origin, first, False
 
     def _usable(self, backend: Backend) -> Optional[CandidateReport]:
         for transform in self.options.transforms:
@@ -98,10 +100,8 @@ class BackendSelection:
             return CandidateReport(backend.name, CandidateStatus.UNAVAILABLE, reason)
         return None
 
-    def _select_first_working(self, order: List[str], origin: str, requested: Optional[str]):
-        explicit = requested == "explicit"
-        if explicit:
-            requested = order[0] if order else None
+    def _select_first_working(self, order: List[str], origin: str, requested: Optional[str],
+                              explicit: bool):
         for name in order:
             backend = registry.get(name)
             skipped = self._usable(backend)
