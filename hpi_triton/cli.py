@@ -168,37 +168,11 @@ def build(
                f"(report: {Path(report.out) / 'REPORT.md'})")
 
 
-def _repository_problem(repository) -> Optional[str]:
-    """Why a local folder cannot be served (not a model repository), or None; remote
-    repositories (s3://, gs://, as://) are left to tritonserver."""
-    if "://" in str(repository):
-        return None
-    path = Path(repository)
-    if not path.is_dir():
-        return f"repository {str(path)!r} is not a folder"
-    if any(child.is_dir() and (child / "config.pbtxt").is_file() for child in path.iterdir()):
-        return None
-    fix = ("serve the folder 'hpi-triton build --out' wrote, e.g. hpi-triton build --pipeline "
-           "OCR --model TextDetection=DET_DIR --model TextRecognition=REC_DIR --out repo; "
-           "hpi-triton serve repo")
-    if (path / "inference.yml").is_file() or (path / "config.pbtxt").is_file():
-        what = ("a PaddleX model dir (inference.yml), not a model repository"
-                if (path / "inference.yml").is_file() else
-                "one model's folder (config.pbtxt), not the repository above it")
-        return f"repository {str(path)!r} is {what}: {fix}"
-    return f"repository {str(path)!r} holds no model (no sub-folder with a config.pbtxt): {fix}"
-
-
 def _start_server(repository: Path, http_port: int, grpc_port: int, metrics_port: int,
                   tritonserver: Optional[str], log_file: Optional[Path],
                   exit_timeout: Optional[int] = None, supervise: bool = True,
                   extra_args: Optional[List[str]] = None):
-    from hpi_triton.errors import ServerError
     from hpi_triton.server import TritonServer
-
-    problem = _repository_problem(repository)
-    if problem:
-        raise ServerError(problem)
 
     def give_up(model: str, reason: str) -> None:
         # Stop the server: a process manager restarting it is the next level of healing.
@@ -781,17 +755,12 @@ def demo(
     from hpi_triton import wheel_models
     from hpi_triton.client import Client
     from hpi_triton.ensembles import pipeline_spec
-    from hpi_triton.errors import PortInUseError
     from hpi_triton.generator.build import BuildOptions, build_repository
-    from hpi_triton.server import port_is_free
+    from hpi_triton.server import check_ports_free
 
     try:
         # Before minutes of building: the ports, and whether --out may be replaced.
-        for label, port in (("http", http_port), ("grpc", grpc_port),
-                            ("metrics", metrics_port)):
-            if not port_is_free(port):
-                raise PortInUseError(f"--{label}-port {port} is taken by another process; "
-                                     f"stop it or pass another --{label}-port")
+        check_ports_free({"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
         _may_replace(out, force)
         dirs = wheel_models.model_dirs(["PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec",
                                         "ch_ppocr_mobile_v2_cls_onnx"])
