@@ -74,9 +74,13 @@ def _with_yaml_keys(exc: BuildError, pipeline_config: Optional[Path], given) -> 
     written for --model users does not say where in the YAML to look)."""
     if pipeline_config is None:
         return exc
+    import yaml
+
     from hpi_triton.ensembles import null_model_dirs
 
-    empty = {role: key for role, key in null_model_dirs(pipeline_config).items()
+    # Only on this error path: the YAML, already read without error, is read again.
+    config = yaml.safe_load(Path(pipeline_config).read_text())
+    empty = {role: key for role, key in null_model_dirs(config).items()
              if role not in given and role in str(exc)}
     if not empty:
         return exc

@@ -97,7 +97,7 @@ def read_pipeline_config(path: Path):
         else:
             _read_modules(sub, path.parent, roles, params)
     _read_modules(config, path.parent, roles, params)
-    _check_switched_roles(path, roles, params)
+    _check_switched_roles(path, config, roles, params)
     return name, roles, params
 
 
@@ -108,14 +108,10 @@ _SWITCHED_ROLES = {"TextLineOrientation": "use_textline_orientation",
 _DOC_ROLES = ("DocOrientationClassify", "DocUnwarping")
 
 
-def null_model_dirs(path: Path) -> Dict[str, str]:
-    """Role → the YAML key of each SubModule whose ``model_dir`` is empty (PaddleX fills those
-    by downloading ``model_name``; a build needs the folder), e.g.
-    ``SubPipelines.DocPreprocessor.SubModules.DocUnwarping.model_dir``."""
-    try:
-        config = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
+def null_model_dirs(config) -> Dict[str, str]:
+    """Role → the YAML key of each SubModule of a pipeline YAML (parsed) whose ``model_dir``
+    is empty (PaddleX fills those by downloading ``model_name``; a build needs the folder),
+    e.g. ``SubPipelines.DocPreprocessor.SubModules.DocUnwarping.model_dir``."""
     found: Dict[str, str] = {}
 
     def walk(node, prefix):
@@ -131,10 +127,10 @@ def null_model_dirs(path: Path) -> Dict[str, str]:
     return found
 
 
-def _check_switched_roles(path: Path, roles: dict, params: dict) -> None:
+def _check_switched_roles(path: Path, config: dict, roles: dict, params: dict) -> None:
     """A switch left on for a role whose model_dir is empty is refused, naming the YAML key:
     dropping the role would serve something else than the YAML says."""
-    nulls = null_model_dirs(path)
+    nulls = null_model_dirs(config)
     for role, switch in _SWITCHED_ROLES.items():
         if role in roles or role not in nulls or params.get(switch) is not True:
             continue
