@@ -15,6 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from hpi_triton import gpu_stack
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "hpi-triton"
@@ -262,16 +264,7 @@ def test_dockerfiles_pass_hadolint(dockerfile):
 
 
 def _constraints():
-    pins, images = {}, {}
-    for line in (DEPLOY / "constraints.txt").read_text().splitlines():
-        line = line.strip()
-        match = re.match(r"#\s*image:\s*(\S+)=(\S+)$", line)
-        if match:
-            images[match.group(1)] = match.group(2)
-        elif line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            pins[name.lower()] = version
-    return pins, images
+    return gpu_stack.read_constraints(DEPLOY / "constraints.txt")
 
 
 def test_pinned_versions_are_the_constraints():
