@@ -74,6 +74,7 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
                          f"{clashes} (give each pipeline its own --name)")
     for transform in options.transforms:
         transform.check(plain_models, pipelines, options)
+        transform.prepare(requests, pipelines)
     out = Path(options.out).expanduser().resolve()
     if out.exists() and not options.force:
         raise BuildError(f"--out {out} already exists; pass --force to replace it or choose "

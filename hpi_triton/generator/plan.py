@@ -58,6 +58,10 @@ class RepositoryTransform:
               options: BuildOptions) -> None:
         """Refuse (``BuildError``) a build this transform cannot apply to, before any work."""
 
+    def prepare(self, requests: Sequence[ModelRequest], pipelines: Sequence) -> None:
+        """Set :attr:`ModelRequest.preferred` on the models this transform needs on a
+        particular backend (after :meth:`check`, before any model is built)."""
+
     def apply(self, staging: Path, report: BuildReport) -> List[dict]:
         """Transform ``staging``; what was done, for the report."""
         raise NotImplementedError
@@ -102,6 +106,9 @@ class ModelRequest:
     backend: Optional[str] = None
     uint8_inputs: Dict[int, Tuple[List[float], List[float]]] = field(default_factory=dict)
     uint8_outputs: Tuple[int, ...] = ()
+    #: (backend, why) a transform needs when the user names none (``--backend`` still wins):
+    #: tried first, before ``Hpi.selected_backends`` or a measurement, then the fallbacks.
+    preferred: Optional[Tuple[str, str]] = None
 
     @property
     def backends(self) -> List[str]:

@@ -103,6 +103,17 @@ class QuantizeTransform(RepositoryTransform):
             raise BuildError(f"--max-cer-delta {self.max_cer_delta}: expected CER points >= 0")
         self.cache_dir, self.use_cache = options.cache_dir, options.use_cache
 
+    def prepare(self, requests, pipelines) -> None:
+        """Detection and recognition of the pipelines the gate reads go on OpenVINO, the
+        engine int8 runs on, unless ``--backend`` names another: a measurement could pick
+        Paddle Inference on a near tie, leaving nothing to quantize."""
+        names = {p.model_name(role) for p in pipelines if reads_general_text(p)
+                 for role in QUANTIZABLE}
+        for request in requests:
+            if request.name in names and not request.backends:
+                request.preferred = ("openvino", "--quantize int8 / --fast: int8 runs on "
+                                     "OpenVINO")
+
     def apply(self, staging: Path, report) -> List[Dict]:
         """Quantize and gate each OCR-reading graph in ``staging``; one record per graph."""
         done, quantized = [], set()

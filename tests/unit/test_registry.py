@@ -50,3 +50,16 @@ def test_device_parsing():
     assert str(Device.parse("cpu")) == "cpu"
     with pytest.raises(Exception, match="--device"):
         Device.parse("cuda")
+
+
+def test_measured_selection_breaks_ties_by_the_fallback_order():
+    from hpi_triton.generator.selection import TIE_TOLERANCE, pick_measured
+
+    # Sorted fastest first, as the build hands them over.
+    assert pick_measured([(100.0, "paddle_infer"), (101.0, "openvino")], "cpu") == 1
+    assert pick_measured([(100.0, "paddle_infer"), (100 * (1 + TIE_TOLERANCE) + 1, "openvino")],
+                         "cpu") == 0
+    assert pick_measured([(10.0, "onnx_runtime"), (10.2, "openvino"), (10.1, "paddle_infer")],
+                         "cpu") == 1
+    assert pick_measured([(5.0, "onnx_runtime"), (5.1, "paddle_infer")], "gpu") == 0
+    assert pick_measured([(7.0, "openvino")], "cpu") == 0

@@ -266,8 +266,13 @@ class PaddleRunner(Runner):
         }
 
     def release_memory(self) -> None:
-        """Shrink the predictor's memory pool to the chunks in use, then free the heap."""
-        # Paddle's allocator keeps every chunk it ever grew to; this returns the idle ones.
+        """Drop the predictor's intermediate tensors, shrink its memory pool to the chunks in
+        use, then free the heap."""
+        # The intermediate tensors keep their largest size, and their chunks stay in use for
+        # try_shrink_memory: measured on PP-OCRv4 det, oneDNN, one 4000 x 1792 input: 1.0 GB
+        # -> 8.1 GB, 7.7 GB after shrink alone, 0.47 GB after clear + shrink (1.09 GB after
+        # the next small page re-grew them).
+        self._predictor.clear_intermediate_tensor()
         self._predictor.try_shrink_memory()
         release_heap()
 
