@@ -9,9 +9,10 @@ CPU layout measurement, the tests and bench/ use them.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -157,8 +158,8 @@ def edit_distance(a: str, b: str) -> int:
 
 
 def _squash(text: str) -> str:
-    # PP-OCRv4 mobile (Chinese dict) emits no spaces between Latin words; RapidOCR's output is
-    # the same. CER is therefore measured with whitespace removed on both sides.
+    # The CER below ignores whitespace: it counts characters read wrong, not words merged.
+    # Merged words ("Invoicenumber4711") are what cer_with_spaces and word_f1 count.
     return "".join(text.split())
 
 
@@ -176,3 +177,101 @@ def cer(predictions: List[List[str]], pages: List[Page]) -> float:
         edits += e
         total += n
     return edits / max(total, 1)
+
+
+def _spaced(lines: Sequence[str]) -> str:
+    """Lines joined by one space, each run of whitespace collapsed to one space."""
+    return " ".join(" ".join(lines).split())
+
+
+def page_cer_with_spaces(predicted_lines: Sequence[str], truth_lines: Sequence[str]):
+    """(edits, reference characters) for one page with its spaces kept: lines joined by a
+    space, runs of whitespace collapsed, so a missing space between two words is an edit."""
+    truth = _spaced(truth_lines)
+    return edit_distance(_spaced(predicted_lines), truth), len(truth)
+
+
+def page_words(predicted_lines: Sequence[str], truth_lines: Sequence[str]) -> Tuple[int, int, int]:
+    """(words read right, words read, words in the truth) for one page.
+
+    Words are whitespace-separated tokens, matched as multisets (reading order does not
+    matter, so a real page's text layer can be the truth); a merged pair of words is one
+    wrong word read and two truth words missed. A Chinese line without spaces is one word.
+    """
+    read = Counter(_spaced(predicted_lines).split())
+    truth = Counter(_spaced(truth_lines).split())
+    return sum((read & truth).values()), sum(read.values()), sum(truth.values())
+
+
+def _truths(pages) -> List[Sequence[str]]:
+    return [page.lines if isinstance(page, Page) else page for page in pages]
+
+
+def cer_with_spaces(predictions: List[List[str]], pages) -> float:
+    """Character error rate with spaces kept (:func:`page_cer_with_spaces`); ``pages`` are
+    :class:`Page` objects or their truth lines."""
+    edits = total = 0
+    for predicted, truth in zip(predictions, _truths(pages)):
+        e, n = page_cer_with_spaces(predicted, truth)
+        edits, total = edits + e, total + n
+    return edits / max(total, 1)
+
+
+def word_f1(predictions: List[List[str]], pages) -> float:
+    """Word F1 over all pages (micro average of :func:`page_words`): 1.0 only when every word
+    is read right and no word is merged or split."""
+    right = read = truth = 0
+    for predicted, lines in zip(predictions, _truths(pages)):
+        r, p, t = page_words(predicted, lines)
+        right, read, truth = right + r, read + p, truth + t
+    if not right:
+        return 0.0
+    precision, recall = right / read, right / truth
+    return 2 * precision * recall / (precision + recall)
+
+
+def scores(predictions: List[List[str]], pages) -> Dict[str, float]:
+    """The three accuracy measures, as the gate, the report and bench/ print them:
+    ``cer`` and ``cer_spaces`` in percent, ``word_f1`` in [0, 1]."""
+    truths = _truths(pages)
+    edits = total = 0
+    for predicted, lines in zip(predictions, truths):
+        e, n = page_cer(predicted, lines)
+        edits, total = edits + e, total + n
+    return {"cer": round(edits / max(total, 1) * 100, 3),
+            "cer_spaces": round(cer_with_spaces(predictions, truths) * 100, 3),
+            "word_f1": round(word_f1(predictions, truths), 4)}
+
+
+def document_pages(pdf: Path, count: int, first: int = 0, dpi: int = 144) -> List[Page]:
+    """Up to ``count`` pages of a real PDF (``.pdf`` or ``.pdf.gz``, e.g. a manual from
+    /usr/share/doc), rendered at ``dpi`` (PaddleX renders PDFs at 144), their text layer as
+    the truth lines; pages without text are skipped.
+
+    The text layer's reading order need not be the OCR's: :func:`word_f1` (order-free) is the
+    measure for these pages; the CERs also count order differences.
+    """
+    import gzip
+
+    import pypdfium2
+
+    data = pdf.read_bytes()
+    if pdf.suffix == ".gz":
+        data = gzip.decompress(data)
+    document = pypdfium2.PdfDocument(data)
+    pages: List[Page] = []
+    try:
+        for index in range(first, len(document)):
+            if len(pages) >= count:
+                break
+            page = document[index]
+            text = page.get_textpage().get_text_range()
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            if len(lines) < 3:
+                continue
+            rgb = page.render(scale=dpi / 72).to_numpy()[:, :, :3]
+            image = np.ascontiguousarray(rgb[:, :, ::-1])  # BGR, as the rendered pages
+            pages.append(Page(image, lines, f"{pdf.name.split('.')[0]}_p{index + 1}"))
+    finally:
+        document.close()
+    return pages

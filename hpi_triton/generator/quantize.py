@@ -251,7 +251,7 @@ def _gate(ocr: LocalOCR, options: QuantizeTransform, roles, paths, record, folde
     int8 = {role: _quantize(core, ocr, role, samples[role]) for role in roles}
     mode = mode_of(ocr)
     reference, ref_ips = _read(ocr.flow(fp32), held_out, "paddlex")
-    record["fp32"] = {"cer": round(pages.cer(_texts(reference), held_out) * 100, 3),
+    record["fp32"] = {**pages.scores(_texts(reference), held_out),
                       "img_s": round(ref_ips, 2), "text_rec_batching": "paddlex"}
     # fp32 in the graph's own batching, when it is not PaddleX's: measured, never "kept".
     for combo in ([()] if mode != "paddlex" else []) + list(CANDIDATES):
@@ -369,13 +369,17 @@ def accuracy(reference: List[Dict], results: List[Dict], held_out) -> Dict:
     """A candidate's reading of ``held_out`` against the fp32 graph's ``reference``.
 
     Returns:
-        ``cer`` and ``cer_delta`` (points, against the pages' text and the fp32 CER),
-        ``cer_vs_fp32`` (points, the fp32 texts as truth), ``line_recall`` (share of fp32
-        lines with a candidate box of IoU >= 0.5), ``box_delta_px`` (mean and max corner
-        shift of matched boxes).
+        ``cer`` and ``cer_delta`` (points, against the pages' text and the fp32 CER; the
+        gate's measure), ``cer_spaces`` (points, spaces kept: merged words count) and
+        ``word_f1`` with ``word_f1_delta`` (against fp32's) — reported beside the CER, as
+        users read text —, ``cer_vs_fp32`` (points, the fp32 texts as truth),
+        ``line_recall`` (share of fp32 lines with a candidate box of IoU >= 0.5),
+        ``box_delta_px`` (mean and max corner shift of matched boxes).
     """
     ref_cer = pages.cer(_texts(reference), held_out)
     cand_cer = pages.cer(_texts(results), held_out)
+    ref_words = pages.word_f1(_texts(reference), held_out)
+    cand = pages.scores(_texts(results), held_out)
     edits = total = matched = lines = 0
     shifts: List[float] = []
     for ref, res in zip(reference, results):
@@ -390,6 +394,8 @@ def accuracy(reference: List[Dict], results: List[Dict], held_out) -> Dict:
                 matched += 1
                 shifts.append(float(np.abs(boxes[int(np.argmax(scores))] - box).max()))
     return {"cer": round(cand_cer * 100, 3), "cer_delta": round((cand_cer - ref_cer) * 100, 3),
+            "cer_spaces": cand["cer_spaces"], "word_f1": cand["word_f1"],
+            "word_f1_delta": round(cand["word_f1"] - ref_words, 4),
             "cer_vs_fp32": round(edits / max(total, 1) * 100, 3),
             "line_recall": round(matched / max(lines, 1), 4),
             "box_delta_px": {"mean": round(float(np.mean(shifts)), 2) if shifts else 0.0,

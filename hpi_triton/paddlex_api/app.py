@@ -192,8 +192,10 @@ class Service:
             raise RequestFieldError("body", "must be a JSON object")
         return body
 
-    async def images(self, request) -> tuple:
-        """(kind, images or an open PDFDocument, file bytes) of the request's ``file``."""
+    async def images(self, request, visualize: bool = False) -> tuple:
+        """(kind, the image or an open PDFDocument) of the request's ``file``: an image as
+        :func:`files.prepare_image` gives it (decoded here only when ``visualize`` or the
+        graph could not decode it as PaddleX does)."""
         limits = self.settings.limits
         loop = asyncio.get_running_loop()
         if files.is_url(request.file):
@@ -202,11 +204,11 @@ class Service:
             data = files.decode_base64(request.file, limits)
         kind = files.file_kind(data, request.fileType)
         if kind == "IMAGE":
-            return kind, await loop.run_in_executor(None, files.decode_image, data,
-                                                    limits.max_pixels)
+            return kind, await loop.run_in_executor(None, files.prepare_image, data,
+                                                    limits.max_pixels, "file", visualize)
         return kind, await loop.run_in_executor(None, files.PDFDocument, data, limits)
 
-    async def page(self, api: PipelineAPI, model: str, image: np.ndarray, params: Dict,
+    async def page(self, api: PipelineAPI, model: str, image, params: Dict,
                    visualize: bool) -> dict:
         """One page's entry of the results list."""
         result = await self.pool.predict(model, image, params)
@@ -246,10 +248,10 @@ class Service:
         visualize = self.settings.visualize if request.visualize is None else request.visualize
         if api.convert is not None:
             return await self._image(api, model, request, params, visualize)
-        kind, source = await self.images(request)
+        kind, source = await self.images(request, visualize)
         if kind == "IMAGE":
             entries = [await self.page(api, model, source, params, visualize)]
-            sizes = [(source.shape[1], source.shape[0])]
+            sizes = [files.image_size(source)]
         else:
             entries, sizes = await self._pdf(api, model, source, params, visualize)
         return {api.results_key: entries, "dataInfo": files.data_info(kind, sizes)}
@@ -266,8 +268,8 @@ class Service:
         else:
             data = files.decode_base64(request.image, limits, "image")
         loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(None, files.decode_image, data, limits.max_pixels,
-                                           "image")
+        image = await loop.run_in_executor(None, files.prepare_image, data, limits.max_pixels,
+                                           "image", visualize)
         result = await self.pool.predict(model, image, params)
         answer = api.convert(result)
         if visualize:

@@ -220,6 +220,72 @@ def decode_image(data: bytes, max_pixels: int, field: str = "file") -> np.ndarra
     return image
 
 
+@dataclass
+class EncodedImage:
+    """An image file the pipeline graph decodes itself (it does so as PaddleX's
+    ``cv2.imdecode(..., IMREAD_COLOR)`` for these files), so this service neither decodes it
+    nor sends 3 bytes a pixel to tritonserver.
+
+    Attributes:
+        data: The file's bytes.
+        width: Width in pixels, from the header.
+        height: Height in pixels, from the header.
+    """
+
+    data: bytes
+    width: int
+    height: int
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(width, height), as ``dataInfo`` gives them."""
+        return self.width, self.height
+
+
+#: Pillow's (format, mode) of the files the graph decodes exactly as PaddleX (8-bit PNG and
+#: JPEG, grey, colour or with alpha); the rest (16-bit, CMYK, palettes, TIFF pages) are
+#: decoded here, as PaddleX does.
+_PASS_THROUGH = {("PNG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"), ("JPEG", "L"), ("JPEG", "RGB")}
+#: EXIF tag 0x0112: IMREAD_COLOR turns the picture upright; the graph's decoder does not.
+_EXIF_ORIENTATION = 0x0112
+
+
+def prepare_image(data: bytes, max_pixels: int, field: str = "file",
+                  need_pixels: bool = False):
+    """An :class:`EncodedImage` when the graph can decode ``data`` itself exactly as PaddleX
+    and the pixels are not needed here (``need_pixels``: to draw the result), else the
+    decoded BGR array (:func:`decode_image`).
+
+    Raises:
+        RequestFieldError: not a decodable image, or above ``max_pixels``.
+    """
+    from PIL import Image
+
+    if not need_pixels:
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                (width, height), kind = image.size, (image.format, image.mode)
+                upright = image.getexif().get(_EXIF_ORIENTATION, 1) == 1
+        except Exception:  # Pillow raises many types; decode_image names the problem
+            kind, upright = None, False
+        # Pillow calls a 16-bit colour PNG "RGB": the header's bit depth (byte 24) decides.
+        eight_bit = kind is not None and (kind[0] != "PNG" or data[24:25] == b"\x08")
+        if kind in _PASS_THROUGH and eight_bit and upright and width >= 2 and height >= 2:
+            if width * height > max_pixels:
+                raise RequestFieldError(field, f"the image is {width}x{height} = "
+                                               f"{width * height} pixels; the limit is "
+                                               f"{max_pixels}")
+            return EncodedImage(data, width, height)
+    return decode_image(data, max_pixels, field)
+
+
+def image_size(image) -> Tuple[int, int]:
+    """(width, height) of a decoded array or an :class:`EncodedImage`."""
+    if isinstance(image, EncodedImage):
+        return image.size
+    return image.shape[1], image.shape[0]
+
+
 def _header_size(data: bytes) -> Optional[Tuple[int, int]]:
     """(width, height) from the image header without decoding, when Pillow reads it."""
     from PIL import Image

