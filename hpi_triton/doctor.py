@@ -52,7 +52,8 @@ def cpu_info(cpuinfo: str = "/proc/cpuinfo") -> dict:
     if features["amx_bf16"] or features["avx512_bf16"]:
         notes.append("bf16 in hardware: OpenVINO's default precision here is bf16, so builds "
                      "pin f32 (--precision fp32) to equal Paddle; --precision bf16 trades "
-                     "exactness for speed")
+                     "exactness for speed, and --fast's accuracy gate measures bf16 "
+                     "candidates")
     if not features["avx2"]:
         notes.append("no AVX2: Paddle Inference and OpenVINO wheels need it; ONNX Runtime runs")
     return {"model": model, "machine": platform.machine(), "logical_cores": os.cpu_count(),

@@ -61,15 +61,19 @@ class LocalOCR:
         config = read_pbtxt(self.repo / self.models[role] / "config.pbtxt")
         return {k: v.string_value for k, v in config.parameters.items()}
 
-    def runner(self, role: str, threads: int = 0) -> Infer:
+    def runner(self, role: str, threads: int = 0, precision: Optional[str] = None) -> Infer:
         """``role``'s engine artifact loaded here: batch → first output.
 
         Args:
             role: The pipeline role (``TextDetection``, ...).
             threads: CPU threads for the engine; 0 uses every core.
+            precision: The engine's float precision (``fp32``, ``bf16``) instead of its
+                model config's.
         """
         params = self.engine_params(role)
         params["cpu_threads"] = str(threads)
+        if precision:
+            params["precision"] = precision
         runner = engines.create_runner(self.repo / self.models[role] / "1", params)
         return lambda batch: runner.run_list(np.asarray(batch, np.float32))[0]
 

@@ -6,8 +6,12 @@ calibration images (the user's ``--calibration DIR``, else rendered pages), so t
 the ones served. Each candidate (both engines int8, recognition only, detection only) reads
 held-out rendered pages with known text; it is accepted when its CER is at most
 ``max_cer_delta`` points above the fp32 graph's (PaddleX's batching) and it finds
-≥ :data:`MIN_LINE_RECALL` of the fp32 graph's lines. The fastest accepted candidate is written
-over the fp32 IR; none accepted leaves the repository fp32, said in the report.
+≥ :data:`MIN_LINE_RECALL` of the fp32 graph's lines. On CPUs with bf16 units (AVX-512 BF16,
+AMX: :func:`float_precisions`) each candidate is measured again with its float layers in bf16
+(OpenVINO's ``INFERENCE_PRECISION_HINT``), and the fp32 engines in bf16 without int8 are a
+candidate too. The fastest accepted candidate is written over the fp32 IR (bf16 as the engine
+models' ``precision``); none accepted leaves the repository fp32, said in the report. Each
+candidate's CER with spaces and word F1 are reported beside the CER the gate bounds.
 """
 
 from __future__ import annotations
@@ -217,7 +221,8 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform, exclude: Sequence[st
     record = dict(entry.meta, cache="hit" if entry.hit else "miss", pipeline=ocr.served_name)
     if paths:  # the folder's name is not part of the key: say this build's
         record["calibration"] = f"{len(paths)} of {len(found)} images from {options.calibration}"
-    if not record["chosen"]:
+    precision = record.get("precision", "fp32")
+    if not record["chosen"] and precision == "fp32":
         log.warning("%s: no int8 candidate within %.2f CER points of fp32; engines stay fp32 "
                     "(build report: quantize)%s", ocr.served_name, options.max_cer_delta,
                     "" if mode_of(ocr) == "paddlex" else
@@ -225,10 +230,16 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform, exclude: Sequence[st
         return record
     for role in record["chosen"]:
         _install(ocr, role, entry.directory)
-    best = next(c for c in record["candidates"] if c["int8"] == record["chosen"])
-    log.info("%s: int8 %s kept (CER %+.2f points, %.2f img/s against fp32's %.2f in process%s)",
-             ocr.served_name, " + ".join(record["chosen"]), best["cer_delta"], best["img_s"],
-             record["fp32"]["img_s"], "; cached" if entry.hit else "")
+    if precision != "fp32":
+        for role in roles:
+            _set_precision(ocr, role, precision)
+    best = next(c for c in record["candidates"] if c["accepted"]
+                and c["int8"] == record["chosen"] and c.get("precision", "fp32") == precision)
+    record["kept"] = describe(best)
+    log.info("%s: %s kept (CER %+.2f points, word F1 %+.3f, %.2f img/s against fp32's %.2f "
+             "in process%s)", ocr.served_name, record["kept"], best["cer_delta"],
+             best["word_f1_delta"], best["img_s"], record["fp32"]["img_s"],
+             "; cached" if entry.hit else "")
     return record
 
 
@@ -253,24 +264,49 @@ def _gate(ocr: LocalOCR, options: QuantizeTransform, roles, paths, record, folde
     reference, ref_ips = _read(ocr.flow(fp32), held_out, "paddlex")
     record["fp32"] = {**pages.scores(_texts(reference), held_out),
                       "img_s": round(ref_ips, 2), "text_rec_batching": "paddlex"}
-    # fp32 in the graph's own batching, when it is not PaddleX's: measured, never "kept".
-    for combo in ([()] if mode != "paddlex" else []) + list(CANDIDATES):
-        if not set(combo) <= set(roles):
-            continue
-        engines = dict(fp32, **{r: _compiled(core, int8[r]) for r in combo})
-        results, ips = _read(ocr.flow(engines), held_out, mode)
-        measured = accuracy(reference, results, held_out)
-        accepted = bool(combo) and (measured["cer_delta"] <= options.max_cer_delta
+    record["precisions"] = float_precisions()
+    for precision in record["precisions"]:
+        floats = fp32 if precision == "fp32" else dict(
+            fp32, **{r: ocr.runner(r, precision=precision) for r in roles})
+        # fp32 in the graph's own batching, when it is not PaddleX's: measured, never kept;
+        # bf16 without int8 is a candidate of its own.
+        plain = [()] if mode != "paddlex" or precision != "fp32" else []
+        for combo in plain + list(CANDIDATES):
+            if not set(combo) <= set(roles):
+                continue
+            engines = dict(floats, **{r: _compiled(core, int8[r], precision) for r in combo})
+            results, ips = _read(ocr.flow(engines), held_out, mode)
+            measured = accuracy(reference, results, held_out)
+            changed = bool(combo) or precision != "fp32"
+            accepted = changed and (measured["cer_delta"] <= options.max_cer_delta
                                     and measured["line_recall"] >= MIN_LINE_RECALL)
-        record["candidates"].append({"int8": list(combo), "text_rec_batching": mode,
-                                     "img_s": round(ips, 2), "accepted": accepted, **measured})
+            record["candidates"].append({"int8": list(combo), "precision": precision,
+                                         "text_rec_batching": mode, "img_s": round(ips, 2),
+                                         "accepted": accepted, **measured})
     kept = [c for c in record["candidates"] if c["accepted"]]
+    record["precision"] = "fp32"
     if kept:
-        best = max(kept, key=lambda c: c["img_s"])  # the first listed (more int8) on a tie
-        record["chosen"] = list(best["int8"])
+        best = max(kept, key=lambda c: c["img_s"])  # the first listed on a tie: fp32, more int8
+        record["chosen"], record["precision"] = list(best["int8"]), best["precision"]
         for role in record["chosen"]:
             ov.save_model(int8[role], str(folder / f"{role}.xml"), compress_to_fp16=False)
     return record
+
+
+def float_precisions() -> List[str]:
+    """The float precisions the gate measures on this CPU: fp32, and bf16 where the CPU has
+    bf16 units (AVX-512 BF16 or AMX), on which OpenVINO runs bf16 at full speed (elsewhere it
+    would emulate it, slower than fp32)."""
+    flags = device_architecture("cpu")
+    return ["fp32", "bf16"] if ("avx512_bf16" in flags or "amx_bf16" in flags) else ["fp32"]
+
+
+def describe(candidate: Dict) -> str:
+    """``int8 TextDetection + TextRecognition, bf16`` — what a gate candidate changes."""
+    parts = ([f"int8 {' + '.join(candidate['int8'])}"] if candidate["int8"] else []) + (
+        [candidate.get("precision", "fp32")] if candidate.get("precision", "fp32") != "fp32"
+        else [])
+    return ", ".join(parts) or "fp32"
 
 
 def mode_of(ocr: LocalOCR) -> str:
@@ -335,8 +371,9 @@ def _quantize(core, ocr: LocalOCR, role: str, samples: List[np.ndarray]):
         return nncf.quantize(model, nncf.Dataset(samples), **options)
 
 
-def _compiled(core, model):
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+def _compiled(core, model, precision: str = "fp32"):
+    hint = {"fp32": "f32", "bf16": "bf16"}[precision]  # an int8 model's float layers
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint,
                                                  "PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()
     return lambda batch: request.infer({0: np.asarray(batch, np.float32)})[0].copy()
@@ -400,6 +437,15 @@ def accuracy(reference: List[Dict], results: List[Dict], held_out) -> Dict:
             "line_recall": round(matched / max(lines, 1), 4),
             "box_delta_px": {"mean": round(float(np.mean(shifts)), 2) if shifts else 0.0,
                              "max": round(max(shifts), 2) if shifts else 0.0}}
+
+
+def _set_precision(ocr: LocalOCR, role: str, precision: str) -> None:
+    """Serve ``role``'s engine at ``precision`` (its Python-backend OpenVINO model reads the
+    ``precision`` parameter as its inference precision hint)."""
+    model_dir = ocr.repo / ocr.models[role]
+    config = read_pbtxt(model_dir / "config.pbtxt")
+    config.parameters["precision"].string_value = precision
+    write_pbtxt(model_dir / "config.pbtxt", config)
 
 
 def _install(ocr: LocalOCR, role: str, folder: Path) -> None:

@@ -265,7 +265,12 @@ def prepare_image(data: bytes, max_pixels: int, field: str = "file",
         try:
             with Image.open(io.BytesIO(data)) as image:
                 (width, height), kind = image.size, (image.format, image.mode)
-                upright = image.getexif().get(_EXIF_ORIENTATION, 1) == 1
+                if image.format == "PNG":
+                    # Pillow decodes a whole PNG to look for EXIF after the pixels; a PNG
+                    # with an eXIf chunk is rare: decoded here, as PaddleX would.
+                    upright = b"eXIf" not in data
+                else:
+                    upright = image.getexif().get(_EXIF_ORIENTATION, 1) == 1
         except Exception:  # Pillow raises many types; decode_image names the problem
             kind, upright = None, False
         # Pillow calls a 16-bit colour PNG "RGB": the header's bit depth (byte 24) decides.

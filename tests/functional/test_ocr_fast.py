@@ -54,24 +54,29 @@ def test_fast_build_keeps_the_fastest_int8_candidate(fast_repo):
     repo, report = fast_repo
     (gate,) = report["transforms"]["quantize"]
     assert gate["calibration"].startswith("3 of 3 images from")
-    # fp32 in width buckets (measured, never kept), then the three int8 candidates
-    assert {tuple(c["int8"]) for c in gate["candidates"]} == {()} | set(quantize.CANDIDATES)
-    int8 = [c for c in gate["candidates"] if c["int8"]]
-    assert all(c["accepted"] for c in int8)
-    assert not next(c for c in gate["candidates"] if not c["int8"])["accepted"]
-    fastest = max(int8, key=lambda c: c["img_s"])
-    assert gate["chosen"] == fastest["int8"]
+    # Per float precision of this CPU (fp32; bf16 where it has bf16 units): the float engines
+    # in width buckets (fp32: measured, never kept; bf16: a candidate), then the three int8
+    # candidates.
+    assert gate["precisions"] == quantize.float_precisions()
+    assert sorted((c["precision"], tuple(c["int8"])) for c in gate["candidates"]) == sorted(
+        (p, combo) for p in gate["precisions"] for combo in [()] + list(quantize.CANDIDATES))
+    changed = [c for c in gate["candidates"] if c["int8"] or c["precision"] != "fp32"]
+    assert all(c["accepted"] for c in changed)
+    assert not next(c for c in gate["candidates"] if c not in changed)["accepted"]
+    fastest = max(changed, key=lambda c: c["img_s"])
+    assert (gate["chosen"], gate["precision"]) == (fastest["int8"], fastest["precision"])
     for role in ("TextDetection", "TextRecognition"):
         model = f"OCR_{role}"
         ir = (repo / model / "1" / "model.xml").read_text()
         params = read_pbtxt(repo / model / "config.pbtxt").parameters
+        assert params["precision"].string_value == gate["precision"]
         if role in gate["chosen"]:
             assert "FakeQuantize" in ir and params["quantization"].string_value == "int8"
         else:
             assert "FakeQuantize" not in ir and "quantization" not in params
     assert report["pipelines"][0]["params"]["text_rec_batching"] == "width_buckets"
     text = (repo / "REPORT.md").read_text()
-    assert "## int8 quantization" in text and f"**int8 {' + '.join(gate['chosen'])}** kept" in text
+    assert "## int8 quantization" in text and f"**{quantize.describe(fastest)}** kept" in text
 
 
 def test_layout_is_measured_and_written(fast_repo):
