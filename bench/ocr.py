@@ -12,16 +12,18 @@ rendered at PaddleX's 144 DPI, their text layer as the truth.
 Accuracy, three ways: CER without spaces (what the ``--fast`` gate bounds: characters read
 wrong), CER with spaces (lines joined by one space, whitespace collapsed) and word F1 (words
 as multisets, order-free, so a text layer's order does not count): the last two also count
-merged words ("Invoicenumber4711"), which the first cannot see. Baselines, one page at a time in this process: RapidOCR 1.4.4
-(rapidocr_onnxruntime, its defaults: PP-OCRv4 mobile det/rec + mobile v2 line classifier on
-ONNX Runtime) and, with ``--paddlex-python``, PaddleX 3.7.2's own OCR pipeline in its own
-environment (numpy 2) on the same model dirs. Ours, built from the same models as a user
-builds them: **default** (``hpi-triton build --pipeline OCR --concurrency N``: PaddleX's
-results) and **fast** (``--fast --concurrency N``: gated int8 + width buckets), each served by
-a real tritonserver over gRPC. Each served mode is read three times: a first pass at the
-highest client count (every page size new to the server), then each client count again
-(sizes seen; OpenVINO keeps kernels per input shape, as a long-running server does for
-recurring page sizes). RapidOCR is timed on a first and a second pass too.
+merged words ("Invoicenumber4711"), which the first cannot see.
+
+Baselines, one page at a time in this process: RapidOCR 1.4.4 (rapidocr_onnxruntime, its
+defaults: PP-OCRv4 mobile det/rec + mobile v2 line classifier on ONNX Runtime) and, with
+``--paddlex-python``, PaddleX 3.7.2's own OCR pipeline in its own environment (numpy 2) on the
+same model dirs. Ours, built from the same models as a user builds them: **default** (``hpi-
+triton build --pipeline OCR --concurrency N``: PaddleX's results) and **fast** (``--fast
+--concurrency N``: gated int8 + width buckets), each served by a real tritonserver over gRPC.
+Each served mode is read three times: a first pass at the highest client count (every page size
+new to the server), then each client count again (sizes seen; OpenVINO keeps kernels per input
+shape, as a long-running server does for recurring page sizes). RapidOCR is timed on a first
+and a second pass too.
 
 The compute floor: the fp32 multiply-adds of the engine calls the default graph makes per
 page (counted per call from the OpenVINO models at the shapes the graph sends), against

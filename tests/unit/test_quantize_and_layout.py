@@ -162,3 +162,18 @@ def test_seal_only_builds_are_refused_and_calibration_is_spread(tmp_path):
 def test_layout_refuses_native_hosting():
     with pytest.raises(BuildError, match="--hosting native"):
         LayoutTransform(4).check([], [OCR_PIPELINE], _options(hosting="native"))
+
+
+def test_gate_candidates_say_what_they_change(monkeypatch):
+    from hpi_triton.generator import quantize
+
+    assert quantize.describe({"int8": ["TextRecognition"], "precision": "fp32"}) == \
+        "int8 TextRecognition"
+    assert quantize.describe({"int8": ["TextDetection", "TextRecognition"],
+                              "precision": "bf16"}) == "int8 TextDetection + TextRecognition, bf16"
+    assert quantize.describe({"int8": [], "precision": "bf16"}) == "bf16"
+    # bf16 is measured only where the CPU computes it natively
+    monkeypatch.setattr(quantize, "device_architecture", lambda kind: "cpu:x flags avx2 fma")
+    assert quantize.float_precisions() == ["fp32"]
+    monkeypatch.setattr(quantize, "device_architecture", lambda kind: "cpu:x avx512f avx512_bf16")
+    assert quantize.float_precisions() == ["fp32", "bf16"]
