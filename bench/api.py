@@ -123,7 +123,7 @@ def compare_levels(targets: dict, count: int, clients_list, rounds: int, cpu=Non
         for name in targets:
             row = (float(np.median(rates[name])), float(np.percentile(samples[name], 50)),
                    float(np.percentile(samples[name], 99)), results[name],
-                   cpu_used[name] / (count * rounds) if cpu else None)
+                   cpu_used[name] / (count * rounds) if cpu else None, rates[name])
             found[(name, clients)] = row
             print(f"{name:<22} {clients:>2} clients {row[0]:6.3f} pages/s  p50 {row[1]:7.0f} ms"
                   f"  p99 {row[2]:7.0f} ms  rounds {[round(r, 3) for r in rates[name]]}",
@@ -216,14 +216,20 @@ def report(args, rows: dict, api_cpu: float) -> None:
     print(f"`python bench/api.py --pages {args.pages} --clients "
           f"{' '.join(map(str, args.clients))} --rounds {args.rounds}"
           + (" --paddlex-python ...`" if args.paddlex_python else "`"))
-    print(f"API process CPU over every API pass: {api_cpu:.1f} s")
+    api_pages = args.pages * (1 + args.rounds * len(args.clients))  # with the warm-up pass
+    print(f"API process CPU over every API pass: {api_cpu:.1f} s, "
+          f"{api_cpu / api_pages:.3f} s per page")
     print("\n| server | clients | pages/s (median of rounds) | p50 ms | p99 ms | vs direct gRPC "
+          "(medians) | vs direct gRPC (median of paired rounds) "
           "| CPU s per page (API + tritonserver) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for (name, level), (rate, p50, p99, _, cpu) in rows.items():
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for (name, level), (rate, p50, p99, _, cpu, rates) in rows.items():
         direct = rows.get(("direct Triton gRPC", level))
         share = f"{rate / direct[0]:.1%}" if direct else ""
-        print(f"| {name} | {level} | {rate:.3f} | {p50:.0f} | {p99:.0f} | {share} | "
+        # Round i of each target ran back to back: their ratio cancels the machine's drift.
+        paired = (f"{float(np.median([a / b for a, b in zip(rates, direct[5])])):.1%}"
+                  if direct and len(rates) == len(direct[5]) else "")
+        print(f"| {name} | {level} | {rate:.3f} | {p50:.0f} | {p99:.0f} | {share} | {paired} | "
               f"{'' if cpu is None else f'{cpu:.3f}'} |")
 
 

@@ -386,5 +386,7 @@ def run(settings: ApiSettings, host: str = "0.0.0.0", port: int = 8080) -> None:
     """Serve the app with uvicorn until SIGINT / SIGTERM."""
     import uvicorn
 
+    # httptools (a dependency) parses requests in C; asyncio's own loop, not uvloop, since
+    # grpc.aio's asyncio client is only supported on it.
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
-                access_log=False)
+                access_log=False, http="httptools", loop="asyncio")
