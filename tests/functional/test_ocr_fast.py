@@ -75,6 +75,7 @@ def test_fast_build_keeps_the_fastest_int8_candidate(fast_repo):
         else:
             assert "FakeQuantize" not in ir and "quantization" not in params
     assert report["pipelines"][0]["params"]["text_rec_batching"] == "width_buckets"
+    assert report["pipelines"][0]["params"]["unclip_ratio"] == 2.0  # spaces kept
     text = (repo / "REPORT.md").read_text()
     assert "## int8 quantization" in text and f"**{quantize.describe(fastest)}** kept" in text
 

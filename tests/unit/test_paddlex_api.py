@@ -234,3 +234,27 @@ def test_image_files_pass_through_to_the_graph_only_when_it_decodes_them_as_padd
         files.prepare_image(png, 1_000)
     with pytest.raises(RequestFieldError, match="not a decodable image"):
         files.prepare_image(b"GIF89a-not-really", 10_000)
+
+
+def test_a_dns_name_with_several_addresses_becomes_several_replicas(monkeypatch):
+    """A Kubernetes headless Service: one name, an address per pod; requests go round-robin
+    over the ready ones (one gRPC channel would pin them all to one pod)."""
+    import asyncio
+    import socket
+
+    from hpi_triton.paddlex_api.triton import TritonPool
+
+    answers = {"triton-headless": ["10.0.0.7", "10.0.0.9", "10.0.0.7"], "v6": ["fd00::1"]}
+
+    async def getaddrinfo(host, port, type=0):
+        return [(socket.AF_INET, type, 6, "", (a, port)) for a in answers[host]]
+
+    async def endpoints():
+        monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+        pool = TritonPool(["triton-headless:8001", "v6:8001", "127.0.0.1:9001"])
+        return pool, await pool._endpoints()
+
+    pool, found = asyncio.run(endpoints())
+    assert found == ["10.0.0.7:8001", "10.0.0.9:8001", "[fd00::1]:8001", "127.0.0.1:9001"]
+    pool.ready = found[:2]
+    assert [pool._pick() for _ in range(4)] == ["10.0.0.9:8001", "10.0.0.7:8001"] * 2
