@@ -9,9 +9,10 @@ held-out rendered pages with known text; it is accepted when its CER is at most
 ≥ :data:`MIN_LINE_RECALL` of the fp32 graph's lines. On CPUs with bf16 units (AVX-512 BF16,
 AMX: :func:`float_precisions`) each candidate is measured again with its float layers in bf16
 (OpenVINO's ``INFERENCE_PRECISION_HINT``), and the fp32 engines in bf16 without int8 are a
-candidate too. The fastest accepted candidate is written over the fp32 IR (bf16 as the engine
-models' ``precision``); none accepted leaves the repository fp32, said in the report. Each
-candidate's CER with spaces and word F1 are reported beside the CER the gate bounds.
+candidate too. The fastest accepted candidate (the first in that order within 5% of it) is
+written over the fp32 IR (bf16 as the engine models' ``precision``); none accepted leaves the
+repository fp32, said in the report. Each candidate's CER with spaces and word F1 are
+reported beside the CER the gate bounds.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from hpi_triton.generator.cache import (
 )
 from hpi_triton.generator.local_ocr import LocalOCR
 from hpi_triton.generator.plan import RepositoryTransform
+from hpi_triton.generator.selection import TIE_TOLERANCE
 from hpi_triton.triton_models.config import read_pbtxt, write_pbtxt
 
 log = logging.getLogger("hpi_triton.build")
@@ -286,11 +288,19 @@ def _gate(ocr: LocalOCR, options: QuantizeTransform, roles, paths, record, folde
     kept = [c for c in record["candidates"] if c["accepted"]]
     record["precision"] = "fp32"
     if kept:
-        best = max(kept, key=lambda c: c["img_s"])  # the first listed on a tie: fp32, more int8
+        best = steadiest_fastest(kept)
         record["chosen"], record["precision"] = list(best["int8"]), best["precision"]
         for role in record["chosen"]:
             ov.save_model(int8[role], str(folder / f"{role}.xml"), compress_to_fp16=False)
     return record
+
+
+def steadiest_fastest(kept: List[Dict]) -> Dict:
+    """The first of ``kept`` (in the gate's order: fp32 before bf16, more int8 first) whose
+    img/s is within :data:`~hpi_triton.generator.selection.TIE_TOLERANCE` of the fastest:
+    the top candidates differ by less than the runs' noise, and a rebuild should not flip."""
+    fastest = max(c["img_s"] for c in kept)
+    return next(c for c in kept if c["img_s"] >= fastest * (1 - TIE_TOLERANCE))
 
 
 def float_precisions() -> List[str]:

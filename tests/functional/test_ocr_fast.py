@@ -63,7 +63,8 @@ def test_fast_build_keeps_the_fastest_int8_candidate(fast_repo):
     changed = [c for c in gate["candidates"] if c["int8"] or c["precision"] != "fp32"]
     assert all(c["accepted"] for c in changed)
     assert not next(c for c in gate["candidates"] if c not in changed)["accepted"]
-    fastest = max(changed, key=lambda c: c["img_s"])
+    top = max(c["img_s"] for c in changed)  # within 5% of it, the first listed wins
+    fastest = next(c for c in changed if c["img_s"] >= top * (1 - quantize.TIE_TOLERANCE))
     assert (gate["chosen"], gate["precision"]) == (fastest["int8"], fastest["precision"])
     for role in ("TextDetection", "TextRecognition"):
         model = f"OCR_{role}"

@@ -177,3 +177,13 @@ def test_gate_candidates_say_what_they_change(monkeypatch):
     assert quantize.float_precisions() == ["fp32"]
     monkeypatch.setattr(quantize, "device_architecture", lambda kind: "cpu:x avx512f avx512_bf16")
     assert quantize.float_precisions() == ["fp32", "bf16"]
+
+
+def test_the_gate_keeps_the_first_candidate_within_noise_of_the_fastest():
+    from hpi_triton.generator.quantize import steadiest_fastest
+
+    kept = [{"name": "int8 det + rec, fp32", "img_s": 3.9}, {"name": "bf16", "img_s": 3.0},
+            {"name": "int8 rec, bf16", "img_s": 4.07}]
+    assert steadiest_fastest(kept)["name"] == "int8 det + rec, fp32"  # 3.9 >= 0.95 x 4.07
+    kept[0]["img_s"] = 3.8
+    assert steadiest_fastest(kept)["name"] == "int8 rec, bf16"
