@@ -49,9 +49,7 @@ def build(
                                     help="A PaddleX model dir served as NAME (ROLE=DIR with "
                                     "--pipeline), repeatable"),
     pipeline: Optional[str] = typer.Option(
-        None, help="Pipeline to serve as a graph: OCR, image_classification, object_detection, "
-        "semantic_segmentation, instance_segmentation, doc_preprocessor, table_recognition, "
-        "seal_recognition, layout_parsing, formula_recognition"),
+        None, help="Pipeline to serve as a graph, e.g. OCR (hpi-triton pipelines lists them)"),
     name: Optional[str] = typer.Option(
         None, "--name", help="Served name of the pipeline graph [the pipeline's name]"),
     pipeline_config: Optional[Path] = typer.Option(
@@ -119,17 +117,8 @@ def build(
     from hpi_triton.triton_models.backends import Device
 
     if fast:
-        if pipeline and pipeline.strip().lower() not in ("ocr", "table_recognition",
-                                                         "layout_parsing"):
-            _fail(BuildError(f"--fast applies to pipelines that read general text (OCR, "
-                             f"table_recognition, layout_parsing); --pipeline {pipeline} has "
-                             f"none to speed up (seal text stays fp32)"))
         quantize = Quantization.INT8
-        given = {p.split("=", 1)[0].strip() for p in param}
-        if "text_rec_batching" not in given:
-            param = [*param, "text_rec_batching=width_buckets"]
-        if not given & {"unclip_ratio", "text_det_unclip_ratio"}:
-            param = [*param, f"text_det_unclip_ratio={FAST_UNCLIP_RATIO}"]
+        param = _fast_params(pipeline, param)
     try:
         requests, pipelines = route_build(model, backend, param, pipeline, pipeline_config,
                                           name, pipeline_instances)
@@ -175,6 +164,27 @@ def build(
         print_build_summary(report)
     typer.echo(f"repository written to {report.out} in {report.seconds:.1f} s "
                f"(report: {Path(report.out) / 'REPORT.md'})")
+
+
+def _fast_params(pipeline: Optional[str], param: List[str]) -> List[str]:
+    """``--param`` with what ``--fast`` adds unless given (width-bucketed recognition, wider
+    detection boxes); refuses a pipeline that reads no general text."""
+    from hpi_triton.ensembles import registry
+
+    try:
+        fast_applies = registry.get(pipeline).fast if pipeline else True
+    except BuildError as exc:
+        _fail(exc)
+    if not fast_applies:
+        readers = ", ".join(n for n, kind in registry.kinds().items() if kind.fast)
+        _fail(BuildError(f"--fast applies to pipelines that read general text ({readers}); "
+                         f"--pipeline {pipeline} has none to speed up (seal text stays fp32)"))
+    given = {p.split("=", 1)[0].strip() for p in param}
+    if "text_rec_batching" not in given:
+        param = [*param, "text_rec_batching=width_buckets"]
+    if not given & {"unclip_ratio", "text_det_unclip_ratio"}:
+        param = [*param, f"text_det_unclip_ratio={FAST_UNCLIP_RATIO}"]
+    return param
 
 
 def _start_server(repository: Path, http_port: int, grpc_port: int, metrics_port: int,
@@ -719,6 +729,37 @@ def _only_pipeline(report: dict, repository: Path) -> str:
         raise InferError(f"--repository {repository} serves pipelines {names}: pass "
                          f"--pipeline NAME")
     return names[0]
+
+
+@app.command()
+def pipelines(as_json: bool = typer.Option(False, "--json", help="Machine-readable output")
+              ) -> None:
+    """The pipelines build --pipeline takes (PaddleX's pipeline names), what each serves,
+    whether --fast applies and whether hpi-triton compare can run PaddleX's own beside it.
+
+    \b
+    Examples:
+      hpi-triton pipelines
+      hpi-triton pipelines --json
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from hpi_triton.ensembles import registry
+
+    rows = [{"pipeline": name, "serves": kind.summary, "fast": kind.fast,
+             "compare": kind.comparable(), "packages": list(kind.packages)}
+            for name, kind in registry.kinds().items()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="hpi-triton build --pipeline NAME")
+    for column in ("pipeline", "serves", "--fast", "compare"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["pipeline"], row["serves"], "yes" if row["fast"] else "",
+                      "yes" if row["compare"] else "")
+    Console().print(table)
 
 
 @app.command()

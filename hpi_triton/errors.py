@@ -43,6 +43,10 @@ class BuildError(HpiTritonError):
     """The repository build was asked for something inconsistent."""
 
 
+class UnsupportedComparison(HpiTritonError):
+    """A built pipeline cannot be rebuilt as a PaddleX config (``hpi-triton compare``)."""
+
+
 class ModelConfigError(HpiTritonError):
     """A Triton model configuration could not be built or parsed."""
 

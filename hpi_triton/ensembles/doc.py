@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
+from hpi_triton.ensembles.paddlex_yaml import doc_preprocessor_config
+from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
@@ -60,10 +62,15 @@ def doc_settings(orientation: Optional[ModelSource], unwarping: Optional[ModelSo
     return settings
 
 
+@register
 @dataclass
-class DocPreprocessorPipeline(RoleModels):
+class DocPreprocessorPipeline(RoleModels, PipelineKind):
     """``--pipeline doc_preprocessor --model DocOrientationClassify=DIR
     [--model DocUnwarping=DIR]`` → ``angle`` and ``output_img`` (PNG bytes)."""
+
+    pipeline_name = "doc_preprocessor"
+    summary = "document orientation and/or unwarping → the corrected page"
+    predict_params = ("use_doc_orientation_classify", "use_doc_unwarping")
 
     roles: Dict[str, Path]
     params: dict = field(default_factory=dict)
@@ -97,5 +104,10 @@ class DocPreprocessorPipeline(RoleModels):
                                         roles.get("DocUnwarping"))}
         write_graph_model(repo, self.name, EntryPoint.DOC, settings, self.instances,
                           {"output_img": ("uint8", [-1])})
-        return {"pipeline": "doc_preprocessor", "served_name": self.name, "roles": models,
+        return {"pipeline": self.pipeline_name, "served_name": self.name, "roles": models,
                 "params": self.params}
+
+    @classmethod
+    def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:
+        """PaddleX's doc_preprocessor config."""
+        return doc_preprocessor_config(report, entry["roles"], entry.get("params") or {})

@@ -9,6 +9,8 @@ from typing import Dict
 
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DEFAULT_MAX_PIXELS, DOC_ROLES, doc_defaults, doc_settings
+from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, layout_module, module_entry
+from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
@@ -18,6 +20,12 @@ from hpi_triton.python_backend.documents.doc_ops import PARAMETERS as DOC_PARAME
 
 FORMULA_ROLES = ("FormulaRecognition", "LayoutDetection", *DOC_ROLES)
 TOKENIZER_FILE = "tokenizer.json"
+# What REPORT.md says of a formula graph.
+FORMULA_NOTE = ("LaTeX_OCR_rec reads one crop per engine call (as PaddleX); its export's "
+                "decoding loop is inside the engine, so conversions that cannot carry the loop "
+                "fall back to paddle_infer (the model's candidates above say which were tried). "
+                "Regions that decode to nothing or hit the decoding limit: an INVALID_ARG error "
+                "for a whole image, `warnings` in the result for layout regions.")
 # PaddleX's LayoutDetection keys in formula_recognition.yaml that the served layout step does
 # not apply (no PP-DocLayout weights to test them on); accepted so PaddleX's YAML builds.
 LAYOUT_KEYS_NOT_APPLIED = ("layout_nms", "layout_unclip_ratio", "layout_merge_bboxes_mode")
@@ -86,11 +94,22 @@ def formula_settings(source: ModelSource) -> Dict:
     return {"model_name": name, "preprocess": ops, "tokenizer": text}
 
 
+#: What formula decoding imports: MinMaxResize (Pillow), LaTeXOCRDecode (tokenizers).
+FORMULA_PACKAGES = ("Pillow", "tokenizers")
+
+
+@register
 @dataclass
-class FormulaRecognitionPipeline(RoleModels):
+class FormulaRecognitionPipeline(RoleModels, PipelineKind):
     """``--pipeline formula_recognition --model FormulaRecognition=DIR [--model
     LayoutDetection=DIR] [--model DocOrientationClassify=DIR] [--model DocUnwarping=DIR]``:
     PaddleX's formula_recognition (LaTeX_OCR_rec)."""
+
+    pipeline_name = "formula_recognition"
+    summary = "formulas → LaTeX (LaTeX_OCR_rec) [+ layout detection, doc preprocessing]"
+    packages = FORMULA_PACKAGES
+    predict_params = ("use_layout_detection", "use_doc_orientation_classify",
+                      "use_doc_unwarping", "layout_threshold")
 
     roles: Dict[str, Path]
     params: dict = field(default_factory=dict)
@@ -181,8 +200,25 @@ class FormulaRecognitionPipeline(RoleModels):
         version = write_graph_model(repo, self.name, EntryPoint.FORMULA, settings,
                                     self.instances)
         (version / TOKENIZER_FILE).write_text(tokenizer, encoding="utf-8")
-        entry = {"pipeline": "formula_recognition", "served_name": self.name,
-                 "roles": models, "params": self.params}
+        entry = {"pipeline": self.pipeline_name, "served_name": self.name,
+                 "roles": models, "params": self.params, "notes": [FORMULA_NOTE]}
         if self.not_applied:
             entry["not_applied"] = dict(self.not_applied)
         return entry
+
+    @classmethod
+    def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:
+        """PaddleX's formula_recognition config: the formula model (batch_size 1: PaddleX runs
+        LaTeX_OCR_rec one crop at a time whatever its batch size), optional layout detection,
+        the doc_preprocessor where built."""
+        roles, params = entry["roles"], entry.get("params") or {}
+        _, sub_pipelines = doc_pipeline(report, roles, params)
+        modules = {"FormulaRecognition": {**module_entry(report, "FormulaRecognition",
+                                                         roles["FormulaRecognition"]),
+                                          "batch_size": 1}}
+        if "LayoutDetection" in roles:
+            modules["LayoutDetection"] = layout_module(report, roles, params)
+        use_doc = bool(params.get("use_doc_preprocessor")) and bool(sub_pipelines)
+        return {"pipeline_name": "formula_recognition", "use_doc_preprocessor": use_doc,
+                "use_layout_detection": bool(params.get("use_layout_detection")),
+                "SubModules": modules, "SubPipelines": sub_pipelines}

@@ -8,6 +8,8 @@ from typing import Dict, List
 
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES, doc_defaults, doc_settings
+from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, ocr_modules
+from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
@@ -58,9 +60,20 @@ def characters_of(source: ModelSource) -> List[str]:
 #: PaddleX 3.7 OCR.yaml's SubModules.TextRecognition.batch_size.
 PADDLEX_REC_BATCH_SIZE = 6
 
+@register
 @dataclass
-class OCRPipeline(RoleModels):
+class OCRPipeline(RoleModels, PipelineKind):
     """``--pipeline OCR``: role dirs, default parameters, per-role backend overrides."""
+
+    pipeline_name = "OCR"
+    summary = ("text detection + recognition [+ text-line orientation, doc preprocessing] "
+               "(PP-OCR)")
+    packages = ("pyclipper",)
+    fast = True
+    predict_params = ("use_doc_orientation_classify", "use_doc_unwarping",
+                      "use_textline_orientation", "text_det_limit_side_len",
+                      "text_det_limit_type", "text_det_max_side_limit", "text_det_thresh",
+                      "text_det_box_thresh", "text_det_unclip_ratio", "text_rec_score_thresh")
 
     roles: Dict[str, Path]
     params: dict = field(default_factory=dict)
@@ -189,6 +202,21 @@ class OCRPipeline(RoleModels):
         settings, characters = self.graph_settings(sources, reports)
         version = write_graph_model(repo, self.name, EntryPoint.OCR, settings, self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
-        return {"pipeline": "OCR", "served_name": self.name, "roles": settings["models"],
+        return {"pipeline": self.pipeline_name, "served_name": self.name,
+                "roles": settings["models"],
                 "params": self.params, "text_rec_batch_size": settings["rec_batch_size"],
                 "textline_orientation_batch_size": settings.get("cls_batch_size")}
+
+    @classmethod
+    def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:
+        """PaddleX's OCR pipeline config for the report's OCR ``entry``."""
+        roles, params = entry["roles"], entry.get("params") or {}
+        modules = ocr_modules(report, roles, params, entry.get("text_rec_batch_size", 6),
+                              cls_batch_size=entry.get("textline_orientation_batch_size"))
+        config = {"pipeline_name": "OCR", "text_type": "general", "SubModules": modules,
+                  "use_textline_orientation": bool(params.get("use_textline_orientation"))
+                  and "TextLineOrientation" in modules}
+        config["use_doc_preprocessor"], sub_pipelines = doc_pipeline(report, roles, params)
+        if sub_pipelines:
+            config["SubPipelines"] = sub_pipelines
+        return config

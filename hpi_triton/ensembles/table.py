@@ -9,8 +9,10 @@ from typing import Dict
 
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES
-from hpi_triton.ensembles.formula import TOKENIZER_FILE, formula_settings
+from hpi_triton.ensembles.formula import FORMULA_PACKAGES, TOKENIZER_FILE, formula_settings
 from hpi_triton.ensembles.ocr import OCRPipeline
+from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, layout_module, module_entry, sub_ocr
+from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
@@ -55,8 +57,21 @@ def structure_settings(source: ModelSource) -> Dict:
             "canvas_boxes": name != "SLANet"}
 
 
+# The per-request parameters PaddleX's table_recognition predict() takes.
+TABLE_PREDICT_PARAMS = ("use_doc_orientation_classify", "use_doc_unwarping",
+                        "use_layout_detection", "layout_threshold", "text_det_limit_side_len",
+                        "text_det_limit_type", "text_det_thresh", "text_det_box_thresh",
+                        "text_det_unclip_ratio", "text_rec_score_thresh")
+# ... and seal_recognition's.
+SEAL_PREDICT_PARAMS = ("use_doc_orientation_classify", "use_doc_unwarping",
+                       "use_layout_detection", "layout_threshold", "seal_det_limit_side_len",
+                       "seal_det_limit_type", "seal_det_thresh", "seal_det_box_thresh",
+                       "seal_det_unclip_ratio", "seal_rec_score_thresh")
+
+
+@register
 @dataclass
-class TableRecognitionPipeline(RoleModels):
+class TableRecognitionPipeline(RoleModels, PipelineKind):
     """``--pipeline table_recognition --model TableStructureRecognition=DIR --model
     TextDetection=DIR --model TextRecognition=DIR [--model LayoutDetection=DIR]
     [--model DocOrientationClassify=DIR] [--model DocUnwarping=DIR]``."""
@@ -67,7 +82,11 @@ class TableRecognitionPipeline(RoleModels):
     instances: int = 2
     name: str = "table_recognition"
 
-    task = "table_recognition"
+    pipeline_name = "table_recognition"
+    summary = "table structure → HTML over OCR [+ layout detection, doc preprocessing] (v1)"
+    packages = ("pyclipper",)
+    fast = True
+    predict_params = TABLE_PREDICT_PARAMS
     required = ("TableStructureRecognition",)
     extra_roles = TABLE_ROLES
     ocr_defaults = OCR_DEFAULTS
@@ -80,7 +99,7 @@ class TableRecognitionPipeline(RoleModels):
         missing = [r for r in self.required + OCR_ROLES[:2] if r not in self.roles]
         if missing or unknown:
             optional = [r for r in self.extra_roles + OCR_ROLES[2:] if r not in self.required]
-            raise BuildError(f"pipeline {self.task} takes --model ROLE=DIR with roles "
+            raise BuildError(f"pipeline {self.pipeline_name} takes --model ROLE=DIR with roles "
                              f"{', '.join(dict.fromkeys(self.required + OCR_ROLES[:2]))} "
                              f"(required) and {', '.join(optional)}; got {sorted(self.roles)}")
         params = dict(self.params)
@@ -99,9 +118,9 @@ class TableRecognitionPipeline(RoleModels):
         try:
             self.table_params = request_params.coerce(own, PARAMETERS, defaults)
         except request_params.ParameterError as exc:
-            raise BuildError(f"pipeline {self.task}: {exc}") from exc
+            raise BuildError(f"pipeline {self.pipeline_name}: {exc}") from exc
         if self.table_params["use_layout_detection"] and "LayoutDetection" not in self.roles:
-            raise BuildError(f"pipeline {self.task}: use_layout_detection=True needs "
+            raise BuildError(f"pipeline {self.pipeline_name}: use_layout_detection=True needs "
                              f"--model LayoutDetection=DIR")
         self.params = {**self.ocr.params, **self.table_params, **self._extra_params()}
 
@@ -122,7 +141,8 @@ class TableRecognitionPipeline(RoleModels):
             The pipeline's entry for the build report: served name, engine calls, parameters.
         """
         ocr_settings, characters = self.ocr.graph_settings(sources, reports)
-        settings = {"task": self.task, "ocr": ocr_settings, "table_params": self.table_params}
+        settings = {"task": self.pipeline_name, "ocr": ocr_settings,
+                    "table_params": self.table_params}
         models = dict(ocr_settings["models"])
         extra_files = self._write_extra(settings, models, sources, reports)
         if "TableStructureRecognition" in self.roles:
@@ -142,7 +162,7 @@ class TableRecognitionPipeline(RoleModels):
             (version / file_name).write_text(text, encoding="utf-8")
         if "layout" in settings:
             models["LayoutDetection"] = settings["layout"]["model"]
-        return {"pipeline": self.task, "served_name": self.name, "roles": models,
+        return {"pipeline": self.pipeline_name, "served_name": self.name, "roles": models,
                 "params": self.params,
                 "text_rec_batch_size": settings["ocr"]["rec_batch_size"],
                 "textline_orientation_batch_size": settings["ocr"].get("cls_batch_size")}
@@ -152,7 +172,24 @@ class TableRecognitionPipeline(RoleModels):
         """Add a subclass's settings and engine calls; returns extra files for the graph."""
         return {}
 
+    @classmethod
+    def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:
+        """PaddleX's table_recognition (v1) config: table structure, optional layout
+        detection, its GeneralOCR (recognition batch_size 1, as its YAML)."""
+        roles, params = entry["roles"], entry.get("params") or {}
+        use_doc, sub_pipelines = doc_pipeline(report, roles, params)
+        modules = {"TableStructureRecognition": module_entry(
+            report, "TableStructureRecognition", roles["TableStructureRecognition"],
+            "table_structure_recognition")}
+        if "LayoutDetection" in roles:
+            modules["LayoutDetection"] = layout_module(report, roles, params)
+        sub_pipelines["GeneralOCR"] = sub_ocr(report, entry, roles, params, "general", 1)
+        return {"pipeline_name": "table_recognition", "use_doc_preprocessor": use_doc,
+                "use_layout_detection": bool(params.get("use_layout_detection")),
+                "use_ocr_model": True, "SubModules": modules, "SubPipelines": sub_pipelines}
 
+
+@register
 @dataclass
 class SealRecognitionPipeline(TableRecognitionPipeline):
     """``--pipeline seal_recognition --model TextDetection=DIR --model TextRecognition=DIR
@@ -161,12 +198,30 @@ class SealRecognitionPipeline(TableRecognitionPipeline):
     on each layout "seal" box, or on the whole image without layout detection."""
 
     name: str = "seal_recognition"
-    task = "seal_recognition"
+    pipeline_name = "seal_recognition"
+    summary = "curved seal text [+ layout detection, doc preprocessing]"
+    packages = ("pyclipper", "shapely")
+    fast = False  # seal text stays fp32: the gate renders horizontal text
+    predict_params = SEAL_PREDICT_PARAMS
     required = ()
     extra_roles = ("LayoutDetection",)
     ocr_defaults = SEAL_DEFAULTS
     text_type = "seal"
     rec_batch_size = 1
+
+    @classmethod
+    def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:
+        """PaddleX's seal_recognition config: its SealOCR (seal text detection, recognition
+        batch_size 1), optional layout detection."""
+        roles, params = entry["roles"], entry.get("params") or {}
+        use_doc, sub_pipelines = doc_pipeline(report, roles, params)
+        modules = {}
+        if "LayoutDetection" in roles:
+            modules["LayoutDetection"] = layout_module(report, roles, params)
+        sub_pipelines["SealOCR"] = sub_ocr(report, entry, roles, params, "seal", 1)
+        return {"pipeline_name": "seal_recognition", "use_doc_preprocessor": use_doc,
+                "use_layout_detection": bool(params.get("use_layout_detection")),
+                "SubModules": modules, "SubPipelines": sub_pipelines}
 
 
 # layout_parsing YAML / request names of its seal OCR's parameters → the OCR's own names.
@@ -176,6 +231,7 @@ SEAL_PARAMETER_NAMES = dict(zip(SEAL_PARAMETERS, ("limit_side_len", "limit_type"
 SEAL_ROLES = ("SealTextDetection", "SealTextRecognition")
 
 
+@register
 @dataclass
 class LayoutParsingPipeline(TableRecognitionPipeline):
     """``--pipeline layout_parsing --model LayoutDetection=DIR --model TextDetection=DIR
@@ -186,7 +242,13 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
     "formula" regions are read by FormulaRecognition (LaTeX_OCR_rec) when built."""
 
     name: str = "layout_parsing"
-    task = "layout_parsing"
+    pipeline_name = "layout_parsing"
+    summary = ("layout regions → text, tables, seals, formulas (PP-ChatOCRv3-doc's visual "
+               "stage, v1)")
+    packages = ("pyclipper", "shapely")
+    fast = True
+    predict_params = tuple(dict.fromkeys(TABLE_PREDICT_PARAMS + SEAL_PREDICT_PARAMS + (
+        "use_seal_recognition", "use_table_recognition", "use_formula_recognition")))
     required = ("LayoutDetection",)
     extra_roles = TABLE_ROLES + SEAL_ROLES + ("FormulaRecognition",)
     rec_batch_size = 6  # its GeneralOCR's; its SealOCR's is 1 (seal_rec_batch_size)
@@ -200,10 +262,10 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
                 {"use_formula_recognition": "FormulaRecognition" in self.roles,
                  "use_seal_recognition": "SealTextDetection" in self.roles})
         except request_params.ParameterError as exc:
-            raise BuildError(f"pipeline {self.task}: {exc}") from exc
+            raise BuildError(f"pipeline {self.pipeline_name}: {exc}") from exc
         use_formula = switches["use_formula_recognition"]
         if use_formula and "FormulaRecognition" not in self.roles:
-            raise BuildError(f"pipeline {self.task}: use_formula_recognition=True needs "
+            raise BuildError(f"pipeline {self.pipeline_name}: use_formula_recognition=True needs "
                              f"--model FormulaRecognition=DIR (LaTeX_OCR_rec)")
         self.use_formula = use_formula
         seal_given = {SEAL_PARAMETER_NAMES[k]: params.pop(k)
@@ -212,8 +274,8 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
         seal_batch = params.pop("seal_rec_batch_size", 1)
         self.seal = None
         if "SealTextRecognition" in self.roles and "SealTextDetection" not in self.roles:
-            raise BuildError(f"pipeline {self.task}: --model SealTextRecognition=DIR needs "
-                             f"--model SealTextDetection=DIR")
+            raise BuildError(f"pipeline {self.pipeline_name}: --model "
+                             f"SealTextRecognition=DIR needs --model SealTextDetection=DIR")
         if "SealTextDetection" in self.roles:
             rec_role = ("SealTextRecognition" if "SealTextRecognition" in self.roles
                         else "TextRecognition")
@@ -225,7 +287,7 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
                 engine_models={"TextDetection": self.model_name("SealTextDetection"),
                                "TextRecognition": self.model_name(rec_role)})
         elif use_seal is True or seal_given:
-            raise BuildError(f"pipeline {self.task}: seal recognition needs --model "
+            raise BuildError(f"pipeline {self.pipeline_name}: seal recognition needs --model "
                              f"SealTextDetection=DIR (a seal text detector)")
         self.use_seal = bool(use_seal) and self.seal is not None
         return params
@@ -260,3 +322,49 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
         settings["seal_ocr"] = seal_settings
         models.update({f"Seal{role}": call for role, call in seal_settings["models"].items()})
         return {**files, "seal_characters.txt": "\n".join(characters)}
+
+    def requirements(self):
+        """Its packages, and formula decoding's where it reads formulas."""
+        if "FormulaRecognition" in self.roles:
+            return tuple(dict.fromkeys(self.packages + FORMULA_PACKAGES))
+        return self.packages
+
+    @classmethod
+    def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:
+        """PaddleX's layout_parsing (v1, PP-ChatOCRv3-doc's visual stage) config: layout
+        detection, its GeneralOCR (batch_size 6), TableRecognition and SealRecognition (its
+        SealOCR's recognition batch_size 1) where built."""
+        roles, params = entry["roles"], entry.get("params") or {}
+        use_doc, sub_pipelines = doc_pipeline(report, roles, params)
+        sub_pipelines["GeneralOCR"] = sub_ocr(report, entry, roles, params, "general", 6)
+        if "TableStructureRecognition" in roles:
+            sub_pipelines["TableRecognition"] = {
+                "pipeline_name": "table_recognition", "use_layout_detection": False,
+                "use_doc_preprocessor": False, "use_ocr_model": False,
+                "SubModules": {"TableStructureRecognition": module_entry(
+                    report, "TableStructureRecognition", roles["TableStructureRecognition"],
+                    "table_structure_recognition")}}
+        if "SealTextDetection" in roles:
+            seal_roles = {"TextDetection": roles["SealTextDetection"],
+                          "TextRecognition": roles.get("SealTextRecognition",
+                                                       roles["TextRecognition"])}
+            seal_params = {ours: params[name] for name, ours in SEAL_PARAMETER_NAMES.items()
+                           if name in params}
+            sub_pipelines["SealRecognition"] = {
+                "pipeline_name": "seal_recognition", "use_layout_detection": False,
+                "use_doc_preprocessor": False, "SubPipelines": {"SealOCR": sub_ocr(
+                    report, {"text_rec_batch_size": 1}, seal_roles, seal_params, "seal", 1)}}
+        if "FormulaRecognition" in roles:
+            sub_pipelines["FormulaRecognition"] = {
+                "pipeline_name": "formula_recognition", "use_layout_detection": False,
+                "use_doc_preprocessor": False, "SubModules": {"FormulaRecognition": {
+                    **module_entry(report, "FormulaRecognition", roles["FormulaRecognition"]),
+                    "batch_size": 1}}}
+        return {"pipeline_name": "layout_parsing", "use_doc_preprocessor": use_doc,
+                "use_seal_recognition": bool(params.get("use_seal_recognition"))
+                and "SealTextDetection" in roles,
+                "use_table_recognition": "TableStructureRecognition" in roles,
+                "use_formula_recognition": bool(params.get("use_formula_recognition"))
+                and "FormulaRecognition" in roles,
+                "SubModules": {"LayoutDetection": layout_module(report, roles, params)},
+                "SubPipelines": sub_pipelines}

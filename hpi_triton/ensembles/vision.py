@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import ClassVar, Dict, Optional
 
 from hpi_triton.ensembles.base import engine_call, image_inputs, write_python_model
+from hpi_triton.ensembles.paddlex_yaml import module_entry
+from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, HpiTritonError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource, read_inference_yml
 from hpi_triton.generator.plan import ModelRequest
@@ -34,12 +36,15 @@ LABEL_DTYPES = ("uint8", "int32")
 
 
 @dataclass
-class VisionPipeline:
+class VisionPipeline(PipelineKind):
     """A single-model vision pipeline (``--pipeline image_classification --model
-    ImageClassification=DIR``).
+    ImageClassification=DIR``); one registered subclass per task (:func:`register_task`).
 
     ``served_name`` names the graph model (default: the pipeline name) and prefixes its engine
     model, so one repository can serve several models of the same pipeline."""
+
+    #: The task's build-time half (set on each task's subclass).
+    task_build: ClassVar[TaskBuild] = None
 
     name: str
     roles: Dict[str, Path]
@@ -49,12 +54,31 @@ class VisionPipeline:
     served_name: Optional[str] = None
 
     def __post_init__(self):
-        role = ROLES[self.name]
+        role = vision_ops.TASKS[self.name].role
         if set(self.roles) != {role}:
             raise BuildError(f"pipeline {self.name} takes exactly --model {role}=DIR; got "
                              f"roles {sorted(self.roles)}")
         self.role = role
         self.served_name = self.served_name or self.name
+
+    @classmethod
+    def create(cls, roles, params, backends, instances, served_name):
+        """One pipeline of this task, served as ``served_name`` (default: the task's name)."""
+        return cls(name=cls.pipeline_name, roles=dict(roles), params=dict(params),
+                   backends=dict(backends), instances=instances, served_name=served_name)
+
+    @classmethod
+    def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:
+        """PaddleX's config of this single-model pipeline: its one SubModule, with the
+        served defaults of the parameters its predict() takes."""
+        kind, params = entry["pipeline"], entry.get("params") or {}
+        role = vision_ops.TASKS[kind].role
+        sub = module_entry(report, role, entry["roles"][role], kind)
+        sub["batch_size"] = 1
+        for name in cls.predict_params:
+            value = params.get(name)
+            sub[name] = None if name == "target_size" and value in (None, -1) else value
+        return {"pipeline_name": kind, "SubModules": {role: sub}}
 
     @property
     def engine_name(self) -> str:
@@ -64,7 +88,7 @@ class VisionPipeline:
     @property
     def build(self) -> TaskBuild:
         """How this pipeline's task reads its model directory at build time."""
-        return TASK_BUILDS[self.name]
+        return type(self).task_build or TASK_BUILDS[self.name]
 
     def model_requests(self):
         """The one engine model this pipeline needs built (uint8 image input where the engine
@@ -187,6 +211,12 @@ class TaskBuild:
     image_ops_field = None
     #: ``--param`` names the build consumes (not per-request parameters).
     build_parameters: tuple = ()
+    #: The pipeline's one line for --help and the README.
+    summary = ""
+    #: What its pre/post-processing imports besides numpy and OpenCV.
+    packages: tuple = ()
+    #: The per-request parameters PaddleX's predict() takes (compare passes them on).
+    predict_params: tuple = ()
 
     def image_ops(self, config: dict):
         """(settings key, inference.yml value) of the image pre-processing ops the graph's
@@ -213,6 +243,9 @@ class ClassificationBuild(TaskBuild):
     """image_classification: PaddleX's transform_ops, label list and Topk."""
 
     name = "image_classification"
+    summary = "top-k classes of an image"
+    packages = ("Pillow",)  # PaddleX's resize with backend: pil
+    predict_params = ("topk",)
     image_ops_field = ("preprocess", "PreProcess", "transform_ops")
 
     def settings(self, source, params):
@@ -231,6 +264,8 @@ class DetectionBuild(TaskBuild):
     """object_detection: PaddleDetection's Preprocess, NMS and the export's head kind."""
 
     name = "object_detection"
+    summary = "boxes with classes and scores"
+    predict_params = ("threshold",)
 
     def settings(self, source, params):
         """Pre-processing ops, input names, labels, NMS and head kind; the threshold default."""
@@ -273,6 +308,8 @@ class InstanceSegmentationBuild(DetectionBuild):
     """instance_segmentation: detection settings for a Mask-RT-DETR / Mask R-CNN export."""
 
     name = "instance_segmentation"
+    summary = "boxes with per-instance masks"
+    predict_params = ("threshold",)
 
     def _head(self, source):
         # Mask-RT-DETR / Mask R-CNN exports: boxes [K,6], box count, masks [K,H,W]
@@ -289,6 +326,8 @@ class SemanticSegmentationBuild(TaskBuild):
     """semantic_segmentation: PaddleSeg's Deploy.transforms and the label map's dtype."""
 
     name = "semantic_segmentation"
+    summary = "a class label per pixel"
+    predict_params = ("target_size",)
     image_ops_field = ("transforms", "Deploy", "transforms")
     build_parameters = ("label_dtype",)
 
@@ -328,9 +367,23 @@ class SemanticSegmentationBuild(TaskBuild):
 
 #: The build-time half of every vision task, by pipeline name (the same keys as
 #: :data:`vision_ops.TASKS`; tests/unit checks they match).
-TASK_BUILDS: Dict[str, TaskBuild] = {build.name: build for build in (
-    ClassificationBuild(), DetectionBuild(), SemanticSegmentationBuild(),
-    InstanceSegmentationBuild())}
+TASK_BUILDS: Dict[str, TaskBuild] = {}
+
+
+def register_task(build: TaskBuild) -> type:
+    """Declare the vision pipeline of ``build``'s task (its served half is
+    ``vision_ops.TASKS[build.name]``): a registered :class:`VisionPipeline` subclass."""
+    TASK_BUILDS[build.name] = build
+    words = "".join(part.title() for part in build.name.split("_"))
+    return register(type(f"{words}Pipeline", (VisionPipeline,), {
+        "pipeline_name": build.name, "summary": build.summary, "packages": build.packages,
+        "predict_params": build.predict_params, "task_build": build,
+        "__module__": __name__, "__doc__": build.summary}))
+
+
+for _build in (ClassificationBuild(), DetectionBuild(), SemanticSegmentationBuild(),
+               InstanceSegmentationBuild()):
+    register_task(_build)
 
 
 def layout_settings(engine_name: str, model_dir: Path, source) -> dict:

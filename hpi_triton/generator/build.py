@@ -83,9 +83,7 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
     for pipeline in pipelines:
         # A pipeline that reads more of its roles' inference.yml than the engines do checks
         # it here: a missing tokenizer fails in a second, not after every conversion.
-        check = getattr(pipeline, "check_sources", None)
-        if check is not None:
-            check(sources)
+        pipeline.check_sources(sources)
     cache = ArtifactCache(options.cache_dir, enabled=options.use_cache)
     report = BuildReport(out=str(out), device=str(options.device), precision=options.precision,
                          hosting=options.hosting,
@@ -115,10 +113,7 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
 
         report.requirements = serving_requirements(
             options.device.kind, [m.backend for m in report.models if m.hosting == Hosting.PYTHON],
-            [p["pipeline"] for p in report.pipelines]
-            # a layout_parsing graph reading formulas needs formula_recognition's packages
-            + ["formula_recognition" for p in report.pipelines
-               if "FormulaRecognition" in (p.get("roles") or {})],
+            [p.requirements() for p in pipelines],
             [name for t in options.transforms for name in t.requirements])
         (staging / REQUIREMENTS_TXT).write_text(requirements_text(report.requirements))
         report.seconds = round(time.perf_counter() - started, 2)

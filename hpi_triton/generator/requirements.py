@@ -24,15 +24,6 @@ ENGINE_PACKAGES: Dict[str, Dict[str, Tuple[Tuple[str, ...], ...]]] = {
     "tensorrt": {"gpu": (("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
                          ("cuda-python",))},
 }
-# pipeline → what its pre/post-processing imports besides numpy and OpenCV.
-PIPELINE_PACKAGES = {
-    "image_classification": ("Pillow",),  # PaddleX's resize with backend: pil
-    "OCR": ("pyclipper",),
-    "table_recognition": ("pyclipper",),
-    "seal_recognition": ("pyclipper", "shapely"),
-    "layout_parsing": ("pyclipper", "shapely"),
-    "formula_recognition": ("Pillow", "tokenizers"),  # MinMaxResize, LaTeXOCRDecode
-}
 ALWAYS = ("numpy",)
 WITH_PIPELINES = ("opencv-python-headless",)
 
@@ -45,14 +36,16 @@ def installed_version(*names: str) -> Optional[Tuple[str, str]]:
     return None
 
 
-def serving_requirements(device: str, python_hosted: Sequence[str], pipelines: Sequence[str],
+def serving_requirements(device: str, python_hosted: Sequence[str],
+                         pipelines: Sequence[Sequence[str]],
                          extra: Sequence[str] = ()) -> List[str]:
     """Requirement lines, pinned to the versions installed here (the ones verified).
 
     Args:
         device: ``cpu`` or ``gpu``.
         python_hosted: Backends of the models hosted in Python-backend models.
-        pipelines: Pipeline kinds (``OCR``, ...) of the repository's graphs.
+        pipelines: Per pipeline graph of the repository, the packages it imports besides
+            numpy and OpenCV (its ``requirements()``).
         extra: Packages the repository's transforms add (licensing: cryptography).
     """
     groups: List[Tuple[str, ...]] = [(name,) for name in ALWAYS]
@@ -60,8 +53,8 @@ def serving_requirements(device: str, python_hosted: Sequence[str], pipelines: S
         groups += ENGINE_PACKAGES.get(backend, {}).get(device, ())
     if pipelines:
         groups += [(name,) for name in WITH_PIPELINES]
-    for pipeline in dict.fromkeys(pipelines):
-        groups += [(name,) for name in PIPELINE_PACKAGES.get(pipeline, ())]
+    for packages in pipelines:
+        groups += [(name,) for name in packages]
     groups += [(name,) for name in extra]
     lines = []
     for group in dict.fromkeys(groups):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from hpi_triton.ensembles import PIPELINES
+from hpi_triton.ensembles import pipeline_names
 from hpi_triton.errors import LicensingError
 from hpi_triton.python_backend.licensing import certificate as cert
 from hpi_triton.python_backend.licensing import content
@@ -66,7 +66,7 @@ def public_pem(key, seed: bytes) -> str:
     parts = [key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo
                                            ).decode()]
-    for pipeline in PIPELINES:
+    for pipeline in pipeline_names():
         public = X25519PublicKey.from_public_bytes(content.content_public_bytes(
             content.content_private_bytes(seed, pipeline)))
         parts.append(f"# pipeline: {pipeline}\n" + public.public_bytes(
@@ -149,9 +149,9 @@ class Issuer:
         Raises:
             LicensingError: an unknown pipeline, a malformed date or a count below 1.
         """
-        if pipeline not in PIPELINES:
+        if pipeline not in pipeline_names():
             raise LicensingError(f"--pipeline {pipeline!r} is not a pipeline; known: "
-                                 f"{', '.join(PIPELINES)}")
+                                 f"{', '.join(pipeline_names())}")
         if expires is not None:
             try:
                 _dt.date.fromisoformat(expires)

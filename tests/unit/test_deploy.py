@@ -295,9 +295,11 @@ def test_pinned_versions_are_the_constraints():
 def test_requirements_pin_the_installed_engines():
     from importlib.metadata import version
 
+    from hpi_triton.ensembles import registry
     from hpi_triton.generator.requirements import installed_version, serving_requirements
 
-    lines = serving_requirements("cpu", ["openvino", "onnx_runtime", "openvino"], ["OCR"],
+    ocr = registry.get("OCR").packages
+    lines = serving_requirements("cpu", ["openvino", "onnx_runtime", "openvino"], [ocr, ocr],
                                  extra=["cryptography"])
     assert lines == [f"numpy=={version('numpy')}", f"openvino=={version('openvino')}",
                      f"onnxruntime=={version('onnxruntime')}",

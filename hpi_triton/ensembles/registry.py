@@ -1,0 +1,118 @@
+"""The pipelines one can build, by name: one class each, in its own module of this package.
+
+A pipeline class declares its facts as class attributes (:class:`PipelineKind`) and registers
+with :func:`register`; the CLI's choices and help, the build's requirements and source checks,
+``--fast``, licensing and ``hpi-triton compare`` read them here. Adding a pipeline is adding a
+module to ``hpi_triton/ensembles`` (found by :func:`names` without a list to edit) plus the
+run-time flow it ships; nothing outside its module tests its name (as optimum's
+``TasksManager`` and PaddleX's ``BasePipeline.get``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import ClassVar, Dict, Mapping, Optional, Tuple, Type
+
+from hpi_triton.errors import BuildError
+
+_REGISTRY: Dict[str, Type[PipelineKind]] = {}
+# Modules of this package that declare no pipeline (imported by the pipelines themselves).
+_NOT_PIPELINES = ("base", "registry", "paddlex_yaml")
+
+
+class PipelineKind:
+    """What a pipeline class declares; an instance is one pipeline of a build (its roles,
+    defaults, backends and served name) and writes its graph with ``write()``."""
+
+    #: PaddleX's ``pipeline_name``: ``--pipeline`` and a pipeline YAML's name.
+    pipeline_name: ClassVar[str] = ""
+    #: One line for ``--help``, ``hpi-triton pipelines`` and the README.
+    summary: ClassVar[str] = ""
+    #: What its run-time flow imports besides numpy and OpenCV (the repository's
+    #: requirements.txt).
+    packages: ClassVar[Tuple[str, ...]] = ()
+    #: Whether ``--fast`` (int8 engines and width-bucketed recognition, gated by measured
+    #: accuracy) applies: the pipeline reads general text.
+    fast: ClassVar[bool] = False
+    #: The per-request parameters PaddleX's ``predict()`` takes that ``hpi-triton compare``
+    #: passes to both sides.
+    predict_params: ClassVar[Tuple[str, ...]] = ()
+
+    @classmethod
+    def create(cls, roles: Mapping[str, Path], params: dict, backends: Mapping[str, str],
+               instances: int, served_name: Optional[str]) -> PipelineKind:
+        """One pipeline of this kind, its graph served as ``served_name`` (default: the
+        pipeline's name)."""
+        return cls(roles=dict(roles), params=dict(params), backends=dict(backends),
+                   instances=instances, name=served_name or cls.pipeline_name)
+
+    def requirements(self) -> Tuple[str, ...]:
+        """The packages this pipeline's graph imports (:attr:`packages`, and those of the
+        optional stages it was built with)."""
+        return self.packages
+
+    def check_sources(self, sources) -> None:
+        """Check what this pipeline reads from its roles' model dirs beyond the engines'
+        signatures, before anything is converted (a missing tokenizer fails in a second)."""
+
+    @classmethod
+    def paddlex_config(cls, report: dict, entry: dict) -> Optional[dict]:
+        """PaddleX's pipeline config reproducing the built ``entry`` of ``report``
+        (``build_report.json``), for ``hpi-triton compare``; None where not comparable."""
+        return None
+
+    @classmethod
+    def comparable(cls) -> bool:
+        """Whether it writes a PaddleX config, so ``hpi-triton compare`` can run PaddleX's own
+        pipeline beside it."""
+        return cls.paddlex_config.__func__ is not PipelineKind.paddlex_config.__func__
+
+
+def register(cls: Type[PipelineKind]) -> Type[PipelineKind]:
+    """Class decorator: make ``cls`` buildable as ``--pipeline cls.pipeline_name``."""
+    name = cls.pipeline_name
+    if not name or not issubclass(cls, PipelineKind):
+        raise TypeError(f"{cls.__name__}: a pipeline subclasses PipelineKind and sets "
+                        f"pipeline_name")
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise TypeError(f"pipeline {name!r} is declared twice: {_REGISTRY[name].__module__} "
+                        f"and {cls.__module__}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _discover() -> None:
+    package = Path(__file__).parent
+    for info in pkgutil.iter_modules([str(package)]):
+        if info.name not in _NOT_PIPELINES:
+            importlib.import_module(f"{__package__}.{info.name}")
+
+
+def kinds() -> Dict[str, Type[PipelineKind]]:
+    """Every declared pipeline by name, in a stable order (OCR first, then by name)."""
+    _discover()
+    return dict(sorted(_REGISTRY.items(), key=lambda item: (item[0] != "OCR", item[0])))
+
+
+def names() -> Tuple[str, ...]:
+    """The names ``--pipeline`` takes."""
+    return tuple(kinds())
+
+
+def get(name: str) -> Type[PipelineKind]:
+    """The pipeline class called ``name`` (case as PaddleX spells it, or any case).
+
+    Raises:
+        BuildError: no such pipeline; the message lists the known ones.
+    """
+    known = kinds()
+    key = str(name).strip()
+    if key in known:
+        return known[key]
+    folded = {k.lower(): cls for k, cls in known.items()}
+    if key.lower() in folded:
+        return folded[key.lower()]
+    raise BuildError(f"--pipeline {name!r} is not supported; known pipelines: "
+                     f"{', '.join(known)}")
