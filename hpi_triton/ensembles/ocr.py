@@ -66,6 +66,7 @@ class OCRPipeline(RoleModels, PipelineKind):
     """``--pipeline OCR``: role dirs, default parameters, per-role backend overrides."""
 
     pipeline_name = "OCR"
+    listing_order = 0  # the one most users come for
     summary = ("text detection + recognition [+ text-line orientation, doc preprocessing] "
                "(PP-OCR)")
     packages = ("pyclipper",)

@@ -28,6 +28,8 @@ class PipelineKind:
 
     #: PaddleX's ``pipeline_name``: ``--pipeline`` and a pipeline YAML's name.
     pipeline_name: ClassVar[str] = ""
+    #: Where it is listed (lower first, then by name).
+    listing_order: ClassVar[int] = 100
     #: One line for ``--help``, ``hpi-triton pipelines`` and the README.
     summary: ClassVar[str] = ""
     #: What its run-time flow imports besides numpy and OpenCV (the repository's
@@ -91,9 +93,9 @@ def _discover() -> None:
 
 
 def kinds() -> Dict[str, Type[PipelineKind]]:
-    """Every declared pipeline by name, in a stable order (OCR first, then by name)."""
+    """Every declared pipeline by name, in listing order."""
     _discover()
-    return dict(sorted(_REGISTRY.items(), key=lambda item: (item[0] != "OCR", item[0])))
+    return dict(sorted(_REGISTRY.items(), key=lambda item: (item[1].listing_order, item[0])))
 
 
 def names() -> Tuple[str, ...]:

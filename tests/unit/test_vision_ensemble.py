@@ -129,10 +129,13 @@ def test_label_map_dtype_defaults_to_uint8_and_follows_the_class_count():
 
 
 def test_every_vision_task_has_its_build_half():
+    from hpi_triton.ensembles import registry
     from hpi_triton.ensembles.vision import TASK_BUILDS
     from hpi_triton.python_backend.vision import vision_ops
 
+    kinds = registry.kinds()  # imports every pipeline module (the vision tasks' build halves)
     assert set(TASK_BUILDS) == set(vision_ops.TASKS)
+    assert set(TASK_BUILDS) <= set(kinds)
 
 
 def test_uint8_label_map_refuses_labels_it_cannot_hold():

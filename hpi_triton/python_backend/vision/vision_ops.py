@@ -267,14 +267,29 @@ class SemanticSegmentation(VisionTask):
                                                  settings.get("label_dtype", "int32"))}
 
 
-#: Every vision task by pipeline name.
-TASKS: Dict[str, VisionTask] = {task.name: task for task in (
-    ImageClassification(), ObjectDetection(), SemanticSegmentation(), InstanceSegmentation())}
+#: Every vision task by pipeline name: these four, and each task a sibling module of this
+#: package declares with :func:`register_task` (found below, no list to edit).
+TASKS: Dict[str, VisionTask] = {}
 
 # Tasks whose pre-processing may end with a normalisation the engine model takes over
 # (:func:`deferred_scaling`); the build asks for uint8 engine inputs for these only.
-DEFERRABLE_TASKS = tuple(name for name, task in TASKS.items()
-                         if type(task).deferred_scaling is not VisionTask.deferred_scaling)
+DEFERRABLE_TASKS: tuple = ()
+
+
+def register_task(found: VisionTask) -> VisionTask:
+    """Serve ``found`` as the vision task of pipeline ``found.name``."""
+    global DEFERRABLE_TASKS
+    if found.name in TASKS and type(TASKS[found.name]) is not type(found):
+        raise ValueError(f"vision task {found.name!r} is declared twice")
+    TASKS[found.name] = found
+    DEFERRABLE_TASKS = tuple(name for name, kind in TASKS.items()
+                             if type(kind).deferred_scaling is not VisionTask.deferred_scaling)
+    return found
+
+
+for _task in (ImageClassification(), ObjectDetection(), SemanticSegmentation(),
+              InstanceSegmentation()):
+    register_task(_task)
 
 
 def task(name: str) -> VisionTask:
@@ -560,3 +575,19 @@ def instance_masks(masks: np.ndarray, kept: np.ndarray, source_hw) -> np.ndarray
         return np.ascontiguousarray(selected[:, :h, :w])
     return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
                      for m in selected]) if len(selected) else np.zeros((0, h, w), np.uint8)
+
+
+def _discover_tasks() -> None:
+    """Import this package's other modules: each declares its task with register_task. By
+    path, not by name: inside tritonserver the package is imported as
+    ``<version>.python_backend.vision``."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name != "vision_ops":
+            importlib.import_module(f"{__package__}.{info.name}")
+
+
+_discover_tasks()

@@ -1,0 +1,90 @@
+"""The pipeline registry: every pipeline one declared class, found without a list, its facts
+read by everything else; nothing outside a pipeline's own module branches on its name."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from hpi_triton.ensembles import pipeline_names, pipeline_spec, registry
+from hpi_triton.errors import BuildError
+
+ROOT = Path(__file__).resolve().parents[2] / "hpi_triton"
+
+
+def test_every_pipeline_declares_its_facts():
+    kinds = registry.kinds()
+    assert {"OCR", "table_recognition", "seal_recognition", "layout_parsing",
+            "formula_recognition", "doc_preprocessor", "image_classification",
+            "object_detection", "semantic_segmentation", "instance_segmentation"} <= set(kinds)
+    assert pipeline_names() == tuple(kinds) and pipeline_names()[0] == "OCR"
+    for name, kind in kinds.items():
+        assert kind.pipeline_name == name and kind.summary, name
+        assert kind.comparable() and kind.predict_params, name
+        assert all(isinstance(p, str) and p for p in kind.packages), name
+    assert [n for n, k in kinds.items() if k.fast] == ["OCR", "layout_parsing",
+                                                       "table_recognition"]
+
+
+def test_lookup_by_name_any_case_and_unknown_names_listed():
+    assert registry.get("ocr") is registry.get("OCR")
+    with pytest.raises(BuildError, match="known pipelines: OCR, ") as info:
+        registry.get("panoptic_segmentation")
+    assert "image_classification" in str(info.value)
+
+
+def test_a_name_declared_twice_is_refused():
+    class Again(registry.PipelineKind):
+        pipeline_name = "OCR"
+
+    with pytest.raises(TypeError, match="declared twice"):
+        registry.register(Again)
+    with pytest.raises(TypeError, match="sets pipeline_name"):
+        registry.register(type("Nameless", (registry.PipelineKind,), {}))
+
+
+def test_requirements_follow_the_built_stages(tmp_path):
+    roles = {role: tmp_path for role in ("LayoutDetection", "TextDetection", "TextRecognition")}
+    plain = pipeline_spec("layout_parsing", roles)
+    with_formulas = pipeline_spec("layout_parsing", {**roles, "FormulaRecognition": tmp_path})
+    assert "tokenizers" not in plain.requirements()
+    assert {"pyclipper", "shapely", "Pillow", "tokenizers"} <= set(with_formulas.requirements())
+
+
+def _name_comparisons(path: Path, names):
+    """(line, name) of each comparison with a pipeline name literal in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare):
+            for part in [node.left, *node.comparators]:
+                values = part.elts if isinstance(part, (ast.Tuple, ast.List, ast.Set)) else [part]
+                found += [(node.lineno, v.value) for v in values
+                          if isinstance(v, ast.Constant) and v.value in names]
+    return found
+
+
+def test_no_module_but_a_pipelines_own_branches_on_its_name():
+    """Build-side code (everything but the runtime package) compares pipeline names only in
+    the module declaring that pipeline. PaddleX's YAML nesting (paddlex_yaml) is PaddleX's
+    format, not a pipeline's facts."""
+    kinds = registry.kinds()
+    owner = {name: Path(__import__(kind.__module__, fromlist=["_"]).__file__).resolve()
+             for name, kind in kinds.items()}
+    exempt = {ROOT / "ensembles" / "paddlex_yaml.py"}
+    bad = []
+    for path in ROOT.rglob("*.py"):
+        if "python_backend" in path.parts or path in exempt:
+            continue
+        bad += [f"{path.relative_to(ROOT)}:{line} {name}"
+                for line, name in _name_comparisons(path, set(kinds)) if owner[name] != path]
+    assert bad == []
+
+
+def test_the_name_check_is_not_vacuous(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("if kind in ('OCR', 'x'):\n    pass\nif kind == 'seal_recognition':\n"
+                      "    pass\n")
+    assert _name_comparisons(sample, {"OCR", "seal_recognition"}) == [
+        (1, "OCR"), (3, "seal_recognition")]
