@@ -13,12 +13,11 @@ from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
-from hpi_triton.python_backend.common import request_params
+from hpi_triton.python_backend.common.image_io import MAX_PIXELS
+from hpi_triton.python_backend.common.parameters import ParameterError, ParameterSet
 from hpi_triton.python_backend.documents.doc_ops import PARAMETERS
 
 DOC_ROLES = ("DocOrientationClassify", "DocUnwarping")
-# What a graph using the doc flow copies beside its model.py.
-DEFAULT_MAX_PIXELS = 40_000_000
 
 
 def doc_defaults(roles, params: Dict, what: str) -> Dict:
@@ -28,8 +27,8 @@ def doc_defaults(roles, params: Dict, what: str) -> Dict:
                 "use_doc_unwarping": "DocUnwarping" in roles}
     given = {k: v for k, v in params.items() if k in PARAMETERS}
     try:
-        merged = request_params.coerce(given, PARAMETERS, defaults)
-    except request_params.ParameterError as exc:
+        merged = PARAMETERS.coerce(given, defaults)
+    except ParameterError as exc:
         raise BuildError(f"pipeline {what}: {exc}") from exc
     for key, role in zip(PARAMETERS, DOC_ROLES):
         if merged[key] and role not in roles:
@@ -70,6 +69,8 @@ class DocPreprocessorPipeline(RoleModels, PipelineKind):
 
     pipeline_name = "doc_preprocessor"
     summary = "document orientation and/or unwarping → the corrected page"
+    parameters = PARAMETERS | ParameterSet.of(MAX_PIXELS)
+    optional_roles = DOC_ROLES  # at least one
     predict_params = ("use_doc_orientation_classify", "use_doc_unwarping")
 
     roles: Dict[str, Path]
@@ -79,16 +80,20 @@ class DocPreprocessorPipeline(RoleModels, PipelineKind):
     name: str = "doc_preprocessor"
 
     def __post_init__(self):
-        unknown = sorted(set(self.roles) - set(DOC_ROLES))
-        if not self.roles or unknown:
-            raise BuildError(f"pipeline doc_preprocessor takes --model ROLE=DIR with roles "
-                             f"{list(DOC_ROLES)} (at least one); not supported: {unknown}")
+        self.check_roles(self.roles)
+        if not self.roles:
+            raise BuildError(f"pipeline doc_preprocessor takes --model ROLE=DIR with at least "
+                             f"one of the roles {', '.join(DOC_ROLES)}")
         others = sorted(set(self.params) - set(PARAMETERS) - {"max_pixels"})
         if others:
             raise BuildError(f"pipeline doc_preprocessor: unknown parameters {others}; valid: "
                              f"{sorted(PARAMETERS) + ['max_pixels']}")
+        try:
+            max_pixels = MAX_PIXELS.convert(self.params.get("max_pixels", MAX_PIXELS.default))
+        except ParameterError as exc:
+            raise BuildError(f"pipeline doc_preprocessor: {exc}") from exc
         self.params = {**doc_defaults(self.roles, self.params, self.name),
-                       "max_pixels": int(self.params.get("max_pixels", DEFAULT_MAX_PIXELS))}
+                       "max_pixels": max_pixels}
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         """Write the BLS graph model calling the role models built into ``repo``.

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Dict
 
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
-from hpi_triton.ensembles.doc import DEFAULT_MAX_PIXELS, DOC_ROLES, doc_defaults, doc_settings
+from hpi_triton.ensembles.doc import DOC_ROLES, doc_defaults, doc_settings
 from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, layout_module, module_entry
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
-from hpi_triton.python_backend.common import request_params
+from hpi_triton.python_backend.common.image_io import MAX_PIXELS
+from hpi_triton.python_backend.common.parameters import Parameter, ParameterError, ParameterSet
 from hpi_triton.python_backend.documents import formula_ops
 from hpi_triton.python_backend.documents.doc_ops import PARAMETERS as DOC_PARAMETERS
 
@@ -94,6 +95,12 @@ def formula_settings(source: ModelSource) -> Dict:
     return {"model_name": name, "preprocess": ops, "tokenizer": text}
 
 
+# The build's switch of the doc_preprocessor stage (requests name its two switches).
+USE_DOC_PREPROCESSOR = Parameter("use_doc_preprocessor", bool,
+                                 description="Run the doc_preprocessor stage (default: on "
+                                             "where its roles are built)")
+
+
 #: What formula decoding imports: MinMaxResize (Pillow), LaTeXOCRDecode (tokenizers).
 FORMULA_PACKAGES = ("Pillow", "tokenizers")
 
@@ -108,6 +115,9 @@ class FormulaRecognitionPipeline(RoleModels, PipelineKind):
     pipeline_name = "formula_recognition"
     summary = "formulas → LaTeX (LaTeX_OCR_rec) [+ layout detection, doc preprocessing]"
     packages = FORMULA_PACKAGES
+    required_roles = FORMULA_ROLES[:1]
+    optional_roles = FORMULA_ROLES[1:]
+    parameters = formula_ops.REQUEST_PARAMETERS | ParameterSet.of(USE_DOC_PREPROCESSOR)
     predict_params = ("use_layout_detection", "use_doc_orientation_classify",
                       "use_doc_unwarping", "layout_threshold")
 
@@ -118,11 +128,7 @@ class FormulaRecognitionPipeline(RoleModels, PipelineKind):
     name: str = "formula_recognition"
 
     def __post_init__(self):
-        unknown = sorted(set(self.roles) - set(FORMULA_ROLES))
-        if "FormulaRecognition" not in self.roles or unknown:
-            raise BuildError(f"pipeline formula_recognition takes --model ROLE=DIR with roles "
-                             f"FormulaRecognition (required) and "
-                             f"{', '.join(FORMULA_ROLES[1:])}; got {sorted(self.roles)}")
+        self.check_roles(self.roles)
         params = dict(self.params)
         if "threshold" in params:  # LayoutDetection's own key in PaddleX's YAML
             params["layout_threshold"] = params.pop("threshold")
@@ -130,7 +136,7 @@ class FormulaRecognitionPipeline(RoleModels, PipelineKind):
         # PaddleX: the pipeline's use_doc_preprocessor, unless a request names a doc switch
         use_doc = params.pop("use_doc_preprocessor", None)
         doc_given = {k: params.pop(k) for k in list(params) if k in DOC_PARAMETERS}
-        max_pixels = int(params.pop("max_pixels", DEFAULT_MAX_PIXELS))
+        max_pixels = params.pop("max_pixels", MAX_PIXELS.default)
         own = {k: params.pop(k) for k in list(params) if k in formula_ops.PARAMETERS}
         if params:
             raise BuildError(f"pipeline formula_recognition: unknown parameters "
@@ -140,8 +146,9 @@ class FormulaRecognitionPipeline(RoleModels, PipelineKind):
         defaults = {"use_layout_detection": "LayoutDetection" in self.roles,
                     "layout_threshold": 0.5}
         try:
-            merged = request_params.coerce(own, formula_ops.PARAMETERS, defaults)
-        except request_params.ParameterError as exc:
+            merged = formula_ops.PARAMETERS.coerce(own, defaults)
+            max_pixels = MAX_PIXELS.convert(max_pixels)
+        except ParameterError as exc:
             raise BuildError(f"pipeline formula_recognition: {exc}") from exc
         if merged["use_layout_detection"] and "LayoutDetection" not in self.roles:
             raise BuildError("pipeline formula_recognition: use_layout_detection=True needs "
@@ -150,9 +157,8 @@ class FormulaRecognitionPipeline(RoleModels, PipelineKind):
         if use_doc is None:
             use_doc = has_doc
         try:
-            use_doc = request_params.coerce({"use_doc_preprocessor": use_doc}, {
-                "use_doc_preprocessor": (bool, lambda v: True)}, {})["use_doc_preprocessor"]
-        except request_params.ParameterError as exc:
+            use_doc = USE_DOC_PREPROCESSOR.convert(use_doc)
+        except ParameterError as exc:
             raise BuildError(f"pipeline formula_recognition: {exc}") from exc
         if use_doc and not has_doc:
             raise BuildError("pipeline formula_recognition: use_doc_preprocessor=True needs "

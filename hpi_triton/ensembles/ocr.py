@@ -71,6 +71,9 @@ class OCRPipeline(RoleModels, PipelineKind):
                "(PP-OCR)")
     packages = ("pyclipper",)
     fast = True
+    parameters = ocr_pipeline.PARAMETERS
+    required_roles = REQUIRED_ROLES
+    optional_roles = OPTIONAL_ROLES
     predict_params = ("use_doc_orientation_classify", "use_doc_unwarping",
                       "use_textline_orientation", "text_det_limit_side_len",
                       "text_det_limit_type", "text_det_max_side_limit", "text_det_thresh",
@@ -111,16 +114,11 @@ class OCRPipeline(RoleModels, PipelineKind):
         if self.text_type not in TEXT_TYPES:
             raise BuildError(f"pipeline OCR: text_type {self.text_type!r}; expected one of "
                              f"{list(TEXT_TYPES)}")
-        missing = [r for r in REQUIRED_ROLES if r not in self.roles]
-        unknown = sorted(set(self.roles) - set(REQUIRED_ROLES + OPTIONAL_ROLES))
-        if missing or unknown:
-            raise BuildError(f"pipeline OCR takes --model ROLE=DIR with roles "
-                             f"{list(REQUIRED_ROLES)} (required) and {list(OPTIONAL_ROLES)}; "
-                             f"missing {missing}, not supported {unknown}")
+        self.check_roles(self.roles)
         doc_roles = [r for r in DOC_ROLES if r in self.roles]
         params = {"use_doc_preprocessor": bool(doc_roles), **self.params}
         try:
-            self.params = ocr_pipeline.coerce_parameters(params)
+            self.params = ocr_pipeline.coerce_parameters(params, None, self.text_type)
         except ocr_pipeline.ParameterError as exc:
             raise BuildError(f"pipeline OCR: {exc}") from exc
         if self.params["use_doc_preprocessor"] and not doc_roles:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar, Dict, Mapping, Optional, Tuple, Type
 
 from hpi_triton.errors import BuildError
+from hpi_triton.python_backend.common.parameters import ParameterSet
 
 _REGISTRY: Dict[str, Type[PipelineKind]] = {}
 # Modules of this package that declare no pipeline (imported by the pipelines themselves).
@@ -32,6 +33,9 @@ class PipelineKind:
     listing_order: ClassVar[int] = 100
     #: One line for ``--help``, ``hpi-triton pipelines`` and the README.
     summary: ClassVar[str] = ""
+    #: Its roles (PaddleX SubModules names, ``--model ROLE=DIR``): required, then optional.
+    required_roles: ClassVar[Tuple[str, ...]] = ()
+    optional_roles: ClassVar[Tuple[str, ...]] = ()
     #: What its run-time flow imports besides numpy and OpenCV (the repository's
     #: requirements.txt).
     packages: ClassVar[Tuple[str, ...]] = ()
@@ -41,6 +45,9 @@ class PipelineKind:
     #: The per-request parameters PaddleX's ``predict()`` takes that ``hpi-triton compare``
     #: passes to both sides.
     predict_params: ClassVar[Tuple[str, ...]] = ()
+    #: What ``--param``, the pipeline YAML and each request may set, composed from its
+    #: stages' declarations (docs/parameters.md and ``hpi-triton pipelines NAME`` show it).
+    parameters: ClassVar[ParameterSet] = ParameterSet()
 
     @classmethod
     def create(cls, roles: Mapping[str, Path], params: dict, backends: Mapping[str, str],
@@ -49,6 +56,22 @@ class PipelineKind:
         pipeline's name)."""
         return cls(roles=dict(roles), params=dict(params), backends=dict(backends),
                    instances=instances, name=served_name or cls.pipeline_name)
+
+    @classmethod
+    def check_roles(cls, roles: Mapping[str, object]) -> None:
+        """Refuse a missing required role or one the pipeline does not have, naming both
+        lists.
+
+        Raises:
+            BuildError: the roles do not fit.
+        """
+        missing = [r for r in cls.required_roles if r not in roles]
+        unknown = sorted(set(roles) - set(cls.required_roles) - set(cls.optional_roles))
+        if missing or unknown:
+            raise BuildError(f"pipeline {cls.pipeline_name} takes --model ROLE=DIR with roles "
+                             f"{', '.join(cls.required_roles) or 'none'} (required) and "
+                             f"{', '.join(cls.optional_roles) or 'no others'}; missing "
+                             f"{missing}, not supported {unknown}")
 
     def requirements(self) -> Tuple[str, ...]:
         """The packages this pipeline's graph imports (:attr:`packages`, and those of the

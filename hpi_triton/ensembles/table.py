@@ -16,17 +16,18 @@ from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
-from hpi_triton.python_backend.common import request_params
+from hpi_triton.python_backend.common.parameters import ParameterError
 from hpi_triton.python_backend.documents import table_ops
 from hpi_triton.python_backend.documents.table_pipeline import (
     LAYOUT_PARSING_SWITCHES,
     PARAMETERS,
     SEAL_PARAMETERS,
 )
+from hpi_triton.python_backend.ocr.ocr_pipeline import PARAMETERS as OCR_PARAMETERS
+from hpi_triton.python_backend.ocr.ocr_pipeline import SEAL_RENAMES, SEAL_TEXT_PARAMETERS
 from hpi_triton.python_backend.ocr.seal_ops import SEAL_DEFAULTS
 
 OCR_ROLES = ("TextDetection", "TextRecognition", "TextLineOrientation", *DOC_ROLES)
-TABLE_ROLES = ("TableStructureRecognition", "LayoutDetection")
 # PaddleX's table_recognition.yaml GeneralOCR settings, where the user gives none.
 OCR_DEFAULTS = {"limit_side_len": 960, "limit_type": "max", "use_textline_orientation": False}
 
@@ -87,21 +88,16 @@ class TableRecognitionPipeline(RoleModels, PipelineKind):
     packages = ("pyclipper",)
     fast = True
     predict_params = TABLE_PREDICT_PARAMS
-    required = ("TableStructureRecognition",)
-    extra_roles = TABLE_ROLES
+    parameters = OCR_PARAMETERS.with_defaults(OCR_DEFAULTS) | PARAMETERS
+    required_roles = ("TableStructureRecognition", *OCR_ROLES[:2])
+    optional_roles = ("LayoutDetection", *OCR_ROLES[2:])
     ocr_defaults = OCR_DEFAULTS
     text_type = "general"
     # PaddleX 3.7's TextRecognition.batch_size in this pipeline's YAML (its GeneralOCR)
     rec_batch_size = 1
 
     def __post_init__(self):
-        unknown = sorted(set(self.roles) - set(OCR_ROLES) - set(self.extra_roles))
-        missing = [r for r in self.required + OCR_ROLES[:2] if r not in self.roles]
-        if missing or unknown:
-            optional = [r for r in self.extra_roles + OCR_ROLES[2:] if r not in self.required]
-            raise BuildError(f"pipeline {self.pipeline_name} takes --model ROLE=DIR with roles "
-                             f"{', '.join(dict.fromkeys(self.required + OCR_ROLES[:2]))} "
-                             f"(required) and {', '.join(optional)}; got {sorted(self.roles)}")
+        self.check_roles(self.roles)
         params = dict(self.params)
         if "threshold" in params:  # LayoutDetection's own key in PaddleX's YAML
             params["layout_threshold"] = params.pop("threshold")
@@ -116,8 +112,8 @@ class TableRecognitionPipeline(RoleModels, PipelineKind):
         defaults = {"use_layout_detection": "LayoutDetection" in self.roles,
                     "layout_threshold": 0.5}
         try:
-            self.table_params = request_params.coerce(own, PARAMETERS, defaults)
-        except request_params.ParameterError as exc:
+            self.table_params = PARAMETERS.coerce(own, defaults)
+        except ParameterError as exc:
             raise BuildError(f"pipeline {self.pipeline_name}: {exc}") from exc
         if self.table_params["use_layout_detection"] and "LayoutDetection" not in self.roles:
             raise BuildError(f"pipeline {self.pipeline_name}: use_layout_detection=True needs "
@@ -203,8 +199,9 @@ class SealRecognitionPipeline(TableRecognitionPipeline):
     packages = ("pyclipper", "shapely")
     fast = False  # seal text stays fp32: the gate renders horizontal text
     predict_params = SEAL_PREDICT_PARAMS
-    required = ()
-    extra_roles = ("LayoutDetection",)
+    parameters = SEAL_TEXT_PARAMETERS.with_defaults(SEAL_DEFAULTS) | PARAMETERS
+    required_roles = OCR_ROLES[:2]
+    optional_roles = ("LayoutDetection", *OCR_ROLES[2:])
     ocr_defaults = SEAL_DEFAULTS
     text_type = "seal"
     rec_batch_size = 1
@@ -225,9 +222,7 @@ class SealRecognitionPipeline(TableRecognitionPipeline):
 
 
 # layout_parsing YAML / request names of its seal OCR's parameters → the OCR's own names.
-SEAL_PARAMETER_NAMES = dict(zip(SEAL_PARAMETERS, ("limit_side_len", "limit_type", "thresh",
-                                                  "box_thresh", "unclip_ratio",
-                                                  "text_rec_score_thresh")))
+SEAL_PARAMETER_NAMES = {name: ours for ours, (name, _) in SEAL_RENAMES.items()}
 SEAL_ROLES = ("SealTextDetection", "SealTextRecognition")
 
 
@@ -249,19 +244,23 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
     fast = True
     predict_params = tuple(dict.fromkeys(TABLE_PREDICT_PARAMS + SEAL_PREDICT_PARAMS + (
         "use_seal_recognition", "use_table_recognition", "use_formula_recognition")))
-    required = ("LayoutDetection",)
-    extra_roles = TABLE_ROLES + SEAL_ROLES + ("FormulaRecognition",)
+    parameters = (OCR_PARAMETERS.with_defaults(OCR_DEFAULTS) | PARAMETERS
+                  | LAYOUT_PARSING_SWITCHES | SEAL_PARAMETERS.with_defaults(
+                      {seal: SEAL_DEFAULTS[ocr] for ocr, (seal, _) in SEAL_RENAMES.items()
+                       if ocr in SEAL_DEFAULTS}))
+    required_roles = ("LayoutDetection", *OCR_ROLES[:2])
+    optional_roles = ("TableStructureRecognition", *SEAL_ROLES, "FormulaRecognition",
+                      *OCR_ROLES[2:])
     rec_batch_size = 6  # its GeneralOCR's; its SealOCR's is 1 (seal_rec_batch_size)
 
     def _own_params(self, params: dict) -> dict:
         # --param values are strings: "false" must turn a switch off
         try:
-            switches = request_params.coerce(
+            switches = LAYOUT_PARSING_SWITCHES.coerce(
                 {k: params.pop(k) for k in list(params) if k in LAYOUT_PARSING_SWITCHES},
-                LAYOUT_PARSING_SWITCHES,
                 {"use_formula_recognition": "FormulaRecognition" in self.roles,
                  "use_seal_recognition": "SealTextDetection" in self.roles})
-        except request_params.ParameterError as exc:
+        except ParameterError as exc:
             raise BuildError(f"pipeline {self.pipeline_name}: {exc}") from exc
         use_formula = switches["use_formula_recognition"]
         if use_formula and "FormulaRecognition" not in self.roles:

@@ -30,7 +30,6 @@ ROLES = {name: task.role for name, task in vision_ops.TASKS.items()}
 # map's dtype is the pipeline's ``label_dtype`` (see SemanticSegmentationBuild._label_dtype)
 ARRAY_OUTPUTS = {name: task.array_outputs for name, task in vision_ops.TASKS.items()
                  if task.array_outputs}
-DEFAULT_MAX_PIXELS = 40_000_000
 # Label map dtypes a semantic segmentation pipeline may serve (--param label_dtype=...).
 LABEL_DTYPES = ("uint8", "int32")
 
@@ -60,6 +59,16 @@ class VisionPipeline(PipelineKind):
                              f"roles {sorted(self.roles)}")
         self.role = role
         self.served_name = self.served_name or self.name
+        # Checked now, before any conversion: a bad --param fails in a second.
+        build_only = {k: v for k, v in self.params.items()
+                      if k in self.build.build_parameters}
+        accepted = vision_ops.TASKS[self.name].parameters | vision_ops.COMMON
+        try:
+            given = accepted.coerce({k: v for k, v in self.params.items()
+                                     if k not in build_only}, {})
+        except vision_ops.ParameterError as exc:
+            raise BuildError(f"pipeline {self.name}: {exc}") from exc
+        self.params = {**given, **build_only}
 
     @classmethod
     def create(cls, roles, params, backends, instances, served_name):
@@ -118,7 +127,7 @@ class VisionPipeline(PipelineKind):
 
     def _settings(self, source: ModelSource) -> dict:
         settings = {"task": self.name, "model": engine_call(self.engine_name, source)}
-        defaults = {"task": self.name, "max_pixels": DEFAULT_MAX_PIXELS}
+        defaults = {"task": self.name, "max_pixels": vision_ops.MAX_PIXELS.default}
         task_settings, task_defaults = self.build.settings(source, self.params)
         settings.update(task_settings)
         defaults.update(task_defaults)
@@ -378,6 +387,8 @@ def register_task(build: TaskBuild) -> type:
     return register(type(f"{words}Pipeline", (VisionPipeline,), {
         "pipeline_name": build.name, "summary": build.summary, "packages": build.packages,
         "predict_params": build.predict_params, "task_build": build,
+        "parameters": vision_ops.TASKS[build.name].parameters | vision_ops.COMMON,
+        "required_roles": (vision_ops.TASKS[build.name].role,),
         "__module__": __name__, "__doc__": build.summary}))
 
 

@@ -1,19 +1,20 @@
 """Which PaddleX 3.7.2 serving endpoint serves which pipeline graph, and its request schema.
 
-A pipeline's request fields come from the graph's own parameter declarations (each parameter
-that PaddleX's serving request sets names its field there, e.g. ``ocr_pipeline.PARAMETERS``):
-nothing here lists them again.
+A pipeline's request fields come from the graph's own parameter declarations (each
+:class:`~hpi_triton.python_backend.common.parameters.Parameter` that PaddleX's serving request
+sets names its field, e.g. in ``ocr_pipeline.PARAMETERS``): nothing here lists them again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple, Type
+from typing import Callable, Dict, Optional, Type
 
 from pydantic import BaseModel, ConfigDict, create_model
 from typing_extensions import Literal
 
 from hpi_triton.errors import RequestFieldError
+from hpi_triton.python_backend.common.parameters import Parameter, ParameterSet
 
 
 class BaseRequest(BaseModel):
@@ -48,8 +49,7 @@ class PipelineAPI:
         endpoint: PaddleX's path (``/ocr``).
         results_key: The list of per-page results in ``result`` (``ocrResults``).
         images: Result image name in the graph's picture → response field (``ocrImage``).
-        fields: Request field → (type, graph parameter, range check), from the graph's
-            declarations.
+        fields: Request field → the graph's parameter it sets (its declaration).
         unsupported: PaddleX request fields accepted only at a value the graph gives
             (field → that value).
         derive: Adjusts the graph's request parameters mapped from ``fields`` (PaddleX
@@ -67,7 +67,7 @@ class PipelineAPI:
     endpoint: str
     results_key: str
     image_field: str
-    fields: Dict[str, Tuple[type, str, Callable[[object], bool]]]
+    fields: Dict[str, Parameter]
     unsupported: Dict[str, object] = field(default_factory=dict)
     derive: Optional[Callable[[Dict], Dict]] = None
     convert: Optional[Callable[[Dict], Dict]] = None
@@ -79,7 +79,7 @@ class PipelineAPI:
     def request_model(self) -> Type[BaseModel]:
         """The pydantic model of this endpoint's request body."""
         if self._model is None:
-            extra = {name: (Optional[spec[0]], None) for name, spec in self.fields.items()}
+            extra = {name: (Optional[spec.kind], None) for name, spec in self.fields.items()}
             extra.update({name: (Optional[type(value)], None)
                           for name, value in self.unsupported.items()})
             base = BaseRequest if self.convert is None else ImageRequest
@@ -97,23 +97,24 @@ class PipelineAPI:
         given = {name: getattr(request, name) for name in self.fields
                  if getattr(request, name) is not None}
         for name, value in given.items():
-            if not self.fields[name][2](value):
-                raise RequestFieldError(name, f"{value!r} is out of range")
+            if not self.fields[name].accepts(value):
+                raise RequestFieldError(name, f"{value!r} is out of range; expected "
+                                              f"{self.fields[name].expected()}")
         for name, value in self.unsupported.items():
             asked = getattr(request, name)
             if asked is not None and asked != value:
                 raise RequestFieldError(name, f"{asked!r} is not supported by this service "
                                               f"(only {value!r})")
-        params = {self.fields[name][1]: value for name, value in given.items()}
+        params = {self.fields[name].name: value for name, value in given.items()}
         return self.derive(params) if self.derive is not None else params
 
 
-def _declared(parameters: Dict[str, tuple], name_at: int = 3) -> Dict[str, tuple]:
-    """Request field → (type, parameter, check) of every declaration with a serving name
-    (at ``name_at``: ``(type, default, check, name)`` or ``(type, check, name)``)."""
-    check_at = 2 if name_at == 3 else 1
-    return {entry[name_at]: (entry[0], name, entry[check_at])
-            for name, entry in parameters.items() if len(entry) > name_at}
+def _declared(*sets: ParameterSet) -> Dict[str, Parameter]:
+    """Request field → parameter, of every parameter of ``sets`` that has a serving field."""
+    fields: Dict[str, Parameter] = {}
+    for parameters in sets:
+        fields.update(parameters.serving_fields())
+    return fields
 
 
 def _doc_switches(params: Dict) -> Dict:
@@ -147,10 +148,9 @@ def _table() -> PipelineAPI:
     from hpi_triton.python_backend.documents import table_pipeline
     from hpi_triton.python_backend.ocr import ocr_pipeline
 
-    fields = {name: spec for name, spec in _declared(ocr_pipeline.PARAMETERS).items()
-              if name != "useTextlineOrientation"}  # not a field of PaddleX's table request
-    fields.update(_declared(table_pipeline.PARAMETERS, 2))
-    del fields["layoutThreshold"]  # not a field of PaddleX's table request
+    # useTextlineOrientation and layoutThreshold are not fields of PaddleX's table request
+    fields = _declared(ocr_pipeline.PARAMETERS.without("use_textline_orientation"),
+                       table_pipeline.PARAMETERS.without("layout_threshold"))
     return PipelineAPI("table_recognition", "/table-recognition", "tableRecResults",
                        "outputImages", fields,
                        {"useOcrModel": True, "useOcrResultsWithTableCells": False},
@@ -230,7 +230,7 @@ def _vision(kind: str, endpoint: str, convert: Callable[[Dict], Dict]) -> Callab
         from hpi_triton.python_backend.vision import vision_ops
 
         task = vision_ops.TASKS[kind]
-        return PipelineAPI(kind, endpoint, "", "image", _declared(task.parameters, 2),
+        return PipelineAPI(kind, endpoint, "", "image", _declared(task.parameters),
                            convert=convert)
 
     return factory
@@ -258,7 +258,7 @@ def _doc_preprocessor() -> PipelineAPI:
 
     return PipelineAPI("doc_preprocessor", "/document-preprocessing",
                        "docPreprocessingResults", "docPreprocessingImage",
-                       _declared(doc_ops.PARAMETERS, 2), page_fields=_output_image)
+                       _declared(doc_ops.PARAMETERS), page_fields=_output_image)
 
 
 def _seal_json(result: Dict) -> Dict:
@@ -276,12 +276,9 @@ def _seal() -> PipelineAPI:
     from hpi_triton.python_backend.documents import table_pipeline
     from hpi_triton.python_backend.ocr import ocr_pipeline
 
-    fields = {name: spec for name, spec in _declared(ocr_pipeline.PARAMETERS).items()
-              if name.startswith("useDoc")}
-    fields.update(_declared(table_pipeline.PARAMETERS, 2))
-    for name, serving in table_pipeline.SEAL_PARAMETERS.items():  # the seal OCR's names
-        kind, _, check = ocr_pipeline.PARAMETERS[ocr_pipeline.ALIASES[name]][:3]
-        fields[serving] = (kind, name, check)
+    fields = _declared(ocr_pipeline.PARAMETERS.only("use_doc_orientation_classify",
+                                                    "use_doc_unwarping"),
+                       table_pipeline.PARAMETERS, table_pipeline.SEAL_PARAMETERS)
     return PipelineAPI("seal_recognition", "/seal-recognition", "sealRecResults",
                        "outputImages", fields, derive=_doc_switches, json_view=_seal_json)
 
@@ -295,8 +292,7 @@ def _formula_json(result: Dict) -> Dict:
 def _formula() -> PipelineAPI:
     from hpi_triton.python_backend.documents import doc_ops, table_pipeline
 
-    fields = _declared(table_pipeline.PARAMETERS, 2)  # formula_ops takes these two
-    fields.update(_declared(doc_ops.PARAMETERS, 2))
+    fields = _declared(table_pipeline.PARAMETERS, doc_ops.PARAMETERS)  # formula_ops' own
     return PipelineAPI("formula_recognition", "/formula-recognition", "formulaRecResults",
                        "outputImages", fields, json_view=_formula_json)
 
@@ -324,12 +320,9 @@ def _layout_parsing() -> PipelineAPI:
     from hpi_triton.python_backend.documents import table_pipeline
     from hpi_triton.python_backend.ocr import ocr_pipeline
 
-    fields = _declared(ocr_pipeline.PARAMETERS)
-    fields.update(_declared(table_pipeline.LAYOUT_PARSING_SWITCHES, 2))
-    fields["layoutThreshold"] = _declared(table_pipeline.PARAMETERS, 2)["layoutThreshold"]
-    for name, serving in table_pipeline.SEAL_PARAMETERS.items():  # the seal OCR's names
-        kind, _, check = ocr_pipeline.PARAMETERS[ocr_pipeline.ALIASES[name]][:3]
-        fields[serving] = (kind, name, check)
+    fields = _declared(ocr_pipeline.PARAMETERS, table_pipeline.LAYOUT_PARSING_SWITCHES,
+                       table_pipeline.PARAMETERS.only("layout_threshold"),
+                       table_pipeline.SEAL_PARAMETERS)
     return PipelineAPI("layout_parsing", "/layout-parsing", "layoutParsingResults",
                        "outputImages", fields, {"useTableRecognition": True},
                        _doc_switches, json_view=_layout_json)

@@ -29,9 +29,7 @@ from hpi_triton.python_backend.ocr import ocr_pipeline
 
 def test_ocr_request_fields_come_from_the_graph_declarations():
     api = pipeline_api("OCR")
-    declared = {entry[3]: name for name, entry in ocr_pipeline.PARAMETERS.items()
-                if len(entry) > 3}
-    assert declared == ocr_pipeline.serving_names()
+    assert api.fields == ocr_pipeline.PARAMETERS.serving_fields()
     # PaddleX 3.7.2's OCR InferRequest fields (schemas/ocr.py), each reaching its parameter.
     assert set(api.fields) == {"useDocOrientationClassify", "useDocUnwarping",
                                "useTextlineOrientation", "textDetLimitSideLen",
@@ -67,6 +65,8 @@ def test_ocr_request_refusals_name_the_field():
         with pytest.raises(RequestFieldError) as info:
             api.parameters(api.request_model.model_validate(body))
         assert info.value.field == field and field in str(info.value)
+    with pytest.raises(RequestFieldError, match="expected a number in \\[0, 1\\]"):
+        api.parameters(api.request_model.model_validate({"file": "x", "textDetThresh": 1.5}))
     assert pipeline_api("no_such_pipeline") is None
 
 

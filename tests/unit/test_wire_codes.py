@@ -55,12 +55,12 @@ def shipped(tmp_path):
 
 def test_served_error_codes(shipped):
     module = shipped("common.bls")
-    image_io, request_params = shipped("common.image_io"), shipped("common.request_params")
+    image_io, parameters = shipped("common.image_io"), shipped("common.parameters")
     vision_ops = shipped("vision.vision_ops")
     codes = shipped("common.bls").pb_utils.TritonError
 
     assert module.error_code(image_io.ImageError("x")) == codes.INVALID_ARG
-    assert module.error_code(request_params.ParameterError("x")) == codes.INVALID_ARG
+    assert module.error_code(parameters.ParameterError("x")) == codes.INVALID_ARG
     assert module.error_code(vision_ops.PreprocessError("smaller than the crop")) == \
         codes.INVALID_ARG
     assert module.error_code(module.LicenseRefused("x")) == codes.UNAVAILABLE

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from . import image_io, request_params, stub_runtime
+from . import image_io, parameters, stub_runtime
 
 # Every pipeline model runs as several instance processes, which is where its parallelism
 # comes from; OpenCV's own thread pool on top of them only adds scheduling overhead (measured:
@@ -29,7 +29,7 @@ class EngineUnavailable(RuntimeError):
 
 # Errors that are the request's fault: answered as INVALID_ARG (HTTP 400 / gRPC
 # INVALID_ARGUMENT), so proxies and retry policies do not take them for a server fault.
-CLIENT_ERRORS = (image_io.ImageError, request_params.ParameterError)
+CLIENT_ERRORS = (image_io.ImageError, parameters.ParameterError)
 
 # What Triton answers for a model whose stub died, or that is being reloaded / unloaded.
 _UNAVAILABLE_MARKS = ("is not healthy", "is not ready", "unknown model", "is not found",

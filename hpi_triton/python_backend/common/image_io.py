@@ -7,12 +7,17 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
+from .parameters import Parameter
+
 
 class ImageError(ValueError):
     """The request's image cannot be used; the message says why and what is expected."""
 
 
 DEFAULT_MAX_PIXELS = 40_000_000
+#: Every pipeline's image size limit (a request may lower or raise it up to the server's).
+MAX_PIXELS = Parameter("max_pixels", int, DEFAULT_MAX_PIXELS, minimum=1,
+                       description="Most pixels of an image or page; larger ones are refused")
 
 
 def affine_coefficients(mean, std, scale: float) -> Tuple[list, list]:

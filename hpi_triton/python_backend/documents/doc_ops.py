@@ -12,14 +12,17 @@ import cv2
 import numpy as np
 
 from ..common.image_io import normalize_chw
-from ..common.request_params import ParameterError
+from ..common.parameters import Parameter, ParameterError, ParameterSet
 from ..vision import vision_ops
 
-# name → (type, check); defaults are set at build time from the roles present.
-# name → (type, check, PaddleX serving request field of /document-preprocessing)
-PARAMETERS = {"use_doc_orientation_classify": (bool, lambda v: True,
-                                               "useDocOrientationClassify"),
-              "use_doc_unwarping": (bool, lambda v: True, "useDocUnwarping")}
+# Defaults are set at build time from the roles present.
+PARAMETERS = ParameterSet.of(
+    Parameter("use_doc_orientation_classify", bool, serving="useDocOrientationClassify",
+              description="Turn the page upright (needs DocOrientationClassify; default: on "
+                          "where built)"),
+    Parameter("use_doc_unwarping", bool, serving="useDocUnwarping",
+              description="Flatten a curved page (needs DocUnwarping; default: on where "
+                          "built)"))
 
 
 def rotate_image(image: np.ndarray, angle: float) -> np.ndarray:

@@ -23,8 +23,8 @@ from typing import Callable, Dict, List, Optional
 import cv2
 import numpy as np
 
-from ..common import request_params
-from ..common.image_io import ImageError
+from ..common.image_io import MAX_PIXELS, ImageError
+from ..common.parameters import ParameterError, ParameterSet
 from ..vision import vision_ops
 from . import doc_ops
 from .table_pipeline import PARAMETERS  # use_layout_detection, layout_threshold: the same
@@ -35,7 +35,7 @@ FORMULA_MODELS = ("LaTeX_OCR_rec",)
 KNOWN_OPS = ("DecodeImage", "MinMaxResize", "LatexTestTransform", "NormalizeImage",
              "LatexImageFormat", "KeepKeys")
 #: A request's parameters: the layout switches, the doc_preprocessor's, max_pixels.
-REQUEST_PARAMETERS = {**PARAMETERS, **doc_ops.PARAMETERS, "max_pixels": (int, lambda v: v > 0)}
+REQUEST_PARAMETERS = PARAMETERS | doc_ops.PARAMETERS | ParameterSet.of(MAX_PIXELS)
 
 
 class FormulaInputError(ImageError):
@@ -195,16 +195,16 @@ class FormulaFlow:
         built. As PaddleX's get_model_settings: a request naming either doc switch runs the
         doc_preprocessor only if one it names is True; otherwise the build's
         ``use_doc_preprocessor`` decides."""
-        params = request_params.coerce(overrides, REQUEST_PARAMETERS, self.settings["params"])
+        params = REQUEST_PARAMETERS.coerce(overrides, self.settings["params"])
         named = [k for k in (overrides or {}) if k in doc_ops.PARAMETERS]
         if named:
             params["use_doc_preprocessor"] = any(params[k] for k in named)
         if params["use_layout_detection"] and self.layout is None:
-            raise request_params.ParameterError(
+            raise ParameterError(
                 "use_layout_detection=True needs a LayoutDetection model in the build")
         if params.get("use_doc_preprocessor"):
             if self.doc is None:
-                raise request_params.ParameterError(
+                raise ParameterError(
                     "use_doc_orientation_classify / use_doc_unwarping need the "
                     "doc_preprocessor models (DocOrientationClassify / DocUnwarping) in the "
                     "build")

@@ -12,28 +12,26 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from ..common import request_params
-from ..ocr.ocr_pipeline import OCRFlow
+from ..common.parameters import Parameter, ParameterError, ParameterSet
+from ..ocr.ocr_pipeline import PARAMETERS as OCR_PARAMETERS
+from ..ocr.ocr_pipeline import SEAL_RENAMES, OCRFlow
 from ..vision import vision_ops
 from . import table_ops
 
-# The table pipeline's own switches; everything else is the OCR sub-pipeline's.
-# name → (type, check[, PaddleX serving request field of /table-recognition])
-PARAMETERS = {"use_layout_detection": (bool, lambda v: True, "useLayoutDetection"),
-              "layout_threshold": (float, lambda v: 0.0 <= v <= 1.0, "layoutThreshold")}
-# layout_parsing's seal and formula switches, and the names its seal OCR's parameters take
-# in requests.
-# name → (type, check, PaddleX serving request field of /layout-parsing)
-LAYOUT_PARSING_SWITCHES = {"use_seal_recognition": (bool, lambda v: True, "useSealRecognition"),
-                           "use_formula_recognition": (bool, lambda v: True,
-                                                       "useFormulaRecognition")}
-# seal_recognition's names of its seal OCR's parameters → PaddleX serving request fields
-SEAL_PARAMETERS = {"seal_det_limit_side_len": "sealDetLimitSideLen",
-                   "seal_det_limit_type": "sealDetLimitType",
-                   "seal_det_thresh": "sealDetThresh",
-                   "seal_det_box_thresh": "sealDetBoxThresh",
-                   "seal_det_unclip_ratio": "sealDetUnclipRatio",
-                   "seal_rec_score_thresh": "sealRecScoreThresh"}
+# The table pipeline's own parameters; everything else is the OCR sub-pipeline's.
+PARAMETERS = ParameterSet.of(
+    Parameter("use_layout_detection", bool, serving="useLayoutDetection",
+              description="Find tables with LayoutDetection (default: on where built)"),
+    Parameter("layout_threshold", float, 0.5, minimum=0, maximum=1, serving="layoutThreshold",
+              description="LayoutDetection: regions are kept above this score"))
+# layout_parsing's seal and formula switches (defaults: on where built).
+LAYOUT_PARSING_SWITCHES = ParameterSet.of(
+    Parameter("use_seal_recognition", bool, serving="useSealRecognition",
+              description="Read seal regions (needs SealTextDetection)"),
+    Parameter("use_formula_recognition", bool, serving="useFormulaRecognition",
+              description="Read formula regions (needs FormulaRecognition)"))
+# layout_parsing's seal OCR parameters (seal_det_*, seal_rec_score_thresh).
+SEAL_PARAMETERS = OCR_PARAMETERS.prefixed(SEAL_RENAMES)
 
 
 class TableFlow:
@@ -55,9 +53,9 @@ class TableFlow:
         """(table parameters, OCR parameters) from one request's parameters."""
         overrides = dict(overrides or {})
         own = {k: overrides.pop(k) for k in list(overrides) if k in PARAMETERS}
-        table = request_params.coerce(own, PARAMETERS, self.defaults)
+        table = PARAMETERS.coerce(own, self.defaults)
         if table["use_layout_detection"] and self.layout is None:
-            raise request_params.ParameterError(
+            raise ParameterError(
                 "use_layout_detection=True needs a LayoutDetection model in the build")
         return table, self.ocr.parameters(overrides)
 
@@ -195,21 +193,20 @@ class LayoutParsingFlow(TableFlow):
         ``seal`` (the seal OCR's parameters), general OCR parameters)."""
         overrides = dict(overrides or {})
         seal_given = {k: overrides.pop(k) for k in SEAL_PARAMETERS if k in overrides}
-        switch = request_params.coerce(
+        switch = LAYOUT_PARSING_SWITCHES.coerce(
             {k: overrides.pop(k) for k in list(overrides) if k in LAYOUT_PARSING_SWITCHES},
-            LAYOUT_PARSING_SWITCHES,
             {"use_seal_recognition": self.defaults.get("use_seal_recognition",
                                                        self.seal is not None),
              "use_formula_recognition": self.defaults.get("use_formula_recognition",
                                                           self.formula is not None)})
         table, ocr = super().parameters({"use_layout_detection": True, **overrides})
         if not table["use_layout_detection"]:
-            raise request_params.ParameterError("layout_parsing always runs layout detection")
+            raise ParameterError("layout_parsing always runs layout detection")
         if switch["use_seal_recognition"] and self.seal is None:
-            raise request_params.ParameterError(
+            raise ParameterError(
                 "use_seal_recognition=True needs a SealTextDetection model in the build")
         if switch["use_formula_recognition"] and self.formula is None:
-            raise request_params.ParameterError(
+            raise ParameterError(
                 "use_formula_recognition=True needs a FormulaRecognition model in the build")
         table.update(switch)
         table["seal"] = self.seal.parameters(seal_given) if self.seal is not None else None

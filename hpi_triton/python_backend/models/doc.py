@@ -9,10 +9,12 @@ bytes. Per-request parameters: use_doc_orientation_classify, use_doc_unwarping, 
 import cv2
 import numpy as np
 
-from ..common import bls, request_params
+from ..common import bls
+from ..common.image_io import MAX_PIXELS
+from ..common.parameters import ParameterSet
 from ..documents import doc_ops
 
-SPEC = {**doc_ops.PARAMETERS, "max_pixels": (int, lambda v: v > 0)}
+PARAMETERS = doc_ops.PARAMETERS | ParameterSet.of(MAX_PIXELS)
 
 
 class TritonPythonModel:
@@ -37,8 +39,7 @@ class TritonPythonModel:
 
     def _handle(self, request):
         bls.check_license()
-        params = request_params.coerce(bls.request_parameters(request), SPEC,
-                                       self.settings["params"])
+        params = PARAMETERS.coerce(bls.request_parameters(request), self.settings["params"])
         image = bls.read_image(request, params["max_pixels"])
         output, result = self.flow.run(image, params)
         ok, png = cv2.imencode(".png", output)

@@ -13,61 +13,82 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from ..common import request_params
-from ..common.request_params import ParameterError
+from ..common.image_io import MAX_PIXELS
+from ..common.parameters import Parameter, ParameterError, ParameterSet
 from ..documents import doc_ops
 from . import ocr_ops, seal_ops
 
-__all__ = ["OCRFlow", "ParameterError", "coerce_parameters", "serving_names"]
+__all__ = ["PARAMETERS", "OCRFlow", "ParameterError", "coerce_parameters"]
 
 Infer = Callable[[np.ndarray], np.ndarray]
 
-# name → (type, default, check[, PaddleX serving name]); names and defaults follow PaddleX's
-# OCR pipeline YAML. The fourth element is the field of PaddleX 3.7.2's serving request
-# (``POST /ocr``) that sets the parameter: hpi_triton.paddlex_api derives its request schema
-# from it (no second table).
-PARAMETERS = {
-    "limit_side_len": (int, 64, lambda v: v > 0, "textDetLimitSideLen"),
-    "limit_type": (str, "min", lambda v: v in ("min", "max", "resize_long"),
-                   "textDetLimitType"),
-    "max_side_limit": (int, 4000, lambda v: v >= 32),
-    "thresh": (float, 0.3, lambda v: 0.0 <= v <= 1.0, "textDetThresh"),
-    "box_thresh": (float, 0.6, lambda v: 0.0 <= v <= 1.0, "textDetBoxThresh"),
-    "unclip_ratio": (float, 1.5, lambda v: v > 0, "textDetUnclipRatio"),
-    "text_rec_score_thresh": (float, 0.0, lambda v: 0.0 <= v <= 1.0, "textRecScoreThresh"),
-    "use_textline_orientation": (bool, True, lambda v: True, "useTextlineOrientation"),
-    "use_doc_preprocessor": (bool, False, lambda v: True),
-    "use_doc_orientation_classify": (bool, False, lambda v: True, "useDocOrientationClassify"),
-    "use_doc_unwarping": (bool, False, lambda v: True, "useDocUnwarping"),
-    "max_pixels": (int, ocr_ops.DEFAULT_MAX_PIXELS, lambda v: v > 0),
-    # Not PaddleX's: how recognition crops are batched (ocr_ops.rec_batches); "paddlex"
-    # gives PaddleX's results, "width_buckets" is faster and may differ.
-    "text_rec_batching": (str, "paddlex", lambda v: v in ocr_ops.REC_BATCHING),
-    # Not PaddleX's: "paddlex" gives each line its orientation batch's first angle, as
-    # PaddleX 3.7.2 does; "per_line" uses each line's own (see OCRFlow._orientation).
-    "textline_orientation_batching": (str, "paddlex", lambda v: v in ("paddlex", "per_line")),
-}
-ALIASES = {"score_thresh": "text_rec_score_thresh", "text_det_limit_side_len": "limit_side_len",
-           "text_det_limit_type": "limit_type", "text_det_thresh": "thresh",
-           "text_det_box_thresh": "box_thresh", "text_det_unclip_ratio": "unclip_ratio",
-           "text_det_max_side_limit": "max_side_limit",
-           # seal_recognition's names for its seal OCR's parameters
-           "seal_det_limit_side_len": "limit_side_len", "seal_det_limit_type": "limit_type",
-           "seal_det_thresh": "thresh", "seal_det_box_thresh": "box_thresh",
-           "seal_det_unclip_ratio": "unclip_ratio",
-           "seal_rec_score_thresh": "text_rec_score_thresh"}
+# Names and defaults follow PaddleX's OCR pipeline YAML; ``aliases`` are PaddleX's
+# ``predict()`` names (``text_det_*``); ``serving`` is the field of PaddleX 3.7.2's
+# ``POST /ocr`` request.
+PARAMETERS = ParameterSet.of(
+    Parameter("limit_side_len", int, 64, minimum=1, serving="textDetLimitSideLen",
+              aliases=("text_det_limit_side_len",),
+              description="Detection input size: the side limit_type names is scaled to it"),
+    Parameter("limit_type", str, "min", choices=("min", "max", "resize_long"),
+              serving="textDetLimitType",
+              aliases=("text_det_limit_type",),
+              description="min: the short side at least limit_side_len; max: the long side "
+                          "at most; resize_long: the long side exactly"),
+    Parameter("max_side_limit", int, 4000, minimum=32, aliases=("text_det_max_side_limit",),
+              description="Detection input's longest side, at most"),
+    Parameter("thresh", float, 0.3, minimum=0, maximum=1, serving="textDetThresh",
+              aliases=("text_det_thresh",),
+              description="Detection: a pixel is text above this probability"),
+    Parameter("box_thresh", float, 0.6, minimum=0, maximum=1, serving="textDetBoxThresh",
+              aliases=("text_det_box_thresh",),
+              description="Detection: a box is kept above this mean probability"),
+    Parameter("unclip_ratio", float, 1.5, minimum=0, above=True, serving="textDetUnclipRatio",
+              aliases=("text_det_unclip_ratio",),
+              description="Detection: how far boxes are widened (2.0 keeps word gaps better)"),
+    Parameter("text_rec_score_thresh", float, 0.0, minimum=0, maximum=1,
+              serving="textRecScoreThresh", aliases=("score_thresh",),
+              description="Recognition: lines scoring below this are dropped"),
+    Parameter("use_textline_orientation", bool, True, serving="useTextlineOrientation",
+              description="Turn upside-down lines (needs TextLineOrientation)"),
+    Parameter("use_doc_preprocessor", bool, False,
+              description="Run the doc_preprocessor stage (needs its roles)"),
+    Parameter("use_doc_orientation_classify", bool, False,
+              serving="useDocOrientationClassify",
+              description="Turn the page upright (needs DocOrientationClassify)"),
+    Parameter("use_doc_unwarping", bool, False, serving="useDocUnwarping",
+              description="Flatten a curved page (needs DocUnwarping)"),
+    MAX_PIXELS,
+    # Not PaddleX's: how recognition crops are batched (ocr_ops.rec_batches).
+    Parameter("text_rec_batching", str, "paddlex", choices=ocr_ops.REC_BATCHING,
+              description="paddlex: PaddleX's batches, its results; width_buckets: faster, "
+                          "may differ"),
+    # Not PaddleX's: PaddleX 3.7.2 gives each line its orientation batch's first angle.
+    Parameter("textline_orientation_batching", str, "paddlex",
+              choices=("paddlex", "per_line"),
+              description="paddlex: a batch's first angle for every line, as PaddleX 3.7.2; "
+                          "per_line: each line's own"),
+)
 
 
-def coerce_parameters(values: Dict, base: Optional[Dict] = None) -> Dict:
-    """Validate and convert OCR parameters over ``base`` (PaddleX's defaults when absent)."""
-    spec = {name: (entry[0], entry[2]) for name, entry in PARAMETERS.items()}
-    defaults = {name: entry[1] for name, entry in PARAMETERS.items()}
-    return request_params.coerce(values, spec, base or defaults, "OCR parameter", ALIASES)
+# The seal OCR's parameters as seal_recognition and layout_parsing name them, and their
+# PaddleX serving request fields: OCR name → (name, field).
+SEAL_RENAMES = {"limit_side_len": ("seal_det_limit_side_len", "sealDetLimitSideLen"),
+                "limit_type": ("seal_det_limit_type", "sealDetLimitType"),
+                "thresh": ("seal_det_thresh", "sealDetThresh"),
+                "box_thresh": ("seal_det_box_thresh", "sealDetBoxThresh"),
+                "unclip_ratio": ("seal_det_unclip_ratio", "sealDetUnclipRatio"),
+                "text_rec_score_thresh": ("seal_rec_score_thresh", "sealRecScoreThresh")}
+#: OCR of seal text (``text_type: seal``): also takes seal_recognition's names.
+SEAL_TEXT_PARAMETERS = PARAMETERS.with_aliases(
+    {name: seal_name for name, (seal_name, _) in SEAL_RENAMES.items()})
 
 
-def serving_names() -> Dict[str, str]:
-    """PaddleX serving request field → OCR parameter, from :data:`PARAMETERS`."""
-    return {entry[3]: name for name, entry in PARAMETERS.items() if len(entry) > 3}
+def coerce_parameters(values: Dict, base: Optional[Dict] = None,
+                      text_type: str = "general") -> Dict:
+    """Validate and convert OCR parameters over ``base`` (PaddleX's defaults when absent);
+    seal text also takes seal_recognition's names (``seal_det_thresh``, ...)."""
+    spec = SEAL_TEXT_PARAMETERS if text_type == "seal" else PARAMETERS
+    return spec.coerce(values, base, "OCR parameter")
 
 
 class OCRFlow:
@@ -88,7 +109,8 @@ class OCRFlow:
     def __init__(self, settings: Dict, characters, det: Infer, rec: Infer,
                  cls: Optional[Infer] = None, doc: Optional[doc_ops.DocPreprocessFlow] = None):
         self.settings = settings
-        self.defaults = coerce_parameters(settings.get("params", {}))
+        self.text_type = settings.get("text_type", "general")
+        self.defaults = coerce_parameters(settings.get("params", {}), None, self.text_type)
         self.decoder = ocr_ops.CTCDecoder(characters)
         self.det, self.rec, self.cls, self.doc = det, rec, cls, doc
         self.seal = settings.get("text_type", "general") == "seal"
@@ -116,7 +138,7 @@ class OCRFlow:
             ParameterError: a parameter is unknown or out of range, or switches on a doc
                 preprocessing step this build has no model for.
         """
-        params = coerce_parameters(overrides or {}, self.defaults)
+        params = coerce_parameters(overrides or {}, self.defaults, self.text_type)
         if params["use_doc_preprocessor"]:
             if self.doc is None:
                 raise ParameterError("use_doc_preprocessor=True needs a DocPreprocessor "

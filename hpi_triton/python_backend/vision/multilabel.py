@@ -28,8 +28,10 @@ class ImageMultiLabelClassification(vision_ops.ImageClassification):
     scores → the classes above the threshold."""
 
     name, role = "image_multilabel_classification", "ImageMultiLabelClassification"
-    # name → (type, check, PaddleX serving request field)
-    parameters = {"threshold": (float, lambda v: 0.0 <= v <= 1.0, "threshold")}
+    parameters = vision_ops.ParameterSet.of(vision_ops.Parameter(
+        "threshold", float, minimum=0, maximum=1, serving="threshold",
+        description="Classes scoring above this are returned (default: inference.yml's "
+                    "MultiLabelThreshOutput threshold)"))
 
     def postprocess(self, settings, params, outputs, context):
         """Scores → class_ids, scores and label_names above the threshold."""

@@ -13,9 +13,8 @@ from typing import Dict, List, Sequence
 import cv2
 import numpy as np
 
-from ..common import request_params
-from ..common.image_io import ImageError, affine_coefficients, normalize_chw
-from ..common.request_params import ParameterError
+from ..common.image_io import MAX_PIXELS, ImageError, affine_coefficients, normalize_chw
+from ..common.parameters import Parameter, ParameterError, ParameterSet
 
 __all__ = ["TASKS", "ParameterError", "VisionTask", "coerce_parameters", "deferred_scaling",
            "postprocess", "preprocess", "run_task", "task"]
@@ -135,7 +134,8 @@ def topk(probs: np.ndarray, k: int, labels: Sequence[str] | None) -> Dict:
 
 # --- parameters and tasks --------------------------------------------------------------------
 
-COMMON = {"max_pixels": (int, lambda v: v > 0)}
+#: What every vision task's requests may set besides their own.
+COMMON = ParameterSet.of(MAX_PIXELS)
 
 
 class VisionTask:
@@ -146,8 +146,8 @@ class VisionTask:
     #: The pipeline's name (``--pipeline``) and the role its one model plays.
     name = ""
     role = ""
-    #: name → (type, check) of the parameters a request may set (besides :data:`COMMON`).
-    parameters: Dict = {}
+    #: The parameters a request may set (besides :data:`COMMON`).
+    parameters: ParameterSet = ParameterSet()
     #: name → (dtype, dims) of outputs served as tensors (``None``: the pipeline's choice).
     array_outputs: Dict = {}
     #: How many of the engine's first outputs the post-processing reads (None: all).
@@ -172,8 +172,9 @@ class ImageClassification(VisionTask):
     """PaddleX image_classification: transform_ops → logits → Topk."""
 
     name, role = "image_classification", "ImageClassification"
-    # name → (type, check, PaddleX serving request field of /image-classification)
-    parameters = {"topk": (int, lambda v: v >= 1, "topk")}
+    parameters = ParameterSet.of(Parameter(
+        "topk", int, minimum=1, serving="topk",
+        description="How many classes, highest score first (default: inference.yml's Topk)"))
     reads_outputs = 1
 
     def deferred_scaling(self, settings: Dict):
@@ -201,8 +202,10 @@ class ObjectDetection(VisionTask):
     """PaddleX object_detection: PicoDet heads decoded + NMS here, or NMS inside the model."""
 
     name, role = "object_detection", "ObjectDetection"
-    # name → (type, check, PaddleX serving request field of /object-detection)
-    parameters = {"threshold": (float, lambda v: 0.0 <= v <= 1.0, "threshold")}
+    parameters = ParameterSet.of(Parameter(
+        "threshold", float, minimum=0, maximum=1, serving="threshold",
+        description="Boxes scoring below this are dropped (default: inference.yml's "
+                    "draw_threshold)"))
 
     def preprocess(self, settings, params, rgb, deferred, context):
         feeds, scale = detection_preprocess(rgb, settings["preprocess"], settings["inputs"])
@@ -249,7 +252,9 @@ class SemanticSegmentation(VisionTask):
 
     name, role = "semantic_segmentation", "SemanticSegmentation"
     # name → (type, check, PaddleX serving request field of /semantic-segmentation)
-    parameters = {"target_size": (int, lambda v: v == -1 or v >= 32, "targetSize")}
+    parameters = ParameterSet.of(Parameter(
+        "target_size", int, minimum=32, also=(-1,), serving="targetSize",
+        description="Resize to this size before the model (-1: inference.yml's)"))
     array_outputs = {"pred": (None, [-1, -1])}  # dtype: the pipeline's label_dtype
     reads_outputs = 1
 
@@ -303,8 +308,8 @@ def task(name: str) -> VisionTask:
 def coerce_parameters(values: Dict, defaults: Dict) -> Dict:
     """Defaults (set at build time) updated with checked request parameters."""
     found = TASKS.get(defaults.get("task", ""))
-    spec = {**(found.parameters if found is not None else {}), **COMMON}
-    return request_params.coerce(values, spec, defaults)
+    spec = (found.parameters if found is not None else ParameterSet()) | COMMON
+    return spec.coerce(values, defaults)
 
 
 def preprocess(settings: Dict, params: Dict, rgb: np.ndarray, deferred: bool = False):
