@@ -732,28 +732,61 @@ def _only_pipeline(report: dict, repository: Path) -> str:
 
 
 @app.command()
-def pipelines(as_json: bool = typer.Option(False, "--json", help="Machine-readable output")
-              ) -> None:
+def pipelines(name: Optional[str] = typer.Argument(None, help="One pipeline: its roles and "
+                                                   "parameters"),
+              as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
+              markdown: bool = typer.Option(False, "--markdown",
+                                            help="Every pipeline's parameters as Markdown "
+                                            "(docs/parameters.md)")) -> None:
     """The pipelines build --pipeline takes (PaddleX's pipeline names), what each serves,
-    whether --fast applies and whether hpi-triton compare can run PaddleX's own beside it.
+    whether --fast applies and whether hpi-triton compare can run PaddleX's own beside it;
+    with NAME, its roles and parameters (range, default, PaddleX's names).
 
     \b
     Examples:
       hpi-triton pipelines
+      hpi-triton pipelines OCR
       hpi-triton pipelines --json
     """
     from rich.console import Console
     from rich.table import Table
 
-    from hpi_triton.ensembles import registry
+    from hpi_triton.ensembles import reference, registry
 
-    rows = [{"pipeline": name, "serves": kind.summary, "fast": kind.fast,
+    if markdown:
+        typer.echo(reference.markdown(), nl=False)
+        return
+    if name is not None:
+        try:
+            kind = registry.get(name)
+        except BuildError as exc:
+            _fail(exc)
+        if as_json:
+            typer.echo(json.dumps({"pipeline": kind.pipeline_name,
+                                   "required_roles": list(kind.required_roles),
+                                   "optional_roles": list(kind.optional_roles),
+                                   "parameters": [dict(zip(("name", "values", "default",
+                                                            "paddlex_names", "description"),
+                                                           row))
+                                                  for row in reference.rows(kind)]},
+                              indent=2))
+            return
+        table = Table(title=f"{kind.pipeline_name}: {kind.summary}. "
+                            f"{reference.roles_line(kind)}")
+        for column in ("parameter", "values", "default", "PaddleX's names", "what it does"):
+            table.add_column(column)
+        for row in reference.rows(kind):
+            table.add_row(*[cell.replace("`", "") for cell in row])
+        Console().print(table)
+        return
+    rows = [{"pipeline": pipeline, "serves": kind.summary, "fast": kind.fast,
              "compare": kind.comparable(), "packages": list(kind.packages)}
-            for name, kind in registry.kinds().items()]
+            for pipeline, kind in registry.kinds().items()]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="hpi-triton build --pipeline NAME")
+    table = Table(title="hpi-triton build --pipeline NAME (hpi-triton pipelines NAME: its "
+                        "parameters)")
     for column in ("pipeline", "serves", "--fast", "compare"):
         table.add_column(column)
     for row in rows:

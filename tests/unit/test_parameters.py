@@ -85,3 +85,15 @@ def test_each_pipeline_takes_what_it_declares(name, tmp_path):
         bad = numbers[0]
         with pytest.raises(BuildError, match=f"'{bad.name}' must be"):
             _spec(name, tmp_path, {bad.name: bad.minimum - 1})
+
+
+def test_docs_parameters_md_is_generated_from_the_declarations():
+    from pathlib import Path
+
+    from hpi_triton.ensembles import reference
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "parameters.md"
+    assert docs.read_text() == reference.markdown(), \
+        "regenerate: hpi-triton pipelines --markdown > docs/parameters.md"
+    for name in registry.names():
+        assert f"\n## {name}\n" in docs.read_text()

@@ -51,12 +51,15 @@ PARAMETERS = ParameterSet.of(
     Parameter("use_textline_orientation", bool, True, serving="useTextlineOrientation",
               description="Turn upside-down lines (needs TextLineOrientation)"),
     Parameter("use_doc_preprocessor", bool, False,
-              description="Run the doc_preprocessor stage (needs its roles)"),
+              description="Run the doc_preprocessor stage (needs its roles; default: on "
+                          "where they are built)"),
     Parameter("use_doc_orientation_classify", bool, False,
               serving="useDocOrientationClassify",
-              description="Turn the page upright (needs DocOrientationClassify)"),
+              description="Turn the page upright (needs DocOrientationClassify; default: "
+                          "on where built)"),
     Parameter("use_doc_unwarping", bool, False, serving="useDocUnwarping",
-              description="Flatten a curved page (needs DocUnwarping)"),
+              description="Flatten a curved page (needs DocUnwarping; default: on where "
+                          "built)"),
     MAX_PIXELS,
     # Not PaddleX's: how recognition crops are batched (ocr_ops.rec_batches).
     Parameter("text_rec_batching", str, "paddlex", choices=ocr_ops.REC_BATCHING,
