@@ -12,6 +12,8 @@ from typing import Dict, Optional
 import yaml
 
 from hpi_triton.errors import BuildError, UnsupportedComparison
+from hpi_triton.python_backend.ocr.ocr_pipeline import PARAMETERS as OCR_PARAMETERS
+from hpi_triton.python_backend.ocr.ocr_pipeline import SEAL_RENAMES
 
 
 def read_pipeline_config(path: Path):
@@ -82,13 +84,20 @@ def _check_switched_roles(path: Path, config: dict, roles: dict, params: dict) -
                          f"from folders; PaddleX downloads by model_name), or {switch}: False")
 
 
-_SWITCHES = ("use_textline_orientation", "use_doc_preprocessor", "use_doc_orientation_classify",
-             "use_doc_unwarping", "use_layout_detection", "use_seal_recognition",
-             "use_formula_recognition", "text_type")
-# A nested seal_recognition's SealOCR parameters, as layout_parsing names them.
-_SEAL_NAMES = {"limit_side_len": "seal_det_limit_side_len", "limit_type": "seal_det_limit_type",
-               "thresh": "seal_det_thresh", "box_thresh": "seal_det_box_thresh",
-               "unclip_ratio": "seal_det_unclip_ratio", "score_thresh": "seal_rec_score_thresh"}
+def _switches() -> set:
+    """The keys a pipeline YAML sets at its top level: every pipeline's declared switches
+    (``use_*``), and the OCR's ``text_type``."""
+    from hpi_triton.ensembles.registry import kinds
+
+    return {p.name for kind in kinds().values() for p in kind.parameters.values()
+            if p.kind is bool} | {"text_type"}
+
+
+def _seal_names() -> Dict[str, str]:
+    """A nested seal_recognition's SealOCR YAML keys → the names layout_parsing gives them
+    (``thresh`` → ``seal_det_thresh``, ``score_thresh`` → ``seal_rec_score_thresh``)."""
+    return {(OCR_PARAMETERS[name].yaml or name).rpartition(".")[2]: seal_name
+            for name, (seal_name, _) in SEAL_RENAMES.items()}
 
 
 def _read_seal_pipeline(config: dict, base: Path, roles: dict, params: dict) -> None:
@@ -99,7 +108,8 @@ def _read_seal_pipeline(config: dict, base: Path, roles: dict, params: dict) -> 
         if isinstance(sub, dict):
             _read_modules(sub, base, seal_roles, seal_params)
     roles.update({f"Seal{role}": folder for role, folder in seal_roles.items()})
-    params.update({_SEAL_NAMES[k]: v for k, v in seal_params.items() if k in _SEAL_NAMES})
+    seal_names = _seal_names()
+    params.update({seal_names[k]: v for k, v in seal_params.items() if k in seal_names})
     if "text_rec_batch_size" in seal_params:
         params["seal_rec_batch_size"] = seal_params["text_rec_batch_size"]
 
@@ -122,7 +132,7 @@ def _read_modules(config: dict, base: Path, roles: dict, params: dict) -> None:
         if role == "TextLineOrientation" and "batch_size" in sub:
             # decides the angles PaddleX 3.7 gives (a batch takes its first line's)
             params["textline_orientation_batch_size"] = sub["batch_size"]
-    for key in _SWITCHES:
+    for key in _switches():
         if key in config:
             params[key] = config[key]
 
@@ -138,14 +148,9 @@ MODULES = {"TextDetection": "text_detection", "TextRecognition": "text_recogniti
            "SemanticSegmentation": "semantic_segmentation",
            "InstanceSegmentation": "instance_segmentation",
            "FormulaRecognition": "formula_recognition"}
-# Served OCR parameter → (PaddleX SubModule, its key).
-OCR_MODULE_PARAMS = {"limit_side_len": ("TextDetection", "limit_side_len"),
-                      "limit_type": ("TextDetection", "limit_type"),
-                      "max_side_limit": ("TextDetection", "max_side_limit"),
-                      "thresh": ("TextDetection", "thresh"),
-                      "box_thresh": ("TextDetection", "box_thresh"),
-                      "unclip_ratio": ("TextDetection", "unclip_ratio"),
-                      "text_rec_score_thresh": ("TextRecognition", "score_thresh")}
+# Served OCR parameter → (PaddleX SubModule, its key), from the declarations.
+OCR_MODULE_PARAMS = {p.name: tuple(p.yaml.split(".", 1)) for p in OCR_PARAMETERS.values()
+                     if p.yaml}
 def module_entry(report: Dict, role: str, engine_call, module: str = "") -> Dict:
     """The SubModule entry of ``role``: PaddleX's module name, the model's name and dir, and
     the engine PaddleX runs it with (ONNX Runtime for a directory with only an ONNX file)."""

@@ -37,6 +37,8 @@ class Parameter:
         description: One line for docs and errors.
         aliases: Other spellings accepted for it (PaddleX's ``predict()`` / YAML names).
         serving: The field of PaddleX 3.7.2's serving request that sets it (None: none does).
+        yaml: Where PaddleX's pipeline YAML keeps it when not at the top level under its own
+            name: ``SubModule.key`` (``TextRecognition.score_thresh``).
         above: Whether the minimum itself is excluded (``> 0`` rather than ``>= 0``).
         also: Values accepted besides the range (``-1``: the model's own size).
     """
@@ -50,6 +52,7 @@ class Parameter:
     description: str = ""
     aliases: Tuple[str, ...] = ()
     serving: Optional[str] = None
+    yaml: Optional[str] = None
     above: bool = False
     also: Tuple[object, ...] = ()
 
@@ -168,7 +171,7 @@ class ParameterSet(Mapping):
         """These parameters under other names: ``{name: (new name, serving field)}`` (a
         nested pipeline's parameters as the outer one names them, e.g. seal_det_thresh)."""
         return ParameterSet(tuple(replace(self._by_name[old], name=new, serving=serving,
-                                          aliases=())
+                                          aliases=(), yaml=None)
                                   for old, (new, serving) in renames.items()))
 
     def with_defaults(self, defaults: Mapping[str, object]) -> ParameterSet:
