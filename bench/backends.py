@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hpi_triton.core.model_dir import load_model_dir  # noqa: E402
 from hpi_triton.generator import samples, wheel_models  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository  # noqa: E402
-from hpi_triton.generator.model_dir import load_model_dir  # noqa: E402
 from hpi_triton.python_backend import engines
 from hpi_triton.triton_models.backends import Device, registry  # noqa: E402
 from hpi_triton.triton_models.config import read_pbtxt  # noqa: E402

@@ -60,11 +60,11 @@ from bench.load import machine, model_stats, percentiles, predict_loop  # noqa: 
 from hpi_triton import wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
-from hpi_triton.generator.layout import LayoutTransform  # noqa: E402
-from hpi_triton.generator.local_ocr import LocalOCR  # noqa: E402
-from hpi_triton.generator.quantize import QuantizeTransform  # noqa: E402
 from hpi_triton.pages import document_pages, make_pages, make_realistic_pages, scores  # noqa: E402
 from hpi_triton.server import TritonServer  # noqa: E402
+from hpi_triton.transforms.layout import LayoutTransform  # noqa: E402
+from hpi_triton.transforms.local_ocr import LocalOCR  # noqa: E402
+from hpi_triton.transforms.quantize import QuantizeTransform  # noqa: E402
 
 #: Manuals Debian ships as PDFs with a text layer (typeset by TeX: prose, code, tables).
 DEBIAN_MANUALS = [Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf"),

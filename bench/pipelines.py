@@ -47,7 +47,8 @@ from hpi_triton import Client, wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
 from hpi_triton.python_backend import engines  # noqa: E402
-from hpi_triton.python_backend.documents import doc_ops, table_pipeline  # noqa: E402
+from hpi_triton.python_backend.doc_preprocessor import doc_ops  # noqa: E402
+from hpi_triton.python_backend.documents import table_pipeline  # noqa: E402
 from hpi_triton.python_backend.ocr import ocr_pipeline  # noqa: E402
 from hpi_triton.python_backend.vision import vision_ops  # noqa: E402
 from hpi_triton.server import TritonServer  # noqa: E402

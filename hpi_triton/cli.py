@@ -128,11 +128,11 @@ def build(
                                instances=instances, force=force,
                                dynamic_batching=dynamic_batching)
         if quantize == Quantization.INT8:  # before licensing: it encrypts the final IR
-            from hpi_triton.generator.quantize import QuantizeTransform
+            from hpi_triton.transforms.quantize import QuantizeTransform
 
             options.transforms.append(QuantizeTransform(calibration, max_cer_delta))
         if concurrency:
-            from hpi_triton.generator.layout import LayoutTransform
+            from hpi_triton.transforms.layout import LayoutTransform
 
             options.transforms.append(LayoutTransform(concurrency))
         if license_key is not None:
@@ -915,7 +915,7 @@ def models_list() -> None:
       hpi-triton models list
     """
     from hpi_triton import wheel_models
-    from hpi_triton.generator.cache import default_cache_dir
+    from hpi_triton.core.cache import default_cache_dir
 
     root = default_cache_dir() / "models"
     for name, (requirement, _member, fmt, _yml, _dict) in sorted(

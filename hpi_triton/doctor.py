@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from hpi_triton.generator.cache import package_versions
+from hpi_triton.core.cache import package_versions
 from hpi_triton.generator.requirements import installed_version
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",

@@ -2,7 +2,7 @@
 
 English and Chinese lines in several fonts from Debian's fonts-dejavu-core and
 fonts-wqy-microhei, several sizes, slight rotation, blur and noise; deterministic for a seed.
-The build's int8 calibration and accuracy gate (:mod:`hpi_triton.generator.quantize`), the
+The build's int8 calibration and accuracy gate (:mod:`hpi_triton.transforms.quantize`), the
 CPU layout measurement, the tests and bench/ use them.
 """
 

@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from hpi_triton.choices import MallocMode
+from hpi_triton.core.cache import default_cache_dir
 from hpi_triton.errors import (
     PortInUseError,
     ServerError,
     StubEnvironmentError,
 )
-from hpi_triton.generator.cache import default_cache_dir
 
 
 @dataclass

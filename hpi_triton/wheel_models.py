@@ -18,9 +18,9 @@ from typing import Dict
 
 import yaml
 
+from hpi_triton.core.cache import default_cache_dir
+from hpi_triton.core.model_dir import onnx_metadata_lines
 from hpi_triton.errors import HpiTritonError
-from hpi_triton.generator.cache import default_cache_dir
-from hpi_triton.generator.model_dir import onnx_metadata_lines
 
 _NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": "1./255.",
               "order": "hwc"}

@@ -7,15 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
+from hpi_triton.core.model_dir import ModelSource
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.paddlex_yaml import doc_preprocessor_config
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
-from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.common.image_io import MAX_PIXELS
 from hpi_triton.python_backend.common.parameters import ParameterError, ParameterSet
-from hpi_triton.python_backend.documents.doc_ops import PARAMETERS
+from hpi_triton.python_backend.doc_preprocessor.doc_ops import PARAMETERS
 
 DOC_ROLES = ("DocOrientationClassify", "DocUnwarping")
 

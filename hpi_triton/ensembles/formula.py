@@ -7,17 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict
 
+from hpi_triton.core.model_dir import ModelSource
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES, doc_defaults, doc_settings
 from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, layout_module, module_entry
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
-from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.common.image_io import MAX_PIXELS
 from hpi_triton.python_backend.common.parameters import Parameter, ParameterError, ParameterSet
+from hpi_triton.python_backend.doc_preprocessor.doc_ops import PARAMETERS as DOC_PARAMETERS
 from hpi_triton.python_backend.documents import formula_ops
-from hpi_triton.python_backend.documents.doc_ops import PARAMETERS as DOC_PARAMETERS
 
 FORMULA_ROLES = ("FormulaRecognition", "LayoutDetection", *DOC_ROLES)
 TOKENIZER_FILE = "tokenizer.json"

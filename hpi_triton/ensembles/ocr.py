@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
+from hpi_triton.core.model_dir import ModelSource
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES, doc_defaults, doc_settings
 from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, ocr_modules
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
-from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.python_backend.vision.vision_ops import parse_scale

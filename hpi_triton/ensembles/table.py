@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict
 
+from hpi_triton.core.model_dir import ModelSource
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES
 from hpi_triton.ensembles.formula import FORMULA_PACKAGES, TOKENIZER_FILE, formula_settings
@@ -14,7 +15,6 @@ from hpi_triton.ensembles.ocr import OCRPipeline
 from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, layout_module, module_entry, sub_ocr
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
-from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.common.parameters import ParameterError
 from hpi_triton.python_backend.documents import table_ops

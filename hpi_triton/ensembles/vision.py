@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Dict, Optional
 
+from hpi_triton.core.model_dir import ModelSource, read_inference_yml
 from hpi_triton.ensembles.base import engine_call, image_inputs, write_python_model
 from hpi_triton.ensembles.paddlex_yaml import module_entry
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, HpiTritonError, InferenceConfigError
-from hpi_triton.generator.model_dir import ModelSource, read_inference_yml
 from hpi_triton.generator.plan import ModelRequest
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.vision import vision_ops

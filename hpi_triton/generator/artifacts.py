@@ -9,22 +9,22 @@ from functools import cache
 from pathlib import Path
 from typing import Dict, Optional
 
-from hpi_triton.errors import ConversionError, VerificationError
-from hpi_triton.generator import samples as sample_inputs
-from hpi_triton.generator.cache import (
+from hpi_triton.core.cache import (
     ArtifactCache,
     cache_key,
     device_architecture,
     package_versions,
 )
-from hpi_triton.generator.model_dir import ModelSource
-from hpi_triton.generator.plan import BuildOptions, CandidateReport, CandidateStatus
-from hpi_triton.generator.verify import (
+from hpi_triton.core.model_dir import ModelSource
+from hpi_triton.core.verify import (
     TOLERANCES,
     Reference,
     compute_reference,
     measure_latency,
 )
+from hpi_triton.errors import ConversionError, VerificationError
+from hpi_triton.generator import samples as sample_inputs
+from hpi_triton.generator.plan import BuildOptions, CandidateReport, CandidateStatus
 from hpi_triton.logs import clean_reason
 from hpi_triton.python_backend import engines
 from hpi_triton.triton_models.backends import Backend, ConvertContext

@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import List, Sequence
 
+from hpi_triton.core.cache import ArtifactCache, package_versions
+from hpi_triton.core.model_dir import ModelSource, load_model_dir
+from hpi_triton.core.verify import TOLERANCES
 from hpi_triton.errors import BackendUnavailableError, BuildError
 from hpi_triton.generator.artifacts import ModelArtifacts
-from hpi_triton.generator.cache import ArtifactCache, package_versions
 from hpi_triton.generator.emit import dynamic_batching_enabled, emit_engine_model  # noqa: F401
-from hpi_triton.generator.model_dir import ModelSource, load_model_dir
 from hpi_triton.generator.plan import (  # noqa: F401  (re-exported: the build's interface)
     BuildOptions,
     BuildProgress,
@@ -36,7 +37,6 @@ from hpi_triton.generator.plan import (  # noqa: F401  (re-exported: the build's
     RepositoryTransform,
 )
 from hpi_triton.generator.selection import BackendSelection
-from hpi_triton.generator.verify import TOLERANCES
 from hpi_triton.logs import BuildLog, quiet_engine_imports
 from hpi_triton.triton_models.backends import registry
 

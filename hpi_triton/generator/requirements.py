@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from hpi_triton.generator.cache import package_versions
+from hpi_triton.core.cache import package_versions
 
 REQUIREMENTS_TXT = "requirements.txt"
 

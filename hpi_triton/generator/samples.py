@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from hpi_triton.generator.model_dir import ModelSource
+from hpi_triton.core.model_dir import ModelSource
 
 Shapes = Dict[str, Tuple[int, ...]]
 

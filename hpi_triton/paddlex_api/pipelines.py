@@ -254,7 +254,7 @@ def _output_image(result: Dict) -> Dict:
 
 
 def _doc_preprocessor() -> PipelineAPI:
-    from hpi_triton.python_backend.documents import doc_ops
+    from hpi_triton.python_backend.doc_preprocessor import doc_ops
 
     return PipelineAPI("doc_preprocessor", "/document-preprocessing",
                        "docPreprocessingResults", "docPreprocessingImage",
@@ -290,7 +290,8 @@ def _formula_json(result: Dict) -> Dict:
 
 
 def _formula() -> PipelineAPI:
-    from hpi_triton.python_backend.documents import doc_ops, table_pipeline
+    from hpi_triton.python_backend.doc_preprocessor import doc_ops
+    from hpi_triton.python_backend.documents import table_pipeline
 
     fields = _declared(table_pipeline.PARAMETERS, doc_ops.PARAMETERS)  # formula_ops' own
     return PipelineAPI("formula_recognition", "/formula-recognition", "formulaRecResults",

@@ -14,6 +14,8 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from hpi_triton.client import Client
+from hpi_triton.core.model_dir import load_model_dir
+from hpi_triton.core.verify import reference_runner, relative_error
 from hpi_triton.errors import (
     HpiTritonError,
     InferError,
@@ -23,8 +25,6 @@ from hpi_triton.errors import (
 )
 from hpi_triton.generator import selection
 from hpi_triton.generator.build import BuildOptions, ModelRequest, build_repository
-from hpi_triton.generator.model_dir import load_model_dir
-from hpi_triton.generator.verify import reference_runner, relative_error
 from hpi_triton.server import TritonServer
 from hpi_triton.triton_models.config import read_pbtxt
 

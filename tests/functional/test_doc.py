@@ -13,14 +13,14 @@ import pytest
 
 from hpi_triton import Client
 from hpi_triton import wheel_models as wm
+from hpi_triton.core.model_dir import load_model_dir
+from hpi_triton.core.verify import reference_params
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.ensembles.doc import doc_settings
 from hpi_triton.errors import BuildError, InferError
 from hpi_triton.generator.build import BuildOptions, build_repository
-from hpi_triton.generator.model_dir import load_model_dir
-from hpi_triton.generator.verify import reference_params
 from hpi_triton.python_backend import engines
-from hpi_triton.python_backend.documents import doc_ops
+from hpi_triton.python_backend.doc_preprocessor import doc_ops
 from hpi_triton.server import TritonServer
 from tests.support.drawing import assert_drawn
 from tests.support.families import uvdoc_model_dir

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from hpi_triton import Client
+from hpi_triton.core.model_dir import load_model_dir
+from hpi_triton.core.verify import reference_runner
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.ensembles.vision import ROLES
 from hpi_triton.generator.build import BuildOptions, build_repository
-from hpi_triton.generator.model_dir import load_model_dir
-from hpi_triton.generator.verify import reference_runner
 from hpi_triton.python_backend.vision import vision_ops
 from hpi_triton.server import TritonServer
 from tests.support.drawing import assert_drawn

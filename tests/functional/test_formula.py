@@ -17,12 +17,13 @@ import yaml
 
 from hpi_triton import wheel_models as wm
 from hpi_triton.client import Client
+from hpi_triton.core.model_dir import load_model_dir
+from hpi_triton.core.verify import reference_runner
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import InvalidRequestError
 from hpi_triton.generator.build import BuildOptions, build_repository
-from hpi_triton.generator.model_dir import load_model_dir
-from hpi_triton.generator.verify import reference_runner
-from hpi_triton.python_backend.documents import doc_ops, formula_ops
+from hpi_triton.python_backend.doc_preprocessor import doc_ops
+from hpi_triton.python_backend.documents import formula_ops
 from hpi_triton.server import TritonServer
 from tests.support.formula_dataset import (
     formula_layout_dir,

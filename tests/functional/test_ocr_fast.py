@@ -11,11 +11,11 @@ import cv2
 import pytest
 
 from hpi_triton import Client
-from hpi_triton.generator import quantize
-from hpi_triton.generator.layout import layouts, usable_cores
-from hpi_triton.generator.local_ocr import LocalOCR
 from hpi_triton.pages import cer, make_realistic_pages
 from hpi_triton.server import TritonServer
+from hpi_triton.transforms import quantize
+from hpi_triton.transforms.layout import layouts, usable_cores
+from hpi_triton.transforms.local_ocr import LocalOCR
 from hpi_triton.triton_models.config import read_pbtxt
 
 pytestmark = pytest.mark.functional

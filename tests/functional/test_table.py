@@ -12,11 +12,11 @@ import pytest
 
 from hpi_triton import Client
 from hpi_triton import wheel_models as wm
+from hpi_triton.core.model_dir import load_model_dir
+from hpi_triton.core.verify import reference_runner
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import BuildError, InferError
 from hpi_triton.generator.build import BuildOptions, build_repository
-from hpi_triton.generator.model_dir import load_model_dir
-from hpi_triton.generator.verify import reference_runner
 from hpi_triton.python_backend.documents import table_pipeline
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.server import TritonServer

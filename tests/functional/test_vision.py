@@ -15,11 +15,11 @@ from tritonclient.grpc import model_config_pb2
 
 from hpi_triton import Client
 from hpi_triton import wheel_models as wm
+from hpi_triton.core.model_dir import load_model_dir
+from hpi_triton.core.verify import reference_runner
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import BuildError, InferError, ServiceUnavailableError
 from hpi_triton.generator.build import BuildOptions, build_repository
-from hpi_triton.generator.model_dir import load_model_dir
-from hpi_triton.generator.verify import reference_runner
 from hpi_triton.python_backend.vision import vision_ops
 from hpi_triton.server import TritonServer, stub_processes
 from hpi_triton.triton_models.config import read_pbtxt

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from hpi_triton.core.cache import ArtifactCache, cache_key
 from hpi_triton.errors import ConversionError
-from hpi_triton.generator.cache import ArtifactCache, cache_key
 
 
 def test_hit_after_create(tmp_path):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
+from hpi_triton.core.model_dir import ModelSource, TensorSpec
 from hpi_triton.ensembles import load_pipeline_config, pipeline_spec
 from hpi_triton.ensembles.formula import formula_settings
 from hpi_triton.errors import BuildError, InferenceConfigError
-from hpi_triton.generator.model_dir import ModelSource, TensorSpec
 from hpi_triton.python_backend.common.parameters import ParameterError
 from hpi_triton.python_backend.documents import formula_ops
 from tests.support.formula_dataset import PREPROCESS, latex_tokenizer, make_formula

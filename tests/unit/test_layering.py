@@ -102,9 +102,28 @@ def _reaches(graph, start: str) -> Set[str]:
     # The build is handed pipelines and transforms; it imports neither.
     ("hpi_triton.generator.build", ("hpi_triton.ensembles", "hpi_triton.licensing",
                                     "hpi_triton.cli", "hpi_triton.server")),
-    # Backends convert and verify; they know no build, pipeline or licence.
-    ("hpi_triton.triton_models", ("hpi_triton.generator.build", "hpi_triton.ensembles",
-                                  "hpi_triton.licensing", "hpi_triton.cli")),
+    # Backends convert and verify over core/; they know no build, pipeline or licence.
+    ("hpi_triton.triton_models", ("hpi_triton.generator", "hpi_triton.ensembles",
+                                  "hpi_triton.transforms", "hpi_triton.licensing",
+                                  "hpi_triton.server", "hpi_triton.client", "hpi_triton.cli")),
+    # core/ is the bottom: model dirs, cache, isolation, verification.
+    ("hpi_triton.core", ("hpi_triton.generator", "hpi_triton.triton_models",
+                         "hpi_triton.ensembles", "hpi_triton.transforms", "hpi_triton.server",
+                         "hpi_triton.client", "hpi_triton.licensing", "hpi_triton.cli")),
+    # The build writes; serving and measuring what it wrote is the transforms' (above both).
+    ("hpi_triton.generator", ("hpi_triton.server", "hpi_triton.client", "hpi_triton.aio",
+                              "hpi_triton.transforms", "hpi_triton.paddlex_api",
+                              "hpi_triton.cli")),
+    # The server knows no build.
+    ("hpi_triton.server", ("hpi_triton.generator", "hpi_triton.transforms",
+                           "hpi_triton.ensembles", "hpi_triton.cli")),
+    # Pipelines declare and write graphs; they neither serve nor measure.
+    ("hpi_triton.ensembles", ("hpi_triton.server", "hpi_triton.client",
+                              "hpi_triton.transforms", "hpi_triton.cli")),
+    # Inside the runtime: documents build on OCR, both on the doc_preprocessor, not back.
+    ("hpi_triton.python_backend.ocr", ("hpi_triton.python_backend.documents",)),
+    ("hpi_triton.python_backend.doc_preprocessor", ("hpi_triton.python_backend.ocr",
+                                                    "hpi_triton.python_backend.documents")),
 ])
 def test_layer_rules(layer, forbidden):
     graph = import_graph()
@@ -112,3 +131,22 @@ def test_layer_rules(layer, forbidden):
         bad = sorted(m for m in _reaches(graph, module)
                      if any(m == f or m.startswith(f + ".") for f in forbidden))
         assert not bad, f"{module} reaches {bad}"
+
+
+def _package(module: str) -> str:
+    """hpi_triton.<package> (python_backend: one level deeper, its own packages)."""
+    parts = module.split(".")
+    return ".".join(parts[:3] if parts[1:2] == ["python_backend"] else parts[:2])
+
+
+def test_no_two_packages_point_at_each_other():
+    """Collapsed to packages (generator, core, triton_models, ensembles, transforms, server,
+    ...; python_backend's ocr, documents, ...), the imports still form no cycle."""
+    graph: Dict[str, Set[str]] = {}
+    for module, targets in import_graph().items():
+        graph.setdefault(_package(module), set()).update(
+            _package(t) for t in targets if _package(t) != _package(module))
+    for targets in list(graph.values()):
+        for target in targets:
+            graph.setdefault(target, set())
+    assert cycles(graph) == []

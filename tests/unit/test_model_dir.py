@@ -5,8 +5,8 @@ import shutil
 import pytest
 import yaml
 
+from hpi_triton.core.model_dir import TensorSpec, load_model_dir
 from hpi_triton.errors import InferenceConfigError, ModelDirError
-from hpi_triton.generator.model_dir import TensorSpec, load_model_dir
 
 
 def test_legacy_signature(wheel_models):

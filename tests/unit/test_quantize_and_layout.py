@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hpi_triton.errors import BuildError
-from hpi_triton.generator.layout import LayoutTransform, layouts
-from hpi_triton.generator.quantize import QuantizeTransform, accuracy, calibration_images
 from hpi_triton.pages import Page
+from hpi_triton.transforms.layout import LayoutTransform, layouts
+from hpi_triton.transforms.quantize import QuantizeTransform, accuracy, calibration_images
 from hpi_triton.triton_models.backends import Device
 
 
@@ -147,7 +147,7 @@ def test_fast_refuses_a_pipeline_without_text(tmp_path):
 
 
 def test_seal_only_builds_are_refused_and_calibration_is_spread(tmp_path):
-    from hpi_triton.generator.quantize import _spread, reads_general_text
+    from hpi_triton.transforms.quantize import _spread, reads_general_text
 
     seal = SimpleNamespace(roles=OCR_PIPELINE.roles, text_type="seal")
     assert reads_general_text(OCR_PIPELINE) and not reads_general_text(seal)
@@ -165,7 +165,7 @@ def test_layout_refuses_native_hosting():
 
 
 def test_gate_candidates_say_what_they_change(monkeypatch):
-    from hpi_triton.generator import quantize
+    from hpi_triton.transforms import quantize
 
     assert quantize.describe({"int8": ["TextRecognition"], "precision": "fp32"}) == \
         "int8 TextRecognition"
@@ -180,7 +180,7 @@ def test_gate_candidates_say_what_they_change(monkeypatch):
 
 
 def test_the_gate_keeps_the_first_candidate_within_noise_of_the_fastest():
-    from hpi_triton.generator.quantize import steadiest_fastest
+    from hpi_triton.transforms.quantize import steadiest_fastest
 
     kept = [{"name": "int8 det + rec, fp32", "img_s": 3.9}, {"name": "bf16", "img_s": 3.0},
             {"name": "int8 rec, bf16", "img_s": 4.07}]

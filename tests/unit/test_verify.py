@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from hpi_triton.generator.model_dir import ModelSource, TensorSpec
+from hpi_triton.core.model_dir import ModelSource, TensorSpec
+from hpi_triton.core.verify import relative_error
 from hpi_triton.generator.samples import make_inputs, sample_shapes
-from hpi_triton.generator.verify import relative_error
 
 
 def test_relative_error():

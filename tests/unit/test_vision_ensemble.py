@@ -3,8 +3,8 @@
 
 from pathlib import Path
 
+from hpi_triton.core.model_dir import load_model_dir
 from hpi_triton.ensembles import pipeline_spec
-from hpi_triton.generator.model_dir import load_model_dir
 from hpi_triton.triton_models.config import (
     DynamicBatching,
     TensorConfig,

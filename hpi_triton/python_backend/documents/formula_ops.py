@@ -25,8 +25,8 @@ import numpy as np
 
 from ..common.image_io import MAX_PIXELS, ImageError
 from ..common.parameters import ParameterError, ParameterSet
+from ..doc_preprocessor import doc_ops
 from ..vision import vision_ops
-from . import doc_ops
 from .table_pipeline import PARAMETERS  # use_layout_detection, layout_threshold: the same
 
 #: The formula recognizers whose pre-processing this module reproduces.

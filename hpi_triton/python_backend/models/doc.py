@@ -12,7 +12,7 @@ import numpy as np
 from ..common import bls
 from ..common.image_io import MAX_PIXELS
 from ..common.parameters import ParameterSet
-from ..documents import doc_ops
+from ..doc_preprocessor import doc_ops
 
 PARAMETERS = doc_ops.PARAMETERS | ParameterSet.of(MAX_PIXELS)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..common.image_io import MAX_PIXELS
 from ..common.parameters import Parameter, ParameterError, ParameterSet
-from ..documents import doc_ops
+from ..doc_preprocessor import doc_ops
 from . import ocr_ops, seal_ops
 
 __all__ = ["PARAMETERS", "OCRFlow", "ParameterError", "coerce_parameters"]

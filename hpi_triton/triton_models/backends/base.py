@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import ClassVar, Dict, FrozenSet, Optional, Tuple
 
 from hpi_triton.choices import Precision
+from hpi_triton.core.cache import ArtifactCache
+from hpi_triton.core.model_dir import ModelSource
 from hpi_triton.errors import BuildError
-from hpi_triton.generator.cache import ArtifactCache
-from hpi_triton.generator.model_dir import ModelSource
 
 PRECISIONS = tuple(p.value for p in Precision)
 
@@ -129,7 +129,7 @@ class Backend(ABC):
 
     def verify(self, artifact_dir: Path, params: Dict[str, str], reference, tolerance: float):
         """Run the artifact on the reference's inputs and compare; see ``generator.verify``."""
-        from hpi_triton.generator.verify import verify_artifact
+        from hpi_triton.core.verify import verify_artifact
 
         return verify_artifact(artifact_dir, params, reference, tolerance)
 

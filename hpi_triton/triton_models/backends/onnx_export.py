@@ -10,10 +10,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from hpi_triton.core.cache import cache_key, package_versions
+from hpi_triton.core.isolated import run_isolated
+from hpi_triton.core.model_dir import ModelSource
 from hpi_triton.errors import ConversionError
-from hpi_triton.generator.cache import cache_key, package_versions
-from hpi_triton.generator.isolated import run_isolated
-from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.triton_models.backends.base import ConvertContext
 
 ONNX_OPSET = 11

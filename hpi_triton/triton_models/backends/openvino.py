@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Optional
 
-from hpi_triton.generator.cache import device_architecture
-from hpi_triton.generator.isolated import run_isolated
+from hpi_triton.core.cache import device_architecture
+from hpi_triton.core.isolated import run_isolated
 from hpi_triton.triton_models.backends.base import Backend, ConvertContext, NativeEntry
 from hpi_triton.triton_models.backends.onnx_export import ensure_onnx
 

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Dict
 
+from hpi_triton.core.isolated import run_isolated
 from hpi_triton.errors import ConversionError
-from hpi_triton.generator.isolated import run_isolated
 from hpi_triton.triton_models.backends.base import Backend, ConvertContext, NativeEntry
 from hpi_triton.triton_models.backends.onnx_export import ensure_onnx
 

@@ -15,8 +15,8 @@ from typing import Dict, List
 
 import numpy as np
 
+from hpi_triton.core.model_dir import ModelSource
 from hpi_triton.errors import VerificationError
-from hpi_triton.generator.model_dir import ModelSource
 from hpi_triton.python_backend import engines
 
 TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 3e-2}

@@ -45,7 +45,7 @@ def run_isolated(target: str, kwargs: dict, what: str, timeout: float = 1800) ->
         ConversionError: the child failed, crashed or timed out; the message names ``what``
             and quotes the end of its output.
     """
-    command = [sys.executable, "-m", "hpi_triton.generator.isolated", target, json.dumps(kwargs)]
+    command = [sys.executable, "-m", "hpi_triton.core.isolated", target, json.dumps(kwargs)]
     try:
         # Converters leave scratch files in their working directory (paddle2onnx writes
         # sym_shape_infer_temp.onnx and uuid-named files): give them a throwaway one.

@@ -30,17 +30,17 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from hpi_triton import pages
-from hpi_triton.errors import BuildError
-from hpi_triton.generator.cache import (
+from hpi_triton.core.cache import (
     ArtifactCache,
     cache_key,
     device_architecture,
     package_versions,
     update_with_file,
 )
-from hpi_triton.generator.local_ocr import LocalOCR
+from hpi_triton.errors import BuildError
 from hpi_triton.generator.plan import RepositoryTransform
 from hpi_triton.generator.selection import TIE_TOLERANCE
+from hpi_triton.transforms.local_ocr import LocalOCR
 from hpi_triton.triton_models.config import read_pbtxt, write_pbtxt
 
 log = logging.getLogger("hpi_triton.build")
@@ -326,10 +326,11 @@ def mode_of(ocr: LocalOCR) -> str:
 
 def _code_digest() -> str:
     """The code the gate's outcome depends on: the OCR flow, the pages, this module."""
-    from hpi_triton.python_backend import documents, ocr
+    from hpi_triton.python_backend import doc_preprocessor, documents, ocr
 
-    files = sorted(Path(ocr.__file__).parent.glob("*.py")) + sorted(
-        Path(documents.__file__).parent.glob("*.py")) + [Path(pages.__file__), Path(__file__)]
+    files = [path for package in (ocr, documents, doc_preprocessor)
+             for path in sorted(Path(package.__file__).parent.glob("*.py"))]
+    files += [Path(pages.__file__), Path(__file__)]
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.read_bytes())

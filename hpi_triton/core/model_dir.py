@@ -14,8 +14,8 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
+from hpi_triton.core.cache import update_with_file
 from hpi_triton.errors import InferenceConfigError, ModelDirError
-from hpi_triton.generator.cache import update_with_file
 
 INFERENCE_YML = "inference.yml"
 PIR_PROGRAM = "inference.json"
