@@ -53,7 +53,7 @@ class ApiProcess:
         return f"http://localhost:{self.port}"
 
     def _spawn(self) -> None:
-        from hpi_triton.server import _bind_to_parent
+        from hpi_triton.server import bind_to_parent
 
         parent = os.getpid()
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -61,7 +61,7 @@ class ApiProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "hpi_triton.cli", "api", *self.args],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=lambda: _bind_to_parent(parent))
+                preexec_fn=lambda: bind_to_parent(parent))
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()
