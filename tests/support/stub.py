@@ -21,7 +21,34 @@ def stand_in_pb_utils() -> types.ModuleType:
             super().__init__(message)
             self.message, self.code = message, code
 
+    class Logger:
+        """Records what served code logs (``Logger.messages``: (level, message))."""
+
+        messages: list = []
+
+        @classmethod
+        def log_info(cls, message):
+            cls.messages.append(("info", message))
+
+        @classmethod
+        def log_warn(cls, message):
+            cls.messages.append(("warn", message))
+
+        @classmethod
+        def log_error(cls, message):
+            cls.messages.append(("error", message))
+
+        @classmethod
+        def log_verbose(cls, message):
+            cls.messages.append(("verbose", message))
+
+    class InferenceResponse:
+        def __init__(self, output_tensors=(), error=None):
+            self.output_tensors, self.error = list(output_tensors), error
+
     module.TritonError = TritonError
+    module.Logger = Logger
+    module.InferenceResponse = InferenceResponse
     return module
 
 

@@ -74,3 +74,25 @@ def test_the_numpy1_marker_is_one_name():
     from hpi_triton.server import NUMPY1_STUB_MARKER
 
     assert stub_runtime.NUMPY1_STUB_MARKER == NUMPY1_STUB_MARKER
+
+
+def test_server_faults_are_logged_with_their_traceback_client_faults_are_not(shipped):
+    bls = shipped("common.bls")
+    parameters = shipped("common.parameters")
+    logger = bls.pb_utils.Logger
+    logger.messages.clear()
+
+    def handle(request):
+        if request == "bad":
+            raise parameters.ParameterError("parameter 'thresh' must be a number in [0, 1]")
+        if request == "engine":
+            raise bls.EngineUnavailable("OCR_TextDetection is not ready")
+        raise KeyError("det_normalize")
+
+    responses = bls.serve_each(["bad", "engine", "bug"], handle)
+    codes = bls.pb_utils.TritonError
+    assert [r.error.code for r in responses] == [codes.INVALID_ARG, codes.UNAVAILABLE,
+                                                 codes.INTERNAL]
+    levels = [level for level, _ in logger.messages]
+    assert levels == ["warn", "error"]
+    assert "Traceback" in logger.messages[1][1] and "det_normalize" in logger.messages[1][1]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import traceback
 
 import cv2
 import numpy as np
@@ -143,6 +144,7 @@ def serve_each(requests, handle):
             responses.append(handle(request))
         except Exception as exc:
             responses.append(error_response(exc))
+            log_failure(exc)
     if _LARGEST_IMAGE > stub_runtime.DEFAULT_RELEASE_ABOVE_MB * (1 << 20):
         stub_runtime.release_heap()
     _LARGEST_IMAGE = 0
@@ -171,6 +173,17 @@ def error_code(exc):
     if isinstance(exc, (LicenseRefused, EngineUnavailable)):
         return pb_utils.TritonError.UNAVAILABLE
     return pb_utils.TritonError.INTERNAL
+
+
+def log_failure(exc) -> None:
+    """Into Triton's log (pb_utils.Logger): a server fault with its traceback, an engine or
+    licence not serving as a warning; a request's own fault is its client's to read."""
+    code = error_code(exc)
+    if code == pb_utils.TritonError.INTERNAL:
+        pb_utils.Logger.log_error(
+            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+    elif code == pb_utils.TritonError.UNAVAILABLE:
+        pb_utils.Logger.log_warn(f"{type(exc).__name__}: {exc}")
 
 
 def error_response(exc):

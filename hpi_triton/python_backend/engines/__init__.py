@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import os
 import re
 from pathlib import Path
@@ -103,8 +104,10 @@ def _preload_cuda_libraries(ort) -> None:
         return
     try:
         preload()
-    except Exception:  # noqa: BLE001 - best effort: the provider load below names what fails
-        pass
+    except Exception as exc:  # noqa: BLE001 - best effort: the provider load below names what fails
+        logging.getLogger("hpi_triton.engines").warning(
+            "ONNX Runtime could not preload CUDA / cuDNN from pip's nvidia-* wheels (%s: %s); "
+            "the CUDA provider load says what is missing", type(exc).__name__, exc)
 
 
 def _threads(params: Dict[str, str]) -> int:

@@ -86,8 +86,9 @@ class TritonPythonModel:
             self.license = license_runtime.LicenseCheck(self.version_dir)
             try:
                 self._load(self.license.unlock())
-            except license_runtime.LicenseError:
-                pass
+            except license_runtime.LicenseError as exc:
+                pb_utils.Logger.log_warn(f"{self.model_name}: engine not loaded yet ({exc}); "
+                                         f"each request checks the certificate again")
         else:
             self._load(None)
 
