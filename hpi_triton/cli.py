@@ -152,12 +152,11 @@ def build(
     for m in report.models:
         typer.echo(f"{m.name}: {m.backend} as {m.hosting} ({m.selection})")
     for p in report.pipelines:
-        if p.get("steps"):
-            typer.echo(f"{p.get('served_name') or p['pipeline']}: {p['pipeline']} ensemble "
-                       f"{' -> '.join(p['steps'])}")
+        if p.steps:
+            typer.echo(f"{p.served_name}: {p.pipeline} ensemble {' -> '.join(p.steps)}")
         else:
-            typer.echo(f"{p.get('served_name') or p['pipeline']}: {p['pipeline']} graph over "
-                       f"{', '.join(m[0] for m in p['roles'].values())}")
+            typer.echo(f"{p.served_name}: {p.pipeline} graph over "
+                       f"{', '.join(m[0] for m in p.roles.values())}")
     if verbose:
         from hpi_triton.progress import print_build_summary
 
@@ -724,7 +723,9 @@ def _read_build_report(repository: Path) -> dict:
 
 
 def _only_pipeline(report: dict, repository: Path) -> str:
-    names = [p.get("served_name") or p["pipeline"] for p in report.get("pipelines") or []]
+    from hpi_triton.generator.plan import PipelineReport
+
+    names = [PipelineReport.from_dict(p).served_name for p in report.get("pipelines") or []]
     if len(names) != 1:
         raise InferError(f"--repository {repository} serves pipelines {names}: pass "
                          f"--pipeline NAME")

@@ -14,6 +14,7 @@ import yaml
 from hpi_triton.ensembles import registry
 from hpi_triton.ensembles.paddlex_yaml import module_entry
 from hpi_triton.errors import BuildError, UnsupportedComparison
+from hpi_triton.generator.plan import PipelineReport
 
 __all__ = ["UnsupportedComparison", "paddlex_job", "pipeline_entry", "rename_models"]
 
@@ -26,9 +27,9 @@ def pipeline_entry(report: Dict, served_name: str) -> Dict:
     """
     entries = report.get("pipelines") or []
     for entry in entries:
-        if (entry.get("served_name") or entry.get("pipeline")) == served_name:
+        if PipelineReport.from_dict(entry).served_name == served_name:
             return entry
-    known = [e.get("served_name") or e.get("pipeline") for e in entries]
+    known = [PipelineReport.from_dict(e).served_name for e in entries]
     raise UnsupportedComparison(f"--pipeline {served_name!r} is not in the repository's "
                                 f"build_report.json; it serves {known}")
 

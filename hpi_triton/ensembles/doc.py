@@ -12,6 +12,7 @@ from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.paddlex_yaml import doc_preprocessor_config
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
+from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.common.image_io import MAX_PIXELS
 from hpi_triton.python_backend.common.parameters import ParameterError, ParameterSet
@@ -109,8 +110,7 @@ class DocPreprocessorPipeline(RoleModels, PipelineKind):
                                         roles.get("DocUnwarping"))}
         write_graph_model(repo, self.name, EntryPoint.DOC, settings, self.instances,
                           {"output_img": ("uint8", [-1])})
-        return {"pipeline": self.pipeline_name, "served_name": self.name, "roles": models,
-                "params": self.params}
+        return PipelineReport(self.pipeline_name, self.name, models, self.params)
 
     @classmethod
     def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:

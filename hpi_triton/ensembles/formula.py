@@ -13,6 +13,7 @@ from hpi_triton.ensembles.doc import DOC_ROLES, doc_defaults, doc_settings
 from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, layout_module, module_entry
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
+from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.common.image_io import MAX_PIXELS
 from hpi_triton.python_backend.common.parameters import Parameter, ParameterError, ParameterSet
@@ -206,11 +207,8 @@ class FormulaRecognitionPipeline(RoleModels, PipelineKind):
         version = write_graph_model(repo, self.name, EntryPoint.FORMULA, settings,
                                     self.instances)
         (version / TOKENIZER_FILE).write_text(tokenizer, encoding="utf-8")
-        entry = {"pipeline": self.pipeline_name, "served_name": self.name,
-                 "roles": models, "params": self.params, "notes": [FORMULA_NOTE]}
-        if self.not_applied:
-            entry["not_applied"] = dict(self.not_applied)
-        return entry
+        return PipelineReport(self.pipeline_name, self.name, models, self.params,
+                              not_applied=dict(self.not_applied), notes=[FORMULA_NOTE])
 
     @classmethod
     def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:

@@ -12,6 +12,7 @@ from hpi_triton.ensembles.doc import DOC_ROLES, doc_defaults, doc_settings
 from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, ocr_modules
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
+from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.python_backend.vision.vision_ops import parse_scale
@@ -201,10 +202,9 @@ class OCRPipeline(RoleModels, PipelineKind):
         settings, characters = self.graph_settings(sources, reports)
         version = write_graph_model(repo, self.name, EntryPoint.OCR, settings, self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
-        return {"pipeline": self.pipeline_name, "served_name": self.name,
-                "roles": settings["models"],
-                "params": self.params, "text_rec_batch_size": settings["rec_batch_size"],
-                "textline_orientation_batch_size": settings.get("cls_batch_size")}
+        return PipelineReport(self.pipeline_name, self.name, settings["models"], self.params,
+                              text_rec_batch_size=settings["rec_batch_size"],
+                              textline_orientation_batch_size=settings.get("cls_batch_size"))
 
     @classmethod
     def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:

@@ -15,6 +15,7 @@ from hpi_triton.ensembles.ocr import OCRPipeline
 from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, layout_module, module_entry, sub_ocr
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, InferenceConfigError
+from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.common.parameters import ParameterError
 from hpi_triton.python_backend.documents import table_ops
@@ -158,10 +159,10 @@ class TableRecognitionPipeline(RoleModels, PipelineKind):
             (version / file_name).write_text(text, encoding="utf-8")
         if "layout" in settings:
             models["LayoutDetection"] = settings["layout"]["model"]
-        return {"pipeline": self.pipeline_name, "served_name": self.name, "roles": models,
-                "params": self.params,
-                "text_rec_batch_size": settings["ocr"]["rec_batch_size"],
-                "textline_orientation_batch_size": settings["ocr"].get("cls_batch_size")}
+        return PipelineReport(
+            self.pipeline_name, self.name, models, self.params,
+            text_rec_batch_size=settings["ocr"]["rec_batch_size"],
+            textline_orientation_batch_size=settings["ocr"].get("cls_batch_size"))
 
 
     def _write_extra(self, settings, models, sources, reports) -> Dict[str, str]:

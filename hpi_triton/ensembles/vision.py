@@ -19,7 +19,7 @@ from hpi_triton.ensembles.base import engine_call, image_inputs, write_python_mo
 from hpi_triton.ensembles.paddlex_yaml import module_entry
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.errors import BuildError, HpiTritonError, InferenceConfigError
-from hpi_triton.generator.plan import ModelRequest
+from hpi_triton.generator.plan import ModelRequest, PipelineReport
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.vision import vision_ops
 
@@ -201,11 +201,10 @@ class VisionPipeline(PipelineKind):
         TritonModelConfig(name=self.served_name, platform="ensemble", max_batch_size=0,
                           inputs=image_inputs(), outputs=result,
                           ensemble_steps=steps).write(repo / self.served_name)
-        return {"pipeline": self.name, "served_name": self.served_name,
-                "roles": {self.role: settings["model"]},
-                "steps": [self.preprocess_name, self.engine_name, self.postprocess_name],
-                "license_check": self.preprocess_name,
-                "params": settings["params"]}
+        return PipelineReport(
+            self.name, self.served_name, {self.role: settings["model"]}, settings["params"],
+            steps=[self.preprocess_name, self.engine_name, self.postprocess_name],
+            license_check=self.preprocess_name)
 
 
 class TaskBuild:

@@ -178,6 +178,45 @@ class ModelReport:
 
 
 @dataclass
+class PipelineReport:
+    """What one pipeline wrote (an entry of build_report.json's ``pipelines``): its kind, the
+    graph's served name, the engine call of each role and the graph's defaults, and what some
+    pipelines add."""
+
+    pipeline: str
+    served_name: str
+    roles: Dict[str, list]
+    params: dict
+    #: A vision ensemble's steps: pre-processing, engine, post-processing models.
+    steps: List[str] = field(default_factory=list)
+    #: The model that calls the licence gate (default: the graph).
+    license_check: Optional[str] = None
+    #: The OCR's recognition / text-line orientation batch sizes as served.
+    text_rec_batch_size: Optional[int] = None
+    textline_orientation_batch_size: Optional[int] = None
+    #: Pipeline YAML keys accepted but not applied by the served graph.
+    not_applied: Dict[str, object] = field(default_factory=dict)
+    #: Sentences REPORT.md says of this graph.
+    notes: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The JSON entry: fields left unset are left out."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, [], {})
+                or k in ("roles", "params")}
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> PipelineReport:
+        """An entry of a build_report.json (one written before ``served_name`` existed is
+        served under its pipeline's name); keys it does not know are ignored."""
+        known = {k: v for k, v in entry.items() if k in cls.__dataclass_fields__}
+        known.setdefault("served_name", None)
+        known["served_name"] = known["served_name"] or entry["pipeline"]
+        known.setdefault("roles", {})
+        known.setdefault("params", {})
+        return cls(**known)
+
+
+@dataclass
 class BuildReport:
     """What one build wrote: its settings, the models, pipelines and transforms, and versions."""
 
@@ -186,7 +225,7 @@ class BuildReport:
     precision: str
     hosting: str
     models: List[ModelReport] = field(default_factory=list)
-    pipelines: List[dict] = field(default_factory=list)
+    pipelines: List[PipelineReport] = field(default_factory=list)
     transforms: Dict[str, List[dict]] = field(default_factory=dict)
     requirements: List[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -199,4 +238,6 @@ class BuildReport:
 
     def to_dict(self) -> dict:
         """Return the report as a JSON-ready dict, nested reports included."""
-        return asdict(self)
+        out = asdict(self)
+        out["pipelines"] = [p.to_dict() for p in self.pipelines]
+        return out

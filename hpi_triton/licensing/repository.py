@@ -69,7 +69,7 @@ def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dic
 
     done = []
     for entry in pipelines:
-        kind, graph = entry["pipeline"], entry.get("served_name") or entry["pipeline"]
+        kind, graph = entry.pipeline, entry.served_name
         if kind not in public.content:
             raise BuildError(f"--license: the issuer's public.pem has no content key for "
                              f"pipeline {kind!r}; re-export it with this hpi-triton version")
@@ -77,7 +77,7 @@ def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dic
         gate = f"{graph}_license"
         info = {"pipeline": kind, "issuer": public.signing_pem,
                 "ephemeral_public": certificate.b64(ephemeral), "gate": gate}
-        engines = sorted({call[0] for call in entry["roles"].values()})
+        engines = sorted({call[0] for call in entry.roles.values()})
         encrypted = []
         for model in engines:
             version = repo / model / "1"
@@ -108,7 +108,7 @@ def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dic
             outputs=[TensorConfig("status", "object", [1])],
             instance_groups=[InstanceGroup("cpu", 1)],
         ).write(repo / gate)
-        checker = entry.get("license_check") or graph  # the model that calls the gate
+        checker = entry.license_check or graph  # the model that calls the gate
         (repo / checker / "1" / "license.json").write_text(json.dumps(info, indent=1))
         done.append({"pipeline": kind, "graph": graph, "gate": gate, "encrypted": encrypted})
     return done

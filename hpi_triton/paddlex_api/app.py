@@ -33,6 +33,7 @@ from hpi_triton.errors import (
     ServiceUnavailableError,
     URLRefusedError,
 )
+from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.paddlex_api import files
 from hpi_triton.paddlex_api.pipelines import PipelineAPI, pipeline_api
 from hpi_triton.paddlex_api.triton import TritonPool
@@ -78,7 +79,8 @@ def served_pipelines(settings: ApiSettings, ready_models: List[str]) -> Dict[str
     report = settings.repository and Path(settings.repository) / "build_report.json"
     if report and report.is_file():
         for entry in json.loads(report.read_text()).get("pipelines", []):
-            found.setdefault(entry.get("pipeline"), entry.get("served_name"))
+            entry = PipelineReport.from_dict(entry)
+            found.setdefault(entry.pipeline, entry.served_name)
     else:
         found.update({m: m for m in ready_models if pipeline_api(m) is not None})
     found.update(settings.models)

@@ -92,7 +92,7 @@ class LayoutTransform(RepositoryTransform):
         from hpi_triton import pages
 
         engines = [m.name for m in report.models]
-        graphs = [p.get("served_name") or p["pipeline"] for p in report.pipelines]
+        graphs = [p.served_name for p in report.pipelines]
         encoded = [cv2.imencode(".png", p.image)[1].tobytes()
                    for p in pages.make_realistic_pages(self.pages, LAYOUT_SEED)]
         cores = usable_cores()

@@ -124,7 +124,7 @@ class QuantizeTransform(RepositoryTransform):
         """Quantize and gate each OCR-reading graph in ``staging``; one record per graph."""
         done, quantized = [], set()
         for entry in report.pipelines:
-            ocr = LocalOCR.load(staging, entry.get("served_name") or entry["pipeline"])
+            ocr = LocalOCR.load(staging, entry.served_name)
             if ocr is None:
                 continue
             if ocr.settings.get("text_type") == "seal":

@@ -70,7 +70,7 @@ def test_multilabel_served_and_identical_to_paddlex(multilabel_model, shared_cac
     report = build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir),
                               [pipeline_spec(NAME, {"ImageMultiLabelClassification":
                                                     multilabel_model})])
-    assert report.pipelines[0]["params"]["threshold"] == 0.5
+    assert report.pipelines[0].params["threshold"] == 0.5
     assert "Pillow" in (repo / "requirements.txt").read_text()
     inputs = tmp_path / "in"
     inputs.mkdir()

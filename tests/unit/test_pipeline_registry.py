@@ -88,3 +88,18 @@ def test_the_name_check_is_not_vacuous(tmp_path):
                       "    pass\n")
     assert _name_comparisons(sample, {"OCR", "seal_recognition"}) == [
         (1, "OCR"), (3, "seal_recognition")]
+
+
+def test_pipeline_report_round_trips_and_leaves_unset_fields_out():
+    from hpi_triton.generator.plan import PipelineReport
+
+    entry = PipelineReport("OCR", "OCR", {"TextDetection": ["OCR_TextDetection", "x", "y"]},
+                           {"thresh": 0.3}, text_rec_batch_size=6)
+    data = entry.to_dict()
+    assert data == {"pipeline": "OCR", "served_name": "OCR", "params": {"thresh": 0.3},
+                    "roles": {"TextDetection": ["OCR_TextDetection", "x", "y"]},
+                    "text_rec_batch_size": 6}
+    assert PipelineReport.from_dict(data) == entry
+    # a report written before served_name existed, with a key this version does not know
+    old = PipelineReport.from_dict({"pipeline": "OCR", "roles": {}, "params": {}, "new": 1})
+    assert old.served_name == "OCR"

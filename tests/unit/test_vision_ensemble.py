@@ -42,10 +42,10 @@ def test_ensemble_wiring(pir_model, tmp_path):
     shape the producer declares; the result comes from the post-processing model."""
     spec, entry = _write(pir_model, tmp_path, name="orientation")
     ensemble = read_pbtxt(tmp_path / "orientation" / "config.pbtxt")
-    assert entry["steps"] == ["orientation_preprocess", "orientation_ImageClassification",
+    assert entry.steps == ["orientation_preprocess", "orientation_ImageClassification",
                               "orientation_postprocess"]
-    assert entry["license_check"] == "orientation_preprocess"
-    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == entry["steps"]
+    assert entry.license_check == "orientation_preprocess"
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == entry.steps
     assert all(t.optional for t in ensemble.input)  # image or image_array
     produced = {t.name: (t.data_type, [-1] + list(t.dims)) for t in ensemble.input}
     for step in ensemble.ensemble_scheduling.step:
