@@ -177,7 +177,7 @@ def test_seal_pipeline_yaml(seal_roles, tmp_path):
     path = tmp_path / "seal_recognition.yaml"
     path.write_text(yaml.safe_dump(seal_yaml))
     spec = load_pipeline_config(path)
-    assert spec.task == "seal_recognition" and set(spec.roles) == set(seal_roles)
+    assert spec.pipeline_name == "seal_recognition" and set(spec.roles) == set(seal_roles)
     assert spec.params["limit_side_len"] == 800 and spec.params["thresh"] == 0.25
     assert spec.params["box_thresh"] == 0.6 and spec.params["unclip_ratio"] == 0.5
     assert spec.params["text_rec_score_thresh"] == 0.1 and spec.ocr.text_type == "seal"
