@@ -134,8 +134,9 @@ class OCRPipeline(RoleModels, PipelineKind):
                                     DOC_ROLES)})
 
     def graph_settings(self, sources: Dict[str, ModelSource], reports: Dict[str, object]):
-        """(settings, characters) of the OCR flow over the role models built for this spec;
-        also used by pipelines that contain OCR (table_recognition)."""
+        """(:class:`~ocr_pipeline.OCRSettings`, characters) of the OCR flow over the role
+        models built for this spec; also used by pipelines that contain OCR (table, seal,
+        layout_parsing)."""
         det = sources[self.model_name("TextDetection")]
         rec = sources[self.model_name("TextRecognition")]
         models = {role: engine_call(self.model_name(role), sources[self.model_name(role)],
@@ -145,29 +146,25 @@ class OCRPipeline(RoleModels, PipelineKind):
             raise InferenceConfigError(f"{det.path / 'inference.yml'}: field "
                                        f"'PostProcess.box_type' is {box_type!r}; expected "
                                        f"'quad' or 'poly'")
-        settings = {
-            "models": models,
-            "params": self.params,
-            "text_type": self.text_type,
-            "det_box_type": box_type,
-            "det_normalize": _normalize(det, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-            "rec_batch_size": self._engine_batch(
+        settings = ocr_pipeline.OCRSettings(
+            models=models, params=self.params, text_type=self.text_type, det_box_type=box_type,
+            det_normalize=_normalize(det, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+            rec_batch_size=self._engine_batch(
                 reports[self.model_name("TextRecognition")], self.rec_batch_size, "recognition",
-                "texts may differ from PaddleX's where padding decides a character"),
-        }
+                "texts may differ from PaddleX's where padding decides a character"))
         if "TextLineOrientation" in self.roles:
             cls = sources[self.model_name("TextLineOrientation")]
             size = _transform(cls, "ResizeImage").get("size", [160, 80])
-            settings["cls_resize"] = [int(size[0]), int(size[1])]
-            settings["cls_normalize"] = _normalize(cls, [0.485, 0.456, 0.406],
-                                                   [0.229, 0.224, 0.225])
-            settings["cls_batch_size"] = self._engine_batch(
+            settings.cls_resize = [int(size[0]), int(size[1])]
+            settings.cls_normalize = _normalize(cls, [0.485, 0.456, 0.406],
+                                                [0.229, 0.224, 0.225])
+            settings.cls_batch_size = self._engine_batch(
                 reports[self.model_name("TextLineOrientation")], self.cls_batch_size,
                 "text-line orientation", "angles may differ from PaddleX's")
         doc_roles = {r: sources[self.model_name(r)] for r in DOC_ROLES if r in self.roles}
         if doc_roles:
-            settings["doc"] = doc_settings(doc_roles.get("DocOrientationClassify"),
-                                           doc_roles.get("DocUnwarping"))
+            settings.doc = doc_settings(doc_roles.get("DocOrientationClassify"),
+                                        doc_roles.get("DocUnwarping"))
         characters = characters_of(rec)
         classes = rec.outputs[0].shape[-1]
         if classes > 0 and classes not in (len(characters) + 2, len(characters) + 1):
@@ -200,11 +197,12 @@ class OCRPipeline(RoleModels, PipelineKind):
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
         """Write the BLS model ``OCR`` calling the role models built into ``repo``."""
         settings, characters = self.graph_settings(sources, reports)
-        version = write_graph_model(repo, self.name, EntryPoint.OCR, settings, self.instances)
+        version = write_graph_model(repo, self.name, EntryPoint.OCR, settings.to_json(),
+                                    self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
-        return PipelineReport(self.pipeline_name, self.name, settings["models"], self.params,
-                              text_rec_batch_size=settings["rec_batch_size"],
-                              textline_orientation_batch_size=settings.get("cls_batch_size"))
+        return PipelineReport(self.pipeline_name, self.name, settings.models, self.params,
+                              text_rec_batch_size=settings.rec_batch_size,
+                              textline_orientation_batch_size=settings.cls_batch_size)
 
     @classmethod
     def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:

@@ -138,9 +138,9 @@ class TableRecognitionPipeline(RoleModels, PipelineKind):
             The pipeline's entry for the build report: served name, engine calls, parameters.
         """
         ocr_settings, characters = self.ocr.graph_settings(sources, reports)
-        settings = {"task": self.pipeline_name, "ocr": ocr_settings,
+        settings = {"task": self.pipeline_name, "ocr": ocr_settings.to_json(),
                     "table_params": self.table_params}
-        models = dict(ocr_settings["models"])
+        models = dict(ocr_settings.models)
         extra_files = self._write_extra(settings, models, sources, reports)
         if "TableStructureRecognition" in self.roles:
             structure = sources[self.model_name("TableStructureRecognition")]
@@ -161,8 +161,8 @@ class TableRecognitionPipeline(RoleModels, PipelineKind):
             models["LayoutDetection"] = settings["layout"]["model"]
         return PipelineReport(
             self.pipeline_name, self.name, models, self.params,
-            text_rec_batch_size=settings["ocr"]["rec_batch_size"],
-            textline_orientation_batch_size=settings["ocr"].get("cls_batch_size"))
+            text_rec_batch_size=ocr_settings.rec_batch_size,
+            textline_orientation_batch_size=ocr_settings.cls_batch_size)
 
 
     def _write_extra(self, settings, models, sources, reports) -> Dict[str, str]:
@@ -319,8 +319,8 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
         if self.seal is None:
             return files
         seal_settings, characters = self.seal.graph_settings(sources, reports)
-        settings["seal_ocr"] = seal_settings
-        models.update({f"Seal{role}": call for role, call in seal_settings["models"].items()})
+        settings["seal_ocr"] = seal_settings.to_json()
+        models.update({f"Seal{role}": call for role, call in seal_settings.models.items()})
         return {**files, "seal_characters.txt": "\n".join(characters)}
 
     def requirements(self):

@@ -28,7 +28,7 @@ class LocalOCR:
 
     repo: Path
     served_name: str
-    settings: Dict
+    settings: ocr_pipeline.OCRSettings
     characters: List[str]
     #: Engine models the graph's seal OCR calls (layout_parsing's may share the general
     #: recognizer).
@@ -47,14 +47,14 @@ class LocalOCR:
         if "TextDetection" not in models or "TextRecognition" not in models or not chars.is_file():
             return None
         seal = (graph.get("seal_ocr") or {}).get("models") or {}
-        return cls(Path(repo), served_name, settings,
+        return cls(Path(repo), served_name, ocr_pipeline.OCRSettings.from_json(settings),
                    chars.read_text(encoding="utf-8").split("\n"),
                    [entry[0] for entry in seal.values()])
 
     @property
     def models(self) -> Dict[str, str]:
         """Engine model name per role."""
-        return {role: entry[0] for role, entry in self.settings["models"].items()}
+        return {role: entry[0] for role, entry in self.settings.models.items()}
 
     def engine_params(self, role: str) -> Dict[str, str]:
         """The ``parameters`` of ``role``'s engine model config."""

@@ -127,7 +127,7 @@ class QuantizeTransform(RepositoryTransform):
             ocr = LocalOCR.load(staging, entry.served_name)
             if ocr is None:
                 continue
-            if ocr.settings.get("text_type") == "seal":
+            if ocr.settings.text_type == "seal":
                 done.append({"pipeline": ocr.served_name, "chosen": [],
                              "note": "seal text stays fp32 (the gate renders horizontal text)"})
                 continue
@@ -321,7 +321,7 @@ def describe(candidate: Dict) -> str:
 
 def mode_of(ocr: LocalOCR) -> str:
     """The graph's recognition batching (PaddleX's unless --fast / --param set another)."""
-    return ocr.settings["params"].get("text_rec_batching", "paddlex")
+    return ocr.settings.params.get("text_rec_batching", "paddlex")
 
 
 def _code_digest() -> str:

@@ -9,7 +9,8 @@ the runtime package).
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from ..common.parameters import Parameter, ParameterError, ParameterSet
 from ..doc_preprocessor import doc_ops
 from . import ocr_ops, seal_ops
 
-__all__ = ["PARAMETERS", "OCRFlow", "ParameterError", "coerce_parameters"]
+__all__ = ["PARAMETERS", "OCRFlow", "OCRSettings", "ParameterError", "coerce_parameters"]
 
 Infer = Callable[[np.ndarray], np.ndarray]
 
@@ -101,42 +102,92 @@ def coerce_parameters(values: Dict, base: Optional[Dict] = None,
     return spec.coerce(values, base, "OCR parameter")
 
 
+@dataclass
+class OCRSettings:
+    """The OCR graph's settings: the contract between the build, which writes them
+    (``ensembles/ocr.py``: ``OCRPipeline.graph_settings``), and this flow, which reads them.
+    Defined here, where they are read; JSON through :meth:`to_json` / :meth:`from_json`.
+
+    Attributes:
+        models: Role → engine call ``[model, input, output]``.
+        params: The defaults of :data:`PARAMETERS` (the build's, PaddleX's where not set).
+        det_normalize: Detection's ``{mean, std, scale}``.
+        rec_batch_size: Crops per recognition batch (PaddleX's batch size, or the engine's
+            limit).
+        text_type: ``general``, or ``seal`` (polygons sorted by top and straightened by
+            :func:`seal_ops.crop_poly`, no ``rec_boxes``).
+        det_box_type: The detector's DB output: ``quad``, or ``poly`` for curved text.
+        cls_resize, cls_normalize, cls_batch_size: Text-line orientation's input size
+            ``[w, h]``, normalisation and batch size, where that role is built.
+        doc: The doc_preprocessor stage's settings (:class:`doc_ops.DocPreprocessFlow`),
+            where its roles are built.
+    """
+
+    models: Dict[str, list]
+    params: Dict[str, object]
+    det_normalize: Dict[str, object]
+    rec_batch_size: int
+    text_type: str = "general"
+    det_box_type: str = "quad"
+    cls_resize: Optional[List[int]] = None
+    cls_normalize: Optional[Dict[str, object]] = None
+    cls_batch_size: Optional[int] = None
+    doc: Optional[Dict[str, object]] = None
+
+    def to_json(self) -> Dict[str, object]:
+        """The settings as the graph's JSON (unset optional fields left out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data) -> OCRSettings:
+        """Settings from the graph's JSON (or already typed).
+
+        Raises:
+            ValueError: a field this version does not know, or a required one missing: the
+                repository was built by another hpi-triton version.
+        """
+        if isinstance(data, cls):
+            return data
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"OCR graph settings carry fields this runtime does not know: "
+                             f"{unknown}; rebuild the repository with this hpi-triton")
+        return cls(**data)
+
+
 class OCRFlow:
     """Detection → sort → crop → [orientation] → recognition (batched by width) → decode.
 
     Args:
-        settings: ``det_normalize`` ({mean, std, scale}), ``cls_resize`` ([w, h]),
-            ``cls_normalize``, ``rec_batch_size``, ``cls_batch_size``, the defaults of
-            :data:`PARAMETERS` (``params``), ``det_box_type`` (the detector's DB output:
-            ``quad``, or ``poly`` for curved text) and ``text_type`` (``general``, or ``seal``:
-            polygons sorted by top and straightened by :func:`seal_ops.crop_poly`, no
-            ``rec_boxes``), as PaddleX's OCR pipeline.
+        settings: :class:`OCRSettings` (or their JSON), as PaddleX's OCR pipeline.
         characters: The recognition character dict (without blank / space).
         det, rec, cls: Engine callables; ``cls`` may be None (no orientation model).
         doc: The doc_preprocessor flow (DocOrientationClassify / DocUnwarping), or None.
     """
 
-    def __init__(self, settings: Dict, characters, det: Infer, rec: Infer,
+    def __init__(self, settings, characters, det: Infer, rec: Infer,
                  cls: Optional[Infer] = None, doc: Optional[doc_ops.DocPreprocessFlow] = None):
-        self.settings = settings
-        self.text_type = settings.get("text_type", "general")
-        self.defaults = coerce_parameters(settings.get("params", {}), None, self.text_type)
+        self.settings = settings = OCRSettings.from_json(settings)
+        self.text_type = settings.text_type
+        self.defaults = coerce_parameters(settings.params, None, self.text_type)
         self.decoder = ocr_ops.CTCDecoder(characters)
         self.det, self.rec, self.cls, self.doc = det, rec, cls, doc
-        self.seal = settings.get("text_type", "general") == "seal"
-        self.polygons = settings.get("det_box_type", "quad") == "poly"
-        norm = settings["det_normalize"]
+        self.seal = settings.text_type == "seal"
+        self.polygons = settings.det_box_type == "poly"
+        norm = settings.det_normalize
         self.det_norm = (norm["mean"], norm["std"], float(norm["scale"]))
 
     @classmethod
-    def from_settings(cls, settings: Dict, characters, call) -> OCRFlow:
-        """Build from a graph's settings; ``call(role)`` gives the first-output callable of a
-        served role (``None`` where the role was not built)."""
-        models = settings["models"]
-        first = {role: call(role) for role in models}
+    def from_settings(cls, settings, characters, call) -> OCRFlow:
+        """Build from a graph's settings (:class:`OCRSettings` or their JSON); ``call(role)``
+        gives the first-output callable of a served role (``None`` where the role was not
+        built)."""
+        settings = OCRSettings.from_json(settings)
+        first = {role: call(role) for role in settings.models}
         doc = None
-        if "doc" in settings:
-            doc = doc_ops.DocPreprocessFlow(settings["doc"], first.get("DocOrientationClassify"),
+        if settings.doc is not None:
+            doc = doc_ops.DocPreprocessFlow(settings.doc, first.get("DocOrientationClassify"),
                                             first.get("DocUnwarping"))
         return cls(settings, characters, first["TextDetection"], first["TextRecognition"],
                    first.get("TextLineOrientation"), doc)
@@ -188,7 +239,7 @@ class OCRFlow:
             crops = [doc_ops.rotate_image(c, 180) if a == 1 else c
                      for c, a in zip(crops, angles)]
         texts, scores = [""] * len(crops), [0.0] * len(crops)
-        for members, batch in ocr_ops.rec_batches(crops, int(self.settings["rec_batch_size"]),
+        for members, batch in ocr_ops.rec_batches(crops, int(self.settings.rec_batch_size),
                                                   params["text_rec_batching"]):
             for index, (text, score) in zip(members, self.decoder(np.asarray(self.rec(batch)))):
                 texts[index], scores[index] = text, score
@@ -233,9 +284,9 @@ class OCRFlow:
         batch's first line's angle. ``batching="paddlex"`` reproduces that (results equal
         PaddleX's); ``"per_line"`` keeps each line's own angle.
         """
-        width, height = self.settings["cls_resize"]
-        norm = self.settings["cls_normalize"]
-        size = int(self.settings.get("cls_batch_size", 6))
+        width, height = self.settings.cls_resize
+        norm = self.settings.cls_normalize
+        size = int(self.settings.cls_batch_size or 6)
         angles = []
         for start in range(0, len(crops), size):
             batch = ocr_ops.cls_preprocess(crops[start:start + size], width, height,
