@@ -100,6 +100,11 @@ class OCRPipeline(RoleModels, PipelineKind):
     # (ocr_pipeline.OCRFlow._orientation), so the batch size decides angles, and so texts.
     cls_batch_size: int = 6
 
+    @property
+    def reads_general_text(self) -> bool:
+        """General text, not seal_recognition's curved seal text."""
+        return self.text_type == "general"
+
     def model_name(self, role: str) -> str:
         """Return the engine model that ``role`` is served as: its ``engine_models`` entry or
         ``<name>_<role>``."""

@@ -57,6 +57,12 @@ class PipelineKind:
         return cls(roles=dict(roles), params=dict(params), backends=dict(backends),
                    instances=instances, name=served_name or cls.pipeline_name)
 
+    @property
+    def reads_general_text(self) -> bool:
+        """Whether this pipeline runs the general OCR flow (detection + recognition of
+        horizontal text) that ``--fast``'s accuracy gate can measure."""
+        return False
+
     @classmethod
     def check_roles(cls, roles: Mapping[str, object]) -> None:
         """Refuse a missing required role or one the pipeline does not have, naming both

@@ -90,9 +90,12 @@ class QuantizeTransform(RepositoryTransform):
             raise BuildError("--quantize int8 needs NNCF (OpenVINO's quantization tool): "
                              "pip install 'nncf>=2.12'") from exc
         if not any(reads_general_text(p) for p in pipelines):
-            raise BuildError("--quantize int8 / --fast apply to OCR text detection and "
-                             "recognition: build OCR, table_recognition or layout_parsing "
-                             "with TextDetection and TextRecognition (seal text stays fp32)")
+            from hpi_triton.ensembles.registry import kinds
+
+            readers = ", ".join(name for name, kind in kinds().items() if kind.fast)
+            raise BuildError(f"--quantize int8 / --fast apply to OCR text detection and "
+                             f"recognition: build one of {readers} with TextDetection and "
+                             f"TextRecognition (seal text stays fp32)")
         if options.precision != "fp32" or options.device.kind != "cpu":
             raise BuildError(f"--quantize int8 quantizes fp32 CPU engines; got --precision "
                              f"{options.precision} --device {options.device}: use "
@@ -140,9 +143,9 @@ class QuantizeTransform(RepositoryTransform):
 
 
 def reads_general_text(pipeline) -> bool:
-    """Whether a pipeline spec runs the general OCR flow the gate can measure."""
-    return (set(QUANTIZABLE) <= set(getattr(pipeline, "roles", {}))
-            and getattr(pipeline, "text_type", "general") != "seal")
+    """Whether a pipeline spec runs the general OCR flow the gate can measure (its
+    declaration says)."""
+    return pipeline.reads_general_text
 
 
 def calibration_images(folder: Path) -> List[Path]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import BuildError
 from hpi_triton.pages import Page
 from hpi_triton.transforms.layout import LayoutTransform, layouts
@@ -97,13 +99,13 @@ def _options(**kw):
                               "cache_dir": None, "use_cache": True, **kw})
 
 
-OCR_PIPELINE = SimpleNamespace(roles={"TextDetection": "d", "TextRecognition": "r"})
+OCR_PIPELINE = pipeline_spec("OCR", {"TextDetection": Path("d"), "TextRecognition": Path("r")})
 
 
 def test_quantize_refuses_what_it_cannot_gate(tmp_path):
     with pytest.raises(BuildError, match="TextDetection and TextRecognition"):
-        QuantizeTransform().check([], [SimpleNamespace(roles={"ImageClassification": "x"})],
-                                  _options())
+        QuantizeTransform().check([], [pipeline_spec(
+            "image_classification", {"ImageClassification": Path("x")})], _options())
     with pytest.raises(BuildError, match="--precision fp32"):
         QuantizeTransform().check([], [OCR_PIPELINE], _options(precision="bf16"))
     with pytest.raises(BuildError, match="--hosting python"):
@@ -149,7 +151,7 @@ def test_fast_refuses_a_pipeline_without_text(tmp_path):
 def test_seal_only_builds_are_refused_and_calibration_is_spread(tmp_path):
     from hpi_triton.transforms.quantize import _spread, reads_general_text
 
-    seal = SimpleNamespace(roles=OCR_PIPELINE.roles, text_type="seal")
+    seal = pipeline_spec("seal_recognition", OCR_PIPELINE.roles)
     assert reads_general_text(OCR_PIPELINE) and not reads_general_text(seal)
     with pytest.raises(BuildError, match="seal text stays fp32"):
         QuantizeTransform().check([], [seal], _options())
