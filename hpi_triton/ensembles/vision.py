@@ -160,7 +160,7 @@ class VisionPipeline(PipelineKind):
         from hpi_triton.triton_models.config import TensorConfig, TritonModelConfig
 
         settings = self._settings(sources[self.engine_name])
-        engine_inputs, engine_outputs = _engine_tensors(repo / self.engine_name)
+        engine_inputs, engine_outputs = _engine_tensors(reports[self.engine_name].config)
         # The pre-processing model emits the engine's inputs in the source model's order.
         order = settings["model"][1]
         if sorted(n for n, _, _ in engine_inputs) == sorted(order):
@@ -406,18 +406,13 @@ def layout_settings(engine_name: str, model_dir: Path, source) -> dict:
     return settings
 
 
-def _engine_tensors(model_dir: Path):
+def _engine_tensors(config):
     """([(name, numpy dtype name, full dims)] of the engine's inputs, ... of its outputs),
-    as its written config serves them; full dims carry the batch dim where it batches."""
-    from tritonclient.grpc import model_config_pb2
-
-    from hpi_triton.triton_models.config import numpy_dtype, read_pbtxt
-
-    config = read_pbtxt(model_dir / "config.pbtxt")
+    as the build's emitted config (``ModelReport.config``) serves them; full dims carry the
+    batch dim where it batches."""
     batch = [-1] if config.max_batch_size > 0 else []
 
     def tensors(entries):
-        return [(t.name, numpy_dtype(model_config_pb2.DataType.Name(t.data_type)).name,
-                 batch + list(t.dims)) for t in entries]
+        return [(t.name, str(t.dtype), batch + [int(d) for d in t.dims]) for t in entries]
 
-    return tensors(config.input), tensors(config.output)
+    return tensors(config.inputs), tensors(config.outputs)

@@ -126,7 +126,7 @@ def emit_engine_model(repo: Path, request: ModelRequest, artifacts: ModelArtifac
     opt = sample_inputs.opt_shapes(source, batch)
     warm_dims = {n: list(s[1:] if batch else s) for n, s in opt.items()}
     warm_names = dict(zip([t.name for t in source.inputs], [t.name for t in inputs]))
-    TritonModelConfig(
+    report.config = TritonModelConfig(
         name=request.name, inputs=inputs, outputs=outputs, max_batch_size=batch,
         instance_groups=[InstanceGroup(kind=device.kind, count=options.instances,
                                        gpus=[device.index] if device.kind == "gpu" else [])],
@@ -134,4 +134,5 @@ def emit_engine_model(repo: Path, request: ModelRequest, artifacts: ModelArtifac
             options.dynamic_batching, device.kind, batch) else None,
         warmup=[WarmupSample("opt_shape", 1, {warm_names[n]: d for n, d in warm_dims.items()})],
         **config_fields,
-    ).write(model_dir)
+    )
+    report.config.write(model_dir)

@@ -169,6 +169,9 @@ class ModelReport:
     max_batch_size: int = 0
     candidates: List[CandidateReport] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    #: The model config the build emitted (a ``TritonModelConfig``), so pipelines read the
+    #: engine's tensors from it instead of the config.pbtxt just written; not in the JSON.
+    config: Optional[object] = field(default=None, repr=False, compare=False)
 
     def warn(self, message: str, handled: bool = False) -> None:
         """Note a fallback or a hosting change in the report and the build log; ``handled``:
@@ -240,4 +243,6 @@ class BuildReport:
         """Return the report as a JSON-ready dict, nested reports included."""
         out = asdict(self)
         out["pipelines"] = [p.to_dict() for p in self.pipelines]
+        for model in out["models"]:
+            model.pop("config", None)
         return out

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from hpi_triton.core.model_dir import load_model_dir
 from hpi_triton.ensembles import pipeline_spec
+from hpi_triton.generator.plan import ModelReport
 from hpi_triton.triton_models.config import (
     DynamicBatching,
     TensorConfig,
@@ -19,14 +20,18 @@ def _write(pir_model, tmp_path, name="image_classification"):
     """Write the graph over an engine model config like the build's (batching, max 8)."""
     spec = pipeline_spec("image_classification", {"ImageClassification": pir_model},
                          served_name=name)
-    TritonModelConfig(
+    config = TritonModelConfig(
         name=spec.engine_name, backend="python", max_batch_size=8,
         inputs=[TensorConfig("x", "float32", [3, 224, 224])],
         outputs=[TensorConfig("softmax", "float32", [1000]),
                  TensorConfig("features", "float32", [1024])],
         dynamic_batching=DynamicBatching(),
-    ).write((tmp_path / spec.engine_name).mkdir(parents=True) or tmp_path / spec.engine_name)
-    entry = spec.write(tmp_path, {spec.engine_name: load_model_dir(pir_model)}, {})
+    )
+    config.write((tmp_path / spec.engine_name).mkdir(parents=True) or tmp_path / spec.engine_name)
+    report = ModelReport(spec.engine_name, str(pir_model), "MobileNetV3_small_x1_0", "pir",
+                         config=config)
+    entry = spec.write(tmp_path, {spec.engine_name: load_model_dir(pir_model)},
+                       {spec.engine_name: report})
     return spec, entry
 
 
