@@ -26,21 +26,9 @@ def stand_in_pb_utils() -> types.ModuleType:
 
         messages: list = []
 
-        @classmethod
-        def log_info(cls, message):
-            cls.messages.append(("info", message))
-
-        @classmethod
-        def log_warn(cls, message):
-            cls.messages.append(("warn", message))
-
-        @classmethod
-        def log_error(cls, message):
-            cls.messages.append(("error", message))
-
-        @classmethod
-        def log_verbose(cls, message):
-            cls.messages.append(("verbose", message))
+    for level in ("info", "warn", "error", "verbose"):
+        setattr(Logger, f"log_{level}", classmethod(
+            lambda cls, message, level=level: cls.messages.append((level, message))))
 
     class InferenceResponse:
         def __init__(self, output_tensors=(), error=None):
