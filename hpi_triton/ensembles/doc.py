@@ -16,7 +16,7 @@ from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.common.image_io import MAX_PIXELS
 from hpi_triton.python_backend.common.parameters import ParameterError, ParameterSet
-from hpi_triton.python_backend.doc_preprocessor.doc_ops import PARAMETERS
+from hpi_triton.python_backend.doc_preprocessor.doc_ops import PARAMETERS, DocSettings
 
 DOC_ROLES = ("DocOrientationClassify", "DocUnwarping")
 
@@ -37,9 +37,10 @@ def doc_defaults(roles, params: Dict, what: str) -> Dict:
     return merged
 
 
-def doc_settings(orientation: Optional[ModelSource], unwarping: Optional[ModelSource]) -> Dict:
+def doc_settings(orientation: Optional[ModelSource],
+                 unwarping: Optional[ModelSource]) -> DocSettings:
     """The doc flow's settings from the role models' inference.yml / signatures."""
-    settings: Dict = {}
+    settings = DocSettings()
     if orientation is not None:
         yml = orientation.path / "inference.yml"
         ops = (orientation.config.get("PreProcess") or {}).get("transform_ops")
@@ -52,7 +53,8 @@ def doc_settings(orientation: Optional[ModelSource], unwarping: Optional[ModelSo
             raise InferenceConfigError(
                 f"{yml}: field 'PostProcess.Topk.label_list' is {labels!r}; "
                 f"DocOrientationClassify needs angle labels such as ['0', '90', '180', '270']")
-        settings.update(orientation_preprocess=ops, orientation_labels=[str(x) for x in labels])
+        settings.orientation_preprocess = ops
+        settings.orientation_labels = [str(x) for x in labels]
     if unwarping is not None:
         x, y = unwarping.inputs[0], unwarping.outputs[0]
         if len(x.shape) != 4 or len(y.shape) != 4 or x.shape[1] != 3 or y.shape[1] != 3:
@@ -107,7 +109,7 @@ class DocPreprocessorPipeline(RoleModels, PipelineKind):
                   for role, src in roles.items()}
         settings = {"models": models, "params": self.params,
                     "doc": doc_settings(roles.get("DocOrientationClassify"),
-                                        roles.get("DocUnwarping"))}
+                                        roles.get("DocUnwarping")).to_json()}
         write_graph_model(repo, self.name, EntryPoint.DOC, settings, self.instances,
                           {"output_img": ("uint8", [-1])})
         return PipelineReport(self.pipeline_name, self.name, models, self.params)

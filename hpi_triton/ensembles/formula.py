@@ -196,7 +196,7 @@ class FormulaRecognitionPipeline(RoleModels, PipelineKind):
             for role, src in doc_roles.items():
                 models[role] = engine_call(self.model_name(role), src, first_only=True)
             settings["doc"] = doc_settings(doc_roles.get("DocOrientationClassify"),
-                                           doc_roles.get("DocUnwarping"))
+                                           doc_roles.get("DocUnwarping")).to_json()
         if "LayoutDetection" in self.roles:
             from hpi_triton.ensembles.vision import layout_settings
 

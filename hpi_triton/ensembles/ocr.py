@@ -169,7 +169,7 @@ class OCRPipeline(RoleModels, PipelineKind):
         doc_roles = {r: sources[self.model_name(r)] for r in DOC_ROLES if r in self.roles}
         if doc_roles:
             settings.doc = doc_settings(doc_roles.get("DocOrientationClassify"),
-                                        doc_roles.get("DocUnwarping"))
+                                        doc_roles.get("DocUnwarping")).to_json()
         characters = characters_of(rec)
         classes = rec.outputs[0].shape[-1]
         if classes > 0 and classes not in (len(characters) + 2, len(characters) + 1):

@@ -97,3 +97,19 @@ def test_docs_parameters_md_is_generated_from_the_declarations():
         "regenerate: hpi-triton pipelines --markdown > docs/parameters.md"
     for name in registry.names():
         assert f"\n## {name}\n" in docs.read_text()
+
+
+def test_graph_settings_round_trip_and_refuse_fields_they_do_not_know():
+    from hpi_triton.python_backend.doc_preprocessor.doc_ops import DocSettings
+    from hpi_triton.python_backend.ocr.ocr_pipeline import OCRSettings
+
+    ocr = OCRSettings(models={"TextDetection": ["OCR_TextDetection", "x", "y"]},
+                      params={"thresh": 0.3}, det_normalize={"mean": [0.5] * 3,
+                                                             "std": [0.5] * 3, "scale": 1 / 255},
+                      rec_batch_size=6, doc=DocSettings(["op"], ["0", "180"]).to_json())
+    data = ocr.to_json()
+    assert "cls_resize" not in data and data["doc"]["orientation_labels"] == ["0", "180"]
+    assert OCRSettings.from_json(data) == ocr and OCRSettings.from_json(ocr) is ocr
+    with pytest.raises(ValueError, match="OCRSettings.*\\['det_dilate'\\].*rebuild"):
+        OCRSettings.from_json({**data, "det_dilate": True})
+    assert DocSettings.from_json({}) == DocSettings()

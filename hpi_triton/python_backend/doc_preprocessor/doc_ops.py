@@ -6,13 +6,15 @@ Engines are callables, so the same flow runs in-process as the parity reference.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
 
 import cv2
 import numpy as np
 
 from ..common.image_io import normalize_chw
 from ..common.parameters import Parameter, ParameterError, ParameterSet
+from ..common.settings import GraphSettings
 from ..vision import vision_ops
 
 # Defaults are set at build time from the roles present.
@@ -41,20 +43,33 @@ def rotate_image(image: np.ndarray, angle: float) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (new_w, new_h), flags=cv2.INTER_CUBIC)
 
 
+@dataclass
+class DocSettings(GraphSettings):
+    """The doc_preprocessor stage's settings (built by ``ensembles/doc.py:doc_settings``).
+
+    Attributes:
+        orientation_preprocess: The orientation classifier's transform_ops (None without one).
+        orientation_labels: Its labels, angles as strings (``['0', '90', '180', '270']``).
+    """
+
+    orientation_preprocess: Optional[List[Dict]] = None
+    orientation_labels: Optional[List[str]] = None
+
+
 class DocPreprocessFlow:
     """Orientation (a PaddleX image classifier whose labels are angles) → rotate back →
     unwarping (UVDoc export: BGR/255 CHW in, the unwarped image in [0, 1] out).
 
     Args:
-        settings: ``orientation_preprocess`` (the classifier's transform_ops) and
-            ``orientation_labels``; absent when there is no orientation model.
+        settings: :class:`DocSettings` (or their JSON).
         orientation: ``f(x [1,3,H,W]) -> probs [1,C]`` or None.
         unwarping: ``f(x [1,3,H,W]) -> image [1,3,H,W]`` or None.
     """
 
-    def __init__(self, settings: Dict, orientation: Optional[Callable] = None,
+    def __init__(self, settings, orientation: Optional[Callable] = None,
                  unwarping: Optional[Callable] = None):
-        self.settings, self.orientation, self.unwarping = settings, orientation, unwarping
+        self.settings = DocSettings.from_json(settings)
+        self.orientation, self.unwarping = orientation, unwarping
 
     def check(self, params: Dict) -> None:
         """Refuse parameters that turn on a step whose model this build lacks.
@@ -76,9 +91,9 @@ class DocPreprocessFlow:
         angle, image = -1, bgr
         if settings["use_doc_orientation_classify"]:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            x = vision_ops.classification_preprocess(rgb, self.settings["orientation_preprocess"])
+            x = vision_ops.classification_preprocess(rgb, self.settings.orientation_preprocess)
             probs = np.asarray(self.orientation(x[None])).reshape(-1)
-            labels = self.settings["orientation_labels"]
+            labels = self.settings.orientation_labels
             angle = int(labels[int(probs.argmax())])
             image = rotate_image(bgr, angle)
         if settings["use_doc_unwarping"]:

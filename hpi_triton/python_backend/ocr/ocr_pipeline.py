@@ -9,13 +9,14 @@ the runtime package).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from ..common.image_io import MAX_PIXELS
 from ..common.parameters import Parameter, ParameterError, ParameterSet
+from ..common.settings import GraphSettings
 from ..doc_preprocessor import doc_ops
 from . import ocr_ops, seal_ops
 
@@ -103,7 +104,7 @@ def coerce_parameters(values: Dict, base: Optional[Dict] = None,
 
 
 @dataclass
-class OCRSettings:
+class OCRSettings(GraphSettings):
     """The OCR graph's settings: the contract between the build, which writes them
     (``ensembles/ocr.py``: ``OCRPipeline.graph_settings``), and this flow, which reads them.
     Defined here, where they are read; JSON through :meth:`to_json` / :meth:`from_json`.
@@ -133,27 +134,6 @@ class OCRSettings:
     cls_normalize: Optional[Dict[str, object]] = None
     cls_batch_size: Optional[int] = None
     doc: Optional[Dict[str, object]] = None
-
-    def to_json(self) -> Dict[str, object]:
-        """The settings as the graph's JSON (unset optional fields left out)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_json(cls, data) -> OCRSettings:
-        """Settings from the graph's JSON (or already typed).
-
-        Raises:
-            ValueError: a field this version does not know, or a required one missing: the
-                repository was built by another hpi-triton version.
-        """
-        if isinstance(data, cls):
-            return data
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"OCR graph settings carry fields this runtime does not know: "
-                             f"{unknown}; rebuild the repository with this hpi-triton")
-        return cls(**data)
 
 
 class OCRFlow:
