@@ -188,23 +188,24 @@ class FormulaRecognitionPipeline(RoleModels, PipelineKind):
         tokenizer = formula.pop("tokenizer")
         models = {"FormulaRecognition": engine_call(self.model_name("FormulaRecognition"),
                                                     formula_source, first_only=True)}
-        settings = {"formula": {**formula, "tokenizer_file": TOKENIZER_FILE,
-                                "model": models["FormulaRecognition"]},
-                    "models": models, "params": self.params}
+        settings = formula_ops.FormulaSettings(
+            formula={**formula, "tokenizer_file": TOKENIZER_FILE,
+                     "model": models["FormulaRecognition"]},
+            models=models, params=self.params)
         doc_roles = {r: sources[self.model_name(r)] for r in DOC_ROLES if r in self.roles}
         if doc_roles:
             for role, src in doc_roles.items():
                 models[role] = engine_call(self.model_name(role), src, first_only=True)
-            settings["doc"] = doc_settings(doc_roles.get("DocOrientationClassify"),
-                                           doc_roles.get("DocUnwarping")).to_json()
+            settings.doc = doc_settings(doc_roles.get("DocOrientationClassify"),
+                                        doc_roles.get("DocUnwarping")).to_json()
         if "LayoutDetection" in self.roles:
             from hpi_triton.ensembles.vision import layout_settings
 
             name = self.model_name("LayoutDetection")
-            settings["layout"] = layout_settings(name, self.roles["LayoutDetection"],
-                                                 sources[name])
-            models["LayoutDetection"] = settings["layout"]["model"]
-        version = write_graph_model(repo, self.name, EntryPoint.FORMULA, settings,
+            settings.layout = layout_settings(name, self.roles["LayoutDetection"],
+                                              sources[name])
+            models["LayoutDetection"] = settings.layout["model"]
+        version = write_graph_model(repo, self.name, EntryPoint.FORMULA, settings.to_json(),
                                     self.instances)
         (version / TOKENIZER_FILE).write_text(tokenizer, encoding="utf-8")
         return PipelineReport(self.pipeline_name, self.name, models, self.params,

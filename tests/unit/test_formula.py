@@ -107,7 +107,7 @@ def test_doc_switches_named_in_a_request_decide_as_in_paddlex(tokenizer):
     """PaddleX's get_model_settings: naming a doc switch runs the doc_preprocessor only if a
     named one is True; naming none leaves the build's use_doc_preprocessor."""
     flow = _flow(tokenizer, [2])
-    flow.settings["params"] = {**PARAMS, "use_doc_preprocessor": True,
+    flow.settings.params = {**PARAMS, "use_doc_preprocessor": True,
                                "use_doc_orientation_classify": True, "use_doc_unwarping": True}
     flow.doc = type("Doc", (), {"check": lambda self, params: None})()
     assert flow.parameters({})["use_doc_preprocessor"] is True

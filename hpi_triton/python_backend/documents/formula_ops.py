@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 import cv2
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..common.image_io import MAX_PIXELS, ImageError
 from ..common.parameters import ParameterError, ParameterSet
+from ..common.settings import GraphSettings
 from ..doc_preprocessor import doc_ops
 from ..vision import vision_ops
 from .table_pipeline import PARAMETERS  # use_layout_detection, layout_threshold: the same
@@ -36,6 +38,26 @@ KNOWN_OPS = ("DecodeImage", "MinMaxResize", "LatexTestTransform", "NormalizeImag
              "LatexImageFormat", "KeepKeys")
 #: A request's parameters: the layout switches, the doc_preprocessor's, max_pixels.
 REQUEST_PARAMETERS = PARAMETERS | doc_ops.PARAMETERS | ParameterSet.of(MAX_PIXELS)
+
+
+@dataclass
+class FormulaSettings(GraphSettings):
+    """The formula graph's settings (written by ``ensembles/formula.py``; layout_parsing
+    carries its ``formula`` part).
+
+    Attributes:
+        formula: ``{model_name, preprocess, tokenizer_file, model}`` of LaTeX_OCR_rec.
+        models: Role → engine call ``[model, input, output]``.
+        params: The defaults of :data:`REQUEST_PARAMETERS`.
+        doc: The doc_preprocessor stage's :class:`doc_ops.DocSettings`, where built.
+        layout: vision_ops detection settings of LayoutDetection, where built.
+    """
+
+    formula: Dict[str, object]
+    models: Dict[str, list] = field(default_factory=dict)
+    params: Dict[str, object] = field(default_factory=dict)
+    doc: Optional[Dict[str, object]] = None
+    layout: Optional[Dict[str, object]] = None
 
 
 class FormulaInputError(ImageError):
@@ -160,34 +182,35 @@ class FormulaFlow:
     image) → LaTeX_OCR_rec per region, one at a time (PaddleX runs it at batch 1).
 
     Args:
-        settings: ``formula`` ({model_name, preprocess}), ``layout`` (vision_ops detection
-            settings, absent without a layout model) and ``params`` (build-time defaults).
+        settings: :class:`FormulaSettings` (or their JSON).
         recognize: ``f(x [1,1,H,W]) -> token ids [1,L]``.
         decoder: The model's :class:`LatexDecoder`.
         layout: ``f(*feeds) -> outputs`` of the layout detector, or None.
         doc: The doc_preprocessor flow, or None.
     """
 
-    def __init__(self, settings: Dict, recognize: Callable, decoder: LatexDecoder,
+    def __init__(self, settings, recognize: Callable, decoder: LatexDecoder,
                  layout: Optional[Callable] = None, doc=None):
-        self.settings, self.recognize, self.decoder = settings, recognize, decoder
+        self.settings = settings = FormulaSettings.from_json(settings)
+        self.recognize, self.decoder = recognize, decoder
         self.layout, self.doc = layout, doc
-        self.model_name = settings["formula"]["model_name"]
+        self.model_name = settings.formula["model_name"]
 
     @classmethod
-    def from_settings(cls, settings: Dict, tokenizer_text: str, call: Callable,
+    def from_settings(cls, settings, tokenizer_text: str, call: Callable,
                       layout: Optional[Callable] = None) -> FormulaFlow:
-        """The flow of a graph's settings: ``call(spec) -> f(x) -> outputs`` makes an engine
-        call of an engine-call spec ([name, input, output]); the doc flow from
-        ``settings["doc"]`` over the doc roles of ``settings["models"]`` where built."""
-        models = settings.get("models") or {}
+        """The flow of a graph's settings (:class:`FormulaSettings` or their JSON):
+        ``call(spec) -> f(x) -> outputs`` makes an engine call of an engine-call spec
+        ([name, input, output]); the doc flow over the doc roles of ``models`` where built."""
+        settings = FormulaSettings.from_json(settings)
+        models = settings.models
         doc = None
-        if "doc" in settings:
+        if settings.doc is not None:
             first = {role: (lambda x, c=call(models[role]): c(x)[0])
                      for role in ("DocOrientationClassify", "DocUnwarping") if role in models}
-            doc = doc_ops.DocPreprocessFlow(settings["doc"], first.get("DocOrientationClassify"),
+            doc = doc_ops.DocPreprocessFlow(settings.doc, first.get("DocOrientationClassify"),
                                             first.get("DocUnwarping"))
-        engine = call(settings["formula"]["model"])
+        engine = call(settings.formula["model"])
         return cls(settings, lambda x: engine(x)[0], LatexDecoder(tokenizer_text), layout, doc)
 
     def parameters(self, overrides: Optional[Dict]) -> Dict:
@@ -195,7 +218,7 @@ class FormulaFlow:
         built. As PaddleX's get_model_settings: a request naming either doc switch runs the
         doc_preprocessor only if one it names is True; otherwise the build's
         ``use_doc_preprocessor`` decides."""
-        params = REQUEST_PARAMETERS.coerce(overrides, self.settings["params"])
+        params = REQUEST_PARAMETERS.coerce(overrides, self.settings.params)
         named = [k for k in (overrides or {}) if k in doc_ops.PARAMETERS]
         if named:
             params["use_doc_preprocessor"] = any(params[k] for k in named)
@@ -231,7 +254,7 @@ class FormulaFlow:
                 raise FormulaInputError(f"{self.model_name}: the image {problem}")
             out["formula_res_list"] = [{"rec_formula": formula, "formula_region_id": 1}]
             return out
-        layout = vision_ops.detect_layout(self.settings["layout"], image,
+        layout = vision_ops.detect_layout(self.settings.layout, image,
                                           params["layout_threshold"], self.layout)
         out["layout_det_res"] = layout
         # PaddleX's formula_recognition JSON writes dt_polys as a one-element tuple of the box.
@@ -270,7 +293,7 @@ class FormulaFlow:
         at batch 1, where PaddleX runs, the loop stops there; a batch of several keeps
         decoding the finished rows."""
         try:
-            x = preprocess(crop, self.settings["formula"]["preprocess"])
+            x = preprocess(crop, self.settings.formula["preprocess"])
         except FormulaInputError as exc:
             return "", f"cannot be read: {exc}"
         tokens = np.asarray(self.recognize(x)).reshape(-1)

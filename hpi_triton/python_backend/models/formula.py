@@ -19,10 +19,11 @@ class TritonPythonModel:
     def initialize(self, args):
         """Read the settings and the tokenizer; build the flow over BLS engine calls."""
         settings, version_dir = bls.graph_settings(args)
-        layout = (bls.EngineCall(*settings["layout"]["model"]).run
-                  if "layout" in settings else None)
+        settings = formula_ops.FormulaSettings.from_json(settings)
+        layout = (bls.EngineCall(*settings.layout["model"]).run
+                  if settings.layout is not None else None)
         self.flow = formula_ops.FormulaFlow.from_settings(
-            settings, bls.read_text(version_dir, settings["formula"]["tokenizer_file"]),
+            settings, bls.read_text(version_dir, settings.formula["tokenizer_file"]),
             lambda spec: bls.EngineCall(*spec).run, layout)
 
     def execute(self, requests):
