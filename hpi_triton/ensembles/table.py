@@ -23,6 +23,7 @@ from hpi_triton.python_backend.documents.table_pipeline import (
     LAYOUT_PARSING_SWITCHES,
     PARAMETERS,
     SEAL_PARAMETERS,
+    TableSettings,
 )
 from hpi_triton.python_backend.ocr.ocr_pipeline import PARAMETERS as OCR_PARAMETERS
 from hpi_triton.python_backend.ocr.ocr_pipeline import SEAL_RENAMES, SEAL_TEXT_PARAMETERS
@@ -143,27 +144,27 @@ class TableRecognitionPipeline(RoleModels, PipelineKind):
             The pipeline's entry for the build report: served name, engine calls, parameters.
         """
         ocr_settings, characters = self.ocr.graph_settings(sources, reports)
-        settings = {"task": self.pipeline_name, "ocr": ocr_settings.to_json(),
-                    "table_params": self.table_params}
+        settings = TableSettings(task=self.pipeline_name, ocr=ocr_settings.to_json(),
+                                 table_params=self.table_params)
         models = dict(ocr_settings.models)
         extra_files = self._write_extra(settings, models, sources, reports)
         if "TableStructureRecognition" in self.roles:
             structure = sources[self.model_name("TableStructureRecognition")]
-            settings["structure"] = {**structure_settings(structure), "model": engine_call(
+            settings.structure = {**structure_settings(structure), "model": engine_call(
                 self.model_name("TableStructureRecognition"), structure)}
-            models["TableStructureRecognition"] = settings["structure"]["model"]
+            models["TableStructureRecognition"] = settings.structure["model"]
         if "LayoutDetection" in self.roles:
             from hpi_triton.ensembles.vision import layout_settings
 
             name = self.model_name("LayoutDetection")
-            settings["layout"] = layout_settings(name, self.roles["LayoutDetection"],
-                                                 sources[name])
-        version = write_graph_model(repo, self.name, EntryPoint.TABLE, settings, self.instances)
+            settings.layout = layout_settings(name, self.roles["LayoutDetection"],
+                                              sources[name])
+            models["LayoutDetection"] = settings.layout["model"]
+        version = write_graph_model(repo, self.name, EntryPoint.TABLE, settings.to_json(),
+                                    self.instances)
         (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
         for file_name, text in extra_files.items():
             (version / file_name).write_text(text, encoding="utf-8")
-        if "layout" in settings:
-            models["LayoutDetection"] = settings["layout"]["model"]
         return PipelineReport(
             self.pipeline_name, self.name, models, self.params,
             text_rec_batch_size=ocr_settings.rec_batch_size,
@@ -310,21 +311,21 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
             formula_settings(sources[self.model_name("FormulaRecognition")])
 
     def _write_extra(self, settings, models, sources, reports) -> Dict[str, str]:
-        settings["table_params"] = {**settings["table_params"],
-                                    "use_seal_recognition": self.use_seal,
-                                    "use_formula_recognition": self.use_formula}
+        settings.table_params = {**settings.table_params,
+                                 "use_seal_recognition": self.use_seal,
+                                 "use_formula_recognition": self.use_formula}
         files = {}
         if "FormulaRecognition" in self.roles:
             source = sources[self.model_name("FormulaRecognition")]
             formula = formula_settings(source)
             files[TOKENIZER_FILE] = formula.pop("tokenizer")
             call = engine_call(self.model_name("FormulaRecognition"), source, first_only=True)
-            settings["formula"] = {**formula, "tokenizer_file": TOKENIZER_FILE, "model": call}
+            settings.formula = {**formula, "tokenizer_file": TOKENIZER_FILE, "model": call}
             models["FormulaRecognition"] = call
         if self.seal is None:
             return files
         seal_settings, characters = self.seal.graph_settings(sources, reports)
-        settings["seal_ocr"] = seal_settings.to_json()
+        settings.seal_ocr = seal_settings.to_json()
         models.update({f"Seal{role}": call for role, call in seal_settings.models.items()})
         return {**files, "seal_characters.txt": "\n".join(characters)}
 

@@ -8,11 +8,13 @@ reference) the engines are runners.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional
 
 import numpy as np
 
 from ..common.parameters import Parameter, ParameterError, ParameterSet
+from ..common.settings import GraphSettings
 from ..ocr.ocr_pipeline import PARAMETERS as OCR_PARAMETERS
 from ..ocr.ocr_pipeline import SEAL_RENAMES, OCRFlow
 from ..vision import vision_ops
@@ -34,6 +36,31 @@ LAYOUT_PARSING_SWITCHES = ParameterSet.of(
 SEAL_PARAMETERS = OCR_PARAMETERS.prefixed(SEAL_RENAMES)
 
 
+@dataclass
+class TableSettings(GraphSettings):
+    """The settings of the table_recognition, seal_recognition and layout_parsing graphs
+    (written by ``ensembles/table.py``).
+
+    Attributes:
+        task: Which of the three flows the graph runs (its pipeline's name).
+        ocr: The general (or, for seal_recognition, seal) OCR's :class:`OCRSettings`.
+        table_params: The defaults of :data:`PARAMETERS` (and layout_parsing's switches).
+        structure: SLANet decoding settings and its engine call, where built.
+        layout: vision_ops detection settings of LayoutDetection, where built.
+        seal_ocr: layout_parsing's seal OCR settings, where built.
+        formula: layout_parsing's :class:`formula_ops.FormulaSettings` ``formula`` part,
+            where built.
+    """
+
+    task: str
+    ocr: Dict[str, object]
+    table_params: Dict[str, object] = field(default_factory=dict)
+    structure: Optional[Dict[str, object]] = None
+    layout: Optional[Dict[str, object]] = None
+    seal_ocr: Optional[Dict[str, object]] = None
+    formula: Optional[Dict[str, object]] = None
+
+
 class TableFlow:
     """Args:
         settings: ``structure`` ({characters, max_len, canvas_boxes}), ``layout`` (the
@@ -46,8 +73,9 @@ class TableFlow:
 
     def __init__(self, settings: Dict, ocr: OCRFlow, structure: Callable,
                  layout: Optional[Callable] = None):
-        self.settings, self.ocr, self.structure, self.layout = settings, ocr, structure, layout
-        self.defaults = settings["table_params"]
+        self.settings = settings = TableSettings.from_json(settings)
+        self.ocr, self.structure, self.layout = ocr, structure, layout
+        self.defaults = settings.table_params
 
     def parameters(self, overrides: Optional[Dict]):
         """(table parameters, OCR parameters) from one request's parameters."""
@@ -99,7 +127,7 @@ class TableFlow:
 
     def detect_layout(self, image: np.ndarray, threshold: float) -> Dict:
         """Run the layout detector on ``image`` (BGR) at score ``threshold``; return its result."""
-        return vision_ops.detect_layout(self.settings["layout"], image, threshold, self.layout)
+        return vision_ops.detect_layout(self.settings.layout, image, threshold, self.layout)
 
     def tables(self, image: np.ndarray, boxes, ocr: Dict, whole_page: bool = False):
         """table_res_list for the table ``boxes`` (page coordinates) of ``image``.
@@ -134,7 +162,7 @@ class TableFlow:
 
     def recognize_structure(self, crop: np.ndarray) -> Dict:
         """Run the structure model on one table crop; return its decoded tokens and cell boxes."""
-        spec = self.settings["structure"]
+        spec = self.settings.structure
         x = table_ops.structure_preprocess(crop, spec["max_len"])
         boxes, probs = self.structure(x)
         return table_ops.structure_decode(np.asarray(boxes)[0], np.asarray(probs)[0],

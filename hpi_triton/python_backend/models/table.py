@@ -25,27 +25,29 @@ class TritonPythonModel:
         where the build included them.
         """
         settings, version_dir = bls.graph_settings(args)
+        settings = table_pipeline.TableSettings.from_json(settings)
         characters = bls.read_characters(version_dir)
-        calls = {role: bls.EngineCall(*spec) for role, spec in settings["ocr"]["models"].items()}
-        ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters,
+        calls = {role: bls.EngineCall(*spec) for role, spec in settings.ocr["models"].items()}
+        ocr = ocr_pipeline.OCRFlow.from_settings(settings.ocr, characters,
                                                  lambda role: calls[role])
-        structure = (bls.EngineCall(*settings["structure"]["model"]).run
-                     if "structure" in settings else None)
-        layout = bls.EngineCall(*settings["layout"]["model"]).run if "layout" in settings else None
-        task = settings.get("task")
+        structure = (bls.EngineCall(*settings.structure["model"]).run
+                     if settings.structure is not None else None)
+        layout = (bls.EngineCall(*settings.layout["model"]).run
+                  if settings.layout is not None else None)
+        task = settings.task
         if task == "layout_parsing":
             seal = None
-            if "seal_ocr" in settings:
+            if settings.seal_ocr is not None:
                 seal_calls = {role: bls.EngineCall(*spec)
-                              for role, spec in settings["seal_ocr"]["models"].items()}
+                              for role, spec in settings.seal_ocr["models"].items()}
                 seal = ocr_pipeline.OCRFlow.from_settings(
-                    settings["seal_ocr"], bls.read_characters(version_dir, "seal_characters.txt"),
+                    settings.seal_ocr, bls.read_characters(version_dir, "seal_characters.txt"),
                     lambda role: seal_calls[role])
             formula = None
-            if "formula" in settings:
+            if settings.formula is not None:
                 formula = formula_ops.FormulaFlow.from_settings(
-                    {"formula": settings["formula"]},
-                    bls.read_text(version_dir, settings["formula"]["tokenizer_file"]),
+                    {"formula": settings.formula},
+                    bls.read_text(version_dir, settings.formula["tokenizer_file"]),
                     lambda spec: bls.EngineCall(*spec).run)
             self.flow = table_pipeline.LayoutParsingFlow(settings, ocr, structure, layout, seal,
                                                          formula)
