@@ -213,7 +213,7 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform, exclude: Sequence[st
     paths = _spread(found, MAX_CALIBRATION_IMAGES)
     key = cache_key(
         kind="ocr-int8", engines={r: _digest(ocr.repo / m / "1") for r, m in ocr.models.items()},
-        settings={k: v for k, v in ocr.settings.items() if k != "models"}, roles=roles,
+        settings={k: v for k, v in ocr.settings.to_json().items() if k != "models"}, roles=roles,
         calibration=[_digest_file(p) for p in paths] or options.calibration_pages,
         held_out=options.held_out_pages, bound=[options.max_cer_delta, MIN_LINE_RECALL],
         seeds=[CALIBRATION_SEED, HELD_OUT_SEED], cpu=device_architecture("cpu"),
