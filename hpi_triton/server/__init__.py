@@ -16,7 +16,13 @@ from hpi_triton.server.binary import (
     find_tritonserver,
     with_backend_defaults,
 )
-from hpi_triton.server.checks import check_ports_free, free_port, port_is_free, repository_problem
+from hpi_triton.server.checks import (
+    check_ports_free,
+    free_port,
+    free_ports,
+    port_is_free,
+    repository_problem,
+)
 from hpi_triton.server.environment import (
     MALLOC_MODES,
     MALLOC_SETTINGS,
@@ -44,7 +50,7 @@ from hpi_triton.server.triton import TritonServer
 __all__ = ["DEAD_INSTANCE_GRACE", "MALLOC_MODES", "MALLOC_SETTINGS", "NUMPY1_STUB_MARKER",
            "PYTHON_BACKEND_ARGS", "ModelSupervisor", "TritonBinary", "TritonServer",
            "bind_to_parent", "check_ports_free", "check_stub_environment", "child_processes",
-           "find_tritonserver", "free_port", "port_is_free", "repository_problem", "server_memory",
-           "start_watchdog", "stop_tritonserver", "stub_environment",
+           "find_tritonserver", "free_port", "free_ports", "port_is_free", "repository_problem",
+           "server_memory", "start_watchdog", "stop_tritonserver", "stub_environment",
            "stub_environment_problems", "stub_processes", "stub_regions", "watch",
            "with_backend_defaults"]

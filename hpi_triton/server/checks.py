@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from hpi_triton.errors import (
     PortInUseError,
@@ -57,6 +57,18 @@ def check_ports_free(ports: Dict[str, int]) -> None:
 
 def free_port() -> int:
     """A TCP port free on loopback right now (for tests and ``--http-port 0``)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> List[int]:
+    """``count`` distinct TCP ports free on loopback right now. The sockets stay bound until
+    all are found: asked one after another, the kernel may hand out a port just released
+    again (measured: HTTP and gRPC given the same port, tritonserver refusing to start)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -18,7 +18,7 @@ from hpi_triton.errors import (
     ServerError,
 )
 from hpi_triton.server.binary import find_tritonserver, with_backend_defaults
-from hpi_triton.server.checks import check_ports_free, free_port, repository_problem
+from hpi_triton.server.checks import check_ports_free, free_ports, repository_problem
 from hpi_triton.server.environment import TritonBinary, check_stub_environment
 from hpi_triton.server.lifecycle import start_watchdog, stop_tritonserver
 from hpi_triton.server.processes import LOAD_FAILURE, bind_to_parent
@@ -52,8 +52,9 @@ class TritonServer:
         # A local folder, or a URL tritonserver reads itself (s3://, gs://, as://).
         self.repository = (str(repository) if "://" in str(repository)
                            else Path(repository).expanduser().resolve())
-        self.ports = {"http": http_port or free_port(), "grpc": grpc_port or free_port(),
-                      "metrics": metrics_port or free_port()}
+        spare = iter(free_ports(3))
+        self.ports = {"http": http_port or next(spare), "grpc": grpc_port or next(spare),
+                      "metrics": metrics_port or next(spare)}
         self.tritonserver = tritonserver
         self.log_path = Path(log_path) if log_path else None
         self.extra_args = list(extra_args or [])

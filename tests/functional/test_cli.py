@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from hpi_triton.server import free_port
+from hpi_triton.server import free_port, free_ports
 
 pytestmark = pytest.mark.functional
 
@@ -38,12 +38,12 @@ def cli_repo(wheel_models, shared_cache_dir, tmp_path_factory):
 
 
 def test_serve_and_infer_from_the_command_line(cli_repo, tmp_path):
-    ports = [free_port() for _ in range(3)]
+    ports = free_ports(4)
     log = tmp_path / "server.log"
     serve = subprocess.Popen(
         CLI + ["serve", str(cli_repo), "--http-port", str(ports[0]), "--grpc-port",
                str(ports[1]), "--metrics-port", str(ports[2]), "--log-file", str(log),
-               "--paddlex-api-port", str(free_port()),
+               "--paddlex-api-port", str(ports[3]),
                "--", "--pinned-memory-pool-byte-size=1048576"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -125,7 +125,7 @@ def test_build_vision_ensemble_with_instance_counts(shared_cache_dir, tmp_path):
 
 def test_demo_builds_serves_and_reads_an_image(shared_cache_dir, tmp_path):
     """The README's main job, as typed (with free ports and a temp output)."""
-    ports = [str(free_port()) for _ in range(3)]
+    ports = [str(port) for port in free_ports(3)]
     env = dict(os.environ, HPI_TRITON_CACHE_DIR=str(shared_cache_dir))
     proc = subprocess.run(CLI + ["demo", "--once", "--out", str(tmp_path / "repo"),
                                  "--http-port", ports[0], "--grpc-port", ports[1],
@@ -143,7 +143,7 @@ def test_tritonserver_command_execs_the_server_with_its_own_arguments(cli_repo):
     """The CPU image's entrypoint: tritonserver's own flags, signals straight to the server."""
     import urllib.request
 
-    http, grpc, metrics = (free_port() for _ in range(3))
+    http, grpc, metrics = free_ports(3)
     proc = subprocess.Popen(CLI + ["tritonserver", f"--model-repository={cli_repo}",
                                    f"--http-port={http}", f"--grpc-port={grpc}",
                                    f"--metrics-port={metrics}", "--strict-readiness=true"],
@@ -220,7 +220,7 @@ def test_the_readme_tour_as_typed(shared_cache_dir, tmp_path):
     from hpi_triton.pages import make_pages
 
     env = {**os.environ, "HPI_TRITON_CACHE_DIR": str(shared_cache_dir)}
-    ports = [free_port(), free_port(), free_port(), free_port()]
+    ports = free_ports(4)
     page = make_pages(count=1, seed=5)[0]
     cv2.imwrite(str(tmp_path / "page.png"), page.image)
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hpi_triton.server import free_port
+from hpi_triton.server import free_port, free_ports
 from tests.support.ocr_dataset import make_pages
 from tests.support.paddlex_serving import PaddleXServer, b64, post, wait_healthy
 from tests.support.repos import build_ocr_repo
@@ -62,7 +62,7 @@ def pdf(pages):
 @pytest.fixture(scope="module")
 def served(ocr_repo, tmp_path_factory):
     """``hpi-triton serve`` with PaddleX's API on a free port: (process, API URL, gRPC URL)."""
-    ports = [free_port() for _ in range(4)]
+    ports = free_ports(4)
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "hpi_triton.cli", "serve", str(ocr_repo), "--http-port",

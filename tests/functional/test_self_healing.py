@@ -20,7 +20,7 @@ from hpi_triton.errors import ServiceUnavailableError
 from hpi_triton.server import (
     TritonServer,
     child_processes,
-    free_port,
+    free_ports,
     server_memory,
     stub_processes,
     stub_regions,
@@ -99,7 +99,7 @@ def test_a_killed_stub_comes_back_and_serves_correct_results(ocr_repo, page_png,
 
 
 def _start_serve(repo: Path, ignore=(), exit_timeout: int = 2):
-    ports = [free_port() for _ in range(3)]
+    ports = free_ports(4)
 
     def child():
         for signum in ignore:  # as a background job of a non-interactive shell starts
@@ -108,7 +108,7 @@ def _start_serve(repo: Path, ignore=(), exit_timeout: int = 2):
     serve = subprocess.Popen(
         CLI + ["serve", str(repo), "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
                "--metrics-port", str(ports[2]), "--exit-timeout", str(exit_timeout),
-               "--paddlex-api-port", str(free_port())],
+               "--paddlex-api-port", str(ports[3])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=child)
     deadline = time.monotonic() + 180
     output = []
@@ -225,9 +225,10 @@ def numpy2_python(shared_cache_dir):
 
 
 def test_serve_refuses_a_numpy2_environment(numpy2_python, ocr_repo):
+    ports = free_ports(3)
     proc = subprocess.run([str(numpy2_python), "-m", "hpi_triton.cli", "serve", str(ocr_repo),
-                           "--http-port", str(free_port()), "--grpc-port", str(free_port()),
-                           "--metrics-port", str(free_port())],
+                           "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
+                           "--metrics-port", str(ports[2])],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "numpy 2.2.6" in proc.stderr and "numpy<2" in proc.stderr, proc.stderr

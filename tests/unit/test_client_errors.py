@@ -81,3 +81,11 @@ def test_async_client_names_a_refused_connection():
     with pytest.raises(ServiceUnavailableError, match="connection refused. Is `hpi-triton "
                                                       "serve` running there"):
         asyncio.run(first_contact())
+
+
+def test_free_ports_are_distinct():
+    from hpi_triton.server import free_ports
+
+    for _ in range(50):
+        ports = free_ports(4)
+        assert len(set(ports)) == 4 and all(1024 <= p < 65536 for p in ports)
