@@ -102,7 +102,7 @@ class OCRPipeline(RoleModels, PipelineKind):
 
     @property
     def reads_general_text(self) -> bool:
-        """General text, not seal_recognition's curved seal text."""
+        """General text, not seal text (a YAML's ``text_type: seal``)."""
         return self.text_type == "general"
 
     def model_name(self, role: str) -> str:

@@ -93,11 +93,10 @@ def _switches() -> set:
             if p.kind is bool} | {"text_type"}
 
 
-def _seal_names() -> Dict[str, str]:
-    """A nested seal_recognition's SealOCR YAML keys → the names layout_parsing gives them
-    (``thresh`` → ``seal_det_thresh``, ``score_thresh`` → ``seal_rec_score_thresh``)."""
-    return {(OCR_PARAMETERS[name].yaml or name).rpartition(".")[2]: seal_name
-            for name, (seal_name, _) in SEAL_RENAMES.items()}
+# A nested seal_recognition's SealOCR YAML keys → the names layout_parsing gives them
+# (``thresh`` → ``seal_det_thresh``, ``score_thresh`` → ``seal_rec_score_thresh``).
+_SEAL_NAMES = {(OCR_PARAMETERS[name].yaml or name).rpartition(".")[2]: seal_name
+               for name, (seal_name, _) in SEAL_RENAMES.items()}
 
 
 def _read_seal_pipeline(config: dict, base: Path, roles: dict, params: dict) -> None:
@@ -108,8 +107,7 @@ def _read_seal_pipeline(config: dict, base: Path, roles: dict, params: dict) -> 
         if isinstance(sub, dict):
             _read_modules(sub, base, seal_roles, seal_params)
     roles.update({f"Seal{role}": folder for role, folder in seal_roles.items()})
-    seal_names = _seal_names()
-    params.update({seal_names[k]: v for k, v in seal_params.items() if k in seal_names})
+    params.update({_SEAL_NAMES[k]: v for k, v in seal_params.items() if k in _SEAL_NAMES})
     if "text_rec_batch_size" in seal_params:
         params["seal_rec_batch_size"] = seal_params["text_rec_batch_size"]
 

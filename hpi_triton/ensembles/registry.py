@@ -10,6 +10,7 @@ run-time flow it ships; nothing outside its module tests its name (as optimum's
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from pathlib import Path
@@ -60,8 +61,9 @@ class PipelineKind:
     @property
     def reads_general_text(self) -> bool:
         """Whether this pipeline runs the general OCR flow (detection + recognition of
-        horizontal text) that ``--fast``'s accuracy gate can measure."""
-        return False
+        horizontal text) that ``--fast``'s accuracy gate can measure: what :attr:`fast`
+        declares, unless a build's own settings say otherwise."""
+        return self.fast
 
     @classmethod
     def check_roles(cls, roles: Mapping[str, object]) -> None:
@@ -114,7 +116,9 @@ def register(cls: Type[PipelineKind]) -> Type[PipelineKind]:
     return cls
 
 
+@functools.cache
 def _discover() -> None:
+    """Import every pipeline module of this package, once (each registers its classes)."""
     package = Path(__file__).parent
     for info in pkgutil.iter_modules([str(package)]):
         if info.name not in _NOT_PIPELINES:

@@ -122,11 +122,6 @@ class TableRecognitionPipeline(RoleModels, PipelineKind):
                              f"--model LayoutDetection=DIR")
         self.params = {**self.ocr.params, **self.table_params, **self._extra_params()}
 
-    @property
-    def reads_general_text(self) -> bool:
-        """Its OCR reads general text (seal_recognition's reads seals)."""
-        return self.text_type == "general"
-
     def _own_params(self, params: dict) -> dict:
         """Take the subclass's own parameters out of ``params``; returns the rest."""
         return params

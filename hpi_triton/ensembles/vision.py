@@ -53,7 +53,8 @@ class VisionPipeline(PipelineKind):
     served_name: Optional[str] = None
 
     def __post_init__(self):
-        role = vision_ops.TASKS[self.name].role
+        served = vision_ops.TASKS[self.name]
+        role = served.role
         if set(self.roles) != {role}:
             raise BuildError(f"pipeline {self.name} takes exactly --model {role}=DIR; got "
                              f"roles {sorted(self.roles)}")
@@ -62,10 +63,9 @@ class VisionPipeline(PipelineKind):
         # Checked now, before any conversion: a bad --param fails in a second.
         build_only = {k: v for k, v in self.params.items()
                       if k in self.build.build_parameters}
-        accepted = vision_ops.TASKS[self.name].parameters | vision_ops.COMMON
         try:
-            given = accepted.coerce({k: v for k, v in self.params.items()
-                                     if k not in build_only}, {})
+            given = served.request_parameters.coerce(
+                {k: v for k, v in self.params.items() if k not in build_only}, {})
         except vision_ops.ParameterError as exc:
             raise BuildError(f"pipeline {self.name}: {exc}") from exc
         self.params = {**given, **build_only}
@@ -382,12 +382,12 @@ def register_task(build: TaskBuild) -> type:
     """Declare the vision pipeline of ``build``'s task (its served half is
     ``vision_ops.TASKS[build.name]``): a registered :class:`VisionPipeline` subclass."""
     TASK_BUILDS[build.name] = build
+    served = vision_ops.TASKS[build.name]
     words = "".join(part.title() for part in build.name.split("_"))
     return register(type(f"{words}Pipeline", (VisionPipeline,), {
         "pipeline_name": build.name, "summary": build.summary, "packages": build.packages,
         "predict_params": build.predict_params, "task_build": build,
-        "parameters": vision_ops.TASKS[build.name].parameters | vision_ops.COMMON,
-        "required_roles": (vision_ops.TASKS[build.name].role,),
+        "parameters": served.request_parameters, "required_roles": (served.role,),
         "__module__": __name__, "__doc__": build.summary}))
 
 

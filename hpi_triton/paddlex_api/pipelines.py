@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 from typing_extensions import Literal
 
 from hpi_triton.errors import RequestFieldError
-from hpi_triton.python_backend.common.parameters import Parameter, ParameterSet
+from hpi_triton.python_backend.common.parameters import Parameter
 
 
 class BaseRequest(BaseModel):
@@ -109,14 +109,6 @@ class PipelineAPI:
         return self.derive(params) if self.derive is not None else params
 
 
-def _declared(*sets: ParameterSet) -> Dict[str, Parameter]:
-    """Request field → parameter, of every parameter of ``sets`` that has a serving field."""
-    fields: Dict[str, Parameter] = {}
-    for parameters in sets:
-        fields.update(parameters.serving_fields())
-    return fields
-
-
 def _doc_switches(params: Dict) -> Dict:
     """PaddleX's document pipelines' semantics (``get_model_settings``): naming either doc
     preprocessing switch turns the doc preprocessor on when one of them is true, off
@@ -132,7 +124,7 @@ def _ocr() -> PipelineAPI:
     from hpi_triton.python_backend.ocr import ocr_pipeline
 
     return PipelineAPI("OCR", "/ocr", "ocrResults", "ocrImage",
-                       _declared(ocr_pipeline.PARAMETERS), {"returnWordBox": False},
+                       ocr_pipeline.PARAMETERS.serving_fields(), {"returnWordBox": False},
                        _doc_switches)
 
 
@@ -149,8 +141,8 @@ def _table() -> PipelineAPI:
     from hpi_triton.python_backend.ocr import ocr_pipeline
 
     # useTextlineOrientation and layoutThreshold are not fields of PaddleX's table request
-    fields = _declared(ocr_pipeline.PARAMETERS.without("use_textline_orientation"),
-                       table_pipeline.PARAMETERS.without("layout_threshold"))
+    fields = (ocr_pipeline.PARAMETERS.without("use_textline_orientation")
+              | table_pipeline.PARAMETERS.without("layout_threshold")).serving_fields()
     return PipelineAPI("table_recognition", "/table-recognition", "tableRecResults",
                        "outputImages", fields,
                        {"useOcrModel": True, "useOcrResultsWithTableCells": False},
@@ -230,7 +222,7 @@ def _vision(kind: str, endpoint: str, convert: Callable[[Dict], Dict]) -> Callab
         from hpi_triton.python_backend.vision import vision_ops
 
         task = vision_ops.TASKS[kind]
-        return PipelineAPI(kind, endpoint, "", "image", _declared(task.parameters),
+        return PipelineAPI(kind, endpoint, "", "image", task.parameters.serving_fields(),
                            convert=convert)
 
     return factory
@@ -258,7 +250,7 @@ def _doc_preprocessor() -> PipelineAPI:
 
     return PipelineAPI("doc_preprocessor", "/document-preprocessing",
                        "docPreprocessingResults", "docPreprocessingImage",
-                       _declared(doc_ops.PARAMETERS), page_fields=_output_image)
+                       doc_ops.PARAMETERS.serving_fields(), page_fields=_output_image)
 
 
 def _seal_json(result: Dict) -> Dict:
@@ -276,9 +268,8 @@ def _seal() -> PipelineAPI:
     from hpi_triton.python_backend.documents import table_pipeline
     from hpi_triton.python_backend.ocr import ocr_pipeline
 
-    fields = _declared(ocr_pipeline.PARAMETERS.only("use_doc_orientation_classify",
-                                                    "use_doc_unwarping"),
-                       table_pipeline.PARAMETERS, table_pipeline.SEAL_PARAMETERS)
+    fields = (ocr_pipeline.PARAMETERS.only("use_doc_orientation_classify", "use_doc_unwarping")
+              | table_pipeline.PARAMETERS | table_pipeline.SEAL_PARAMETERS).serving_fields()
     return PipelineAPI("seal_recognition", "/seal-recognition", "sealRecResults",
                        "outputImages", fields, derive=_doc_switches, json_view=_seal_json)
 
@@ -290,10 +281,9 @@ def _formula_json(result: Dict) -> Dict:
 
 
 def _formula() -> PipelineAPI:
-    from hpi_triton.python_backend.doc_preprocessor import doc_ops
-    from hpi_triton.python_backend.documents import table_pipeline
+    from hpi_triton.python_backend.documents import formula_ops
 
-    fields = _declared(table_pipeline.PARAMETERS, doc_ops.PARAMETERS)  # formula_ops' own
+    fields = formula_ops.REQUEST_PARAMETERS.serving_fields()
     return PipelineAPI("formula_recognition", "/formula-recognition", "formulaRecResults",
                        "outputImages", fields, json_view=_formula_json)
 
@@ -321,9 +311,9 @@ def _layout_parsing() -> PipelineAPI:
     from hpi_triton.python_backend.documents import table_pipeline
     from hpi_triton.python_backend.ocr import ocr_pipeline
 
-    fields = _declared(ocr_pipeline.PARAMETERS, table_pipeline.LAYOUT_PARSING_SWITCHES,
-                       table_pipeline.PARAMETERS.only("layout_threshold"),
-                       table_pipeline.SEAL_PARAMETERS)
+    fields = (ocr_pipeline.PARAMETERS | table_pipeline.LAYOUT_PARSING_SWITCHES
+              | table_pipeline.PARAMETERS.only("layout_threshold")
+              | table_pipeline.SEAL_PARAMETERS).serving_fields()
     return PipelineAPI("layout_parsing", "/layout-parsing", "layoutParsingResults",
                        "outputImages", fields, {"useTableRecognition": True},
                        _doc_switches, json_view=_layout_json)

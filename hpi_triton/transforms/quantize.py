@@ -89,7 +89,7 @@ class QuantizeTransform(RepositoryTransform):
         except ImportError as exc:
             raise BuildError("--quantize int8 needs NNCF (OpenVINO's quantization tool): "
                              "pip install 'nncf>=2.12'") from exc
-        if not any(reads_general_text(p) for p in pipelines):
+        if not any(p.reads_general_text for p in pipelines):
             from hpi_triton.ensembles.registry import kinds
 
             readers = ", ".join(name for name, kind in kinds().items() if kind.fast)
@@ -116,7 +116,7 @@ class QuantizeTransform(RepositoryTransform):
         """Detection and recognition of the pipelines the gate reads go on OpenVINO, the
         engine int8 runs on, unless ``--backend`` names another: a measurement could pick
         Paddle Inference on a near tie, leaving nothing to quantize."""
-        names = {p.model_name(role) for p in pipelines if reads_general_text(p)
+        names = {p.model_name(role) for p in pipelines if p.reads_general_text
                  for role in QUANTIZABLE}
         for request in requests:
             if request.name in names and not request.backends:
@@ -140,12 +140,6 @@ class QuantizeTransform(RepositoryTransform):
             quantized.update(ocr.models[r] for r in record["chosen"])
             done.append(record)
         return done
-
-
-def reads_general_text(pipeline) -> bool:
-    """Whether a pipeline spec runs the general OCR flow the gate can measure (its
-    declaration says)."""
-    return pipeline.reads_general_text
 
 
 def calibration_images(folder: Path) -> List[Path]:

@@ -149,10 +149,10 @@ def test_fast_refuses_a_pipeline_without_text(tmp_path):
 
 
 def test_seal_only_builds_are_refused_and_calibration_is_spread(tmp_path):
-    from hpi_triton.transforms.quantize import _spread, reads_general_text
+    from hpi_triton.transforms.quantize import _spread
 
     seal = pipeline_spec("seal_recognition", OCR_PIPELINE.roles)
-    assert reads_general_text(OCR_PIPELINE) and not reads_general_text(seal)
+    assert OCR_PIPELINE.reads_general_text and not seal.reads_general_text
     with pytest.raises(BuildError, match="seal text stays fp32"):
         QuantizeTransform().check([], [seal], _options())
     paths = [tmp_path / f"{i:03d}.png" for i in range(100)]

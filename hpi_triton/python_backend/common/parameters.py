@@ -133,12 +133,15 @@ class ParameterSet(Mapping):
 
     parameters: Tuple[Parameter, ...] = ()
     _by_name: Dict[str, Parameter] = field(default_factory=dict, compare=False, repr=False)
+    # alias → name, built once: every request's parameters are resolved through it
+    _by_alias: Dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         for parameter in self.parameters:
             if parameter.name in self._by_name and self._by_name[parameter.name] != parameter:
                 raise ValueError(f"parameter {parameter.name!r} is declared twice, differently")
             self._by_name[parameter.name] = parameter
+            self._by_alias.update(dict.fromkeys(parameter.aliases, parameter.name))
 
     @classmethod
     def of(cls, *parameters: Parameter) -> ParameterSet:
@@ -191,7 +194,7 @@ class ParameterSet(Mapping):
 
     def aliases(self) -> Dict[str, str]:
         """Alias → name."""
-        return {alias: p.name for p in self.parameters for alias in p.aliases}
+        return dict(self._by_alias)
 
     def serving_fields(self) -> Dict[str, Parameter]:
         """PaddleX serving request field → parameter, for those a field sets."""
@@ -201,7 +204,7 @@ class ParameterSet(Mapping):
         """The declared name of ``name`` or of its alias; None if unknown."""
         if name in self._by_name:
             return name
-        return self.aliases().get(name)
+        return self._by_alias.get(name)
 
     def coerce(self, values: Optional[Mapping], base: Optional[Mapping] = None,
                what: str = "parameter") -> Dict[str, object]:
@@ -217,6 +220,6 @@ class ParameterSet(Mapping):
             name = self.resolve(raw_name)
             if name is None:
                 raise ParameterError(f"unknown {what} {raw_name!r}; valid: "
-                                     f"{sorted(self) + sorted(self.aliases())}")
+                                     f"{sorted(self) + sorted(self._by_alias)}")
             merged[name] = self._by_name[name].convert(value, raw_name)
         return merged

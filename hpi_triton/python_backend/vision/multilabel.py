@@ -17,10 +17,9 @@ def above_threshold(probs: np.ndarray, threshold: float, labels: Sequence[str] |
     ``threshold`` (strictly), highest first; scores to 5 decimals."""
     kept = probs > threshold
     index = np.where(kept)[0][np.argsort(-probs[kept])].astype(int)
-    names = [str(labels[i]) if labels and i < len(labels) else str(int(i)) for i in index]
-    return {"class_ids": index.tolist(),
-            "scores": [float(s) for s in np.around(probs[index].astype(float), decimals=5)],
-            "label_names": names}
+    # PaddleX rounds these as float64 (Topk rounds float32): the 5th decimal can differ
+    return vision_ops.classes(index, np.around(probs[index].astype(float), decimals=5),
+                              labels)
 
 
 class ImageMultiLabelClassification(vision_ops.ImageClassification):

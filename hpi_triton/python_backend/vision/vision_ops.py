@@ -7,6 +7,7 @@ NormalizeImage (scale, mean, std), ToCHWImage; Topk with label_list.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Dict, List, Sequence
 
@@ -16,8 +17,8 @@ import numpy as np
 from ..common.image_io import MAX_PIXELS, ImageError, affine_coefficients, normalize_chw
 from ..common.parameters import Parameter, ParameterError, ParameterSet
 
-__all__ = ["TASKS", "ParameterError", "VisionTask", "coerce_parameters", "deferred_scaling",
-           "postprocess", "preprocess", "run_task", "task"]
+__all__ = ["TASKS", "ParameterError", "VisionTask", "classes", "coerce_parameters",
+           "deferred_scaling", "postprocess", "preprocess", "run_task", "task"]
 
 _INTERPOLATION = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR,
                   "CUBIC": cv2.INTER_CUBIC, "BICUBIC": cv2.INTER_CUBIC,
@@ -122,14 +123,19 @@ def deferred_scaling(settings: Dict):
     return found.deferred_scaling(settings) if found is not None else None
 
 
+def classes(index: np.ndarray, scores: np.ndarray, labels: Sequence[str] | None) -> Dict:
+    """PaddleX's classification result for the classes ``index`` with their (rounded)
+    ``scores``: class_ids, scores, label_names (the id where the label list has none)."""
+    names = [str(labels[i]) if labels and i < len(labels) else str(int(i)) for i in index]
+    return {"class_ids": index.tolist(), "scores": [float(s) for s in scores],
+            "label_names": names}
+
+
 def topk(probs: np.ndarray, k: int, labels: Sequence[str] | None) -> Dict:
     """PaddleX Topk for one image: class_ids, scores (5 decimals), label_names."""
     k = max(1, min(int(k), probs.shape[-1]))
     index = probs.argsort()[-k:][::-1].astype(int)
-    names = [str(labels[i]) if labels and i < len(labels) else str(int(i)) for i in index]
-    return {"class_ids": index.tolist(),
-            "scores": [float(s) for s in np.around(probs[index], decimals=5)],
-            "label_names": names}
+    return classes(index, np.around(probs[index], decimals=5), labels)
 
 
 # --- parameters and tasks --------------------------------------------------------------------
@@ -152,6 +158,11 @@ class VisionTask:
     array_outputs: Dict = {}
     #: How many of the engine's first outputs the post-processing reads (None: all).
     reads_outputs = None
+
+    @functools.cached_property
+    def request_parameters(self) -> ParameterSet:
+        """What a request may set: :attr:`parameters` and :data:`COMMON`."""
+        return self.parameters | COMMON
 
     def deferred_scaling(self, settings: Dict):
         """(alpha, offset) the engine model may apply to uint8 pixels, else None."""
@@ -251,7 +262,6 @@ class SemanticSegmentation(VisionTask):
     """PaddleSeg semantic_segmentation: transforms → logits or labels → a label map."""
 
     name, role = "semantic_segmentation", "SemanticSegmentation"
-    # name → (type, check, PaddleX serving request field of /semantic-segmentation)
     parameters = ParameterSet.of(Parameter(
         "target_size", int, minimum=32, also=(-1,), serving="targetSize",
         description="Resize to this size before the model (-1: inference.yml's)"))
@@ -308,7 +318,7 @@ def task(name: str) -> VisionTask:
 def coerce_parameters(values: Dict, defaults: Dict) -> Dict:
     """Defaults (set at build time) updated with checked request parameters."""
     found = TASKS.get(defaults.get("task", ""))
-    spec = (found.parameters if found is not None else ParameterSet()) | COMMON
+    spec = found.request_parameters if found is not None else COMMON
     return spec.coerce(values, defaults)
 
 
