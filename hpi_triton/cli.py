@@ -17,11 +17,6 @@ from hpi_triton.licensing.cli import license_app
 from hpi_triton.routing import pairs
 
 # Plain click help: rich's adds "<bool>" / "<list[str]>" type noise and cuts 80 columns.
-#: --fast's DB box expansion (PaddleX's default 1.5). PaddleX's tight boxes drop the spaces
-#: between words; at 2.0, word F1 rose from 0.670 to 0.843 on real A4 manual pages and from
-#: 0.939 to 0.983 on rendered ones, CER not worse (bench/RESULTS.md, 2026-12-05).
-FAST_UNCLIP_RATIO = 2.0
-
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="PaddleX models → verified Triton Inference Server model repositories.")
 app.add_typer(license_app, name="license")
@@ -118,10 +113,9 @@ def build(
 
     if fast:
         quantize = Quantization.INT8
-        param = _fast_params(pipeline, param)
     try:
         requests, pipelines = route_build(model, backend, param, pipeline, pipeline_config,
-                                          name, pipeline_instances)
+                                          name, pipeline_instances, fast)
         options = BuildOptions(out=out, device=Device.parse(device), precision=str(precision),
                                hosting=hosting, cache_dir=cache_dir, use_cache=not no_cache,
                                cpu_threads=cpu_threads, max_batch_size=max_batch_size or None,
@@ -163,27 +157,6 @@ def build(
         print_build_summary(report)
     typer.echo(f"repository written to {report.out} in {report.seconds:.1f} s "
                f"(report: {Path(report.out) / 'REPORT.md'})")
-
-
-def _fast_params(pipeline: Optional[str], param: List[str]) -> List[str]:
-    """``--param`` with what ``--fast`` adds unless given (width-bucketed recognition, wider
-    detection boxes); refuses a pipeline that reads no general text."""
-    from hpi_triton.ensembles import registry
-
-    try:
-        fast_applies = registry.get(pipeline).fast if pipeline else True
-    except BuildError as exc:
-        _fail(exc)
-    if not fast_applies:
-        readers = ", ".join(n for n, kind in registry.kinds().items() if kind.fast)
-        _fail(BuildError(f"--fast applies to pipelines that read general text ({readers}); "
-                         f"--pipeline {pipeline} has none to speed up (seal text stays fp32)"))
-    given = {p.split("=", 1)[0].strip() for p in param}
-    if "text_rec_batching" not in given:
-        param = [*param, "text_rec_batching=width_buckets"]
-    if not given & {"unclip_ratio", "text_det_unclip_ratio"}:
-        param = [*param, f"text_det_unclip_ratio={FAST_UNCLIP_RATIO}"]
-    return param
 
 
 def _start_server(repository: Path, http_port: int, grpc_port: int, metrics_port: int,

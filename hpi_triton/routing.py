@@ -25,12 +25,14 @@ def pairs(values: Sequence[str], option: str) -> List[Tuple[str, str]]:
 def route_build(models: Sequence[str], backends: Sequence[str] = (),
                 params: Sequence[str] = (), pipeline: Optional[str] = None,
                 pipeline_config: Optional[Path] = None, name: Optional[str] = None,
-                pipeline_instances: int = 2) -> Tuple[List[ModelRequest], list]:
+                pipeline_instances: int = 2,
+                fast: bool = False) -> Tuple[List[ModelRequest], list]:
     """The build's model requests and pipeline specs from the command line's values.
 
     With ``--pipeline`` or ``--pipeline-config``, ``--model`` gives ROLE=DIR (over the YAML's
     model_dir where both are given), ``--backend`` may name roles, ``--param`` sets pipeline
-    defaults; otherwise ``--model`` gives NAME=DIR, each served as its own model.
+    defaults; otherwise ``--model`` gives NAME=DIR, each served as its own model. ``fast``:
+    the pipeline gets ``--fast``'s parameters where ``--param`` gives none.
 
     Raises:
         BuildError: a value is not NAME=VALUE, ``--param`` / ``--name`` without a pipeline,
@@ -56,7 +58,8 @@ def route_build(models: Sequence[str], backends: Sequence[str] = (),
         role_backends = {r: chosen.pop(r) for r in list(chosen) if r in roles}
         try:
             specs = [pipeline_spec(kind, roles, defaults, role_backends,
-                                   instances=pipeline_instances, served_name=name)]
+                                   instances=pipeline_instances, served_name=name,
+                                   fast=fast)]
         except BuildError as exc:
             raise _with_yaml_keys(exc, pipeline_config, roles) from exc
         models = []

@@ -29,15 +29,18 @@ def pipeline_names():
 
 def pipeline_spec(name: str, roles: Dict[str, Path], params: Optional[dict] = None,
                   backends: Optional[Dict[str, str]] = None, instances: int = 2,
-                  served_name: Optional[str] = None):
+                  served_name: Optional[str] = None, fast: bool = False):
     """The spec of pipeline ``name``; an unknown name lists the known ones.
 
     ``served_name`` is the graph model's name in the repository (default: the pipeline's
-    name); its engine models are named ``<served_name>_<Role>``."""
+    name); its engine models are named ``<served_name>_<Role>``. ``fast``: ``--fast``'s
+    parameters added where not given (refused by a pipeline ``--fast`` does not apply to)."""
     if served_name is not None and (not served_name or served_name.startswith(".") or not all(
             c.isalnum() or c in "-_." for c in served_name)):
         raise BuildError(f"--name {served_name!r}: use letters, digits, '-', '_' or '.'")
     kind = registry.get(name)
+    if fast:
+        params = kind.with_fast_params(params or {})
     return kind.create(roles, params or {}, backends or {}, instances, served_name)
 
 

@@ -11,6 +11,7 @@ from hpi_triton.core.model_dir import ModelSource
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.paddlex_yaml import doc_preprocessor_config
 from hpi_triton.ensembles.registry import PipelineKind, register
+from hpi_triton.ensembles.serving import PaddleXEndpoint
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.python_backend import EntryPoint
@@ -64,6 +65,23 @@ def doc_settings(orientation: Optional[ModelSource],
     return settings
 
 
+def output_image(result: Dict) -> Dict:
+    """doc_preprocessor's corrected page as PaddleX's ``outputImage`` (base64 PNG, scaled
+    into 2000 x 2000 as PaddleX does)."""
+    import base64
+
+    import cv2
+    import numpy as np
+
+    png = np.asarray(result["output_img"], np.uint8).tobytes()
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    h, w = image.shape[:2]
+    if w > 2000 or h > 2000:
+        factor = 2000 / w if w / h > 1 else 2000 / h
+        png = cv2.imencode(".png", cv2.resize(image, (int(factor * w), int(factor * h))))[1]
+    return {"outputImage": base64.b64encode(bytes(png)).decode("ascii")}
+
+
 @register
 @dataclass
 class DocPreprocessorPipeline(RoleModels, PipelineKind):
@@ -75,6 +93,9 @@ class DocPreprocessorPipeline(RoleModels, PipelineKind):
     parameters = PARAMETERS | ParameterSet.of(MAX_PIXELS)
     optional_roles = DOC_ROLES  # at least one
     predict_params = ("use_doc_orientation_classify", "use_doc_unwarping")
+    paddlex_endpoint = PaddleXEndpoint(
+        "/document-preprocessing", "docPreprocessingResults", "docPreprocessingImage",
+        PARAMETERS, page_fields=output_image)
 
     roles: Dict[str, Path]
     params: dict = field(default_factory=dict)
@@ -118,3 +139,4 @@ class DocPreprocessorPipeline(RoleModels, PipelineKind):
     def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:
         """PaddleX's doc_preprocessor config."""
         return doc_preprocessor_config(report, entry["roles"], entry.get("params") or {})
+

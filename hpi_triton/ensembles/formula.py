@@ -12,6 +12,7 @@ from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES, doc_defaults, doc_settings
 from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, layout_module, module_entry
 from hpi_triton.ensembles.registry import PipelineKind, register
+from hpi_triton.ensembles.serving import PaddleXEndpoint
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.python_backend import EntryPoint
@@ -121,6 +122,12 @@ class FormulaRecognitionPipeline(RoleModels, PipelineKind):
     parameters = formula_ops.REQUEST_PARAMETERS | ParameterSet.of(USE_DOC_PREPROCESSOR)
     predict_params = ("use_layout_detection", "use_doc_orientation_classify",
                       "use_doc_unwarping", "layout_threshold")
+    # PaddleX's formula result JSON has no ``warnings`` (ours name regions that decoded to
+    # nothing).
+    paddlex_endpoint = PaddleXEndpoint(
+        "/formula-recognition", "formulaRecResults", "outputImages",
+        formula_ops.REQUEST_PARAMETERS,
+        json_view=lambda result: {k: v for k, v in result.items() if k != "warnings"})
 
     roles: Dict[str, Path]
     params: dict = field(default_factory=dict)

@@ -12,6 +12,7 @@ class MultiLabelClassificationBuild(ClassificationBuild):
     the threshold of inference.yml's ``PostProcess.MultiLabelThreshOutput``."""
 
     name = "image_multilabel_classification"
+    paddlex_api = None  # PaddleX's endpoint for it not verified here: KServe v2 only
     summary = "every class above a score threshold (multi-label classification)"
     predict_params = ("threshold",)
 

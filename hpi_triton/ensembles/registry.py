@@ -16,12 +16,13 @@ import pkgutil
 from pathlib import Path
 from typing import ClassVar, Dict, Mapping, Optional, Tuple, Type
 
+from hpi_triton.ensembles.serving import PaddleXEndpoint
 from hpi_triton.errors import BuildError
 from hpi_triton.python_backend.common.parameters import ParameterSet
 
 _REGISTRY: Dict[str, Type[PipelineKind]] = {}
 # Modules of this package that declare no pipeline (imported by the pipelines themselves).
-_NOT_PIPELINES = ("base", "registry", "paddlex_yaml")
+_NOT_PIPELINES = ("base", "registry", "paddlex_yaml", "serving")
 
 
 class PipelineKind:
@@ -43,6 +44,11 @@ class PipelineKind:
     #: Whether ``--fast`` (int8 engines and width-bucketed recognition, gated by measured
     #: accuracy) applies: the pipeline reads general text.
     fast: ClassVar[bool] = False
+    #: What ``--fast`` sets unless the user gives it (parameter name → value), beside int8.
+    fast_params: ClassVar[Mapping[str, object]] = {}
+    #: The PaddleX serving endpoint its graphs answer (``hpi-triton serve --paddlex-api``),
+    #: None where only KServe v2 serves it.
+    paddlex_endpoint: ClassVar[Optional[PaddleXEndpoint]] = None
     #: The per-request parameters PaddleX's ``predict()`` takes that ``hpi-triton compare``
     #: passes to both sides.
     predict_params: ClassVar[Tuple[str, ...]] = ()
@@ -64,6 +70,23 @@ class PipelineKind:
         horizontal text) that ``--fast``'s accuracy gate can measure: what :attr:`fast`
         declares, unless a build's own settings say otherwise."""
         return self.fast
+
+    @classmethod
+    def with_fast_params(cls, params: Mapping[str, object]) -> Dict[str, object]:
+        """``params`` with :attr:`fast_params` added where the user gave neither the name nor
+        one of its aliases.
+
+        Raises:
+            BuildError: ``--fast`` does not apply to this pipeline (it reads no general text).
+        """
+        if not cls.fast:
+            readers = ", ".join(n for n, kind in kinds().items() if kind.fast)
+            raise BuildError(f"--fast applies to pipelines that read general text ({readers}); "
+                             f"--pipeline {cls.pipeline_name} has none to speed up")
+        given = {cls.parameters.resolve(name) or name for name in params}
+        added = {k: v for k, v in cls.fast_params.items()
+                 if (cls.parameters.resolve(k) or k) not in given}
+        return {**added, **params}
 
     @classmethod
     def check_roles(cls, roles: Mapping[str, object]) -> None:

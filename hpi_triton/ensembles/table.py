@@ -11,9 +11,10 @@ from hpi_triton.core.model_dir import ModelSource
 from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES
 from hpi_triton.ensembles.formula import FORMULA_PACKAGES, TOKENIZER_FILE, formula_settings
-from hpi_triton.ensembles.ocr import OCRPipeline
+from hpi_triton.ensembles.ocr import FAST_PARAMS, OCRPipeline
 from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, layout_module, module_entry, sub_ocr
 from hpi_triton.ensembles.registry import PipelineKind, register
+from hpi_triton.ensembles.serving import PaddleXEndpoint, doc_switches
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.python_backend import EntryPoint
@@ -72,6 +73,44 @@ SEAL_PREDICT_PARAMS = ("use_doc_orientation_classify", "use_doc_unwarping",
                        "seal_det_unclip_ratio", "seal_rec_score_thresh")
 
 
+def _table_json(result: Dict) -> Dict:
+    """PaddleX's table results show ``cell_box_list``, ``pred_html`` and ``table_ocr_pred``
+    in JSON (SingleTableRecognitionResult._to_json), not ``table_region_id``."""
+    tables = [{k: v for k, v in t.items() if k != "table_region_id"}
+              for t in result.get("table_res_list", [])]
+    return dict(result, table_res_list=tables)
+
+
+def _seal_json(result: Dict) -> Dict:
+    """PaddleX's seal result JSON (SealRecognitionResult._to_json): ``doc_preprocessor_res``
+    only when the doc preprocessor ran, ``layout_det_res`` only when layout detection did,
+    each seal as its OCR result's JSON (no ``seal_region_id``)."""
+    out = {k: v for k, v in result.items()
+           if k not in ("doc_preprocessor_res", "layout_det_res") or v}
+    out["seal_res_list"] = [{k: v for k, v in seal.items() if k != "seal_region_id"}
+                            for seal in result.get("seal_res_list", [])]
+    return out
+
+
+def _layout_json(result: Dict) -> Dict:
+    """PaddleX's layout_parsing result JSON (LayoutParsingResult._to_json):
+    ``doc_preprocessor_res`` only when it ran; table / seal / formula lists only when on and
+    not empty, each item as its own JSON shows it; no ``warnings``."""
+    settings = result.get("model_settings") or {}
+    out = {k: v for k, v in result.items() if k not in (
+        "warnings", "doc_preprocessor_res", "table_res_list", "seal_res_list",
+        "formula_res_list")}
+    if settings.get("use_doc_preprocessor"):
+        out["doc_preprocessor_res"] = result.get("doc_preprocessor_res")
+    for key, switch, drop in (("table_res_list", "use_table_recognition", "table_region_id"),
+                              ("seal_res_list", "use_seal_recognition", "seal_region_id"),
+                              ("formula_res_list", "use_formula_recognition", None)):
+        items = result.get(key) or []
+        if settings.get(switch) and items:
+            out[key] = [{k: v for k, v in item.items() if k != drop} for item in items]
+    return out
+
+
 @register
 @dataclass
 class TableRecognitionPipeline(RoleModels, PipelineKind):
@@ -90,7 +129,15 @@ class TableRecognitionPipeline(RoleModels, PipelineKind):
     packages = ("pyclipper",)
     fast = True
     predict_params = TABLE_PREDICT_PARAMS
+    fast_params = FAST_PARAMS
     parameters = OCR_PARAMETERS.with_defaults(OCR_DEFAULTS) | PARAMETERS
+    # useTextlineOrientation and layoutThreshold are not fields of PaddleX's table request
+    paddlex_endpoint = PaddleXEndpoint(
+        "/table-recognition", "tableRecResults", "outputImages",
+        OCR_PARAMETERS.without("use_textline_orientation")
+        | PARAMETERS.without("layout_threshold"),
+        unsupported={"useOcrModel": True, "useOcrResultsWithTableCells": False},
+        derive=doc_switches, json_view=_table_json)
     required_roles = ("TableStructureRecognition", *OCR_ROLES[:2])
     optional_roles = ("LayoutDetection", *OCR_ROLES[2:])
     ocr_defaults = OCR_DEFAULTS
@@ -202,6 +249,10 @@ class SealRecognitionPipeline(TableRecognitionPipeline):
     fast = False  # seal text stays fp32: the gate renders horizontal text
     predict_params = SEAL_PREDICT_PARAMS
     parameters = SEAL_TEXT_PARAMETERS.with_defaults(SEAL_DEFAULTS) | PARAMETERS
+    paddlex_endpoint = PaddleXEndpoint(
+        "/seal-recognition", "sealRecResults", "outputImages",
+        OCR_PARAMETERS.only("use_doc_orientation_classify", "use_doc_unwarping")
+        | PARAMETERS | SEAL_PARAMETERS, derive=doc_switches, json_view=_seal_json)
     required_roles = OCR_ROLES[:2]
     optional_roles = ("LayoutDetection", *OCR_ROLES[2:])
     ocr_defaults = SEAL_DEFAULTS
@@ -250,6 +301,11 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
                   | LAYOUT_PARSING_SWITCHES | SEAL_PARAMETERS.with_defaults(
                       {seal: SEAL_DEFAULTS[ocr] for ocr, (seal, _) in SEAL_RENAMES.items()
                        if ocr in SEAL_DEFAULTS}))
+    paddlex_endpoint = PaddleXEndpoint(
+        "/layout-parsing", "layoutParsingResults", "outputImages",
+        OCR_PARAMETERS | LAYOUT_PARSING_SWITCHES | PARAMETERS.only("layout_threshold")
+        | SEAL_PARAMETERS, unsupported={"useTableRecognition": True}, derive=doc_switches,
+        json_view=_layout_json)
     required_roles = ("LayoutDetection", *OCR_ROLES[:2])
     optional_roles = ("TableStructureRecognition", *SEAL_ROLES, "FormulaRecognition",
                       *OCR_ROLES[2:])

@@ -18,6 +18,7 @@ from hpi_triton.core.model_dir import ModelSource, read_inference_yml
 from hpi_triton.ensembles.base import engine_call, image_inputs, write_python_model
 from hpi_triton.ensembles.paddlex_yaml import module_entry
 from hpi_triton.ensembles.registry import PipelineKind, register
+from hpi_triton.ensembles.serving import PaddleXEndpoint
 from hpi_triton.errors import BuildError, HpiTritonError, InferenceConfigError
 from hpi_triton.generator.plan import ModelRequest, PipelineReport
 from hpi_triton.python_backend import EntryPoint
@@ -225,6 +226,18 @@ class TaskBuild:
     packages: tuple = ()
     #: The per-request parameters PaddleX's predict() takes (compare passes them on).
     predict_params: tuple = ()
+    #: (PaddleX serving path, result → PaddleX's ``result`` fields), None where PaddleX's
+    #: service has no endpoint for the task.
+    paddlex_api: Optional[tuple] = None
+
+    def paddlex_endpoint(self) -> Optional[PaddleXEndpoint]:
+        """The PaddleX serving endpoint of the task's pipeline (request fields from its
+        served request parameters), or None."""
+        if self.paddlex_api is None:
+            return None
+        path, convert = self.paddlex_api
+        parameters = vision_ops.TASKS[self.name].request_parameters
+        return PaddleXEndpoint(path, "", "image", parameters, convert=convert)
 
     def image_ops(self, config: dict):
         """(settings key, inference.yml value) of the image pre-processing ops the graph's
@@ -247,6 +260,74 @@ class TaskBuild:
         raise NotImplementedError
 
 
+def categories(result: Dict) -> Dict:
+    """image_classification → PaddleX's ``categories`` (id, name, score)."""
+    ids = result.get("class_ids") or []
+    names = result.get("label_names") or [str(i) for i in ids]
+    return {"categories": [{"id": int(i), "name": n, "score": float(s)}
+                           for i, n, s in zip(ids, names, result.get("scores") or [])]}
+
+
+def detected_objects(result: Dict) -> Dict:
+    """object_detection → PaddleX's ``detectedObjects`` (bbox, categoryId, categoryName,
+    score)."""
+    return {"detectedObjects": [{"bbox": box["coordinate"], "categoryId": int(box["cls_id"]),
+                                 "categoryName": box["label"], "score": float(box["score"])}
+                                for box in result.get("boxes") or []]}
+
+
+def label_map(result: Dict) -> Dict:
+    """semantic_segmentation → PaddleX's ``labelMap`` (row-major labels) and ``size``
+    ([height, width])."""
+    import numpy as np
+
+    pred = np.asarray(result["pred"])
+    pred = pred.reshape(pred.shape[-2:])
+    return {"labelMap": pred.reshape(-1).tolist(), "size": [int(pred.shape[0]),
+                                                           int(pred.shape[1])]}
+
+
+def coco_rle(mask) -> str:
+    """A binary mask as COCO's compressed RLE string (``pycocotools.mask.encode``'s
+    ``counts``): column-major runs starting with zeros, each the difference to the run two
+    before (from the third), in 5-bit groups offset by 48."""
+    import numpy as np
+
+    flat = (np.asarray(mask).reshape(np.asarray(mask).shape[:2]) != 0).ravel(order="F")
+    changes = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    edges = np.concatenate(([0], changes, [flat.size]))
+    counts = np.diff(edges).tolist()
+    if flat.size and flat[0]:
+        counts = [0] + counts
+    out = []
+    for i, count in enumerate(counts):
+        x = count - counts[i - 2] if i > 2 else count
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            out.append(chr((c | 0x20 if more else c) + 48))
+    return "".join(out)
+
+
+def instances(result: Dict) -> Dict:
+    """instance_segmentation → PaddleX's ``instances``: each box with its mask cropped to the
+    box (PaddleX 3.7's masks are; ``int(round())`` of the coordinates) as COCO RLE."""
+    import numpy as np
+
+    masks = np.asarray(result.get("masks", np.zeros((0, 0, 0), np.uint8)))
+    found = []
+    for box, mask in zip(result.get("boxes") or [], masks):
+        x1, y1, x2, y2 = (int(round(v)) for v in box["coordinate"])
+        crop = mask[y1:y2, x1:x2]
+        found.append({"bbox": box["coordinate"], "categoryId": int(box["cls_id"]),
+                      "categoryName": box["label"], "score": float(box["score"]),
+                      "mask": {"rleResult": coco_rle(crop),
+                               "size": [int(crop.shape[0]), int(crop.shape[1])]}})
+    return {"instances": found}
+
+
 class ClassificationBuild(TaskBuild):
     """image_classification: PaddleX's transform_ops, label list and Topk."""
 
@@ -254,6 +335,7 @@ class ClassificationBuild(TaskBuild):
     summary = "top-k classes of an image"
     packages = ("Pillow",)  # PaddleX's resize with backend: pil
     predict_params = ("topk",)
+    paddlex_api = ("/image-classification", categories)
     image_ops_field = ("preprocess", "PreProcess", "transform_ops")
 
     def settings(self, source, params):
@@ -274,6 +356,7 @@ class DetectionBuild(TaskBuild):
     name = "object_detection"
     summary = "boxes with classes and scores"
     predict_params = ("threshold",)
+    paddlex_api = ("/object-detection", detected_objects)
 
     def settings(self, source, params):
         """Pre-processing ops, input names, labels, NMS and head kind; the threshold default."""
@@ -318,6 +401,7 @@ class InstanceSegmentationBuild(DetectionBuild):
     name = "instance_segmentation"
     summary = "boxes with per-instance masks"
     predict_params = ("threshold",)
+    paddlex_api = ("/instance-segmentation", instances)
 
     def _head(self, source):
         # Mask-RT-DETR / Mask R-CNN exports: boxes [K,6], box count, masks [K,H,W]
@@ -336,6 +420,7 @@ class SemanticSegmentationBuild(TaskBuild):
     name = "semantic_segmentation"
     summary = "a class label per pixel"
     predict_params = ("target_size",)
+    paddlex_api = ("/semantic-segmentation", label_map)
     image_ops_field = ("transforms", "Deploy", "transforms")
     build_parameters = ("label_dtype",)
 
@@ -387,6 +472,7 @@ def register_task(build: TaskBuild) -> type:
     return register(type(f"{words}Pipeline", (VisionPipeline,), {
         "pipeline_name": build.name, "summary": build.summary, "packages": build.packages,
         "predict_params": build.predict_params, "task_build": build,
+        "paddlex_endpoint": build.paddlex_endpoint(),
         "parameters": served.request_parameters, "required_roles": (served.role,),
         "__module__": __name__, "__doc__": build.summary}))
 

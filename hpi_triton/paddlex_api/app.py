@@ -317,7 +317,7 @@ def create_app(settings: ApiSettings):
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
-    from hpi_triton.paddlex_api.pipelines import FACTORIES
+    from hpi_triton.paddlex_api.pipelines import kinds
 
     pool = TritonPool(settings.triton_urls)
     service = Service(settings, pool)
@@ -379,7 +379,7 @@ def create_app(settings: ApiSettings):
                  openapi_extra={"requestBody": {"required": True, "content": {
                      "application/json": {"schema": schema}}}})(infer)
 
-    for kind in FACTORIES:
+    for kind in kinds():
         route(pipeline_api(kind))
     return app
 

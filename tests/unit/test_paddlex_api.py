@@ -189,7 +189,7 @@ def test_errors_map_to_paddlex_statuses():
 def test_coco_rle_as_pycocotools_writes_it():
     """Strings pycocotools 2.0.8's ``mask.encode`` gave for these masks (PaddleX's
     instance-segmentation app sends them)."""
-    from hpi_triton.paddlex_api.pipelines import coco_rle
+    from hpi_triton.ensembles.vision import coco_rle
 
     box = np.zeros((50, 60), np.uint8)
     box[10:40, 5:55] = 1

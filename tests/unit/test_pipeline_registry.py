@@ -45,6 +45,45 @@ def test_a_name_declared_twice_is_refused():
         registry.register(type("Nameless", (registry.PipelineKind,), {}))
 
 
+def test_fast_adds_its_parameters_unless_given_under_any_name(tmp_path):
+    table = registry.get("table_recognition")
+    added = table.with_fast_params({"limit_side_len": "736"})
+    assert added == {**table.fast_params, "limit_side_len": "736"} and table.fast_params
+    # an alias of a fast parameter keeps the user's value and adds no second one
+    given = table.with_fast_params({"text_det_unclip_ratio": "1.8"})
+    assert given["text_det_unclip_ratio"] == "1.8" and "unclip_ratio" not in given
+    with pytest.raises(BuildError, match="--fast applies to pipelines that read general text"):
+        registry.get("seal_recognition").with_fast_params({})
+    roles = {role: tmp_path for role in ("TextDetection", "TextRecognition")}
+    assert pipeline_spec("OCR", roles, {}, fast=True).params["text_rec_batching"] == \
+        "width_buckets"
+
+
+def test_the_paddlex_api_serves_what_pipelines_declare(monkeypatch):
+    """A pipeline declaring a PaddleX endpoint is served there, request fields from its
+    parameters: nothing in paddlex_api names it."""
+    from hpi_triton.ensembles.serving import PaddleXEndpoint
+    from hpi_triton.paddlex_api import pipelines
+    from hpi_triton.python_backend.common.parameters import Parameter, ParameterSet
+
+    class Probe(registry.PipelineKind):
+        pipeline_name = "probe_pipeline"
+        paddlex_endpoint = PaddleXEndpoint(
+            "/probe", "", "image", ParameterSet.of(Parameter("level", int, 1, serving="lvl")),
+            convert=dict)
+
+    monkeypatch.setitem(registry._REGISTRY, "probe_pipeline", Probe)
+    pipelines._apis.cache_clear()
+    try:
+        api = pipelines.pipeline_api("probe_pipeline")
+        assert api.endpoint == "/probe" and list(api.fields) == ["lvl"]
+        assert api.parameters(api.request_model(image="x", lvl=3)) == {"level": 3}
+        assert "OCR" in pipelines.kinds() and "image_multilabel_classification" not in \
+            pipelines.kinds()
+    finally:
+        pipelines._apis.cache_clear()
+
+
 def test_requirements_follow_the_built_stages(tmp_path):
     roles = {role: tmp_path for role in ("LayoutDetection", "TextDetection", "TextRecognition")}
     plain = pipeline_spec("layout_parsing", roles)
@@ -54,9 +93,13 @@ def test_requirements_follow_the_built_stages(tmp_path):
 
 
 def _name_comparisons(path: Path, names):
-    """(line, name) of each comparison with a pipeline name literal in ``path``."""
+    """(line, name) of each comparison with a pipeline name literal in ``path``, and of each
+    pipeline name keying a dict literal (a table by pipeline name)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Dict):
+            found += [(node.lineno, k.value) for k in node.keys
+                      if isinstance(k, ast.Constant) and k.value in names]
         if isinstance(node, ast.Compare):
             for part in [node.left, *node.comparators]:
                 values = part.elts if isinstance(part, (ast.Tuple, ast.List, ast.Set)) else [part]
@@ -85,9 +128,9 @@ def test_no_module_but_a_pipelines_own_branches_on_its_name():
 def test_the_name_check_is_not_vacuous(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("if kind in ('OCR', 'x'):\n    pass\nif kind == 'seal_recognition':\n"
-                      "    pass\n")
-    assert _name_comparisons(sample, {"OCR", "seal_recognition"}) == [
-        (1, "OCR"), (3, "seal_recognition")]
+                      "    pass\nTABLE = {'OCR': 1}\n")
+    assert sorted(_name_comparisons(sample, {"OCR", "seal_recognition"})) == [
+        (1, "OCR"), (3, "seal_recognition"), (5, "OCR")]
 
 
 def test_pipeline_report_round_trips_and_leaves_unset_fields_out():
