@@ -61,6 +61,7 @@ from hpi_triton import wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
 from hpi_triton.pages import document_pages, make_pages, make_realistic_pages, scores  # noqa: E402
+from hpi_triton.python_backend.common.engine import FunctionEngine  # noqa: E402
 from hpi_triton.server import TritonServer  # noqa: E402
 from hpi_triton.transforms.layout import LayoutTransform  # noqa: E402
 from hpi_triton.transforms.local_ocr import LocalOCR  # noqa: E402
@@ -195,8 +196,8 @@ def record_inputs(repo, pages):
     def recorder(role):
         def call(batch):
             sent[role].append(np.array(batch, np.float32))
-            return runners[role](batch)
-        return call
+            return runners[role].run(batch)
+        return FunctionEngine(call)
 
     flow = ocr.flow({role: recorder(role) for role in ocr.models})
     for page in pages:
@@ -234,7 +235,7 @@ def engine_ms(ocr, sent, pages):
     runs once before the timed pass (OpenVINO compiles kernels per new input shape)."""
     times = {}
     for role, batches in sent.items():
-        run = ocr.runner(role, threads=1)
+        run = ocr.runner(role, threads=1).run
         for batch in batches:
             run(batch)
         started = time.perf_counter()

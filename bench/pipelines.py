@@ -47,9 +47,9 @@ from hpi_triton import Client, wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
 from hpi_triton.python_backend import engines  # noqa: E402
+from hpi_triton.python_backend.common.engine import FunctionEngine  # noqa: E402
 from hpi_triton.python_backend.doc_preprocessor import doc_ops  # noqa: E402
 from hpi_triton.python_backend.documents import table_pipeline  # noqa: E402
-from hpi_triton.python_backend.ocr import ocr_pipeline  # noqa: E402
 from hpi_triton.python_backend.vision import vision_ops  # noqa: E402
 from hpi_triton.server import TritonServer  # noqa: E402
 from hpi_triton.triton_models.config import read_pbtxt  # noqa: E402
@@ -145,36 +145,28 @@ def local_flow(repo: Path, spec):
     def every(model):
         return runner(model).run_list
 
-    def first(model):
-        r = runner(model)
-        return lambda x: r.run_list(np.asarray(x, np.float32))[0]
+    def engine(call_spec):
+        """An engine-call spec's model, loaded here, as the flows call engines."""
+        return FunctionEngine(runner(call_spec[0]).run_list)
 
     if spec.name in VISION:
-        engine = every(settings["model"][0])
+        vision_engine = FunctionEngine(every(settings["model"][0]))
 
         def call(bgr):
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            return vision_ops.run_task(settings, settings["params"], rgb, engine)
+            return vision_ops.run_task(settings, settings["params"], rgb, vision_engine)
     elif spec.name == "doc_preprocessor":
         models = settings["models"]
         flow = doc_ops.DocPreprocessFlow(settings["doc"], *(
-            first(models[r][0]) if r in models else None
+            engine(models[r]) if r in models else None
             for r in ("DocOrientationClassify", "DocUnwarping")))
 
         def call(bgr):
             return flow.run(bgr, settings["params"])
     else:
-        characters = (repo / spec.served_name / "1" / "characters.txt").read_text(
-            encoding="utf-8").split("\n")
-        models = settings["ocr"]["models"]
-        ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters,
-                                                 lambda role: first(models[role][0]))
-        kind = {"layout_parsing": table_pipeline.LayoutParsingFlow,
-                "seal_recognition": table_pipeline.SealFlow}.get(spec.name,
-                                                                 table_pipeline.TableFlow)
-        flow = kind(settings, ocr,
-                    every(settings["structure"]["model"][0]) if "structure" in settings else None,
-                    every(settings["layout"]["model"][0]) if "layout" in settings else None)
+        version = repo / spec.served_name / "1"
+        flow = table_pipeline.flow_from_settings(
+            settings, lambda name: (version / name).read_text(encoding="utf-8"), engine)
 
         def call(bgr):
             return flow.run(bgr, *flow.parameters({}))

@@ -17,7 +17,11 @@ from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.common.image_io import MAX_PIXELS
 from hpi_triton.python_backend.common.parameters import ParameterError, ParameterSet
-from hpi_triton.python_backend.doc_preprocessor.doc_ops import PARAMETERS, DocSettings
+from hpi_triton.python_backend.doc_preprocessor.doc_ops import (
+    PARAMETERS,
+    DocGraphSettings,
+    DocSettings,
+)
 
 DOC_ROLES = ("DocOrientationClassify", "DocUnwarping")
 
@@ -128,10 +132,11 @@ class DocPreprocessorPipeline(RoleModels, PipelineKind):
         roles = {role: sources[self.model_name(role)] for role in self.roles}
         models = {role: engine_call(self.model_name(role), src, first_only=True)
                   for role, src in roles.items()}
-        settings = {"models": models, "params": self.params,
-                    "doc": doc_settings(roles.get("DocOrientationClassify"),
-                                        roles.get("DocUnwarping")).to_json()}
-        write_graph_model(repo, self.name, EntryPoint.DOC, settings, self.instances,
+        settings = DocGraphSettings(
+            models=models, params=self.params,
+            doc=doc_settings(roles.get("DocOrientationClassify"),
+                             roles.get("DocUnwarping")).to_json())
+        write_graph_model(repo, self.name, EntryPoint.DOC, settings.to_json(), self.instances,
                           {"output_img": ("uint8", [-1])})
         return PipelineReport(self.pipeline_name, self.name, models, self.params)
 

@@ -13,6 +13,7 @@ from hpi_triton.ensembles.doc import DOC_ROLES, doc_defaults, doc_settings
 from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, layout_module, module_entry
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.ensembles.serving import PaddleXEndpoint
+from hpi_triton.ensembles.stages import LayoutStage
 from hpi_triton.errors import BuildError, InferenceConfigError
 from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.python_backend import EntryPoint
@@ -107,6 +108,23 @@ USE_DOC_PREPROCESSOR = Parameter("use_doc_preprocessor", bool,
 FORMULA_PACKAGES = ("Pillow", "tokenizers")
 
 
+@dataclass
+class FormulaStage:
+    """FormulaRecognition (LaTeX_OCR_rec) served as ``engine``, for "formula" regions."""
+
+    engine: str
+
+    def write(self, settings, models: Dict, sources, reports, files) -> None:
+        """Its decoding settings into ``settings.formula``, its engine call into ``models``,
+        its tokenizer into ``files`` (written beside the graph's model.py)."""
+        source = sources[self.engine]
+        formula = formula_settings(source)
+        files[TOKENIZER_FILE] = formula.pop("tokenizer")
+        call = engine_call(self.engine, source, first_only=True)
+        settings.formula = {**formula, "tokenizer_file": TOKENIZER_FILE, "model": call}
+        models["FormulaRecognition"] = call
+
+
 @register
 @dataclass
 class FormulaRecognitionPipeline(RoleModels, PipelineKind):
@@ -190,15 +208,10 @@ class FormulaRecognitionPipeline(RoleModels, PipelineKind):
         Returns:
             The pipeline's entry for the build report: served name, engine calls, parameters.
         """
-        formula_source = sources[self.model_name("FormulaRecognition")]
-        formula = formula_settings(formula_source)
-        tokenizer = formula.pop("tokenizer")
-        models = {"FormulaRecognition": engine_call(self.model_name("FormulaRecognition"),
-                                                    formula_source, first_only=True)}
-        settings = formula_ops.FormulaSettings(
-            formula={**formula, "tokenizer_file": TOKENIZER_FILE,
-                     "model": models["FormulaRecognition"]},
-            models=models, params=self.params)
+        models, files = {}, {}
+        settings = formula_ops.FormulaSettings(formula={}, models=models, params=self.params)
+        FormulaStage(self.model_name("FormulaRecognition")).write(settings, models, sources,
+                                                                  reports, files)
         doc_roles = {r: sources[self.model_name(r)] for r in DOC_ROLES if r in self.roles}
         if doc_roles:
             for role, src in doc_roles.items():
@@ -206,15 +219,12 @@ class FormulaRecognitionPipeline(RoleModels, PipelineKind):
             settings.doc = doc_settings(doc_roles.get("DocOrientationClassify"),
                                         doc_roles.get("DocUnwarping")).to_json()
         if "LayoutDetection" in self.roles:
-            from hpi_triton.ensembles.vision import layout_settings
-
-            name = self.model_name("LayoutDetection")
-            settings.layout = layout_settings(name, self.roles["LayoutDetection"],
-                                              sources[name])
-            models["LayoutDetection"] = settings.layout["model"]
+            LayoutStage(self.model_name("LayoutDetection"), self.roles["LayoutDetection"]
+                        ).write(settings, models, sources, reports, files)
         version = write_graph_model(repo, self.name, EntryPoint.FORMULA, settings.to_json(),
                                     self.instances)
-        (version / TOKENIZER_FILE).write_text(tokenizer, encoding="utf-8")
+        for file_name, text in files.items():
+            (version / file_name).write_text(text, encoding="utf-8")
         return PipelineReport(self.pipeline_name, self.name, models, self.params,
                               not_applied=dict(self.not_applied), notes=[FORMULA_NOTE])
 

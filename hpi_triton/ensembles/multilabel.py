@@ -18,7 +18,7 @@ class MultiLabelClassificationBuild(ClassificationBuild):
 
     def settings(self, source, params):
         """Transform ops, label list and the threshold default from inference.yml."""
-        settings, _ = super().settings(source, params)
+        fields, _ = super().settings(source, params)
         post = (source.config.get("PostProcess") or {}).get("MultiLabelThreshOutput") or {}
         threshold = post.get("threshold", 0.5)
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
@@ -26,12 +26,12 @@ class MultiLabelClassificationBuild(ClassificationBuild):
                 f"{source.path / 'inference.yml'}: field "
                 f"'PostProcess.MultiLabelThreshOutput.threshold' is {threshold!r}; expected "
                 f"one number in [0, 1] (per-class thresholds are not served)")
-        settings["labels"] = post.get("label_list")
+        fields["labels"] = post.get("label_list")
         # PaddleX 3.7.2's MLClasPredictor resizes, normalises and transposes: it never calls
         # the Crop its transform ops may declare, so neither does the served graph.
-        settings["preprocess"] = [op for op in settings["preprocess"]
-                                  if not (isinstance(op, dict) and "CropImage" in op)]
-        return settings, {"threshold": float(threshold)}
+        fields["preprocess"] = [op for op in fields["preprocess"]
+                                if not (isinstance(op, dict) and "CropImage" in op)]
+        return fields, {"threshold": float(threshold)}
 
 
 register_task(MultiLabelClassificationBuild())

@@ -22,7 +22,7 @@ from hpi_triton.python_backend.common.parameters import ParameterSet
 
 _REGISTRY: Dict[str, Type[PipelineKind]] = {}
 # Modules of this package that declare no pipeline (imported by the pipelines themselves).
-_NOT_PIPELINES = ("base", "registry", "paddlex_yaml", "serving")
+_NOT_PIPELINES = ("base", "registry", "paddlex_yaml", "serving", "stages")
 
 
 class PipelineKind:

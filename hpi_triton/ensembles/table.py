@@ -1,25 +1,27 @@
-"""table_recognition: TableStructureRecognition + the OCR roles [+ LayoutDetection, doc roles]
-as one BLS graph over separately served engine models."""
+"""The document pipelines — table_recognition, seal_recognition, layout_parsing — each a BLS
+graph over separately served engine models, composed of the stages it was built with (their
+build halves in ``stages.py`` and ``formula.FormulaStage``; run halves in
+``python_backend/documents/table_pipeline.py``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from hpi_triton.core.model_dir import ModelSource
-from hpi_triton.ensembles.base import RoleModels, engine_call, write_graph_model
+from hpi_triton.ensembles.base import RoleModels, write_graph_model
 from hpi_triton.ensembles.doc import DOC_ROLES
-from hpi_triton.ensembles.formula import FORMULA_PACKAGES, TOKENIZER_FILE, formula_settings
+from hpi_triton.ensembles.formula import FORMULA_PACKAGES, FormulaStage, formula_settings
 from hpi_triton.ensembles.ocr import FAST_PARAMS, OCRPipeline
 from hpi_triton.ensembles.paddlex_yaml import doc_pipeline, layout_module, module_entry, sub_ocr
 from hpi_triton.ensembles.registry import PipelineKind, register
 from hpi_triton.ensembles.serving import PaddleXEndpoint, doc_switches
-from hpi_triton.errors import BuildError, InferenceConfigError
+from hpi_triton.ensembles.stages import LayoutStage, SealStage, StructureStage
+from hpi_triton.errors import BuildError
 from hpi_triton.generator.plan import PipelineReport
 from hpi_triton.python_backend import EntryPoint
 from hpi_triton.python_backend.common.parameters import ParameterError
-from hpi_triton.python_backend.documents import table_ops
 from hpi_triton.python_backend.documents.table_pipeline import (
     LAYOUT_PARSING_SWITCHES,
     PARAMETERS,
@@ -33,32 +35,6 @@ from hpi_triton.python_backend.ocr.seal_ops import SEAL_DEFAULTS
 OCR_ROLES = ("TextDetection", "TextRecognition", "TextLineOrientation", *DOC_ROLES)
 # PaddleX's table_recognition.yaml GeneralOCR settings, where the user gives none.
 OCR_DEFAULTS = {"limit_side_len": 960, "limit_type": "max", "use_textline_orientation": False}
-
-
-def structure_settings(source: ModelSource) -> Dict:
-    """SLANet / SLANet_plus decoding settings from inference.yml (or the ONNX metadata)."""
-    yml = source.path / "inference.yml"
-    post = source.config.get("PostProcess") or {}
-    tokens = post.get("character_dict") or source.onnx_metadata_lines(("character",))
-    if not tokens:
-        raise InferenceConfigError(f"{yml}: field 'PostProcess.character_dict' is missing; "
-                                   f"TableStructureRecognition needs its structure tokens")
-    ops = {k: v for op in (source.config.get("PreProcess") or {}).get("transform_ops") or []
-           if isinstance(op, dict) for k, v in op.items()}
-    merge = (ops.get("TableLabelEncode") or {}).get("merge_no_span_structure", True)
-    characters = table_ops.structure_characters([str(t) for t in tokens], merge)
-    outputs = source.outputs
-    if len(outputs) != 2 or outputs[1].shape[-1] not in (-1, len(characters)):
-        raise InferenceConfigError(
-            f"{source.path}: TableStructureRecognition outputs "
-            f"{[(t.name, t.shape) for t in outputs]}; expected cell boxes [N,L,4|8] and "
-            f"structure probabilities [N,L,{len(characters)}] ({len(tokens)} tokens + "
-            f"sos/eos, <td></td> merged)")
-    name = str((source.config.get("Global") or {}).get("model_name", ""))
-    return {"characters": characters,
-            "max_len": int((ops.get("ResizeTableImage") or {}).get("max_len", 488)),
-            # PaddleX: SLANet's boxes are relative to the image, others' to the padded canvas
-            "canvas_boxes": name != "SLANet"}
 
 
 # The per-request parameters PaddleX's table_recognition predict() takes.
@@ -111,12 +87,66 @@ def _layout_json(result: Dict) -> Dict:
     return out
 
 
+def _layout_params(pipeline: str, params: dict, has_layout: bool) -> dict:
+    """:data:`PARAMETERS` (use_layout_detection, layout_threshold) taken out of ``params``
+    (PaddleX's LayoutDetection ``threshold`` key too), checked; layout detection on by default
+    where a LayoutDetection model is built.
+
+    Raises:
+        BuildError: a value is out of range, or layout detection is asked without a model.
+    """
+    if "threshold" in params:  # LayoutDetection's own key in PaddleX's YAML
+        params["layout_threshold"] = params.pop("threshold")
+    own = {k: params.pop(k) for k in list(params) if k in PARAMETERS}
+    try:
+        chosen = PARAMETERS.coerce(own, {"use_layout_detection": has_layout,
+                                         "layout_threshold": 0.5})
+    except ParameterError as exc:
+        raise BuildError(f"pipeline {pipeline}: {exc}") from exc
+    if chosen["use_layout_detection"] and not has_layout:
+        raise BuildError(f"pipeline {pipeline}: use_layout_detection=True needs "
+                         f"--model LayoutDetection=DIR")
+    return chosen
+
+
+def _write_document_graph(pipeline, repo: Path, sources, reports, ocr: OCRPipeline,
+                          stages, table_params: dict) -> PipelineReport:
+    """Write a document graph (the table entry point): its OCR's settings, then each stage's,
+    the recognizer's characters and the stages' files beside ``model.py``."""
+    ocr_settings, characters = ocr.graph_settings(sources, reports)
+    settings = TableSettings(task=pipeline.pipeline_name, ocr=ocr_settings.to_json(),
+                             table_params=table_params)
+    models, files = dict(ocr_settings.models), {"characters.txt": "\n".join(characters)}
+    for stage in stages:
+        stage.write(settings, models, sources, reports, files)
+    version = write_graph_model(repo, pipeline.name, EntryPoint.TABLE, settings.to_json(),
+                                pipeline.instances)
+    for file_name, text in files.items():
+        (version / file_name).write_text(text, encoding="utf-8")
+    return PipelineReport(
+        pipeline.pipeline_name, pipeline.name, models, pipeline.params,
+        text_rec_batch_size=ocr_settings.rec_batch_size,
+        textline_orientation_batch_size=ocr_settings.cls_batch_size)
+
+
+def _document_ocr(pipeline, params: dict, defaults: dict, text_type: str,
+                  rec_batch_size: int) -> OCRPipeline:
+    """The document pipeline's own OCR (general, or seal for seal_recognition) over its OCR
+    roles, ``params`` (what is left after the stages took theirs) over its YAML's
+    ``defaults``."""
+    return OCRPipeline(roles={r: p for r, p in pipeline.roles.items() if r in OCR_ROLES},
+                       params={**defaults, **params, "text_type": text_type},
+                       backends=pipeline.backends, name=pipeline.name,
+                       rec_batch_size=rec_batch_size)
+
+
 @register
 @dataclass
 class TableRecognitionPipeline(RoleModels, PipelineKind):
     """``--pipeline table_recognition --model TableStructureRecognition=DIR --model
     TextDetection=DIR --model TextRecognition=DIR [--model LayoutDetection=DIR]
-    [--model DocOrientationClassify=DIR] [--model DocUnwarping=DIR]``."""
+    [--model DocOrientationClassify=DIR] [--model DocUnwarping=DIR]``: OCR + structure
+    [+ layout] stages."""
 
     roles: Dict[str, Path]
     params: dict = field(default_factory=dict)
@@ -128,8 +158,8 @@ class TableRecognitionPipeline(RoleModels, PipelineKind):
     summary = "table structure → HTML over OCR [+ layout detection, doc preprocessing] (v1)"
     packages = ("pyclipper",)
     fast = True
-    predict_params = TABLE_PREDICT_PARAMS
     fast_params = FAST_PARAMS
+    predict_params = TABLE_PREDICT_PARAMS
     parameters = OCR_PARAMETERS.with_defaults(OCR_DEFAULTS) | PARAMETERS
     # useTextlineOrientation and layoutThreshold are not fields of PaddleX's table request
     paddlex_endpoint = PaddleXEndpoint(
@@ -140,82 +170,28 @@ class TableRecognitionPipeline(RoleModels, PipelineKind):
         derive=doc_switches, json_view=_table_json)
     required_roles = ("TableStructureRecognition", *OCR_ROLES[:2])
     optional_roles = ("LayoutDetection", *OCR_ROLES[2:])
-    ocr_defaults = OCR_DEFAULTS
-    text_type = "general"
-    # PaddleX 3.7's TextRecognition.batch_size in this pipeline's YAML (its GeneralOCR)
-    rec_batch_size = 1
 
     def __post_init__(self):
         self.check_roles(self.roles)
         params = dict(self.params)
-        if "threshold" in params:  # LayoutDetection's own key in PaddleX's YAML
-            params["layout_threshold"] = params.pop("threshold")
-        self.params = self._own_params(params)
-        own = {k: v for k, v in self.params.items() if k in PARAMETERS}
-        ocr_params = {**self.ocr_defaults, **{k: v for k, v in self.params.items()
-                                              if k not in PARAMETERS}}
-        ocr_params["text_type"] = self.text_type
-        self.ocr = OCRPipeline(roles={r: p for r, p in self.roles.items() if r in OCR_ROLES},
-                               params=ocr_params, backends=self.backends, name=self.name,
-                               rec_batch_size=self.rec_batch_size)
-        defaults = {"use_layout_detection": "LayoutDetection" in self.roles,
-                    "layout_threshold": 0.5}
-        try:
-            self.table_params = PARAMETERS.coerce(own, defaults)
-        except ParameterError as exc:
-            raise BuildError(f"pipeline {self.pipeline_name}: {exc}") from exc
-        if self.table_params["use_layout_detection"] and "LayoutDetection" not in self.roles:
-            raise BuildError(f"pipeline {self.pipeline_name}: use_layout_detection=True needs "
-                             f"--model LayoutDetection=DIR")
-        self.params = {**self.ocr.params, **self.table_params, **self._extra_params()}
-
-    def _own_params(self, params: dict) -> dict:
-        """Take the subclass's own parameters out of ``params``; returns the rest."""
-        return params
-
-    def _extra_params(self) -> dict:
-        return {}
+        has_layout = "LayoutDetection" in self.roles
+        self.table_params = _layout_params(self.pipeline_name, params, has_layout)
+        # PaddleX 3.7's TextRecognition.batch_size in this pipeline's YAML (its GeneralOCR)
+        self.ocr = _document_ocr(self, params, OCR_DEFAULTS, "general", rec_batch_size=1)
+        self.stages = [StructureStage(self.model_name("TableStructureRecognition"))]
+        if has_layout:
+            self.stages.append(LayoutStage(self.model_name("LayoutDetection"),
+                                           self.roles["LayoutDetection"]))
+        self.params = {**self.ocr.params, **self.table_params}
 
     def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
-        """Write the BLS graph model calling the OCR, table and layout models built into ``repo``.
-
-        The recognizer's characters and a subclass's extra files are written beside the graph's
-        model.py.
+        """Write the BLS graph calling the OCR, structure and layout engine models.
 
         Returns:
             The pipeline's entry for the build report: served name, engine calls, parameters.
         """
-        ocr_settings, characters = self.ocr.graph_settings(sources, reports)
-        settings = TableSettings(task=self.pipeline_name, ocr=ocr_settings.to_json(),
-                                 table_params=self.table_params)
-        models = dict(ocr_settings.models)
-        extra_files = self._write_extra(settings, models, sources, reports)
-        if "TableStructureRecognition" in self.roles:
-            structure = sources[self.model_name("TableStructureRecognition")]
-            settings.structure = {**structure_settings(structure), "model": engine_call(
-                self.model_name("TableStructureRecognition"), structure)}
-            models["TableStructureRecognition"] = settings.structure["model"]
-        if "LayoutDetection" in self.roles:
-            from hpi_triton.ensembles.vision import layout_settings
-
-            name = self.model_name("LayoutDetection")
-            settings.layout = layout_settings(name, self.roles["LayoutDetection"],
-                                              sources[name])
-            models["LayoutDetection"] = settings.layout["model"]
-        version = write_graph_model(repo, self.name, EntryPoint.TABLE, settings.to_json(),
-                                    self.instances)
-        (version / "characters.txt").write_text("\n".join(characters), encoding="utf-8")
-        for file_name, text in extra_files.items():
-            (version / file_name).write_text(text, encoding="utf-8")
-        return PipelineReport(
-            self.pipeline_name, self.name, models, self.params,
-            text_rec_batch_size=ocr_settings.rec_batch_size,
-            textline_orientation_batch_size=ocr_settings.cls_batch_size)
-
-
-    def _write_extra(self, settings, models, sources, reports) -> Dict[str, str]:
-        """Add a subclass's settings and engine calls; returns extra files for the graph."""
-        return {}
+        return _write_document_graph(self, repo, sources, reports, self.ocr, self.stages,
+                                     self.table_params)
 
     @classmethod
     def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:
@@ -234,15 +210,22 @@ class TableRecognitionPipeline(RoleModels, PipelineKind):
                 "use_ocr_model": True, "SubModules": modules, "SubPipelines": sub_pipelines}
 
 
+
+
 @register
 @dataclass
-class SealRecognitionPipeline(TableRecognitionPipeline):
+class SealRecognitionPipeline(RoleModels, PipelineKind):
     """``--pipeline seal_recognition --model TextDetection=DIR --model TextRecognition=DIR
     [--model LayoutDetection=DIR] [doc roles]``: PaddleX's seal_recognition. TextDetection is
     a seal text detector (DB with ``box_type: poly``); the OCR runs with ``text_type: seal``
     on each layout "seal" box, or on the whole image without layout detection."""
 
+    roles: Dict[str, Path]
+    params: dict = field(default_factory=dict)
+    backends: Dict[str, str] = field(default_factory=dict)
+    instances: int = 2
     name: str = "seal_recognition"
+
     pipeline_name = "seal_recognition"
     summary = "curved seal text [+ layout detection, doc preprocessing]"
     packages = ("pyclipper", "shapely")
@@ -255,9 +238,26 @@ class SealRecognitionPipeline(TableRecognitionPipeline):
         | PARAMETERS | SEAL_PARAMETERS, derive=doc_switches, json_view=_seal_json)
     required_roles = OCR_ROLES[:2]
     optional_roles = ("LayoutDetection", *OCR_ROLES[2:])
-    ocr_defaults = SEAL_DEFAULTS
-    text_type = "seal"
-    rec_batch_size = 1
+
+    def __post_init__(self):
+        self.check_roles(self.roles)
+        params = dict(self.params)
+        has_layout = "LayoutDetection" in self.roles
+        self.table_params = _layout_params(self.pipeline_name, params, has_layout)
+        # its SealOCR's recognition batch_size in PaddleX 3.7's YAML
+        self.ocr = _document_ocr(self, params, SEAL_DEFAULTS, "seal", rec_batch_size=1)
+        self.stages = ([LayoutStage(self.model_name("LayoutDetection"),
+                                    self.roles["LayoutDetection"])] if has_layout else [])
+        self.params = {**self.ocr.params, **self.table_params}
+
+    def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        """Write the BLS graph calling the seal OCR and layout engine models.
+
+        Returns:
+            The pipeline's entry for the build report.
+        """
+        return _write_document_graph(self, repo, sources, reports, self.ocr, self.stages,
+                                     self.table_params)
 
     @classmethod
     def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:
@@ -274,6 +274,8 @@ class SealRecognitionPipeline(TableRecognitionPipeline):
                 "SubModules": modules, "SubPipelines": sub_pipelines}
 
 
+
+
 # layout_parsing YAML / request names of its seal OCR's parameters → the OCR's own names.
 SEAL_PARAMETER_NAMES = {name: ours for ours, (name, _) in SEAL_RENAMES.items()}
 SEAL_ROLES = ("SealTextDetection", "SealTextRecognition")
@@ -281,7 +283,7 @@ SEAL_ROLES = ("SealTextDetection", "SealTextRecognition")
 
 @register
 @dataclass
-class LayoutParsingPipeline(TableRecognitionPipeline):
+class LayoutParsingPipeline(RoleModels, PipelineKind):
     """``--pipeline layout_parsing --model LayoutDetection=DIR --model TextDetection=DIR
     --model TextRecognition=DIR [--model TableStructureRecognition=DIR] [--model
     SealTextDetection=DIR [--model SealTextRecognition=DIR]] [--model FormulaRecognition=DIR]
@@ -289,12 +291,18 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
     OCR recognises with SealTextRecognition, or with TextRecognition when none is given;
     "formula" regions are read by FormulaRecognition (LaTeX_OCR_rec) when built."""
 
+    roles: Dict[str, Path]
+    params: dict = field(default_factory=dict)
+    backends: Dict[str, str] = field(default_factory=dict)
+    instances: int = 2
     name: str = "layout_parsing"
+
     pipeline_name = "layout_parsing"
     summary = ("layout regions → text, tables, seals, formulas (PP-ChatOCRv3-doc's visual "
                "stage, v1)")
     packages = ("pyclipper", "shapely")
     fast = True
+    fast_params = FAST_PARAMS
     predict_params = tuple(dict.fromkeys(TABLE_PREDICT_PARAMS + SEAL_PREDICT_PARAMS + (
         "use_seal_recognition", "use_table_recognition", "use_formula_recognition")))
     parameters = (OCR_PARAMETERS.with_defaults(OCR_DEFAULTS) | PARAMETERS
@@ -309,9 +317,10 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
     required_roles = ("LayoutDetection", *OCR_ROLES[:2])
     optional_roles = ("TableStructureRecognition", *SEAL_ROLES, "FormulaRecognition",
                       *OCR_ROLES[2:])
-    rec_batch_size = 6  # its GeneralOCR's; its SealOCR's is 1 (seal_rec_batch_size)
 
-    def _own_params(self, params: dict) -> dict:
+    def __post_init__(self):
+        self.check_roles(self.roles)
+        params = dict(self.params)
         # --param values are strings: "false" must turn a switch off
         try:
             switches = LAYOUT_PARSING_SWITCHES.coerce(
@@ -320,71 +329,75 @@ class LayoutParsingPipeline(TableRecognitionPipeline):
                  "use_seal_recognition": "SealTextDetection" in self.roles})
         except ParameterError as exc:
             raise BuildError(f"pipeline {self.pipeline_name}: {exc}") from exc
-        use_formula = switches["use_formula_recognition"]
-        if use_formula and "FormulaRecognition" not in self.roles:
+        self.use_formula = switches["use_formula_recognition"]
+        if self.use_formula and "FormulaRecognition" not in self.roles:
             raise BuildError(f"pipeline {self.pipeline_name}: use_formula_recognition=True needs "
                              f"--model FormulaRecognition=DIR (LaTeX_OCR_rec)")
-        self.use_formula = use_formula
+        self.seal = self._seal_ocr(params, switches["use_seal_recognition"])
+        self.use_seal = bool(switches["use_seal_recognition"]) and self.seal is not None
+        self.table_params = _layout_params(self.pipeline_name, params, True)
+        # its GeneralOCR's recognition batch_size (its SealOCR's: seal_rec_batch_size, 1)
+        self.ocr = _document_ocr(self, params, OCR_DEFAULTS, "general", rec_batch_size=6)
+        self.stages = []
+        if "FormulaRecognition" in self.roles:
+            self.stages.append(FormulaStage(self.model_name("FormulaRecognition")))
+        if self.seal is not None:
+            self.stages.append(SealStage(self.seal))
+        if "TableStructureRecognition" in self.roles:
+            self.stages.append(StructureStage(self.model_name("TableStructureRecognition")))
+        self.stages.append(LayoutStage(self.model_name("LayoutDetection"),
+                                       self.roles["LayoutDetection"]))
+        seal_params = ({k: self.seal.params[v] for k, v in SEAL_PARAMETER_NAMES.items()}
+                       if self.seal is not None else {})
+        self.params = {**self.ocr.params, **self.table_params,
+                       "use_seal_recognition": self.use_seal,
+                       "use_formula_recognition": self.use_formula, **seal_params}
+
+    def _seal_ocr(self, params: dict, use_seal) -> Optional[OCRPipeline]:
+        """The seal OCR stage's OCR (its seal_* parameters taken out of ``params``), or None
+        without a SealTextDetection model."""
         seal_given = {SEAL_PARAMETER_NAMES[k]: params.pop(k)
                       for k in list(params) if k in SEAL_PARAMETER_NAMES}
-        use_seal = switches["use_seal_recognition"]
         seal_batch = params.pop("seal_rec_batch_size", 1)
-        self.seal = None
         if "SealTextRecognition" in self.roles and "SealTextDetection" not in self.roles:
             raise BuildError(f"pipeline {self.pipeline_name}: --model "
                              f"SealTextRecognition=DIR needs --model SealTextDetection=DIR")
-        if "SealTextDetection" in self.roles:
-            rec_role = ("SealTextRecognition" if "SealTextRecognition" in self.roles
-                        else "TextRecognition")
-            self.seal = OCRPipeline(
-                roles={"TextDetection": self.roles["SealTextDetection"],
-                       "TextRecognition": self.roles[rec_role]},
-                params={**SEAL_DEFAULTS, **seal_given}, backends=self.backends,
-                name=self.name, text_type="seal", rec_batch_size=seal_batch,
-                engine_models={"TextDetection": self.model_name("SealTextDetection"),
-                               "TextRecognition": self.model_name(rec_role)})
-        elif use_seal is True or seal_given:
-            raise BuildError(f"pipeline {self.pipeline_name}: seal recognition needs --model "
-                             f"SealTextDetection=DIR (a seal text detector)")
-        self.use_seal = bool(use_seal) and self.seal is not None
-        return params
-
-    def _extra_params(self) -> dict:
-        formula = {"use_formula_recognition": self.use_formula}
-        if self.seal is None:
-            return {"use_seal_recognition": False, **formula}
-        return {"use_seal_recognition": self.use_seal, **formula,
-                **{k: self.seal.params[v] for k, v in SEAL_PARAMETER_NAMES.items()}}
+        if "SealTextDetection" not in self.roles:
+            if use_seal is True or seal_given:
+                raise BuildError(f"pipeline {self.pipeline_name}: seal recognition needs "
+                                 f"--model SealTextDetection=DIR (a seal text detector)")
+            return None
+        rec_role = ("SealTextRecognition" if "SealTextRecognition" in self.roles
+                    else "TextRecognition")
+        return OCRPipeline(
+            roles={"TextDetection": self.roles["SealTextDetection"],
+                   "TextRecognition": self.roles[rec_role]},
+            params={**SEAL_DEFAULTS, **seal_given}, backends=self.backends,
+            name=self.name, text_type="seal", rec_batch_size=seal_batch,
+            engine_models={"TextDetection": self.model_name("SealTextDetection"),
+                           "TextRecognition": self.model_name(rec_role)})
 
     def check_sources(self, sources: Dict[str, ModelSource]) -> None:
         """Check the FormulaRecognition model dir (when built) before anything converts."""
         if "FormulaRecognition" in self.roles:
             formula_settings(sources[self.model_name("FormulaRecognition")])
 
-    def _write_extra(self, settings, models, sources, reports) -> Dict[str, str]:
-        settings.table_params = {**settings.table_params,
-                                 "use_seal_recognition": self.use_seal,
-                                 "use_formula_recognition": self.use_formula}
-        files = {}
-        if "FormulaRecognition" in self.roles:
-            source = sources[self.model_name("FormulaRecognition")]
-            formula = formula_settings(source)
-            files[TOKENIZER_FILE] = formula.pop("tokenizer")
-            call = engine_call(self.model_name("FormulaRecognition"), source, first_only=True)
-            settings.formula = {**formula, "tokenizer_file": TOKENIZER_FILE, "model": call}
-            models["FormulaRecognition"] = call
-        if self.seal is None:
-            return files
-        seal_settings, characters = self.seal.graph_settings(sources, reports)
-        settings.seal_ocr = seal_settings.to_json()
-        models.update({f"Seal{role}": call for role, call in seal_settings.models.items()})
-        return {**files, "seal_characters.txt": "\n".join(characters)}
-
     def requirements(self):
         """Its packages, and formula decoding's where it reads formulas."""
         if "FormulaRecognition" in self.roles:
             return tuple(dict.fromkeys(self.packages + FORMULA_PACKAGES))
         return self.packages
+
+    def write(self, repo: Path, sources: Dict[str, ModelSource], reports: Dict[str, object]):
+        """Write the BLS graph calling the OCR, layout and built stages' engine models.
+
+        Returns:
+            The pipeline's entry for the build report.
+        """
+        table_params = {**self.table_params, "use_seal_recognition": self.use_seal,
+                        "use_formula_recognition": self.use_formula}
+        return _write_document_graph(self, repo, sources, reports, self.ocr, self.stages,
+                                     table_params)
 
     @classmethod
     def paddlex_config(cls, report: Dict, entry: Dict) -> Dict:

@@ -118,27 +118,38 @@ class VisionPipeline(PipelineKind):
             config = read_inference_yml(path)
         except HpiTritonError:
             return {}  # the build reports the broken model directory itself
-        key, ops = self.build.image_ops(config)
-        settings = {"task": self.name, key: ops if isinstance(ops, list) else []}
+        _, ops = self.build.image_ops(config)
         try:
-            scaling = vision_ops.deferred_scaling(settings)
+            scaling = vision_ops.deferred_scaling(self.name, ops if isinstance(ops, list) else [])
         except (AttributeError, TypeError, ValueError, StopIteration):
-            return {}  # malformed ops: _settings() names the field when the graph is written
+            return {}  # malformed ops: graph_settings() names the field when the graph is written
         return {0: scaling} if scaling else {}
 
-    def _settings(self, source: ModelSource) -> dict:
-        settings = {"task": self.name, "model": engine_call(self.engine_name, source)}
+    def graph_settings(self, source: ModelSource) -> vision_ops.VisionSettings:
+        """The graph's settings for its engine built from ``source``: the task's own fields
+        (:meth:`TaskBuild.settings`), the engine call and the per-request defaults.
+
+        Raises:
+            InferenceConfigError: A field the task needs is missing or malformed.
+            BuildError: A parameter has a value the task cannot serve.
+        """
         defaults = {"task": self.name, "max_pixels": vision_ops.MAX_PIXELS.default}
-        task_settings, task_defaults = self.build.settings(source, self.params)
-        settings.update(task_settings)
+        task_fields, task_defaults = self.build.settings(source, self.params)
         defaults.update(task_defaults)
         try:
             params = {k: v for k, v in self.params.items()
                       if k not in self.build.build_parameters}
-            settings["params"] = vision_ops.coerce_parameters(params, defaults)
+            params = vision_ops.coerce_parameters(params, defaults)
         except vision_ops.ParameterError as exc:
             raise BuildError(f"pipeline {self.name}: {exc}") from exc
-        return settings
+        return vision_ops.VisionSettings(task=self.name,
+                                         model=engine_call(self.engine_name, source),
+                                         params=params, **task_fields)
+
+    def _settings(self, source: ModelSource) -> dict:
+        """:meth:`graph_settings` as the JSON the graph's models are configured with (what
+        in-process baselines pass to :func:`vision_ops.run_task`)."""
+        return self.graph_settings(source).to_json()
 
     @property
     def graph_models(self):
@@ -160,10 +171,10 @@ class VisionPipeline(PipelineKind):
         pipeline's report entry."""
         from hpi_triton.triton_models.config import TensorConfig, TritonModelConfig
 
-        settings = self._settings(sources[self.engine_name])
+        settings = self.graph_settings(sources[self.engine_name])
         engine_inputs, engine_outputs = _engine_tensors(reports[self.engine_name].config)
         # The pre-processing model emits the engine's inputs in the source model's order.
-        order = settings["model"][1]
+        order = settings.model[1]
         if sorted(n for n, _, _ in engine_inputs) == sorted(order):
             engine_inputs.sort(key=lambda tensor: order.index(tensor[0]))
         engine_outputs = engine_outputs[:vision_ops.used_outputs(settings, len(engine_outputs))]
@@ -172,13 +183,14 @@ class VisionPipeline(PipelineKind):
         fetched = [TensorConfig(f"output_{i}", dtype, dims)
                    for i, (_, dtype, dims) in enumerate(engine_outputs)]
         context = TensorConfig("context", "object", [1])
-        arrays = [TensorConfig(out, dtype or settings["label_dtype"], dims)
+        arrays = [TensorConfig(out, dtype or settings.label_dtype, dims)
                   for out, (dtype, dims) in ARRAY_OUTPUTS.get(self.name, {}).items()]
         result = [TensorConfig("result", "object", [1])] + arrays
-        write_python_model(repo, self.preprocess_name, EntryPoint.VISION_PRE, settings,
-                           self.instances, image_inputs(), feeds + [context])
-        write_python_model(repo, self.postprocess_name, EntryPoint.VISION_POST, settings,
-                           self.instances, fetched + [context], result)
+        write_python_model(repo, self.preprocess_name, EntryPoint.VISION_PRE,
+                           settings.to_json(), self.instances, image_inputs(),
+                           feeds + [context])
+        write_python_model(repo, self.postprocess_name, EntryPoint.VISION_POST,
+                           settings.to_json(), self.instances, fetched + [context], result)
 
         def tensor_map(names, values):  # a step's model tensor name → ensemble tensor name
             return dict(zip(names, values))
@@ -203,7 +215,7 @@ class VisionPipeline(PipelineKind):
                           inputs=image_inputs(), outputs=result,
                           ensemble_steps=steps).write(repo / self.served_name)
         return PipelineReport(
-            self.name, self.served_name, {self.role: settings["model"]}, settings["params"],
+            self.name, self.served_name, {self.role: settings.model}, settings.params,
             steps=[self.preprocess_name, self.engine_name, self.postprocess_name],
             license_check=self.preprocess_name)
 
@@ -251,7 +263,8 @@ class TaskBuild:
         return ()
 
     def settings(self, source: ModelSource, params: dict):
-        """(graph settings, per-request parameter defaults) read from ``source``.
+        """(the task's own :class:`vision_ops.VisionSettings` fields by name, per-request
+        parameter defaults) read from ``source``.
 
         Raises:
             InferenceConfigError: A field the task needs is missing or malformed.
@@ -411,7 +424,7 @@ class InstanceSegmentationBuild(DetectionBuild):
                 f"{source.path}: instance segmentation outputs "
                 f"{[(t.name, t.shape) for t in outputs]}; expected boxes [K,6], box count "
                 f"and masks [K,H,W] (Mask-RT-DETR export)")
-        return {"head": "nms_inside", "arrays": list(ARRAY_OUTPUTS[self.name])}
+        return {"head": "nms_inside"}
 
 
 class SemanticSegmentationBuild(TaskBuild):
@@ -431,14 +444,13 @@ class SemanticSegmentationBuild(TaskBuild):
         return (0,) if str(params.get("label_dtype", "uint8")) == "uint8" else ()
 
     def settings(self, source, params):
-        """Deploy.transforms, the served arrays and the label map dtype."""
+        """Deploy.transforms and the label map dtype."""
         _, transforms = self.image_ops(source.config)
         if not isinstance(transforms, list):
             raise InferenceConfigError(f"{source.path / 'inference.yml'}: field "
                                        f"'Deploy.transforms' is missing; semantic "
                                        f"segmentation needs PaddleSeg's Deploy section")
-        return ({"transforms": transforms, "arrays": list(ARRAY_OUTPUTS[self.name]),
-                 "label_dtype": self._label_dtype(source, params)}, {})
+        return {"transforms": transforms, "label_dtype": self._label_dtype(source, params)}, {}
 
     def _label_dtype(self, source: ModelSource, params: dict) -> str:
         """The served label map's dtype: ``uint8`` (a quarter of INT32's bytes on the wire;
@@ -485,11 +497,13 @@ for _build in (ClassificationBuild(), DetectionBuild(), SemanticSegmentationBuil
 def layout_settings(engine_name: str, model_dir: Path, source) -> dict:
     """The object-detection settings a document graph runs its LayoutDetection engine
     ``engine_name`` (built from ``model_dir``, parsed as ``source``) with: vision_ops'
-    detection pre/post-processing, called in-graph instead of through an ensemble."""
+    detection pre/post-processing, called in-graph instead of through an ensemble. As JSON
+    (:class:`vision_ops.VisionSettings`' ``to_json``), the form the document graphs' own
+    settings carry it in; :func:`vision_ops.detect_layout` reads it back."""
     layout = VisionPipeline("object_detection", {"ObjectDetection": model_dir})
-    settings = layout._settings(source)
-    settings["model"][0] = engine_name
-    return settings
+    settings = layout.graph_settings(source)
+    settings.model = [engine_name, *settings.model[1:]]
+    return settings.to_json()
 
 
 def _engine_tensors(config):

@@ -39,6 +39,7 @@ from hpi_triton.generator.plan import (  # noqa: F401  (re-exported: the build's
 from hpi_triton.generator.selection import BackendSelection
 from hpi_triton.logs import BuildLog, quiet_engine_imports
 from hpi_triton.triton_models.backends import registry
+from hpi_triton.triton_models.config import recording_writes
 
 log = logging.getLogger("hpi_triton.build")
 quiet_engine_imports()
@@ -100,8 +101,12 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
             progress.model_done(request.name, report.models[-1].backend)
         by_name = {m.name: m for m in report.models}
         for pipeline in pipelines:
-            with progress.step(pipeline.served_name, "write the pipeline graph"):
-                report.pipelines.append(pipeline.write(staging, sources, by_name))
+            with progress.step(pipeline.served_name, "write the pipeline graph"), \
+                    recording_writes() as written:
+                entry = pipeline.write(staging, sources, by_name)
+            # Kept for the transforms, which edit these instead of reading config.pbtxt back.
+            entry.configs.update(written)
+            report.pipelines.append(entry)
         for transform in options.transforms:
             with progress.step(transform.name, f"apply {transform.name}"):
                 report.transforms[transform.name] = transform.apply(staging, report)

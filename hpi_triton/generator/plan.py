@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from hpi_triton.choices import Choice
+from hpi_triton.errors import BuildError
 from hpi_triton.triton_models.backends.base import Device
 
 
@@ -201,10 +202,16 @@ class PipelineReport:
     not_applied: Dict[str, object] = field(default_factory=dict)
     #: Sentences REPORT.md says of this graph.
     notes: List[str] = field(default_factory=list)
+    #: The configs (``TritonModelConfig``) of the models this pipeline wrote (its graph, a
+    #: vision ensemble and its steps), by model name, kept by the build so transforms edit
+    #: them instead of the config.pbtxt just written; not in the JSON.
+    configs: Dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """The JSON entry: fields left unset are left out."""
-        return {k: v for k, v in asdict(self).items() if v not in (None, [], {})
+        entry = asdict(self)
+        entry.pop("configs")
+        return {k: v for k, v in entry.items() if v not in (None, [], {})
                 or k in ("roles", "params")}
 
     @classmethod
@@ -233,6 +240,23 @@ class BuildReport:
     requirements: List[str] = field(default_factory=list)
     seconds: float = 0.0
     versions: Dict[str, Optional[str]] = field(default_factory=dict)
+
+    def model_config(self, name: str):
+        """The config (``TritonModelConfig``) the build wrote for model ``name``, an engine
+        model or one a pipeline wrote: what a transform edits and writes again.
+
+        Raises:
+            BuildError: the build wrote no model ``name``.
+        """
+        for model in self.models:
+            if model.name == name and model.config is not None:
+                return model.config
+        for pipeline in self.pipelines:
+            if name in pipeline.configs:
+                return pipeline.configs[name]
+        written = [m.name for m in self.models if m.config is not None] + [
+            n for p in self.pipelines for n in p.configs]
+        raise BuildError(f"the build wrote no model {name!r}; it wrote {sorted(written)}")
 
     @property
     def licensing(self) -> List[dict]:

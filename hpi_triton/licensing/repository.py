@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from hpi_triton.errors import BuildError
-from hpi_triton.generator.plan import RepositoryTransform
+from hpi_triton.generator.plan import BuildReport, RepositoryTransform
 from hpi_triton.licensing.issuer import IssuerPublic, read_public
 from hpi_triton.python_backend.engines import FROM_MEMORY
 from hpi_triton.python_backend.licensing import certificate, content
@@ -52,23 +52,18 @@ class LicenseTransform(RepositoryTransform):
 
     def apply(self, staging: Path, report) -> List[Dict]:
         """Encrypt and gate every pipeline in ``staging``; return what was done per pipeline."""
-        return protect(staging, report.pipelines, self.public)
+        return protect(staging, report, self.public)
 
 
-def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dict]:
-    """Encrypt and gate every pipeline of the staging repository ``repo``; returns what was
-    done per pipeline (for the build report)."""
+def protect(repo: Path, report: BuildReport, public: IssuerPublic) -> List[Dict]:
+    """Encrypt and gate every pipeline of the staging repository ``repo`` that the build
+    ``report`` describes (its engine models' configs edited as the build holds them); returns
+    what was done per pipeline (for the build report)."""
     from hpi_triton.python_backend import EntryPoint, ship
-    from hpi_triton.triton_models.config import (
-        InstanceGroup,
-        TensorConfig,
-        TritonModelConfig,
-        read_pbtxt,
-        write_pbtxt,
-    )
+    from hpi_triton.triton_models.config import InstanceGroup, TensorConfig, TritonModelConfig
 
     done = []
-    for entry in pipelines:
+    for entry in report.pipelines:
         kind, graph = entry.pipeline, entry.served_name
         if kind not in public.content:
             raise BuildError(f"--license: the issuer's public.pem has no content key for "
@@ -81,18 +76,17 @@ def protect(repo: Path, pipelines: List[Dict], public: IssuerPublic) -> List[Dic
         encrypted = []
         for model in engines:
             version = repo / model / "1"
-            config = read_pbtxt(repo / model / "config.pbtxt")
-            engine = config.parameters["engine"].string_value if "engine" in \
-                config.parameters else config.platform or config.backend
+            config = report.model_config(model)
+            engine = config.parameters.get("engine", config.platform or config.backend)
             if config.backend != "python" or engine not in FROM_MEMORY:
                 raise BuildError(f"--license: model {model!r} is served by {engine!r}; a "
                                  f"licensed repository loads engines from memory, which "
                                  f"needs --hosting python with onnx_runtime or openvino")
-            if len(config.model_warmup):
+            if config.warmup:
                 # Warm-up runs at load time, before any certificate may be present; a
                 # licensed engine warms up on its first unlocked request instead.
-                del config.model_warmup[:]
-                write_pbtxt(repo / model / "config.pbtxt", config)
+                config.warmup = []
+                config.write(repo / model)
             for path in sorted(version.iterdir()):
                 if path.is_file() and path.suffix != ".py":
                     encrypted.append(str(Path(content.encrypt_file(str(path), key))

@@ -10,12 +10,12 @@ sets names its field). Nothing here lists pipelines or fields again.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple, Type
+from typing import Dict, Optional, Tuple, Type
 
 from pydantic import BaseModel, ConfigDict, create_model
 from typing_extensions import Literal
 
+from hpi_triton.ensembles.serving import PaddleXEndpoint
 from hpi_triton.errors import RequestFieldError
 from hpi_triton.python_backend.common.parameters import Parameter
 
@@ -43,40 +43,30 @@ class ImageRequest(BaseModel):
     logId: Optional[str] = None
 
 
-@dataclass
 class PipelineAPI:
-    """One PaddleX serving endpoint over one kind of served graph.
+    """One PaddleX serving endpoint over one kind of served graph: what the pipeline
+    declares (:class:`~hpi_triton.ensembles.serving.PaddleXEndpoint`: ``results_key``,
+    ``image_field``, ``unsupported``, ``derive``, ``convert``, ``page_fields``,
+    ``json_view`` read through), with its request schema.
 
-    Attributes:
+    Args:
         kind: The pipeline kind (``build_report.json``'s ``pipeline``).
-        endpoint: PaddleX's path (``/ocr``).
-        results_key: The list of per-page results in ``result`` (``ocrResults``).
-        images: Result image name in the graph's picture → response field (``ocrImage``).
-        fields: Request field → the graph's parameter it sets (its declaration).
-        unsupported: PaddleX request fields accepted only at a value the graph gives
-            (field → that value).
-        derive: Adjusts the graph's request parameters mapped from ``fields`` (PaddleX
-            semantics that tie parameters together).
-        convert: For image endpoints (request field ``image``): the graph's result → PaddleX's
-            ``result`` fields; None for document endpoints (``file``, per-page
-            ``prunedResult``).
-        page_fields: For document endpoints: the graph's result → fields every page entry
-            has besides ``prunedResult`` (``outputImage``).
-        json_view: For document endpoints: the graph's result → what PaddleX's result
-            ``.json`` shows of it (fields its JSON leaves out).
+        declared: The pipeline's endpoint declaration.
     """
 
-    kind: str
-    endpoint: str
-    results_key: str
-    image_field: str
-    fields: Dict[str, Parameter]
-    unsupported: Dict[str, object] = field(default_factory=dict)
-    derive: Optional[Callable[[Dict], Dict]] = None
-    convert: Optional[Callable[[Dict], Dict]] = None
-    page_fields: Optional[Callable[[Dict], Dict]] = None
-    json_view: Optional[Callable[[Dict], Dict]] = None
-    _model: Optional[Type[BaseModel]] = None
+    def __init__(self, kind: str, declared: PaddleXEndpoint):
+        self.kind, self.declared = kind, declared
+        #: PaddleX's path (``/ocr``).
+        self.endpoint = declared.path
+        #: Request field → the graph's parameter it sets (its declaration).
+        self.fields: Dict[str, Parameter] = declared.parameters.serving_fields()
+        self._model: Optional[Type[BaseModel]] = None
+
+    def __getattr__(self, name: str):
+        # the declaration's facts (results_key, convert, ...), read where they are declared
+        if name == "declared":
+            raise AttributeError(name)
+        return getattr(self.declared, name)
 
     @property
     def request_model(self) -> Type[BaseModel]:
@@ -121,10 +111,7 @@ def _apis() -> Dict[str, PipelineAPI]:
     for kind, cls in registry.kinds().items():
         endpoint = cls.paddlex_endpoint
         if endpoint is not None:
-            found[kind] = PipelineAPI(
-                kind, endpoint.path, endpoint.results_key, endpoint.image_field,
-                endpoint.parameters.serving_fields(), dict(endpoint.unsupported),
-                endpoint.derive, endpoint.convert, endpoint.page_fields, endpoint.json_view)
+            found[kind] = PipelineAPI(kind, endpoint)
     return found
 
 

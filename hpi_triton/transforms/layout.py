@@ -11,15 +11,16 @@ threads 1.6× the img/s of 2 × 1 at 1 client, 6% more at 4), so it is measured,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from hpi_triton.errors import BuildError
 from hpi_triton.generator.plan import RepositoryTransform
-from hpi_triton.triton_models.config import read_pbtxt, write_pbtxt
+from hpi_triton.triton_models.config import TritonModelConfig
 
 log = logging.getLogger("hpi_triton.build")
 
@@ -91,7 +92,7 @@ class LayoutTransform(RepositoryTransform):
 
         from hpi_triton import pages
 
-        engines = [m.name for m in report.models]
+        engines = [report.model_config(m.name) for m in report.models]
         graphs = [p.served_name for p in report.pipelines]
         encoded = [cv2.imencode(".png", p.image)[1].tobytes()
                    for p in pages.make_realistic_pages(self.pages, LAYOUT_SEED)]
@@ -114,14 +115,15 @@ class LayoutTransform(RepositoryTransform):
                 "chosen": {"instances": best["instances"], "cpu_threads": best["cpu_threads"]}}
 
 
-def write_layout(repo: Path, models: List[str], instances: int, threads: int) -> None:
-    """Set ``instances`` × ``threads`` on the engine models ``models`` of ``repo``."""
-    for model in models:
-        path = repo / model / "config.pbtxt"
-        config = read_pbtxt(path)
-        config.instance_group[0].count = instances
-        config.parameters["cpu_threads"].string_value = str(threads)
-        write_pbtxt(path, config)
+def write_layout(repo: Path, configs: Sequence[TritonModelConfig], instances: int,
+                 threads: int) -> None:
+    """Set ``instances`` × ``threads`` on the engine models of ``repo`` whose configs (the
+    build's) are ``configs``, and write them (the server measuring it reads them there)."""
+    for config in configs:
+        config.instance_groups[0] = dataclasses.replace(config.instance_groups[0],
+                                                        count=instances)
+        config.parameters["cpu_threads"] = str(threads)
+        config.write(repo / config.name)
 
 
 def served_throughput(repo: Path, graphs: List[str], encoded: List[bytes],

@@ -38,10 +38,10 @@ from hpi_triton.core.cache import (
     update_with_file,
 )
 from hpi_triton.errors import BuildError
-from hpi_triton.generator.plan import RepositoryTransform
+from hpi_triton.generator.plan import BuildReport, RepositoryTransform
 from hpi_triton.generator.selection import TIE_TOLERANCE
+from hpi_triton.python_backend.common.engine import FunctionEngine
 from hpi_triton.transforms.local_ocr import LocalOCR
-from hpi_triton.triton_models.config import read_pbtxt, write_pbtxt
 
 log = logging.getLogger("hpi_triton.build")
 
@@ -127,7 +127,7 @@ class QuantizeTransform(RepositoryTransform):
         """Quantize and gate each OCR-reading graph in ``staging``; one record per graph."""
         done, quantized = [], set()
         for entry in report.pipelines:
-            ocr = LocalOCR.load(staging, entry.served_name)
+            ocr = LocalOCR.from_build(staging, entry, report)
             if ocr is None:
                 continue
             if ocr.settings.text_type == "seal":
@@ -136,7 +136,7 @@ class QuantizeTransform(RepositoryTransform):
                 continue
             if any(ocr.models[r] in quantized for r in QUANTIZABLE):
                 continue  # engine models shared with a graph already gated
-            record = quantize_ocr(ocr, self, exclude=ocr.seal_models)
+            record = quantize_ocr(ocr, self, report, exclude=ocr.seal_models)
             quantized.update(ocr.models[r] for r in record["chosen"])
             done.append(record)
         return done
@@ -178,9 +178,10 @@ def _read_images(paths: Sequence[Path]) -> List[np.ndarray]:
     return images
 
 
-def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform, exclude: Sequence[str] = ()
-                 ) -> Dict:
-    """Quantize, gate and (when a candidate passes) write one graph's OCR engines.
+def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform, report: BuildReport,
+                 exclude: Sequence[str] = ()) -> Dict:
+    """Quantize, gate and (when a candidate passes) write one graph's OCR engines (their
+    configs edited as the build ``report`` holds them).
 
     The outcome is cached (:class:`ArtifactCache`) under the fp32 artifacts, the graph's
     settings, the calibration images, the gate's settings, the library versions and this CPU:
@@ -227,11 +228,19 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform, exclude: Sequence[st
                     "" if mode_of(ocr) == "paddlex" else
                     f"; text_rec_batching={mode_of(ocr)} still applies (its fp32 row there)")
         return record
+    # The build's configs, edited here and each written once.
+    changed = {role: report.model_config(ocr.models[role])
+               for role in (roles if precision != "fp32" else record["chosen"])}
     for role in record["chosen"]:
         _install(ocr, role, entry.directory)
+        changed[role].parameters["quantization"] = "int8"
     if precision != "fp32":
-        for role in roles:
-            _set_precision(ocr, role, precision)
+        for config in changed.values():
+            # Its Python-backend OpenVINO model reads ``precision`` as its inference
+            # precision hint.
+            config.parameters["precision"] = precision
+    for role, config in changed.items():
+        config.write(ocr.repo / ocr.models[role])
     best = next(c for c in record["candidates"] if c["accepted"]
                 and c["int8"] == record["chosen"] and c.get("precision", "fp32") == precision)
     record["kept"] = describe(best)
@@ -352,8 +361,8 @@ def _calibration_samples(ocr: LocalOCR, fp32, images, roles) -> Dict[str, List[n
         def call(batch):
             if len(samples[role]) < MAX_SAMPLES:
                 samples[role].append(np.array(batch, np.float32))
-            return fp32[role](batch)
-        return call
+            return fp32[role].run(batch)
+        return FunctionEngine(call)
 
     flow = ocr.flow(dict(fp32, **{role: recorder(role) for role in roles}))
     for image in images:
@@ -384,7 +393,7 @@ def _compiled(core, model, precision: str = "fp32"):
     compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint,
                                                  "PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()
-    return lambda batch: request.infer({0: np.asarray(batch, np.float32)})[0].copy()
+    return FunctionEngine(lambda batch: [request.infer({0: batch})[0].copy()])
 
 
 def _read(flow, held_out, mode: str):
@@ -447,19 +456,9 @@ def accuracy(reference: List[Dict], results: List[Dict], held_out) -> Dict:
                              "max": round(max(shifts), 2) if shifts else 0.0}}
 
 
-def _set_precision(ocr: LocalOCR, role: str, precision: str) -> None:
-    """Serve ``role``'s engine at ``precision`` (its Python-backend OpenVINO model reads the
-    ``precision`` parameter as its inference precision hint)."""
-    model_dir = ocr.repo / ocr.models[role]
-    config = read_pbtxt(model_dir / "config.pbtxt")
-    config.parameters["precision"].string_value = precision
-    write_pbtxt(model_dir / "config.pbtxt", config)
-
-
 def _install(ocr: LocalOCR, role: str, folder: Path) -> None:
-    """Put the cached int8 IR of ``role`` in place of its fp32 IR; mark its config."""
-    model_dir = ocr.repo / ocr.models[role]
-    version = model_dir / "1"
+    """Put the cached int8 IR of ``role`` in place of its fp32 IR."""
+    version = ocr.repo / ocr.models[role] / "1"
     # Copied beside and renamed over: the fp32 engines loaded here still map the old
     # model.bin, and writing into a mapped file kills this process (SIGBUS); the fp32 files
     # are also hard links into the artifact cache, which an in-place write would corrupt.
@@ -467,6 +466,3 @@ def _install(ocr: LocalOCR, role: str, folder: Path) -> None:
         staged = version / f"int8{suffix}"
         shutil.copyfile(folder / f"{role}{suffix}", staged)
         os.replace(staged, version / f"model{suffix}")
-    config = read_pbtxt(model_dir / "config.pbtxt")
-    config.parameters["quantization"].string_value = "int8"
-    write_pbtxt(model_dir / "config.pbtxt", config)

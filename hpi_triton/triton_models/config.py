@@ -4,13 +4,19 @@
 the proto's JSON form, ``json_format.ParseDict`` checks it against
 ``tritonclient.grpc.model_config_pb2.ModelConfig`` (unknown fields, wrong enums and wrong types
 are rejected there), and ``text_format`` writes it.
+
+A build keeps the configs it wrote in memory (:func:`recording_writes`); what changes a staged
+model edits that object and writes it again. :func:`read_pbtxt` is for a repository read from
+disk.
 """
 
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 from google.protobuf import json_format, text_format
@@ -170,10 +176,36 @@ class TritonModelConfig:
         return text_format.MessageToString(self.to_proto())
 
     def write(self, model_dir: Path) -> Path:
-        """Write ``config.pbtxt`` into ``model_dir`` and return its path."""
+        """Write ``config.pbtxt`` into ``model_dir`` and return its path (and note this
+        config in the :func:`recording_writes` open here, if any)."""
         path = Path(model_dir) / "config.pbtxt"
         path.write_text(self.to_pbtxt())
+        written = _WRITTEN.get()
+        if written is not None:
+            written[self.name] = self
         return path
+
+
+_WRITTEN: ContextVar[Optional[Dict[str, TritonModelConfig]]] = ContextVar("written_configs",
+                                                                           default=None)
+
+
+@contextlib.contextmanager
+def recording_writes() -> Iterator[Dict[str, TritonModelConfig]]:
+    """Collect the configs :meth:`TritonModelConfig.write` writes while open, by model name.
+
+    The build opens one around each pipeline's ``write``: the pipelines construct their graph
+    and step models' configs themselves, and this is how those typed objects reach the build
+    (:attr:`~hpi_triton.generator.plan.PipelineReport.configs`) for the transforms to edit,
+    instead of them reading back the ``config.pbtxt`` just written. Only the innermost
+    recording open sees a write.
+    """
+    written: Dict[str, TritonModelConfig] = {}
+    token = _WRITTEN.set(written)
+    try:
+        yield written
+    finally:
+        _WRITTEN.reset(token)
 
 
 def _tensor_dict(tensor: TensorConfig, output: bool = False) -> dict:
@@ -197,13 +229,9 @@ def _instance_dict(group: InstanceGroup) -> dict:
     return entry
 
 
-def write_pbtxt(path: Path, config: model_config_pb2.ModelConfig) -> None:
-    """Write ``config`` (as :func:`read_pbtxt` parsed it, changed) back to ``path``."""
-    Path(path).write_text(text_format.MessageToString(config))
-
-
 def read_pbtxt(path: Path) -> model_config_pb2.ModelConfig:
-    """Parse a ``config.pbtxt`` with Triton's schema; a clear error names the file."""
+    """Parse a ``config.pbtxt`` with Triton's schema (a repository read from disk; a build
+    edits the configs it holds instead); a clear error names the file."""
     try:
         return text_format.Parse(Path(path).read_text(), model_config_pb2.ModelConfig())
     except (OSError, text_format.ParseError) as exc:

@@ -20,6 +20,7 @@ from hpi_triton.ensembles.doc import doc_settings
 from hpi_triton.errors import BuildError, InferError
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.python_backend import engines
+from hpi_triton.python_backend.common.engine import FunctionEngine
 from hpi_triton.python_backend.doc_preprocessor import doc_ops
 from hpi_triton.server import TritonServer
 from tests.support.drawing import assert_drawn
@@ -51,12 +52,10 @@ def _local_flow(doc_dirs):
     runners = {role: engines.create_runner(s.path, reference_params(s))
                for role, s in sources.items()}
 
-    def call(role):
-        return lambda x: runners[role].run_list(x)[0]
-
     return doc_ops.DocPreprocessFlow(
         doc_settings(sources["DocOrientationClassify"], sources["DocUnwarping"]),
-        call("DocOrientationClassify"), call("DocUnwarping"))
+        *(FunctionEngine(runners[role].run_list)
+          for role in ("DocOrientationClassify", "DocUnwarping")))
 
 
 def test_doc_preprocessor_served(doc_dirs, pages, shared_cache_dir, tmp_path):

@@ -22,6 +22,7 @@ from hpi_triton.core.verify import reference_runner
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.ensembles.vision import ROLES
 from hpi_triton.generator.build import BuildOptions, build_repository
+from hpi_triton.python_backend.common.engine import FunctionEngine
 from hpi_triton.python_backend.vision import vision_ops
 from hpi_triton.server import TritonServer
 from tests.support.drawing import assert_drawn
@@ -87,7 +88,7 @@ def _in_process(spec, model_dir, rgb):
         raw.append([result[n] for n in runner.output_names])
         return raw[-1]
 
-    return vision_ops.run_task(settings, settings["params"], rgb, engine), raw[0]
+    return vision_ops.run_task(settings, settings["params"], rgb, FunctionEngine(engine)), raw[0]
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])

@@ -22,6 +22,7 @@ from hpi_triton.core.verify import reference_runner
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import InvalidRequestError
 from hpi_triton.generator.build import BuildOptions, build_repository
+from hpi_triton.python_backend.common.engine import FunctionEngine
 from hpi_triton.python_backend.doc_preprocessor import doc_ops
 from hpi_triton.python_backend.documents import formula_ops
 from hpi_triton.server import TritonServer
@@ -71,8 +72,7 @@ def _in_process(model_dir):
     runner = reference_runner(source)
     decoder = formula_ops.LatexDecoder(settings.pop("tokenizer"))
     return formula_ops.FormulaFlow(
-        {"formula": settings, "params": {}},
-        lambda x: runner.run({"x": x})[runner.output_names[0]], decoder)
+        {"formula": settings, "params": {}}, FunctionEngine(runner.run_list), decoder)
 
 
 def test_served_formulas_equal_the_flow_on_paddle_inference(formula_server, formula_models):

@@ -20,6 +20,7 @@ from hpi_triton.ensembles import load_pipeline_config, pipeline_spec
 from hpi_triton.errors import BuildError, InferError, InvalidRequestError
 from hpi_triton.generator.build import BuildOptions, build_repository
 from hpi_triton.python_backend import engines
+from hpi_triton.python_backend.common.engine import FunctionEngine
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.server import TritonServer
 from hpi_triton.triton_models.config import read_pbtxt
@@ -92,13 +93,7 @@ def _in_process_flow(repo):
     for role, (model, _, _) in settings["models"].items():
         model_config = read_pbtxt(repo / model / "config.pbtxt")
         params = {k: v.string_value for k, v in model_config.parameters.items()}
-        runner = engines.create_runner(repo / model / "1", params)
-
-        def call(batch, runner=runner):
-            result = runner.run({runner.input_names[0]: batch})
-            return result[runner.output_names[0]]
-
-        calls[role] = call
+        calls[role] = FunctionEngine(engines.create_runner(repo / model / "1", params).run_list)
     characters = (repo / "OCR" / "1" / "characters.txt").read_text(encoding="utf-8").split("\n")
     return ocr_pipeline.OCRFlow(settings, characters, calls["TextDetection"],
                                 calls["TextRecognition"], calls.get("TextLineOrientation"))

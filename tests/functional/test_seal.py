@@ -17,6 +17,7 @@ from hpi_triton.core.verify import reference_runner
 from hpi_triton.ensembles import load_pipeline_config, pipeline_spec
 from hpi_triton.errors import BuildError, InferError
 from hpi_triton.generator.build import BuildOptions, build_repository
+from hpi_triton.python_backend.common.engine import FunctionEngine
 from hpi_triton.python_backend.documents import table_pipeline
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.server import TritonServer
@@ -64,11 +65,11 @@ def _local_flow(spec, repo):
     runners = {role: reference_runner(load_model_dir(path))
                for role, path in spec.roles.items()}
 
-    def first(role):
-        return lambda x: runners[role].run_list(np.asarray(x, np.float32))[0]
+    def engine(role):
+        return FunctionEngine(runners[role].run_list)
 
-    ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters, first)
-    return table_pipeline.SealFlow(settings, ocr, None, None)
+    ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters, engine)
+    return table_pipeline.SealFlow(settings, table_pipeline.SealStage(ocr))
 
 
 def _seal_cer(results, seals):
@@ -216,17 +217,19 @@ def _local_layout_parsing(repo, dirs, layout=None):
     runners = {role: reference_runner(load_model_dir(path))
                for role, path in dirs.items()}
 
-    def first(role):
-        return lambda x: runners[role].run_list(np.asarray(x, np.float32))[0]
+    def engine(role):
+        return FunctionEngine(runners[role].run_list)
 
     chars = (version / "characters.txt").read_text(encoding="utf-8").split("\n")
-    ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], chars, first)
+    ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], chars, engine)
     seal_chars = (version / "seal_characters.txt").read_text(encoding="utf-8").split("\n")
     seal = ocr_pipeline.OCRFlow.from_settings(
         settings["seal_ocr"], seal_chars,
-        lambda role: first("SealTextDetection" if role == "TextDetection" else role))
-    layout = layout or runners["LayoutDetection"].run_list
-    return table_pipeline.LayoutParsingFlow(settings, ocr, None, layout, seal), settings
+        lambda role: engine("SealTextDetection" if role == "TextDetection" else role))
+    layout = FunctionEngine(layout) if layout else engine("LayoutDetection")
+    return table_pipeline.LayoutParsingFlow(
+        settings, ocr, table_pipeline.LayoutStage(settings["layout"], layout),
+        seal=table_pipeline.SealStage(seal)), settings
 
 
 @pytest.fixture(scope="module")

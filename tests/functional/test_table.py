@@ -17,6 +17,7 @@ from hpi_triton.core.verify import reference_runner
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import BuildError, InferError
 from hpi_triton.generator.build import BuildOptions, build_repository
+from hpi_triton.python_backend.common.engine import FunctionEngine
 from hpi_triton.python_backend.documents import table_pipeline
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.server import TritonServer
@@ -73,16 +74,15 @@ def _local_flow(spec, repo):
             runners[role] = reference_runner(source)
         return runners[role]
 
-    def first(role):
-        r = runner(role)
-        return lambda x: r.run_list(np.asarray(x, np.float32))[0]
+    def engine(role):
+        return FunctionEngine(runner(role).run_list)
 
-    def every(role):
-        return runner(role).run_list
-
-    ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters, first)
-    return table_pipeline.TableFlow(settings, ocr, every("TableStructureRecognition"),
-                                    every("LayoutDetection"))
+    ocr = ocr_pipeline.OCRFlow.from_settings(settings["ocr"], characters, engine)
+    return table_pipeline.TableFlow(
+        settings, ocr,
+        table_pipeline.StructureStage(settings["structure"], engine("TableStructureRecognition")),
+        table_pipeline.LayoutStage(settings["layout"], engine("LayoutDetection"))
+        if settings.get("layout") else None)
 
 
 def test_tables_teds_and_parity(table_server):

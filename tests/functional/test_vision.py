@@ -20,6 +20,7 @@ from hpi_triton.core.verify import reference_runner
 from hpi_triton.ensembles import pipeline_spec
 from hpi_triton.errors import BuildError, InferError, ServiceUnavailableError
 from hpi_triton.generator.build import BuildOptions, build_repository
+from hpi_triton.python_backend.common.engine import FunctionEngine
 from hpi_triton.python_backend.vision import vision_ops
 from hpi_triton.server import TritonServer, stub_processes
 from hpi_triton.triton_models.config import read_pbtxt
@@ -211,7 +212,8 @@ def test_layout_detection_real_weights(shared_cache_dir, tmp_path):
         result = runner.run(dict(zip(settings["inputs"], feeds)))
         return [result[n] for n in runner.output_names]
 
-    expected = vision_ops.run_task(settings, settings["params"], rgb, local_engine)["boxes"]
+    expected = vision_ops.run_task(settings, settings["params"], rgb,
+                                   FunctionEngine(local_engine))["boxes"]
     with _serve(spec, shared_cache_dir, tmp_path) as server:
         client = Client(server.grpc_url, "grpc")
         boxes = client.predict("object_detection", page)["boxes"]

@@ -13,6 +13,7 @@ from hpi_triton.core.model_dir import ModelSource, TensorSpec
 from hpi_triton.ensembles import load_pipeline_config, pipeline_spec
 from hpi_triton.ensembles.formula import formula_settings
 from hpi_triton.errors import BuildError, InferenceConfigError
+from hpi_triton.python_backend.common.engine import FunctionEngine
 from hpi_triton.python_backend.common.parameters import ParameterError
 from hpi_triton.python_backend.documents import formula_ops
 from tests.support.formula_dataset import PREPROCESS, latex_tokenizer, make_formula
@@ -87,8 +88,9 @@ def _flow(tokenizer, tokens, layout=None):
                 "params": dict(PARAMS)}
     if layout is not None:
         settings["layout"] = layout
-    return formula_ops.FormulaFlow(settings, lambda x: np.array([tokens], np.int64),
-                                   formula_ops.LatexDecoder(tokenizer))
+    return formula_ops.FormulaFlow(
+        settings, FunctionEngine(lambda x: [np.array([tokens], np.int64)]),
+        formula_ops.LatexDecoder(tokenizer))
 
 
 def test_decode_to_nothing_or_to_the_limit_is_a_client_error_naming_the_model(tokenizer):

@@ -146,3 +146,32 @@ def test_pipeline_report_round_trips_and_leaves_unset_fields_out():
     # a report written before served_name existed, with a key this version does not know
     old = PipelineReport.from_dict({"pipeline": "OCR", "roles": {}, "params": {}, "new": 1})
     assert old.served_name == "OCR"
+
+
+def test_pipelines_and_flows_are_composed_not_inherited():
+    """No pipeline class derives from another pipeline, and no document flow from another
+    flow: each composes the stages it was built with."""
+    from hpi_triton.python_backend.documents import table_pipeline
+
+    kinds = registry.kinds()
+    for name, kind in kinds.items():
+        parents = [k.pipeline_name for k in kind.__mro__[1:] if k in kinds.values()]
+        assert parents == [], f"{name} derives from {parents}"
+    assert set(table_pipeline.FLOWS) == {"table_recognition", "seal_recognition",
+                                         "layout_parsing"} <= set(kinds)
+    for flow in table_pipeline.FLOWS.values():
+        assert flow.__bases__ == (object,) and flow.task in kinds
+
+
+def test_the_document_graph_writes_only_the_stages_it_was_built_with(tmp_path):
+    from hpi_triton.ensembles.stages import LayoutStage, SealStage, StructureStage
+
+    base = {role: tmp_path for role in ("TextDetection", "TextRecognition")}
+    table = pipeline_spec("table_recognition", {**base, "TableStructureRecognition": tmp_path})
+    assert [type(s) for s in table.stages] == [StructureStage]
+    parsing = pipeline_spec("layout_parsing", {**base, "LayoutDetection": tmp_path,
+                                               "SealTextDetection": tmp_path})
+    assert [type(s) for s in parsing.stages] == [SealStage, LayoutStage]
+    assert parsing.params["use_seal_recognition"] is True
+    seal = pipeline_spec("seal_recognition", base)
+    assert seal.stages == [] and seal.ocr.text_type == "seal"

@@ -1,6 +1,7 @@
 """The vision pipelines' generated graph: a Triton ensemble pre-processing model → engine model
 → post-processing model, checked against Triton's schema, a golden file and its own wiring."""
 
+import json
 from pathlib import Path
 
 from hpi_triton.core.model_dir import load_model_dir
@@ -75,6 +76,18 @@ def test_ensemble_wiring(pir_model, tmp_path):
     pre = read_pbtxt(tmp_path / "orientation_preprocess" / "config.pbtxt")
     assert [(t.name, list(t.dims)) for t in pre.output] == [("input_0", [-1, 3, 224, 224]),
                                                             ("context", [1])]
+    # Both steps read the settings the build wrote, typed (VisionSettings.from_json).
+    from hpi_triton.python_backend.vision.vision_ops import VisionSettings
+
+    written = [json.loads(read_pbtxt(tmp_path / model / "config.pbtxt")
+                          .parameters["pipeline_settings"].string_value)
+               for model in ("orientation_preprocess", "orientation_postprocess")]
+    assert written[0] == written[1]
+    settings = VisionSettings.from_json(written[0])
+    assert settings.task == "image_classification" and settings.preprocess
+    assert settings.model == entry.roles["ImageClassification"]
+    assert settings.model[0] == "orientation_ImageClassification"
+    assert settings.params == entry.params and settings.params["topk"] >= 1
     for model in ("orientation_preprocess", "orientation_postprocess"):
         version = tmp_path / model / "1"
         assert {p.name for p in version.iterdir()} == {"model.py", "python_backend"}

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hpi_triton.python_backend.common.engine import FunctionEngine
 from hpi_triton.python_backend.common.image_io import normalize_chw
 from hpi_triton.python_backend.vision import vision_ops
+from hpi_triton.python_backend.vision.vision_ops import VisionSettings
+
+
+def _settings(task: str, **fields) -> VisionSettings:
+    """A vision graph's settings for ``task`` with its own ``fields`` (any engine)."""
+    return VisionSettings(task=task, model=["engine", ["x"], ["y"]], params={}, **fields)
 
 
 def test_normalize_chw_equals_the_plain_formula():
@@ -79,10 +86,12 @@ def test_preprocess_context_carries_what_postprocess_needs():
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (200, 400, 3), dtype=np.uint8)
-    settings = {"task": "object_detection", "inputs": ["image", "im_shape", "scale_factor"],
-                "preprocess": [{"type": "Resize", "target_size": [320, 320], "keep_ratio": True,
-                                "interp": 1}, {"type": "NormalizeImage"}],
-                "labels": ["a", "b"], "head": "nms_inside"}
+    settings = VisionSettings(
+        task="object_detection", model=["det", ["image", "im_shape", "scale_factor"], []],
+        params={}, inputs=["image", "im_shape", "scale_factor"],
+        preprocess=[{"type": "Resize", "target_size": [320, 320], "keep_ratio": True,
+                     "interp": 1}, {"type": "NormalizeImage"}],
+        labels=["a", "b"], head="nms_inside")
     params = {"threshold": 0.5}
     rows = np.array([[[1, 0.9, 10, 20, 390, 150], [0, 0.3, 0, 0, 5, 5]]], np.float32)
 
@@ -94,10 +103,12 @@ def test_preprocess_context_carries_what_postprocess_needs():
     context = json.loads(json.dumps(context))  # what crosses between the two models
     assert context == {"source_hw": [200, 400], "scale": [0.8, 0.8], "input_hw": [160, 320]}
     split = vision_ops.postprocess(settings, params, engine(*feeds), context)
-    assert split == vision_ops.run_task(settings, params, rgb, engine)
+    assert split == vision_ops.run_task(settings, params, rgb, FunctionEngine(engine))
+    # ... and the JSON the graph's models are configured with runs the same
+    assert split == vision_ops.run_task(settings.to_json(), params, rgb, FunctionEngine(engine))
     assert [b["label"] for b in split["boxes"]] == ["b"]
     assert vision_ops.used_outputs(settings, 3) == 3
-    assert vision_ops.used_outputs({"task": "image_classification"}, 2) == 1
+    assert vision_ops.used_outputs(_settings("image_classification", preprocess=[]), 2) == 1
 
 
 def test_deferred_normalisation_is_bit_identical():
@@ -108,27 +119,29 @@ def test_deferred_normalisation_is_bit_identical():
     from hpi_triton.python_backend.common.image_io import scale_chw
 
     rgb = np.random.default_rng(5).integers(0, 256, (300, 451, 3), dtype=np.uint8)
-    classification = {"task": "image_classification", "preprocess": [
+    classification = _settings("image_classification", preprocess=[
         {"ResizeImage": {"resize_short": 256}}, {"CropImage": {"size": 224}},
         {"NormalizeImage": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                            "scale": "1./255."}}, {"ToCHWImage": None}]}
-    segmentation = {"task": "semantic_segmentation", "transforms": [
+                            "scale": "1./255."}}, {"ToCHWImage": None}])
+    segmentation = _settings("semantic_segmentation", label_dtype="uint8", transforms=[
         {"type": "Resize", "target_size": [256, 192]},
-        {"type": "Normalize", "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}]}
-    unnormalised = {"task": "image_classification", "preprocess": [
-        {"ResizeImage": {"size": 64}}, {"ToCHWImage": None}]}
+        {"type": "Normalize", "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}])
+    unnormalised = _settings("image_classification", preprocess=[
+        {"ResizeImage": {"size": 64}}, {"ToCHWImage": None}])
     for settings in (classification, segmentation, unnormalised):
+        ops = settings.preprocess or settings.transforms
         (feed,), _ = vision_ops.preprocess(settings, {}, rgb)
         (pixels,), _ = vision_ops.preprocess(settings, {}, rgb, deferred=True)
         assert pixels.dtype == np.uint8 and pixels.shape == feed.shape
-        assert np.array_equal(scale_chw(pixels, *vision_ops.deferred_scaling(settings)), feed)
+        scaling = vision_ops.deferred_scaling(settings.task, ops)
+        assert np.array_equal(scale_chw(pixels, *scaling), feed)
     # NormalizeImage before the crop: the float pixels are cropped, nothing to defer
-    early = {"task": "image_classification", "preprocess": [
-        {"NormalizeImage": {}}, {"CropImage": {"size": 224}}]}
-    assert vision_ops.deferred_scaling(early) is None
+    early = _settings("image_classification", preprocess=[
+        {"NormalizeImage": {}}, {"CropImage": {"size": 224}}])
+    assert vision_ops.deferred_scaling(early.task, early.preprocess) is None
     with pytest.raises(ValueError, match="cannot leave its normalisation"):
         vision_ops.preprocess(early, {}, rgb, deferred=True)
-    assert vision_ops.deferred_scaling({"task": "object_detection"}) is None
+    assert vision_ops.deferred_scaling("object_detection", [{"type": "Resize"}]) is None
 
 
 def test_one_class_per_task_drives_the_build_and_the_served_models():
@@ -151,3 +164,48 @@ def test_one_class_per_task_drives_the_build_and_the_served_models():
     with pytest.raises(vision_ops.ParameterError, match="topk"):
         vision_ops.coerce_parameters({"topk": 0}, {"task": "image_classification", "topk": 5,
                                                    "max_pixels": 10})
+
+
+#: One graph's settings per task family, as the build writes them.
+_TASK_SETTINGS = {
+    "image_classification": dict(preprocess=[{"ResizeImage": {"size": 224}}],
+                                 labels=["cat", "dog"]),
+    "image_multilabel_classification": dict(preprocess=[{"ResizeImage": {"size": 448}}]),
+    "object_detection": dict(preprocess=[{"type": "Resize", "target_size": [640, 640]}],
+                             inputs=["image", "scale_factor"], labels=["text", "table"],
+                             nms={"nms_threshold": 0.5}, head="picodet",
+                             fpn_stride=[8, 16, 32, 64]),
+    "instance_segmentation": dict(preprocess=[], inputs=["image"], head="nms_inside"),
+    "semantic_segmentation": dict(transforms=[{"type": "Normalize"}], label_dtype="uint8"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_TASK_SETTINGS))
+def test_vision_settings_round_trip_for_each_task(name):
+    """The build writes VisionSettings as JSON (to_json) and the graph reads it back
+    (from_json): the same settings, through real JSON text, with unset fields left out."""
+    import json
+
+    settings = VisionSettings(task=name, model=[f"{name}_engine", ["image"], ["out"]],
+                              params={"task": name, "max_pixels": 100}, **_TASK_SETTINGS[name])
+    data = json.loads(json.dumps(settings.to_json()))
+    assert set(data) == {"task", "model", "params", *_TASK_SETTINGS[name]}
+    assert VisionSettings.from_json(data) == settings
+    assert VisionSettings.from_json(settings) is settings
+
+
+def test_vision_settings_refuse_what_the_task_does_not_take():
+    """A settings JSON from another hpi-triton version is refused naming the field, as are
+    fields of another task and a task's required field left out."""
+    data = VisionSettings(task="object_detection", model=["det", ["image"], ["out"]],
+                          params={}, **_TASK_SETTINGS["object_detection"]).to_json()
+    with pytest.raises(ValueError, match=r"VisionSettings.*\['arrays'\].*rebuild"):
+        VisionSettings.from_json({**data, "arrays": ["masks"]})
+    with pytest.raises(ValueError, match=r"'object_detection'.*does not take: "
+                                         r"\['label_dtype'\].*rebuild"):
+        VisionSettings.from_json({**data, "label_dtype": "uint8"})
+    without_head = {k: v for k, v in data.items() if k != "head"}
+    with pytest.raises(ValueError, match=r"fields missing: \['head'\]"):
+        VisionSettings.from_json(without_head)
+    with pytest.raises(ValueError, match="task 'depth_estimation' is not supported"):
+        VisionSettings.from_json({**data, "task": "depth_estimation"})

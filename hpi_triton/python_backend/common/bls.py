@@ -79,7 +79,8 @@ def read_characters(version_dir, file_name="characters.txt"):
 
 
 class EngineCall:
-    """A BLS call to one served engine model: named float32 inputs in, outputs by name out."""
+    """A BLS call to one served engine model, as the flows call every engine
+    (:class:`~.engine.Engine`): inputs by position in, outputs in order out."""
 
     def __init__(self, model, input_names, output_names):
         self.model = model
@@ -110,10 +111,6 @@ class EngineCall:
             raise RuntimeError(f"model '{self.model}': {message}")
         return [pb_utils.get_output_tensor_by_name(response, name).as_numpy()
                 for name in self.output_names]
-
-    def __call__(self, batch):
-        """Single-input, first-output form used by the OCR flow."""
-        return self.run(np.asarray(batch, np.float32))[0]
 
 
 def read_image(request, max_pixels):

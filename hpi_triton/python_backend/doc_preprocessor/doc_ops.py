@@ -7,11 +7,12 @@ Engines are callables, so the same flow runs in-process as the parity reference.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
 
+from ..common.engine import Engine, first_output
 from ..common.image_io import normalize_chw
 from ..common.parameters import Parameter, ParameterError, ParameterSet
 from ..common.settings import GraphSettings
@@ -56,18 +57,33 @@ class DocSettings(GraphSettings):
     orientation_labels: Optional[List[str]] = None
 
 
+@dataclass
+class DocGraphSettings(GraphSettings):
+    """The doc_preprocessor graph's settings (written by ``ensembles/doc.py``).
+
+    Attributes:
+        models: Role → engine call ([model, input, output]) of the roles built.
+        doc: The flow's :class:`DocSettings` (JSON).
+        params: The build's defaults of the graph's request parameters.
+    """
+
+    models: Dict[str, list]
+    doc: Dict[str, object]
+    params: Dict[str, object]
+
+
 class DocPreprocessFlow:
     """Orientation (a PaddleX image classifier whose labels are angles) → rotate back →
     unwarping (UVDoc export: BGR/255 CHW in, the unwarped image in [0, 1] out).
 
     Args:
         settings: :class:`DocSettings` (or their JSON).
-        orientation: ``f(x [1,3,H,W]) -> probs [1,C]`` or None.
-        unwarping: ``f(x [1,3,H,W]) -> image [1,3,H,W]`` or None.
+        orientation: The classifier's engine (x [1,3,H,W] → probs [1,C]) or None.
+        unwarping: The unwarping engine (x [1,3,H,W] → image [1,3,H,W]) or None.
     """
 
-    def __init__(self, settings, orientation: Optional[Callable] = None,
-                 unwarping: Optional[Callable] = None):
+    def __init__(self, settings, orientation: Optional[Engine] = None,
+                 unwarping: Optional[Engine] = None):
         self.settings = DocSettings.from_json(settings)
         self.orientation, self.unwarping = orientation, unwarping
 
@@ -92,14 +108,14 @@ class DocPreprocessFlow:
         if settings["use_doc_orientation_classify"]:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             x = vision_ops.classification_preprocess(rgb, self.settings.orientation_preprocess)
-            probs = np.asarray(self.orientation(x[None])).reshape(-1)
+            probs = first_output(self.orientation, x[None]).reshape(-1)
             labels = self.settings.orientation_labels
             angle = int(labels[int(probs.argmax())])
             image = rotate_image(bgr, angle)
         if settings["use_doc_unwarping"]:
             # PaddleX: Normalize(mean=0, std=1, scale=1/255) on BGR, then CHW.
             x = normalize_chw(image, 0.0, 1.0, 1 / 255.0)[None]
-            out = np.asarray(self.unwarping(x))[0]
+            out = first_output(self.unwarping, x)[0]
             # PaddleX DocTrPostProcess: HWC, x255, to uint8 (kept in BGR order here).
             image = np.ascontiguousarray(
                 (out.transpose(1, 2, 0) * 255.0).clip(0, 255).astype(np.uint8))

@@ -24,12 +24,14 @@ from typing import Callable, Dict, List, Optional
 import cv2
 import numpy as np
 
+from ..common.engine import Engine, first_output
 from ..common.image_io import MAX_PIXELS, ImageError
 from ..common.parameters import ParameterError, ParameterSet
 from ..common.settings import GraphSettings
 from ..doc_preprocessor import doc_ops
-from ..vision import vision_ops
-from .table_pipeline import PARAMETERS  # use_layout_detection, layout_threshold: the same
+
+# the layout stage's parameters (use_layout_detection, layout_threshold) are formula's too
+from .layout_stage import PARAMETERS, LayoutStage
 
 #: The formula recognizers whose pre-processing this module reproduces.
 FORMULA_MODELS = ("LaTeX_OCR_rec",)
@@ -183,35 +185,37 @@ class FormulaFlow:
 
     Args:
         settings: :class:`FormulaSettings` (or their JSON).
-        recognize: ``f(x [1,1,H,W]) -> token ids [1,L]``.
+        recognize: The formula engine (x [1,1,H,W] → token ids [1,L]).
         decoder: The model's :class:`LatexDecoder`.
-        layout: ``f(*feeds) -> outputs`` of the layout detector, or None.
+        layout: The layout stage, or None.
         doc: The doc_preprocessor flow, or None.
     """
 
-    def __init__(self, settings, recognize: Callable, decoder: LatexDecoder,
-                 layout: Optional[Callable] = None, doc=None):
+    def __init__(self, settings, recognize: Engine, decoder: LatexDecoder,
+                 layout: Optional[LayoutStage] = None, doc=None):
         self.settings = settings = FormulaSettings.from_json(settings)
         self.recognize, self.decoder = recognize, decoder
         self.layout, self.doc = layout, doc
         self.model_name = settings.formula["model_name"]
 
     @classmethod
-    def from_settings(cls, settings, tokenizer_text: str, call: Callable,
-                      layout: Optional[Callable] = None) -> FormulaFlow:
+    def from_settings(cls, settings, tokenizer_text: str,
+                      engine: Callable[[list], Engine]) -> FormulaFlow:
         """The flow of a graph's settings (:class:`FormulaSettings` or their JSON):
-        ``call(spec) -> f(x) -> outputs`` makes an engine call of an engine-call spec
-        ([name, input, output]); the doc flow over the doc roles of ``models`` where built."""
+        ``engine(spec)`` gives the engine of an engine-call spec ([name, inputs, outputs]);
+        the layout detector and the doc flow where built."""
         settings = FormulaSettings.from_json(settings)
         models = settings.models
         doc = None
         if settings.doc is not None:
-            first = {role: (lambda x, c=call(models[role]): c(x)[0])
-                     for role in ("DocOrientationClassify", "DocUnwarping") if role in models}
-            doc = doc_ops.DocPreprocessFlow(settings.doc, first.get("DocOrientationClassify"),
-                                            first.get("DocUnwarping"))
-        engine = call(settings.formula["model"])
-        return cls(settings, lambda x: engine(x)[0], LatexDecoder(tokenizer_text), layout, doc)
+            engines = {role: engine(models[role])
+                       for role in ("DocOrientationClassify", "DocUnwarping") if role in models}
+            doc = doc_ops.DocPreprocessFlow(settings.doc, engines.get("DocOrientationClassify"),
+                                            engines.get("DocUnwarping"))
+        layout = (LayoutStage(settings.layout, engine(settings.layout["model"]))
+                  if settings.layout is not None else None)
+        return cls(settings, engine(settings.formula["model"]), LatexDecoder(tokenizer_text),
+                   layout, doc)
 
     def parameters(self, overrides: Optional[Dict]) -> Dict:
         """The request's parameters over the build's defaults, checked against the models
@@ -254,8 +258,7 @@ class FormulaFlow:
                 raise FormulaInputError(f"{self.model_name}: the image {problem}")
             out["formula_res_list"] = [{"rec_formula": formula, "formula_region_id": 1}]
             return out
-        layout = vision_ops.detect_layout(self.settings.layout, image,
-                                          params["layout_threshold"], self.layout)
+        layout = self.layout.detect(image, params["layout_threshold"])
         out["layout_det_res"] = layout
         # PaddleX's formula_recognition JSON writes dt_polys as a one-element tuple of the box.
         out["formula_res_list"] = self.regions(image, layout["boxes"], warnings,
@@ -296,7 +299,7 @@ class FormulaFlow:
             x = preprocess(crop, self.settings.formula["preprocess"])
         except FormulaInputError as exc:
             return "", f"cannot be read: {exc}"
-        tokens = np.asarray(self.recognize(x)).reshape(-1)
+        tokens = first_output(self.recognize, x).reshape(-1)
         # The build refuses a tokenizer without [EOS], so eos is a token id here.
         hits = np.flatnonzero(tokens == self.decoder.eos)
         if hits.size:

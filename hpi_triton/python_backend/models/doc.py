@@ -22,13 +22,12 @@ class TritonPythonModel:
 
     def initialize(self, args):
         """Read the graph settings and build the doc_preprocessor flow over its BLS engine calls."""
-        self.settings, _ = bls.graph_settings(args)
-        models = self.settings["models"]
-        first = {role: (lambda x, c=bls.EngineCall(*spec): c.run(x)[0])
-                 for role, spec in models.items()}
-        self.flow = doc_ops.DocPreprocessFlow(self.settings["doc"],
-                                              first.get("DocOrientationClassify"),
-                                              first.get("DocUnwarping"))
+        settings, _ = bls.graph_settings(args)
+        self.settings = settings = doc_ops.DocGraphSettings.from_json(settings)
+        engines = {role: bls.EngineCall(*spec) for role, spec in settings.models.items()}
+        self.flow = doc_ops.DocPreprocessFlow(settings.doc,
+                                              engines.get("DocOrientationClassify"),
+                                              engines.get("DocUnwarping"))
 
     def execute(self, requests):
         """Answer each request: licence check, then ``result`` and the corrected ``output_img``.
@@ -39,7 +38,7 @@ class TritonPythonModel:
 
     def _handle(self, request):
         bls.check_license()
-        params = PARAMETERS.coerce(bls.request_parameters(request), self.settings["params"])
+        params = PARAMETERS.coerce(bls.request_parameters(request), self.settings.params)
         image = bls.read_image(request, params["max_pixels"])
         output, result = self.flow.run(image, params)
         ok, png = cv2.imencode(".png", output)

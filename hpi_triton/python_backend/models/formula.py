@@ -20,11 +20,9 @@ class TritonPythonModel:
         """Read the settings and the tokenizer; build the flow over BLS engine calls."""
         settings, version_dir = bls.graph_settings(args)
         settings = formula_ops.FormulaSettings.from_json(settings)
-        layout = (bls.EngineCall(*settings.layout["model"]).run
-                  if settings.layout is not None else None)
         self.flow = formula_ops.FormulaFlow.from_settings(
             settings, bls.read_text(version_dir, settings.formula["tokenizer_file"]),
-            lambda spec: bls.EngineCall(*spec).run, layout)
+            lambda spec: bls.EngineCall(*spec))
 
     def execute(self, requests):
         """Answer each request: licence check, then the flow on its image as ``result``.

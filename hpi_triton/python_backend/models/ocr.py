@@ -19,10 +19,10 @@ class TritonPythonModel:
     def initialize(self, args):
         """Read the graph settings and characters; build the OCR flow over BLS engine calls."""
         settings, version_dir = bls.graph_settings(args)
-        characters = bls.read_characters(version_dir)
-        calls = {role: bls.EngineCall(*spec) for role, spec in settings["models"].items()}
+        settings = ocr_pipeline.OCRSettings.from_json(settings)
         self.flow = ocr_pipeline.OCRFlow.from_settings(
-            settings, characters, lambda role: calls[role])
+            settings, bls.read_characters(version_dir),
+            lambda role: bls.EngineCall(*settings.models[role]))
 
     def execute(self, requests):
         """Answer each request: licence check, then OCR of its image as the ``result`` JSON.

@@ -17,8 +17,11 @@ class TritonPythonModel:
     """Triton's entry point for a vision ensemble's post-processing step."""
 
     def initialize(self, args):
-        """Read the pipeline settings and the names of the engine outputs this step takes."""
-        self.settings, _ = bls.graph_settings(args)
+        """Read the pipeline settings, the names of the engine outputs this step takes and
+        the result entries served as their own tensors (the task's array outputs)."""
+        settings, _ = bls.graph_settings(args)
+        self.settings = vision_ops.VisionSettings.from_json(settings)
+        self.arrays = tuple(vision_ops.task(self.settings.task).array_outputs)
         config = json.loads(args["model_config"])
         self.engine_outputs = [i["name"] for i in config["input"] if i["name"] != "context"]
 
@@ -38,4 +41,4 @@ class TritonPythonModel:
                    for name in self.engine_outputs]
         result = vision_ops.postprocess(self.settings, context["params"], outputs,
                                         context)
-        return bls.json_response(result, self.settings.get("arrays", ()))
+        return bls.json_response(result, self.arrays)

@@ -27,7 +27,8 @@ class TritonPythonModel:
 
         A uint8 first input means the engine model normalises the pixels itself.
         """
-        self.settings, _ = bls.graph_settings(args)
+        settings, _ = bls.graph_settings(args)
+        self.settings = vision_ops.VisionSettings.from_json(settings)
         config = json.loads(args["model_config"])
         self.feeds = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"]))
                       for o in config["output"] if o["name"] != "context"]
@@ -46,7 +47,7 @@ class TritonPythonModel:
     def _handle(self, request):
         bls.check_license()
         params = vision_ops.coerce_parameters(bls.request_parameters(request),
-                                              self.settings["params"])
+                                              self.settings.params)
         bgr = bls.read_image(request, params["max_pixels"])
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         feeds, context = vision_ops.preprocess(self.settings, params, rgb,

@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from ..common.engine import Engine, first_output
 from ..common.image_io import MAX_PIXELS
 from ..common.parameters import Parameter, ParameterError, ParameterSet
 from ..common.settings import GraphSettings
@@ -21,8 +22,6 @@ from ..doc_preprocessor import doc_ops
 from . import ocr_ops, seal_ops
 
 __all__ = ["PARAMETERS", "OCRFlow", "OCRSettings", "ParameterError", "coerce_parameters"]
-
-Infer = Callable[[np.ndarray], np.ndarray]
 
 # Names and defaults follow PaddleX's OCR pipeline YAML; ``aliases`` are PaddleX's
 # ``predict()`` names (``text_det_*``); ``serving`` is the field of PaddleX 3.7.2's
@@ -142,12 +141,13 @@ class OCRFlow:
     Args:
         settings: :class:`OCRSettings` (or their JSON), as PaddleX's OCR pipeline.
         characters: The recognition character dict (without blank / space).
-        det, rec, cls: Engine callables; ``cls`` may be None (no orientation model).
+        det, rec, cls: The engines (:class:`~..common.engine.Engine`); ``cls`` may be None
+            (no orientation model).
         doc: The doc_preprocessor flow (DocOrientationClassify / DocUnwarping), or None.
     """
 
-    def __init__(self, settings, characters, det: Infer, rec: Infer,
-                 cls: Optional[Infer] = None, doc: Optional[doc_ops.DocPreprocessFlow] = None):
+    def __init__(self, settings, characters, det: Engine, rec: Engine,
+                 cls: Optional[Engine] = None, doc: Optional[doc_ops.DocPreprocessFlow] = None):
         self.settings = settings = OCRSettings.from_json(settings)
         self.text_type = settings.text_type
         self.defaults = coerce_parameters(settings.params, None, self.text_type)
@@ -159,18 +159,17 @@ class OCRFlow:
         self.det_norm = (norm["mean"], norm["std"], float(norm["scale"]))
 
     @classmethod
-    def from_settings(cls, settings, characters, call) -> OCRFlow:
-        """Build from a graph's settings (:class:`OCRSettings` or their JSON); ``call(role)``
-        gives the first-output callable of a served role (``None`` where the role was not
-        built)."""
+    def from_settings(cls, settings, characters, engine: Callable[[str], Engine]) -> OCRFlow:
+        """Build from a graph's settings (:class:`OCRSettings` or their JSON);
+        ``engine(role)`` gives the engine of each role the graph was built with."""
         settings = OCRSettings.from_json(settings)
-        first = {role: call(role) for role in settings.models}
+        engines = {role: engine(role) for role in settings.models}
         doc = None
         if settings.doc is not None:
-            doc = doc_ops.DocPreprocessFlow(settings.doc, first.get("DocOrientationClassify"),
-                                            first.get("DocUnwarping"))
-        return cls(settings, characters, first["TextDetection"], first["TextRecognition"],
-                   first.get("TextLineOrientation"), doc)
+            doc = doc_ops.DocPreprocessFlow(settings.doc, engines.get("DocOrientationClassify"),
+                                            engines.get("DocUnwarping"))
+        return cls(settings, characters, engines["TextDetection"], engines["TextRecognition"],
+                   engines.get("TextLineOrientation"), doc)
 
     def parameters(self, overrides: Optional[Dict]) -> Dict:
         """Return one request's parameters, checked and merged over the build's defaults.
@@ -199,7 +198,7 @@ class OCRFlow:
         resized, _, _ = ocr_ops.det_resize(image, params["limit_side_len"], params["limit_type"],
                                            params["max_side_limit"])
         x = ocr_ops.normalize_chw(resized, *self.det_norm)[None]
-        prob = np.asarray(self.det(x))[0, 0]
+        prob = first_output(self.det, x)[0, 0]
         detect = seal_ops.db_polygons if self.polygons else ocr_ops.db_postprocess
         boxes, _ = detect(prob, h, w, params["thresh"], params["box_thresh"],
                           params["unclip_ratio"])
@@ -221,7 +220,7 @@ class OCRFlow:
         texts, scores = [""] * len(crops), [0.0] * len(crops)
         for members, batch in ocr_ops.rec_batches(crops, int(self.settings.rec_batch_size),
                                                   params["text_rec_batching"]):
-            for index, (text, score) in zip(members, self.decoder(np.asarray(self.rec(batch)))):
+            for index, (text, score) in zip(members, self.decoder(first_output(self.rec, batch))):
                 texts[index], scores[index] = text, score
         keep = [i for i, s in enumerate(scores) if s >= params["text_rec_score_thresh"]]
         result = self._result(polys, [texts[i] for i in keep], [scores[i] for i in keep],
@@ -271,6 +270,6 @@ class OCRFlow:
         for start in range(0, len(crops), size):
             batch = ocr_ops.cls_preprocess(crops[start:start + size], width, height,
                                            norm["mean"], norm["std"], float(norm["scale"]))
-            found = [int(a) for a in np.asarray(self.cls(batch)).argmax(axis=-1)]
+            found = [int(a) for a in first_output(self.cls, batch).argmax(axis=-1)]
             angles += found if batching == "per_line" else [found[0]] * len(found)
         return angles

@@ -34,8 +34,7 @@ class ImageMultiLabelClassification(vision_ops.ImageClassification):
 
     def postprocess(self, settings, params, outputs, context):
         """Scores → class_ids, scores and label_names above the threshold."""
-        return above_threshold(np.asarray(outputs[0])[0], params["threshold"],
-                               settings.get("labels"))
+        return above_threshold(np.asarray(outputs[0])[0], params["threshold"], settings.labels)
 
 
 vision_ops.register_task(ImageMultiLabelClassification())

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Dict, List, Sequence
+from dataclasses import dataclass, fields
+from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
 
+from ..common.engine import Engine
 from ..common.image_io import MAX_PIXELS, ImageError, affine_coefficients, normalize_chw
 from ..common.parameters import Parameter, ParameterError, ParameterSet
+from ..common.settings import GraphSettings
 
-__all__ = ["TASKS", "ParameterError", "VisionTask", "classes", "coerce_parameters",
-           "deferred_scaling", "postprocess", "preprocess", "run_task", "task"]
+__all__ = ["TASKS", "ParameterError", "VisionSettings", "VisionTask", "classes",
+           "coerce_parameters", "deferred_scaling", "detect_layout", "postprocess", "preprocess",
+           "run_task", "task"]
 
 _INTERPOLATION = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR,
                   "CUBIC": cv2.INTER_CUBIC, "BICUBIC": cv2.INTER_CUBIC,
@@ -111,16 +115,19 @@ def _cannot_defer(task: str) -> ValueError:
                       f"to the engine model")
 
 
-def deferred_scaling(settings: Dict):
-    """Per-channel (alpha, offset) when this pipeline's pre-processing ends with the affine
+def deferred_scaling(name: str, ops: List[Dict]):
+    """Per-channel (alpha, offset) when pipeline ``name``'s pre-processing, its image ``ops``
+    (classification's ``preprocess``, segmentation's ``transforms``), ends with the affine
     ``x * alpha - offset`` of :func:`normalize_chw` on a CHW uint8 image, else None.
 
     The served graph then sends the engine model uint8 pixels (a quarter of float32's bytes
     through Triton's copies) and the engine model applies the affine (bit-identical float32
     arithmetic): classification whose NormalizeImage follows every ResizeImage / CropImage,
-    and semantic segmentation (Normalize always comes after Resize there)."""
-    found = TASKS.get(settings.get("task"))
-    return found.deferred_scaling(settings) if found is not None else None
+    and semantic segmentation (Normalize always comes after Resize there). Takes the ops, not
+    the graph's settings: the build asks before the engine model (and so the settings) exists.
+    """
+    found = TASKS.get(name)
+    return found.deferred_scaling(ops) if found is not None else None
 
 
 def classes(index: np.ndarray, scores: np.ndarray, labels: Sequence[str] | None) -> Dict:
@@ -158,23 +165,28 @@ class VisionTask:
     array_outputs: Dict = {}
     #: How many of the engine's first outputs the post-processing reads (None: all).
     reads_outputs = None
+    #: The task's own :class:`VisionSettings` fields: those the build must write, and those
+    #: it may (left out where the model says nothing, e.g. no label list).
+    required_settings: tuple = ()
+    optional_settings: tuple = ()
 
     @functools.cached_property
     def request_parameters(self) -> ParameterSet:
         """What a request may set: :attr:`parameters` and :data:`COMMON`."""
         return self.parameters | COMMON
 
-    def deferred_scaling(self, settings: Dict):
-        """(alpha, offset) the engine model may apply to uint8 pixels, else None."""
+    def deferred_scaling(self, ops: List[Dict]):
+        """(alpha, offset) the engine model may apply to uint8 pixels after the image ``ops``,
+        else None."""
         return None
 
-    def preprocess(self, settings: Dict, params: Dict, rgb: np.ndarray, deferred: bool,
-                   context: Dict):
+    def preprocess(self, settings: VisionSettings, params: Dict, rgb: np.ndarray,
+                   deferred: bool, context: Dict):
         """The engine's inputs for one RGB image (``context`` gets what postprocess needs)."""
         raise NotImplementedError
 
-    def postprocess(self, settings: Dict, params: Dict, outputs: Sequence[np.ndarray],
-                    context: Dict) -> Dict:
+    def postprocess(self, settings: VisionSettings, params: Dict,
+                    outputs: Sequence[np.ndarray], context: Dict) -> Dict:
         """The engine's outputs → PaddleX's result fields."""
         raise NotImplementedError
 
@@ -187,26 +199,27 @@ class ImageClassification(VisionTask):
         "topk", int, minimum=1, serving="topk",
         description="How many classes, highest score first (default: inference.yml's Topk)"))
     reads_outputs = 1
+    required_settings, optional_settings = ("preprocess",), ("labels",)
 
-    def deferred_scaling(self, settings: Dict):
-        names = [next(iter(op)) for op in settings["preprocess"]]
+    def deferred_scaling(self, ops):
+        names = [next(iter(op)) for op in ops]
         geometric = [i for i, n in enumerate(names) if n in ("ResizeImage", "CropImage")]
         if "NormalizeImage" not in names:
             return [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]
         position = names.index("NormalizeImage")
         if geometric and position < max(geometric):
             return None
-        args = settings["preprocess"][position]["NormalizeImage"] or {}
+        args = ops[position]["NormalizeImage"] or {}
         return affine_coefficients(args.get("mean", _CLASSIFICATION_NORMALIZE["mean"]),
                                    args.get("std", _CLASSIFICATION_NORMALIZE["std"]),
                                    parse_scale(args.get("scale",
                                                         _CLASSIFICATION_NORMALIZE["scale"])))
 
     def preprocess(self, settings, params, rgb, deferred, context):
-        return [classification_preprocess(rgb, settings["preprocess"], deferred)[None]]
+        return [classification_preprocess(rgb, settings.preprocess, deferred)[None]]
 
     def postprocess(self, settings, params, outputs, context):
-        return topk(np.asarray(outputs[0])[0], params["topk"], settings.get("labels"))
+        return topk(np.asarray(outputs[0])[0], params["topk"], settings.labels)
 
 
 class ObjectDetection(VisionTask):
@@ -217,30 +230,32 @@ class ObjectDetection(VisionTask):
         "threshold", float, minimum=0, maximum=1, serving="threshold",
         description="Boxes scoring below this are dropped (default: inference.yml's "
                     "draw_threshold)"))
+    required_settings = ("preprocess", "inputs", "head")
+    optional_settings = ("labels", "nms", "fpn_stride")
 
     def preprocess(self, settings, params, rgb, deferred, context):
-        feeds, scale = detection_preprocess(rgb, settings["preprocess"], settings["inputs"])
+        feeds, scale = detection_preprocess(rgb, settings.preprocess, settings.inputs)
         context["scale"] = [float(v) for v in scale]
-        context["input_hw"] = [int(v) for v in feeds[settings["inputs"].index("image")]
+        context["input_hw"] = [int(v) for v in feeds[settings.inputs.index("image")]
                                .shape[2:]]
         return feeds
 
     def _kept_rows(self, settings, params, outputs, context):
-        if settings["head"] == "picodet":
+        if settings.head == "picodet":
             scale = context["scale"]
-            rows = picodet_decode(outputs, context["input_hw"], settings["fpn_stride"],
-                                  settings["nms"], params["threshold"])
+            rows = picodet_decode(outputs, context["input_hw"], settings.fpn_stride,
+                                  settings.nms or {}, params["threshold"])
             rows[:, 2:] /= np.array([scale[1], scale[0], scale[1], scale[0]])
         else:  # NMS inside: [K, 6] rows in source-image coordinates (scale_factor given)
             rows = outputs[0].reshape(-1, 6)[: int(outputs[1].reshape(-1)[0])]
         # PaddleX's object_detection drops page-sized "image" boxes; instance_segmentation not
         return rows, kept_detections(rows, params["threshold"], tuple(context["source_hw"]),
-                                     settings.get("labels"), self.name == "object_detection")
+                                     settings.labels, self.name == "object_detection")
 
     def postprocess(self, settings, params, outputs, context):
         outputs = [np.asarray(o) for o in outputs]
         rows, kept = self._kept_rows(settings, params, outputs, context)
-        return {"boxes": detection_boxes(rows[kept], settings.get("labels"),
+        return {"boxes": detection_boxes(rows[kept], settings.labels,
                                          tuple(context["source_hw"]))}
 
 
@@ -254,7 +269,7 @@ class InstanceSegmentation(ObjectDetection):
         outputs = [np.asarray(o) for o in outputs]
         rows, kept = self._kept_rows(settings, params, outputs, context)
         source_hw = tuple(context["source_hw"])
-        return {"boxes": detection_boxes(rows[kept], settings.get("labels"), source_hw),
+        return {"boxes": detection_boxes(rows[kept], settings.labels, source_hw),
                 "masks": instance_masks(outputs[2], kept, source_hw)}
 
 
@@ -267,19 +282,20 @@ class SemanticSegmentation(VisionTask):
         description="Resize to this size before the model (-1: inference.yml's)"))
     array_outputs = {"pred": (None, [-1, -1])}  # dtype: the pipeline's label_dtype
     reads_outputs = 1
+    required_settings = ("transforms", "label_dtype")
 
-    def deferred_scaling(self, settings: Dict):
-        norm = next((t for t in settings["transforms"] if t.get("type") == "Normalize"), {})
+    def deferred_scaling(self, ops):
+        norm = next((t for t in ops if t.get("type") == "Normalize"), {})
         return affine_coefficients(norm.get("mean", 0.5), norm.get("std", 0.5), 1 / 255.0)
 
     def preprocess(self, settings, params, rgb, deferred, context):
-        return [segmentation_preprocess(rgb, settings["transforms"], params.get("target_size"),
+        return [segmentation_preprocess(rgb, settings.transforms, params.get("target_size"),
                                         deferred)[None]]
 
     def postprocess(self, settings, params, outputs, context):
         return {"pred": segmentation_postprocess(np.asarray(outputs[0]),
                                                  tuple(context["source_hw"]),
-                                                 settings.get("label_dtype", "int32"))}
+                                                 settings.label_dtype)}
 
 
 #: Every vision task by pipeline name: these four, and each task a sibling module of this
@@ -315,6 +331,64 @@ def task(name: str) -> VisionTask:
     return TASKS[name]
 
 
+@dataclass
+class VisionSettings(GraphSettings):
+    """A vision graph's settings: the contract between the build, which writes them
+    (``ensembles/vision.py``: ``VisionPipeline.graph_settings``; document graphs embed a
+    detection one as their ``layout``), and the pre/post-processing here, which reads them.
+    Defined where they are read; JSON through :meth:`to_json` / :meth:`from_json`.
+
+    Besides the common fields, each task family has its own (flat, so a document graph's
+    ``layout`` JSON reads the same as an object detection graph's); each :class:`VisionTask`
+    declares which it requires and which it may carry, and any other is refused.
+
+    Attributes:
+        task: The pipeline's name (a key of :data:`TASKS`).
+        model: The engine call ``[model, input names, output names]``.
+        params: The per-request parameters' defaults (the build's, inference.yml's).
+        labels: Class names by id (classification, detection), where the model has them.
+        preprocess: Classification's ``PreProcess.transform_ops`` (``{Name: args}`` each) or
+            detection's PaddleDetection ``Preprocess`` (``{type, ...}`` each).
+        inputs: Detection: the engine's input names (``image``, ``im_shape``,
+            ``scale_factor``), in its order.
+        nms: Detection: inference.yml's ``NMS`` (used where the graph runs NMS itself).
+        head: Detection: ``picodet`` (score/box heads decoded here) or ``nms_inside``.
+        fpn_stride: Detection with a ``picodet`` head: one stride per head.
+        transforms: Semantic segmentation: PaddleSeg's ``Deploy.transforms``.
+        label_dtype: Semantic segmentation: the label map's dtype (``uint8`` / ``int32``).
+    """
+
+    task: str
+    model: list
+    params: Dict[str, object]
+    labels: Optional[List[str]] = None
+    preprocess: Optional[List[Dict]] = None
+    inputs: Optional[List[str]] = None
+    nms: Optional[Dict[str, object]] = None
+    head: Optional[str] = None
+    fpn_stride: Optional[List[int]] = None
+    transforms: Optional[List[Dict]] = None
+    label_dtype: Optional[str] = None
+
+    def __post_init__(self):
+        """Refuse fields the task does not declare, and a required one left out.
+
+        Raises:
+            ValueError: an unknown task, or fields that do not fit it (the repository was
+                built by another hpi-triton version).
+        """
+        kind = task(self.task)
+        own = [f.name for f in fields(self) if f.name not in ("task", "model", "params")]
+        given = {name for name in own if getattr(self, name) is not None}
+        foreign = sorted(given - set(kind.required_settings) - set(kind.optional_settings))
+        missing = [name for name in kind.required_settings if name not in given]
+        problems = ([f"fields it does not take: {foreign}"] if foreign else []) + \
+            ([f"fields missing: {missing}"] if missing else [])
+        if problems:
+            raise ValueError(f"VisionSettings of task {self.task!r}: {'; '.join(problems)}; "
+                             f"rebuild the repository with this hpi-triton")
+
+
 def coerce_parameters(values: Dict, defaults: Dict) -> Dict:
     """Defaults (set at build time) updated with checked request parameters."""
     found = TASKS.get(defaults.get("task", ""))
@@ -322,12 +396,15 @@ def coerce_parameters(values: Dict, defaults: Dict) -> Dict:
     return spec.coerce(values, defaults)
 
 
-def preprocess(settings: Dict, params: Dict, rgb: np.ndarray, deferred: bool = False):
+def preprocess(settings: VisionSettings, params: Dict, rgb: np.ndarray,
+               deferred: bool = False):
     """One RGB image → (the engine's inputs in its input order, context for
     :func:`postprocess`). The context is JSON-serialisable: it travels between the served
     pre- and post-processing models. ``deferred``: the image input stays CHW uint8, its
-    normalisation (:func:`deferred_scaling`) left to the engine model."""
-    kind = task(settings["task"])
+    normalisation (:func:`deferred_scaling`) left to the engine model. ``settings`` may also
+    be their JSON (as for every function here that takes them)."""
+    settings = VisionSettings.from_json(settings)
+    kind = task(settings.task)
     context = {"source_hw": [int(v) for v in rgb.shape[:2]]}
     # Per request, only what is free to check: classification_preprocess refuses an order
     # of ops the engine model's affine cannot follow (deferred_scaling's rule) as it meets it.
@@ -336,32 +413,38 @@ def preprocess(settings: Dict, params: Dict, rgb: np.ndarray, deferred: bool = F
     return kind.preprocess(settings, params, rgb, deferred, context), context
 
 
-def used_outputs(settings: Dict, count: int) -> int:
+def used_outputs(settings: VisionSettings, count: int) -> int:
     """How many of the engine's ``count`` outputs :func:`postprocess` reads (the first
     ones): classification and segmentation read the first only."""
-    reads = task(settings["task"]).reads_outputs
+    reads = task(VisionSettings.from_json(settings).task).reads_outputs
     return count if reads is None else reads
 
 
-def postprocess(settings: Dict, params: Dict, outputs: Sequence[np.ndarray],
+def postprocess(settings: VisionSettings, params: Dict, outputs: Sequence[np.ndarray],
                 context: Dict) -> Dict:
     """The engine's outputs (at least :func:`used_outputs` of them) + the context from
     :func:`preprocess` → PaddleX's result fields."""
-    return task(settings["task"]).postprocess(settings, params, outputs, context)
+    settings = VisionSettings.from_json(settings)
+    return task(settings.task).postprocess(settings, params, outputs, context)
 
 
-def run_task(settings: Dict, params: Dict, rgb: np.ndarray, engine) -> Dict:
-    """Pre-process, call ``engine(*inputs) -> outputs``, post-process, for one RGB image:
-    the served graph's three models in one call (in-process baselines and tests)."""
+def run_task(settings: VisionSettings, params: Dict, rgb: np.ndarray, engine: Engine) -> Dict:
+    """Pre-process, ``engine.run(*inputs) -> outputs``, post-process, for one RGB image:
+    the served graph's three models in one call (document graphs' layout detection,
+    in-process baselines and tests)."""
+    settings = VisionSettings.from_json(settings)
     feeds, context = preprocess(settings, params, rgb)
-    return postprocess(settings, params, list(engine(*feeds)), context)
+    return postprocess(settings, params, list(engine.run(*feeds)), context)
 
 
-def detect_layout(settings: Dict, bgr: np.ndarray, threshold: float, engine) -> Dict:
-    """A document graph's layout detection: the detection task of ``settings`` on a BGR
-    page at score ``threshold`` (PaddleX's layout models read RGB)."""
+def detect_layout(settings: VisionSettings, bgr: np.ndarray, threshold: float,
+                  engine: Engine) -> Dict:
+    """A document graph's layout detection: the detection task of ``settings`` (or their
+    JSON, as the document graphs' settings carry them) on a BGR page at score ``threshold``
+    (PaddleX's layout models read RGB)."""
+    settings = VisionSettings.from_json(settings)
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return run_task(settings, {**settings["params"], "threshold": threshold}, rgb, engine)
+    return run_task(settings, {**settings.params, "threshold": threshold}, rgb, engine)
 
 
 #: PaddleX 3.7 SegPredictor.build_resize's defaults for what a Deploy Resize leaves unsaid.

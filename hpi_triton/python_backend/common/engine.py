@@ -1,0 +1,47 @@
+"""The one way every flow calls an engine: ``engine.run(*arrays) -> list``.
+
+The model's inputs go in by position, every output comes back in order. A served engine
+model called over BLS (:class:`bls.EngineCall`), an in-process runner
+(:class:`~..engines.RunnerEngine`, the parity references, the build's accuracy gate and the
+benches) and a test's stand-in are all one, so a flow never knows where its engines run.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Sequence
+
+import numpy as np
+
+try:  # typing.Protocol documents the shape; nothing checks it at run time
+    from typing import Protocol
+except ImportError:  # pragma: no cover - Python < 3.8
+    Protocol = object
+
+
+class Engine(Protocol):
+    """An engine as the flows call it."""
+
+    def run(self, *arrays: np.ndarray) -> List[np.ndarray]:
+        """One call: ``arrays`` in the model's input order; every output, in order."""
+
+
+def first_output(engine: Engine, x) -> np.ndarray:
+    """``engine``'s first output for the single float32 input ``x`` (text detection and
+    recognition, the classifiers, the unwarping model)."""
+    return np.asarray(engine.run(np.asarray(x, np.float32))[0])
+
+
+class FunctionEngine:
+    """A function ``f(*arrays) -> outputs`` as an :class:`Engine` (recorders and stand-ins
+    wrapping another engine).
+
+    Args:
+        function: Called with the arrays; returns a sequence of outputs.
+    """
+
+    def __init__(self, function: Callable[..., Sequence[np.ndarray]]):
+        self.function = function
+
+    def run(self, *arrays: np.ndarray) -> List[np.ndarray]:
+        """``function(*arrays)`` as a list."""
+        return list(self.function(*arrays))
