@@ -44,7 +44,6 @@ def structure_settings(source: ModelSource) -> Dict:
             "canvas_boxes": name != "SLANet"}
 
 
-
 @dataclass
 class StructureStage:
     """Table structure (SLANet / SLANet_plus) served as ``engine``."""

@@ -2,20 +2,15 @@
 
 The model's inputs go in by position, every output comes back in order. A served engine
 model called over BLS (:class:`bls.EngineCall`), an in-process runner
-(:class:`~..engines.RunnerEngine`, the parity references, the build's accuracy gate and the
-benches) and a test's stand-in are all one, so a flow never knows where its engines run.
+(``FunctionEngine(runner.run_list)``: the parity references, the build's accuracy gate and
+the benches) and a test's stand-in are all one, so a flow never knows where its engines run.
 """
 
 from __future__ import annotations
 
-from typing import Callable, List, Sequence
+from typing import Callable, List, Protocol, Sequence
 
 import numpy as np
-
-try:  # typing.Protocol documents the shape; nothing checks it at run time
-    from typing import Protocol
-except ImportError:  # pragma: no cover - Python < 3.8
-    Protocol = object
 
 
 class Engine(Protocol):

@@ -31,7 +31,7 @@ from ..common.settings import GraphSettings
 from ..doc_preprocessor import doc_ops
 
 # the layout stage's parameters (use_layout_detection, layout_threshold) are formula's too
-from .layout_stage import PARAMETERS, LayoutStage
+from .layout_stage import PARAMETERS, LayoutStage, built_stage
 
 #: The formula recognizers whose pre-processing this module reproduces.
 FORMULA_MODELS = ("LaTeX_OCR_rec",)
@@ -212,8 +212,7 @@ class FormulaFlow:
                        for role in ("DocOrientationClassify", "DocUnwarping") if role in models}
             doc = doc_ops.DocPreprocessFlow(settings.doc, engines.get("DocOrientationClassify"),
                                             engines.get("DocUnwarping"))
-        layout = (LayoutStage(settings.layout, engine(settings.layout["model"]))
-                  if settings.layout is not None else None)
+        layout = built_stage(LayoutStage, settings.layout, engine)
         return cls(settings, engine(settings.formula["model"]), LatexDecoder(tokenizer_text),
                    layout, doc)
 

@@ -4,7 +4,7 @@ and tune it (the build half: ``ensembles/table.py:LayoutStage``)."""
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -40,3 +40,9 @@ class LayoutStage:
     def boxes(layout: Dict, label: str) -> List:
         """The coordinates of ``layout``'s regions labelled ``label`` (any case)."""
         return [b["coordinate"] for b in layout["boxes"] if b["label"].lower() == label]
+
+
+def built_stage(cls, settings: Optional[Dict], engine: Callable[[list], Engine]):
+    """A stage (``cls(settings, engine)``: layout, table structure) from the settings the
+    build wrote, over the engine their ``model`` spec names; None where not built."""
+    return cls(settings, engine(settings["model"])) if settings is not None else None

@@ -22,7 +22,7 @@ from ..common.settings import GraphSettings
 from ..ocr.ocr_pipeline import PARAMETERS as OCR_PARAMETERS
 from ..ocr.ocr_pipeline import SEAL_RENAMES, OCRFlow
 from . import formula_ops, table_ops
-from .layout_stage import PARAMETERS, LayoutStage
+from .layout_stage import PARAMETERS, LayoutStage, built_stage
 
 # layout_parsing's seal and formula switches (defaults: on where built).
 LAYOUT_PARSING_SWITCHES = ParameterSet.of(
@@ -193,11 +193,6 @@ def _ocr_flow(settings: Dict, characters: str, engine: Callable[[list], Engine])
                                  lambda role: engine(models[role]))
 
 
-def _stage(cls, settings: Optional[Dict], engine: Callable[[list], Engine]):
-    """A layout or structure stage from its settings (None where not built)."""
-    return cls(settings, engine(settings["model"])) if settings is not None else None
-
-
 @document_flow
 class TableFlow:
     """PaddleX's table_recognition: [doc_preprocessor] → OCR on the whole page → tables
@@ -221,8 +216,8 @@ class TableFlow:
     def from_settings(cls, settings: TableSettings, read_text, engine) -> TableFlow:
         """Its stages from ``settings`` (see :func:`flow_from_settings`)."""
         return cls(settings, _ocr_flow(settings.ocr, read_text("characters.txt"), engine),
-                   _stage(StructureStage, settings.structure, engine),
-                   _stage(LayoutStage, settings.layout, engine))
+                   built_stage(StructureStage, settings.structure, engine),
+                   built_stage(LayoutStage, settings.layout, engine))
 
     def parameters(self, overrides: Optional[Dict]):
         """(table parameters, OCR parameters) from one request's parameters."""
@@ -285,7 +280,7 @@ class SealFlow:
     def from_settings(cls, settings: TableSettings, read_text, engine) -> SealFlow:
         """Its stages from ``settings`` (see :func:`flow_from_settings`)."""
         ocr = _ocr_flow(settings.ocr, read_text("characters.txt"), engine)
-        return cls(settings, SealStage(ocr), _stage(LayoutStage, settings.layout, engine))
+        return cls(settings, SealStage(ocr), built_stage(LayoutStage, settings.layout, engine))
 
     def parameters(self, overrides: Optional[Dict]):
         """(layout parameters, seal OCR parameters) from one request's parameters."""
@@ -353,8 +348,8 @@ class LayoutParsingFlow:
                 {"formula": settings.formula}, read_text(settings.formula["tokenizer_file"]),
                 engine)
         return cls(settings, _ocr_flow(settings.ocr, read_text("characters.txt"), engine),
-                   _stage(LayoutStage, settings.layout, engine),
-                   _stage(StructureStage, settings.structure, engine), seal, formula)
+                   built_stage(LayoutStage, settings.layout, engine),
+                   built_stage(StructureStage, settings.structure, engine), seal, formula)
 
     def parameters(self, overrides: Optional[Dict]):
         """(layout parameters with ``use_seal_recognition``, ``use_formula_recognition`` and
