@@ -58,9 +58,11 @@ def build(
     precision: Precision = typer.Option(Precision.FP32,
                                         help="fp32 (default, equals Paddle), fp16, bf16"),
     hosting: Hosting = typer.Option(
-        Hosting.PYTHON, help="python: every engine in a Python-backend model (any tritonserver, "
-        "e.g. nvidia-pytriton's); native: ONNX Runtime/OpenVINO/TensorRT platforms for the "
-        "official tritonserver container"),
+        Hosting.AUTO, help="graph: a pipeline graph runs its engines in its own process "
+        "(CPU); python: every engine its own Python-backend model (any tritonserver, e.g. "
+        "nvidia-pytriton's); native: ONNX Runtime/OpenVINO/TensorRT platforms for the "
+        "official tritonserver container; auto: graph on CPU unless --concurrency measures "
+        "python faster, python on GPU"),
     cache_dir: Optional[Path] = typer.Option(
         None, help="Artifact cache [$HPI_TRITON_CACHE_DIR, else ~/.cache/hpi-triton]"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Convert and verify anew"),

@@ -73,7 +73,15 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
     if clashes:
         raise BuildError(f"pipeline graph names must be unique in a repository; repeated: "
                          f"{clashes} (give each pipeline its own --name)")
-    for transform in options.transforms:
+    transforms = list(options.transforms)
+    if pipelines and (options.hosting == Hosting.GRAPH or (
+            options.hosting == Hosting.AUTO and options.device.kind == "cpu")):
+        # Last: it moves engines the other transforms quantized, measured and encrypted.
+        from hpi_triton.generator.graph_hosting import GraphHostingTransform
+
+        transforms.append(GraphHostingTransform(options.hosting, plain_models,
+                                                threads=options.cpu_threads))
+    for transform in transforms:
         transform.check(plain_models, pipelines, options)
         transform.prepare(requests, pipelines)
     out = Path(options.out).expanduser().resolve()
@@ -107,7 +115,7 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
             # Kept for the transforms, which edit these instead of reading config.pbtxt back.
             entry.configs.update(written)
             report.pipelines.append(entry)
-        for transform in options.transforms:
+        for transform in transforms:
             with progress.step(transform.name, f"apply {transform.name}"):
                 report.transforms[transform.name] = transform.apply(staging, report)
         from hpi_triton.generator.requirements import (
@@ -117,9 +125,10 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
         )
 
         report.requirements = serving_requirements(
-            options.device.kind, [m.backend for m in report.models if m.hosting == Hosting.PYTHON],
+            options.device.kind,
+            [m.backend for m in report.models if m.hosting in (Hosting.PYTHON, Hosting.GRAPH)],
             [p.requirements() for p in pipelines],
-            [name for t in options.transforms for name in t.requirements])
+            [name for t in transforms for name in t.requirements])
         (staging / REQUIREMENTS_TXT).write_text(requirements_text(report.requirements))
         report.seconds = round(time.perf_counter() - started, 2)
         from hpi_triton.generator.report import write_report

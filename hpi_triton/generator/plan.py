@@ -21,6 +21,12 @@ class Hosting(Choice):
 
     PYTHON = "python"  # every engine in a Python-backend model: any tritonserver serves it
     NATIVE = "native"  # Triton's own ONNX Runtime / OpenVINO / TensorRT backends
+    # A pipeline graph's engines in the graph's own process (CPU builds; engines no graph
+    # calls stay Python-backend models): no tensor crosses a process boundary.
+    GRAPH = "graph"
+    # CPU builds: graph or python as --concurrency measures them (graph without it); GPU
+    # builds: python (Triton's dynamic batcher needs engine models).
+    AUTO = "auto"
 
 
 class DynamicBatchingMode(Choice):

@@ -46,7 +46,7 @@ class LicenseTransform(RepositoryTransform):
         if not pipelines or plain_models:
             raise BuildError("--license applies to pipelines: build with --pipeline (every "
                              "model of a licensed repository sits behind a pipeline's gate)")
-        if options.hosting != "python":
+        if options.hosting == "native":
             raise BuildError("--license needs --hosting python: licensed engines are "
                              "decrypted in memory by Python-backend models")
 

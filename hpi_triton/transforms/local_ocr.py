@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Mapping, Optional
 from hpi_triton.generator.plan import BuildReport, PipelineReport
 from hpi_triton.python_backend import engines
 from hpi_triton.python_backend.common.engine import Engine, FunctionEngine
+from hpi_triton.python_backend.engines.hosted import GRAPH_ENGINES_DIR
 from hpi_triton.python_backend.ocr import ocr_pipeline
 from hpi_triton.triton_models.config import read_pbtxt
 
@@ -36,6 +37,8 @@ class LocalOCR:
     #: Engine models the graph's seal OCR calls (layout_parsing's may share the general
     #: recognizer).
     seal_models: List[str] = field(default_factory=list)
+    #: Where an engine's artifact is, by model name, where not ``repo/<model>/1``.
+    engine_dirs: Dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def from_build(cls, repo: Path, pipeline: PipelineReport,
@@ -71,11 +74,17 @@ class LocalOCR:
             return None
         seal = (graph.get("seal_ocr") or {}).get("models") or {}
         ocr_settings = ocr_pipeline.OCRSettings.from_json(settings)
+        # Engines the graph runs itself (--hosting graph) live in its version dir, with the
+        # parameters their engine model had.
+        hosted = json.loads(graph_parameters.get("hosted_engines", "{}"))
+        engine_dirs = {model: Path(repo) / served_name / "1" / GRAPH_ENGINES_DIR / model
+                       for model in hosted}
         return cls(Path(repo), served_name, ocr_settings,
                    chars.read_text(encoding="utf-8").split("\n"),
-                   {entry[0]: engine_parameters(entry[0])
+                   {entry[0]: (hosted[entry[0]]["parameters"] if entry[0] in hosted
+                               else engine_parameters(entry[0]))
                     for entry in ocr_settings.models.values()},
-                   [entry[0] for entry in seal.values()])
+                   [entry[0] for entry in seal.values()], engine_dirs)
 
     @property
     def models(self) -> Dict[str, str]:
@@ -99,7 +108,9 @@ class LocalOCR:
         params["cpu_threads"] = str(threads)
         if precision:
             params["precision"] = precision
-        runner = engines.create_runner(self.repo / self.models[role] / "1", params)
+        model = self.models[role]
+        runner = engines.create_runner(self.engine_dirs.get(model, self.repo / model / "1"),
+                                       params)
         return FunctionEngine(runner.run_list)
 
     def flow(self, overrides: Optional[Dict[str, Engine]] = None) -> ocr_pipeline.OCRFlow:

@@ -100,7 +100,7 @@ class QuantizeTransform(RepositoryTransform):
             raise BuildError(f"--quantize int8 quantizes fp32 CPU engines; got --precision "
                              f"{options.precision} --device {options.device}: use "
                              f"--precision fp32 --device cpu")
-        if options.hosting != "python":
+        if options.hosting == "native":
             raise BuildError("--quantize int8 needs --hosting python (the int8 IR is served "
                              "by the Python-backend OpenVINO engine model)")
         if not any(pages.font_path(f) for f in pages.LATIN_FONTS):

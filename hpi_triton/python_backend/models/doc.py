@@ -13,6 +13,7 @@ from ..common import bls
 from ..common.image_io import MAX_PIXELS
 from ..common.parameters import ParameterSet
 from ..doc_preprocessor import doc_ops
+from ..engines import hosted
 
 PARAMETERS = doc_ops.PARAMETERS | ParameterSet.of(MAX_PIXELS)
 
@@ -24,7 +25,8 @@ class TritonPythonModel:
         """Read the graph settings and build the doc_preprocessor flow over its BLS engine calls."""
         settings, _ = bls.graph_settings(args)
         self.settings = settings = doc_ops.DocGraphSettings.from_json(settings)
-        engines = {role: bls.EngineCall(*spec) for role, spec in settings.models.items()}
+        engine = hosted.engine_factory(args)
+        engines = {role: engine(spec) for role, spec in settings.models.items()}
         self.flow = doc_ops.DocPreprocessFlow(settings.doc,
                                               engines.get("DocOrientationClassify"),
                                               engines.get("DocUnwarping"))

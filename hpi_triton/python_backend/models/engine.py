@@ -16,6 +16,7 @@ import triton_python_backend_utils as pb_utils
 
 from .. import engines
 from ..common import stub_runtime
+from ..engines.hosted import EngineLocked, HostedEngine
 
 
 class TritonPythonModel:
@@ -53,67 +54,15 @@ class TritonPythonModel:
         self.outputs = [
             (o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]
         ]
-        self.version_dir = os.path.join(args["model_repository"], args["model_version"])
-        # Inputs a pipeline's pre-processing sends as uint8 pixels (CHW): float32
-        # x * alpha - offset per channel here, the arithmetic of image_io.scale_chw (not
-        # imported here: it needs OpenCV, which an engine's environment may lack), applied once per
-        # engine call.
-        self.scaled_inputs = {
-            name: (np.asarray(alpha, np.float32)[:, None, None],
-                   np.asarray(offset, np.float32)[:, None, None])
-            for name, (alpha, offset) in json.loads(params.pop("uint8_inputs", "{}")).items()
-        }
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
         # Integer label outputs a pipeline takes as uint8 (a segmentation label map: a quarter
         # of the bytes through shared memory, tritonserver and the post-processing model).
         self.narrowed_outputs = set(json.loads(params.pop("uint8_outputs", "[]")))
-        # An engine call with more input bytes than this hands the working memory it grew
-        # back afterwards (OpenVINO / Paddle / ONNX Runtime keep the peak of every shape run).
-        self.release_above = float(params.pop(
-            "release_memory_above_mb", stub_runtime.DEFAULT_RELEASE_ABOVE_MB)) * (1 << 20)
-        # Above this, releasing is not enough (OpenVINO kept ~350 MB more for later ordinary
-        # shapes after a 4000x4000 detection input): the engine is loaded afresh after the
-        # call, which measured 0.55 s once against ~10 s for such a request.
-        self.reload_above = float(params.pop(
-            "reload_engine_above_mb", stub_runtime.DEFAULT_RELOAD_ABOVE_MB)) * (1 << 20)
-        self.params = params
-        self.runner, self.license = None, None
-        if os.path.isfile(os.path.join(self.version_dir, "license.json")):
-            # A licensed repository: the artifact is encrypted; it is decrypted in memory
-            # once a valid certificate for this device is present (checked again on each
-            # request until then), and never written out.
-            from ..licensing import license_runtime
-
-            self.license = license_runtime.LicenseCheck(self.version_dir)
-            try:
-                self._load(self.license.unlock())
-            except license_runtime.LicenseError as exc:
-                pb_utils.Logger.log_warn(f"{self.model_name}: engine not loaded yet ({exc}); "
-                                         f"each request checks the certificate again")
-        else:
-            self._load(None)
-
-    def _reload(self):
-        """A fresh engine in place of this one, whose buffers grew to a huge request."""
-        old = self.runner
-        try:
-            self._load(self.license.unlock() if self.license is not None else None)
-        except Exception as exc:  # keep serving with the old engine, its buffers released
-            pb_utils.Logger.log_warn(
-                f"{self.model_name}: loading the engine afresh after a large request failed "
-                f"({type(exc).__name__}: {exc}); serving on with the loaded engine, its "
-                f"buffers released")
-            self.runner = old
-            old.release_memory()
-            return
-        del old
-        stub_runtime.release_heap()
-
-    def _load(self, files):
-        self.runner = engines.create_runner(self.version_dir, self.params, files)
-        # The engine's own tensor names can differ from the served ones (e.g. after a
-        # conversion renamed them); map them by position, as the build verified.
-        self.engine_inputs = dict(zip([n for n, _ in self.inputs], self.runner.input_names))
-        self.engine_outputs = list(zip([n for n, _ in self.outputs], self.runner.output_names))
+        # Loading (decrypted in memory where licensed), uint8 scaling and the memory care
+        # after huge inputs are the hosted engine's, as in a graph that runs its engines.
+        self.engine = HostedEngine(version_dir, params, [n for n, _ in self.inputs],
+                                   [n for n, _ in self.outputs], self.model_name,
+                                   pb_utils.Logger.log_warn)
 
     def _read(self, request):
         arrays = {}
@@ -126,39 +75,19 @@ class TritonPythonModel:
                 raise ValueError(
                     f"input '{name}' has dtype {array.dtype}; expected {np.dtype(dtype)}"
                 )
-            if name in self.scaled_inputs:
-                channels = self.scaled_inputs[name][0].shape[0]
+            if name in self.engine.scaled_inputs:
+                channels = self.engine.scaled_inputs[name][0].shape[0]
                 if array.ndim < 3 or array.shape[-3] != channels:
                     raise ValueError(f"input '{name}' has shape {list(array.shape)}; expected "
                                      f"[..., {channels}, H, W] uint8 pixels")
             arrays[name] = array
         return arrays
 
-    def _scaled(self, name, array):
-        if name not in self.scaled_inputs:
-            return array
-        alpha, offset = self.scaled_inputs[name]
-        out = array.astype(np.float32)
-        out *= alpha
-        out -= offset
-        return out
-
     def _infer(self, arrays):
         # Batched requests arrive concatenated: uint8 pixels are scaled once, after that.
-        feed = {self.engine_inputs[name]: self._scaled(name, value)
-                for name, value in arrays.items()}
-        size = sum(a.nbytes for a in feed.values())
-        if size > self.reload_above:
-            result = self.runner.run(feed)
-            self._reload()
-        elif size > self.release_above:
-            result = self.runner.run_and_release(feed)
-        else:
-            result = self.runner.run(feed)
-        return {
-            served: self._narrowed(served, np.ascontiguousarray(result[engine_name]), dtype)
-            for (served, engine_name), (_, dtype) in zip(self.engine_outputs, self.outputs)
-        }
+        result = self.engine.infer(arrays)
+        return {name: self._narrowed(name, np.ascontiguousarray(result[name]), dtype)
+                for name, dtype in self.outputs}
 
     def _narrowed(self, name, array, dtype):
         if name in self.narrowed_outputs and array.size:
@@ -191,11 +120,10 @@ class TritonPythonModel:
         cannot be). Requests whose inputs share their non-batch shapes run as one engine call; a
         malformed or failing request gets its own error.
         """
-        if self.runner is None:  # licensed and still locked
-            try:
-                self._load(self.license.unlock())
-            except Exception as exc:
-                return [self._error(exc, pb_utils.TritonError.UNAVAILABLE) for _ in requests]
+        try:  # a licensed engine still locked is unlocked first
+            self.engine.ensure_loaded()
+        except EngineLocked as exc:
+            return [self._error(exc, pb_utils.TritonError.UNAVAILABLE) for _ in requests]
         responses = [None] * len(requests)
         groups = {}
         for index, request in enumerate(requests):
@@ -235,5 +163,5 @@ class TritonPythonModel:
             )
 
     def finalize(self):
-        """Drop the engine runner so its memory can be freed."""
-        self.runner = None
+        """Drop the engine so its memory can be freed."""
+        self.engine = None

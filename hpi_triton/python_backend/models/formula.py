@@ -11,6 +11,7 @@ layout_threshold, use_doc_orientation_classify, use_doc_unwarping, max_pixels.
 
 from ..common import bls
 from ..documents import formula_ops
+from ..engines import hosted
 
 
 class TritonPythonModel:
@@ -22,7 +23,7 @@ class TritonPythonModel:
         settings = formula_ops.FormulaSettings.from_json(settings)
         self.flow = formula_ops.FormulaFlow.from_settings(
             settings, bls.read_text(version_dir, settings.formula["tokenizer_file"]),
-            lambda spec: bls.EngineCall(*spec))
+            hosted.engine_factory(args))
 
     def execute(self, requests):
         """Answer each request: licence check, then the flow on its image as ``result``.

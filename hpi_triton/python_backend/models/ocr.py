@@ -5,11 +5,13 @@ TIFF, WebP); ``image_array`` — decoded BGR HWC UINT8 (like cv2.imread). Output
 JSON string with PaddleX's OCR result fields. Pipeline parameters (limit_side_len, thresh,
 box_thresh, unclip_ratio, text_rec_score_thresh, use_textline_orientation, ...) may be set per
 request as Triton request parameters. Detection, orientation and recognition are separate
-Triton models called through BLS, so each has its own instances and batching.
+Triton models called through BLS, each with its own instances and batching, or (``--hosting
+graph``) engines this model runs in its own process.
 """
 
 
 from ..common import bls
+from ..engines import hosted
 from ..ocr import ocr_pipeline
 
 
@@ -20,9 +22,10 @@ class TritonPythonModel:
         """Read the graph settings and characters; build the OCR flow over BLS engine calls."""
         settings, version_dir = bls.graph_settings(args)
         settings = ocr_pipeline.OCRSettings.from_json(settings)
+        engine = hosted.engine_factory(args)
         self.flow = ocr_pipeline.OCRFlow.from_settings(
             settings, bls.read_characters(version_dir),
-            lambda role: bls.EngineCall(*settings.models[role]))
+            lambda role: engine(settings.models[role]))
 
     def execute(self, requests):
         """Answer each request: licence check, then OCR of its image as the ``result`` JSON.

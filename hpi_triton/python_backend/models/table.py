@@ -12,6 +12,7 @@ use_seal_recognition.
 
 from ..common import bls
 from ..documents import table_pipeline
+from ..engines import hosted
 
 
 class TritonPythonModel:
@@ -23,7 +24,7 @@ class TritonPythonModel:
         settings, version_dir = bls.graph_settings(args)
         self.flow = table_pipeline.flow_from_settings(
             settings, lambda name: bls.read_text(version_dir, name),
-            lambda spec: bls.EngineCall(*spec))
+            hosted.engine_factory(args))
 
     def execute(self, requests):
         """Answer each request: licence check, then the task's flow on its image as ``result``.
