@@ -3,6 +3,7 @@ and PaddleX 3.7.2 in-process, with the per-stage split and the share of the comp
 
     python bench/ocr.py [--set realistic|short|document] [--pages 24] [--clients 1 4]
                         [--concurrency 4] [--paddlex-python ~/pdx/bin/python] [--pdf F ...]
+                        [--peers openvino openvino-fp32 onnxruntime]
 
 Pages: ``realistic`` (default) are 640-1400 px a side with 10-16 lines of mixed length
 (hpi_triton.pages.make_realistic_pages, seed 3); ``short`` is the older set of 960x530 pages
@@ -17,7 +18,12 @@ merged words ("Invoicenumber4711"), which the first cannot see.
 Baselines, one page at a time in this process: RapidOCR 1.4.4 (rapidocr_onnxruntime, its
 defaults: PP-OCRv4 mobile det/rec + mobile v2 line classifier on ONNX Runtime) and, with
 ``--paddlex-python``, PaddleX 3.7.2's own OCR pipeline in its own environment (numpy 2) on the
-same model dirs. Ours, built from the same models as a user builds them: **default** (``hpi-
+same model dirs. With ``--peers`` (default ``openvino openvino-fp32``; ``--peers`` alone: none),
+RapidOCR 3.10 in its own venv (bench/peers.py, made once in the test cache) on the same ONNX
+files as RapidOCR 1.4.4, classifier on, every stage on OpenVINO with its defaults (bf16 on CPUs
+with bf16 units; the row names the precision the compiled models run at), on OpenVINO forced to
+f32, or on ONNX Runtime; two passes after a warm-up page, like RapidOCR 1.4.4.
+Ours, built from the same models as a user builds them: **default** (``hpi-
 triton build --pipeline OCR --concurrency N``: PaddleX's results) and **fast** (``--fast
 --concurrency N``: gated int8 + width buckets), each served by a real tritonserver over gRPC.
 Each served mode is read three times: a first pass at the highest client count (every page size
@@ -57,6 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.load import machine, model_stats, percentiles, predict_loop  # noqa: E402
+from bench.peers import VARIANTS, rapidocr3_label, rapidocr3_python, run_rapidocr3  # noqa: E402
 from hpi_triton import wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
@@ -136,12 +143,14 @@ def run_paddlex(python, repo, pages, tmp):
             scores(texts, pages))
 
 
-def build(out, dirs, params, transforms):
+def build(out, dirs, fast, transforms, hosting):
+    """An OCR build as ``hpi-triton build --pipeline OCR [--fast] --hosting H`` makes it."""
     spec = pipeline_spec("OCR", {"TextDetection": dirs["PP-OCRv4_mobile_det"],
                                  "TextRecognition": dirs["PP-OCRv4_mobile_rec"],
                                  "TextLineOrientation": dirs["ch_ppocr_mobile_v2_cls_onnx"]},
-                         params=params)
-    return build_repository([], BuildOptions(out=out, transforms=transforms), [spec])
+                         fast=fast)
+    return build_repository([], BuildOptions(out=out, transforms=transforms, hosting=hosting),
+                            [spec])
 
 
 def serve_mode(repo, pages, encoded, clients):
@@ -256,7 +265,13 @@ def main():
     parser.add_argument("--concurrency", type=int, default=4,
                         help="clients the builds choose their engine layout for (0: default)")
     parser.add_argument("--paddlex-python", default=os.environ.get("HPI_TRITON_PADDLEX_PYTHON"))
+    parser.add_argument("--hosting", default="auto", choices=("auto", "graph", "python"),
+                        help="the builds' --hosting (auto: measured by --concurrency)")
+    parser.add_argument("--peers", nargs="*", choices=VARIANTS,
+                        default=["openvino", "openvino-fp32"],
+                        help="RapidOCR 3.10 variants to run in its own venv (none: --peers)")
     args = parser.parse_args()
+    peer_python = rapidocr3_python() if args.peers else None  # made before the long part
     if args.set == "document":
         pages = real_pages(args.pdf, args.pages)
     elif args.set == "realistic":
@@ -269,9 +284,9 @@ def main():
     layout = [LayoutTransform(args.concurrency)] if args.concurrency else []
     with tempfile.TemporaryDirectory(prefix="bench-ocr-") as tmp:
         tmp = Path(tmp)
-        reports = {"default": build(tmp / "default", dirs, {}, list(layout)),
-                   "fast": build(tmp / "fast", dirs, {"text_rec_batching": "width_buckets"},
-                                 [QuantizeTransform(), *layout])}
+        reports = {"default": build(tmp / "default", dirs, False, list(layout), args.hosting),
+                   "fast": build(tmp / "fast", dirs, True, [QuantizeTransform(), *layout],
+                                 args.hosting)}
         # What the engines allow: each mode's engine calls on these pages, timed one engine
         # at a time on one thread (before any server runs, so nothing else competes).
         bound, flops = {}, {}
@@ -290,6 +305,16 @@ def main():
         print(f"RapidOCR: {rapid}", file=sys.stderr, flush=True)
         rows = [("RapidOCR 1.4.4 in-process, first pass", *rapid[0]),
                 ("RapidOCR 1.4.4 in-process, second pass (baseline)", *rapid[1])]
+        for variant in args.peers:
+            try:
+                info = {}
+                peer = run_rapidocr3(peer_python, pages, variant, tmp, answer=info)
+            except Exception as exc:  # the other rows are still worth printing
+                print(f"RapidOCR 3 {variant} failed: {exc}", file=sys.stderr)
+                continue
+            print(f"{rapidocr3_label(variant, info)}: {peer}", file=sys.stderr, flush=True)
+            rows += [(f"{rapidocr3_label(variant, info)}, {which} pass", *run)
+                     for which, run in zip(("first", "second"), peer)]
         if args.paddlex_python:
             try:
                 rows.append(("PaddleX 3.7.2 in-process", *run_paddlex(
@@ -303,6 +328,9 @@ def main():
             rows += [(f"hpi-triton {mode}, {label}", *rest) for label, *rest in served]
             print(f"{mode}: {served}", file=sys.stderr, flush=True)
     base = rapid[1][0]
+    # The strongest peers: RapidOCR 3.10 on OpenVINO, second pass (the issue's targets).
+    peer_ips = {label.split(", second pass")[0]: ips for label, ips, *_ in rows
+                if label.startswith("RapidOCR 3") and label.endswith("second pass")}
     lines = sum(len(p.lines) for p in pages)
     print(f"# OCR benchmark — {machine()}; {time.strftime('%Y-%m-%d')}; {len(pages)} "
           f"{args.set} pages ({lines / len(pages):.1f} lines each, "
@@ -314,13 +342,25 @@ def main():
         lay = report.transforms.get("layout", {}).get("chosen")
         quant = [q.get("chosen") for q in report.transforms.get("quantize", [])]
         print(f"#   {mode}: {engines}; layout {lay}; int8: {quant or 'none'}")
+        tried = report.transforms.get("layout", {}).get("tried", [])
+        if tried:
+            # Each layout the build measured (on its own 8 rendered pages, seed 7003) against
+            # the engines' bound on these pages: comparable between layouts, not absolute.
+            ceiling = cores * 1e3 / sum(bound[mode].values())
+            print("#     layouts at --concurrency: " + "; ".join(
+                f"{t.get('hosting', 'python')} {t['instances']}x{t['cpu_threads']} "
+                f"{t['img_s']:.2f} img/s ({t['img_s'] / ceiling:.0%} of the bound)"
+                for t in tried))
+    peers = list(peer_ips)
     print("| run | img/s | p50 ms | p95 ms | CER (no spaces) | CER with spaces | word F1 | "
-          "img/s vs RapidOCR | share of floor |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "img/s vs RapidOCR 1.4.4 | " + " | ".join(f"vs {p}" for p in peers)
+          + " | share of floor |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * len(peers) + "---|")
     for name, ips, p50, p95, read in rows:
+        versus = "".join(f" {ips / peer_ips[p]:.2f}x |" for p in peers)
         print(f"| {name} | {ips:.2f} | {p50:.0f} | {p95:.0f} | {read['cer']:.2f}% | "
               f"{read['cer_spaces']:.2f}% | {read['word_f1']:.3f} | "
-              f"{ips / base:.2f}x | {ips / floor:.0%} |")
+              f"{ips / base:.2f}x |{versus} {ips / floor:.0%} |")
     print(f"\nPer stage at {max(args.clients)} clients (ms per page from Triton's statistics; "
           f"the graph's compute includes waiting on its engine calls):")
     print("| mode | model | requests/page | queue | compute |")
