@@ -220,9 +220,10 @@ def gflop_per_role(fp32_repo, ocr, sent, pages):
     import openvino as ov
 
     core, result = ov.Core(), {}
+    fp32 = LocalOCR.load(fp32_repo, "OCR")
     for role, batches in sent.items():
         # Read once per role: conv_flops reshapes the model to each shape it counts.
-        model = core.read_model(str(fp32_repo / ocr.models[role] / "1" / "model.xml"))
+        model = core.read_model(str(fp32.engine_dir(role) / "model.xml"))
         per_shape = {}
         for shape in (tuple(b.shape) for b in batches):
             if shape not in per_shape:

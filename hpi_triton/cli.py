@@ -146,7 +146,7 @@ def build(
         typer.secho(f"build interrupted: {out} left as it was", err=True)
         raise typer.Exit(130) from None
     for m in report.models:
-        typer.echo(f"{m.name}: {m.backend} as {m.hosting} ({m.selection})")
+        typer.echo(f"{m.name}: {m.backend} ({m.precision}) as {m.hosting} ({m.selection})")
     for p in report.pipelines:
         if p.steps:
             typer.echo(f"{p.served_name}: {p.pipeline} ensemble {' -> '.join(p.steps)}")

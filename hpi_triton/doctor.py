@@ -308,9 +308,9 @@ def advice(report: dict) -> List[str]:
         missing = [b for b in NATIVE_TRITON_BACKENDS.values() if b not in server["backends"]]
         if missing:
             lines.append(f"this tritonserver has no {', '.join(missing)} Triton backend: build "
-                         f"with --hosting python (engines inside Python-backend models; the "
-                         f"default), or serve --hosting native repositories from "
-                         + GPU_IMAGE_HINT)
+                         f"with --hosting auto, graph or python (engines inside Python-backend "
+                         f"models or graphs; auto is the default), or serve --hosting native "
+                         f"repositories from " + GPU_IMAGE_HINT)
     for name, entry in report["cuda"].items():
         versions = {c["version"] for c in entry.get("copies", []) if c["version"]}
         if len(versions) > 1:

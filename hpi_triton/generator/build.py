@@ -130,6 +130,8 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
             [p.requirements() for p in pipelines],
             [name for t in transforms for name in t.requirements])
         (staging / REQUIREMENTS_TXT).write_text(requirements_text(report.requirements))
+        for model in report.models:
+            model.precision = _served_precision(model, options.precision)
         report.seconds = round(time.perf_counter() - started, 2)
         from hpi_triton.generator.report import write_report
 
@@ -143,6 +145,14 @@ def build_repository(requests: List[ModelRequest], options: BuildOptions,
     finally:
         progress.finish()
     return report
+
+
+def _served_precision(model: ModelReport, precision: str) -> str:
+    """The precision ``model`` runs at as its final config says (int8 with the precision of
+    its float layers)."""
+    params = model.config.parameters if model.config is not None else {}
+    floats = params.get("precision") or precision
+    return f"int8 + {floats}" if params.get("quantization") == "int8" else floats
 
 
 def _check_options(requests: List[ModelRequest], options: BuildOptions) -> None:

@@ -173,6 +173,9 @@ class ModelReport:
     backend: str = ""
     selection: str = ""
     hosting: str = ""
+    #: The precision the engine runs at as served (``fp32``, ``bf16``, ``int8 + fp32``, ...):
+    #: the build's, or what a transform (``--fast``'s gate) set.
+    precision: str = ""
     max_batch_size: int = 0
     candidates: List[CandidateReport] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)

@@ -47,8 +47,8 @@ class LicenseTransform(RepositoryTransform):
             raise BuildError("--license applies to pipelines: build with --pipeline (every "
                              "model of a licensed repository sits behind a pipeline's gate)")
         if options.hosting == "native":
-            raise BuildError("--license needs --hosting python: licensed engines are "
-                             "decrypted in memory by Python-backend models")
+            raise BuildError("--license needs --hosting auto, graph or python: licensed "
+                             "engines are decrypted in memory by Python-backend models")
 
     def apply(self, staging: Path, report) -> List[Dict]:
         """Encrypt and gate every pipeline in ``staging``; return what was done per pipeline."""

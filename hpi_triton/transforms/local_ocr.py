@@ -95,6 +95,11 @@ class LocalOCR:
         """The ``parameters`` of ``role``'s engine model config (a copy)."""
         return dict(self.engine_parameters[self.models[role]])
 
+    def engine_dir(self, role: str) -> Path:
+        """The folder holding ``role``'s engine artifact (in the graph where it hosts it)."""
+        model = self.models[role]
+        return self.engine_dirs.get(model, self.repo / model / "1")
+
     def runner(self, role: str, threads: int = 0, precision: Optional[str] = None) -> Engine:
         """``role``'s engine artifact loaded here, as the flow calls an engine.
 
@@ -108,9 +113,7 @@ class LocalOCR:
         params["cpu_threads"] = str(threads)
         if precision:
             params["precision"] = precision
-        model = self.models[role]
-        runner = engines.create_runner(self.engine_dirs.get(model, self.repo / model / "1"),
-                                       params)
+        runner = engines.create_runner(self.engine_dir(role), params)
         return FunctionEngine(runner.run_list)
 
     def flow(self, overrides: Optional[Dict[str, Engine]] = None) -> ocr_pipeline.OCRFlow:

@@ -101,8 +101,9 @@ class QuantizeTransform(RepositoryTransform):
                              f"{options.precision} --device {options.device}: use "
                              f"--precision fp32 --device cpu")
         if options.hosting == "native":
-            raise BuildError("--quantize int8 needs --hosting python (the int8 IR is served "
-                             "by the Python-backend OpenVINO engine model)")
+            raise BuildError("--quantize int8 needs --hosting auto, graph or python (the int8 "
+                             "IR runs on the Python-backend OpenVINO engine, not Triton's "
+                             "native backend)")
         if not any(pages.font_path(f) for f in pages.LATIN_FONTS):
             raise BuildError("--quantize int8 renders held-out pages with known text to gate "
                              "accuracy and found no DejaVu fonts: install fonts-dejavu-core")
@@ -207,7 +208,7 @@ def quantize_ocr(ocr: LocalOCR, options: QuantizeTransform, report: BuildReport,
     found = calibration_images(options.calibration) if options.calibration else []
     paths = _spread(found, MAX_CALIBRATION_IMAGES)
     key = cache_key(
-        kind="ocr-int8", engines={r: _digest(ocr.repo / m / "1") for r, m in ocr.models.items()},
+        kind="ocr-int8", engines={r: _digest(ocr.engine_dir(r)) for r in ocr.models},
         settings={k: v for k, v in ocr.settings.to_json().items() if k != "models"}, roles=roles,
         calibration=[_digest_file(p) for p in paths] or options.calibration_pages,
         held_out=options.held_out_pages, bound=[options.max_cer_delta, MIN_LINE_RECALL],
@@ -377,7 +378,7 @@ def _calibration_samples(ocr: LocalOCR, fp32, images, roles) -> Dict[str, List[n
 def _quantize(core, ocr: LocalOCR, role: str, samples: List[np.ndarray]):
     import nncf
 
-    model = core.read_model(str(ocr.repo / ocr.models[role] / "1" / "model.xml"))
+    model = core.read_model(str(ocr.engine_dir(role) / "model.xml"))
     options = {"subset_size": min(len(samples), MAX_SAMPLES)}
     if role == "TextRecognition":
         # SVTR-style recognizers: keep softmax / layer-norm paths in float (NNCF's preset).

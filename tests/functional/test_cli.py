@@ -33,7 +33,7 @@ def cli_repo(wheel_models, shared_cache_dir, tmp_path_factory):
                  "--backend", "rec=openvino", "--out", str(out),
                  "--cache-dir", str(shared_cache_dir)])
     assert proc.returncode == 0, proc.stderr
-    assert "rec: openvino as python (--backend rec=openvino)" in proc.stdout
+    assert "rec: openvino (fp32) as python (--backend rec=openvino)" in proc.stdout
     return out
 
 

@@ -47,13 +47,14 @@ def vendor(tmp_path_factory):
     return Issuer(keygen(tmp_path_factory.mktemp("vendor") / "issuer"))
 
 
-@pytest.fixture(scope="module")
-def licensed_repo(vendor, wheel_models, shared_cache_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=["python", "graph"])
+def licensed_repo(vendor, wheel_models, shared_cache_dir, tmp_path_factory, request):
+    """Licensed OCR with separate engine models, and with the engines in the graph."""
     spec = pipeline_spec("OCR", {"TextDetection": wheel_models["PP-OCRv4_mobile_det"],
                                  "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"]})
     repo = tmp_path_factory.mktemp("licensed") / "repo"
     report = build_repository([], BuildOptions(
-        out=repo, cache_dir=shared_cache_dir,
+        out=repo, cache_dir=shared_cache_dir, hosting=request.param,
         transforms=[LicenseTransform(vendor.folder / "public.pem")]), [spec])
     return repo, report
 
@@ -87,7 +88,8 @@ def test_engines_are_encrypted_and_gated(licensed_repo):
     (done,) = report.licensing
     assert done["gate"] == "OCR_license" and (repo / "OCR_license" / "config.pbtxt").is_file()
     for model in ("OCR_TextDetection", "OCR_TextRecognition"):
-        files = {p.name for p in (repo / model / "1").iterdir()}
+        hosted = repo / "OCR" / "1" / "engines" / model  # --hosting graph
+        files = {p.name for p in (hosted if hosted.is_dir() else repo / model / "1").iterdir()}
         assert "license.json" in files and any(f.endswith(".enc") for f in files)
         assert not {"model.onnx", "model.xml", "model.bin"} & files
     # No plaintext weights anywhere in the repository.

@@ -40,6 +40,13 @@ def ocr_repo(wheel_models, shared_cache_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def graph_ocr_repo(wheel_models, shared_cache_dir, tmp_path_factory):
+    """The same OCR with its engines in the graph's process (``--hosting graph``)."""
+    return build_ocr_repo(wheel_models, shared_cache_dir,
+                          tmp_path_factory.mktemp("healing-graph") / "repo", hosting="graph")
+
+
+@pytest.fixture(scope="module")
 def page_png():
     ok, data = cv2.imencode(".png", make_pages(1, seed=7, lines_per_page=6)[0].image)
     assert ok
@@ -59,11 +66,15 @@ def _children(pid: int, marker: str):
     return [child for child, args in child_processes(pid) if marker.encode() in b" ".join(args)]
 
 
-@pytest.mark.parametrize("victim", ["OCR_TextRecognition", "OCR"])
-def test_a_killed_stub_comes_back_and_serves_correct_results(ocr_repo, page_png, victim):
-    """SIGKILL of an engine's or of the graph's stub (what the OOM killer does): not ready
-    while it is reloaded, errors that say which model is recovering and are 'unavailable',
-    then the same results as before, within 30 s, without restarting the server."""
+@pytest.mark.parametrize("repo_fixture, victim", [
+    ("ocr_repo", "OCR_TextRecognition"), ("ocr_repo", "OCR"), ("graph_ocr_repo", "OCR")])
+def test_a_killed_stub_comes_back_and_serves_correct_results(repo_fixture, page_png, victim,
+                                                              request):
+    """SIGKILL of an engine's or of the graph's stub (what the OOM killer does), also of a
+    graph running its engines itself: not ready while it is reloaded, errors that say which
+    model is recovering and are 'unavailable', then the same results as before, within 30 s,
+    without restarting the server."""
+    ocr_repo = request.getfixturevalue(repo_fixture)
     with TritonServer(ocr_repo, 0, 0, 0, exit_timeout=3) as server:
         client = Client(server.http_url)
         expected = client.predict("OCR", page_png)["rec_texts"]
@@ -180,11 +191,14 @@ def paddle_det_repo(wheel_models, shared_cache_dir, tmp_path_factory):
                           backends={"TextDetection": "paddle_infer"})
 
 
-@pytest.mark.parametrize("repo_fixture", ["ocr_repo", "paddle_det_repo"])
-def test_memory_goes_back_after_a_large_page(repo_fixture, page_png, request):
+@pytest.mark.parametrize("repo_fixture, detection_stub", [
+    ("ocr_repo", "OCR_TextDetection"), ("paddle_det_repo", "OCR_TextDetection"),
+    ("graph_ocr_repo", "OCR")])
+def test_memory_goes_back_after_a_large_page(repo_fixture, detection_stub, page_png, request):
     """A valid 4000x9000 page grows the detection engine's buffers to its size; they are
     handed back after the request instead of staying with the stub (before: +1.2 GB on
-    OpenVINO; +6.7 GB on Paddle Inference, whose intermediate tensors kept their size)."""
+    OpenVINO; +6.7 GB on Paddle Inference, whose intermediate tensors kept their size), also
+    where the graph runs the engine itself."""
     ocr_repo = request.getfixturevalue(repo_fixture)
     big = np.full((9000, 4000, 3), 255, np.uint8)
     for row in range(24):
@@ -201,8 +215,8 @@ def test_memory_goes_back_after_a_large_page(repo_fixture, page_png, request):
         assert len(result["rec_texts"]) >= 20
         time.sleep(2)
         after = server_memory(server.process.pid)
-    grown = after["OCR_TextDetection"] - before["OCR_TextDetection"]
-    assert grown < 400, f"detection stub kept {grown:.0f} MB after a large page"
+    grown = after[detection_stub] - before[detection_stub]
+    assert grown < 400, f"{detection_stub} stub kept {grown:.0f} MB after a large page"
     assert sum(after.values()) - sum(before.values()) < 700, (before, after)
 
 

@@ -157,3 +157,39 @@ def test_licence_refuses_an_engine_not_loaded_from_memory(tmp_path):
     report.model_config("OCR_TextRecognition").parameters["engine"] = "paddle_infer"
     with pytest.raises(BuildError, match="OCR_TextRecognition.*'paddle_infer'"):
         protect(repo, report, read_public(tmp_path / "issuer" / "public.pem"))
+
+
+def test_graph_hosting_moves_the_engines_into_the_graph(tmp_path):
+    """--hosting graph: the engines' version dirs move into the graph's, the graph's config
+    names them with the parameters and tensors their models had, and a model still served on
+    its own (a plain model) stays; LocalOCR reads them where they now are."""
+    from hpi_triton.generator.graph_hosting import HOSTED_ENGINES, host_in_graphs, hostable
+
+    report = staged_ocr(tmp_path)
+    assert hostable(report) == {"OCR": ["OCR_TextDetection", "OCR_TextRecognition"]}
+    graphs = host_in_graphs(tmp_path, report, 2, 1, keep_served=["OCR_TextRecognition"])
+    assert graphs == {"OCR": ["OCR_TextDetection", "OCR_TextRecognition"]}
+    config = read_pbtxt(tmp_path / "OCR" / "config.pbtxt")
+    assert config.instance_group[0].count == 2
+    hosted = json.loads(config.parameters[HOSTED_ENGINES].string_value)
+    assert hosted["OCR_TextDetection"] == {
+        "parameters": {"engine": "openvino", "model_file": "model.xml", "precision": "fp32",
+                       "cpu_threads": "1"},
+        "inputs": ["x"], "outputs": ["y"]}
+    for model in hosted:
+        assert (tmp_path / "OCR" / "1" / "engines" / model / "model.xml").is_file()
+    assert not (tmp_path / "OCR_TextDetection").exists()  # no longer served on its own
+    assert (tmp_path / "OCR_TextRecognition" / "config.pbtxt").is_file()  # still is
+    assert [m.hosting for m in report.models] == ["graph", ""]
+    local = LocalOCR.load(tmp_path, "OCR")
+    assert local.engine_dirs["OCR_TextDetection"] == tmp_path / "OCR" / "1" / "engines" / \
+        "OCR_TextDetection"
+    assert local.engine_params("TextDetection")["cpu_threads"] == "1"
+
+
+def test_a_vision_ensemble_keeps_its_engine_model(tmp_path):
+    report = staged_ocr(tmp_path)
+    from hpi_triton.generator.graph_hosting import hostable
+
+    report.pipelines[0].steps = ["pre", "OCR_TextDetection", "post"]  # an ensemble
+    assert hostable(report) == {}

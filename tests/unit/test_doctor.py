@@ -73,7 +73,7 @@ def test_tritonserver_and_its_backends(report):
     assert Path(server["backend_directory"], "python").is_dir()
     # The wheel's server has no native engine backends: doctor says what to do about it.
     if "onnxruntime" not in server["backends"]:
-        assert any("--hosting python" in line for line in report["advice"])
+        assert any("--hosting auto, graph or python" in line for line in report["advice"])
 
 
 def test_missing_backends_come_with_an_install_hint(report):

@@ -108,7 +108,7 @@ def test_quantize_refuses_what_it_cannot_gate(tmp_path):
             "image_classification", {"ImageClassification": Path("x")})], _options())
     with pytest.raises(BuildError, match="--precision fp32"):
         QuantizeTransform().check([], [OCR_PIPELINE], _options(precision="bf16"))
-    with pytest.raises(BuildError, match="--hosting python"):
+    with pytest.raises(BuildError, match="--hosting auto, graph or python"):
         QuantizeTransform().check([], [OCR_PIPELINE], _options(hosting="native"))
     with pytest.raises(BuildError, match="no images"):
         QuantizeTransform(calibration=tmp_path).check([], [OCR_PIPELINE], _options())
