@@ -1,15 +1,22 @@
-"""Memory of the served OCR pipeline, and what glibc's malloc settings trade for it.
+"""Memory of the served OCR pipeline per engine hosting, and what glibc's malloc settings
+trade for it.
 
-Run: python bench/memory.py [--pages 40] [--rounds 4]
+Run: python bench/memory.py [--compare hosting|malloc] [--pages 40] [--rounds 4]
 
-Two servers on one repository, both up the whole run: ``default`` (glibc's malloc, what
-``hpi-triton serve`` uses) and the named baseline ``tuned`` (``--malloc tuned``: the settings
-that keep up to 128 MiB of freed memory per arena). For each it prints the proportional
-memory (PSS of tritonserver + stubs, MB) at start, after the ordinary pages, 30 s after three
-valid 4000x9000 pages, the peak during one worst-case request under the defaults (a 40 MP
-square page: ``max_pixels`` 40,000,000, detection at ``max_side_limit`` 4000) and 30 s after
-it; then OCR throughput at 4 clients over gRPC in alternating rounds (img/s, median of the
-rounds, and the paired ratio default / tuned).
+Servers on OCR repositories (PP-OCRv4 mobile det/rec + text-line orientation), all up the
+whole run. ``--compare hosting`` (default): the CLI's default build on CPU (``graph``: the
+graph runs its engines, 2 graph instances x every core's threads), the layout
+``--concurrency 4`` chose on the 2-core VMs (``graph 1x2``: one graph instance) and the named
+baseline ``python`` (separate engine models, the earlier default). ``--compare malloc``: one
+python-hosted repository served with glibc's malloc (what ``hpi-triton serve`` uses) and the
+baseline ``tuned`` (``--malloc tuned``: up to 128 MiB of freed memory kept per arena).
+
+For each it prints the proportional memory (PSS of tritonserver + stubs, MB) at start, after
+the ordinary pages (realistic: 640-1400 px, ~13 lines), 30 s after three valid 4000x9000
+pages, the peak during one worst-case request under the defaults (a 40 MP square page:
+``max_pixels`` 40,000,000, detection at ``max_side_limit`` 4000) and 30 s after it; then OCR
+throughput at 4 clients over gRPC in alternating rounds (img/s, median of the rounds, and the
+paired ratio against the baseline).
 """
 
 from __future__ import annotations
@@ -33,8 +40,8 @@ from bench.load import closed_loop  # noqa: E402
 from hpi_triton import Client, wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
+from hpi_triton.pages import make_realistic_pages  # noqa: E402
 from hpi_triton.server import TritonServer, server_memory  # noqa: E402
-from tests.support.ocr_dataset import make_pages  # noqa: E402
 
 
 def _png(image) -> bytes:
@@ -73,24 +80,35 @@ def peak_during(server, call) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--compare", choices=("hosting", "malloc"), default="hosting")
     parser.add_argument("--pages", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     dirs = wheel_models.model_dirs(["PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec",
                                     "ch_ppocr_mobile_v2_cls_onnx"])
-    repo = ROOT / "bench-results" / "memory-repo"
-    spec = pipeline_spec("OCR", {"TextDetection": dirs["PP-OCRv4_mobile_det"],
-                                 "TextRecognition": dirs["PP-OCRv4_mobile_rec"],
-                                 "TextLineOrientation": dirs["ch_ppocr_mobile_v2_cls_onnx"]})
-    build_repository([], BuildOptions(out=repo, force=True), [spec])
-    pages = [_png(p.image) for p in make_pages(args.pages, seed=3, lines_per_page=12)]
+    roles = {"TextDetection": dirs["PP-OCRv4_mobile_det"],
+             "TextRecognition": dirs["PP-OCRv4_mobile_rec"],
+             "TextLineOrientation": dirs["ch_ppocr_mobile_v2_cls_onnx"]}
+    # mode -> (hosting, graph instances, malloc); the last is the named baseline.
+    modes = ({"graph": ("graph", 2, "default"), "graph 1x2": ("graph", 1, "default"),
+              "python": ("python", 2, "default")} if args.compare == "hosting" else
+             {"default": ("python", 2, "default"), "tuned": ("python", 2, "tuned")})
+    repos = {}
+    for mode, (hosting, instances, _) in modes.items():
+        repo = ROOT / "bench-results" / f"memory-repo-{hosting}-{instances}"
+        if repo not in repos.values():
+            build_repository([], BuildOptions(out=repo, force=True, hosting=hosting),
+                             [pipeline_spec("OCR", roles, instances=instances)])
+        repos[mode] = repo
+    pages = [_png(p.image) for p in make_realistic_pages(args.pages, seed=3)]
     big = large_page(9000, 4000, 24)
     worst = large_page(6320, 6320, 16)  # 39.9 MP: just under the default max_pixels
     servers = {}
-    for mode in ("default", "tuned"):
-        os.environ["HPI_TRITON_MALLOC"] = mode
-        servers[mode] = TritonServer(repo, 0, 0, 0, exit_timeout=5).start()
+    for mode, (_, _, malloc) in modes.items():
+        os.environ["HPI_TRITON_MALLOC"] = malloc
+        servers[mode] = TritonServer(repos[mode], 0, 0, 0, exit_timeout=5).start()
     os.environ.pop("HPI_TRITON_MALLOC")
+    baseline = list(modes)[-1]
     rows = {}
     try:
         for mode, server in servers.items():
@@ -133,17 +151,19 @@ def main():
                     if f.startswith(("avx512f", "amx", "avx2"))})
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"flags {' '.join(flags)}; date {time.strftime('%Y-%m-%d')}")
-    print("| PSS of tritonserver + stubs, MB | default (glibc) | tuned (baseline) |")
-    print("|---|---|---|")
-    for key in rows["default"]:
-        print(f"| {key} | {rows['default'][key]:.0f} | {rows['tuned'][key]:.0f} |")
-    ratios = [d / t for d, t in zip(speeds["default"], speeds["tuned"])]
-    print(f"| OCR img/s at 4 clients (median of {args.rounds}) | "
-          f"{statistics.median(speeds['default']):.2f} | "
-          f"{statistics.median(speeds['tuned']):.2f} |")
-    print(f"paired ratio default/tuned per round: {', '.join(f'{r:.3f}' for r in ratios)} "
-          f"(median {statistics.median(ratios):.3f})")
-
+    print("| PSS of tritonserver + stubs, MB | " + " | ".join(
+        f"{m} (baseline)" if m == baseline else m for m in modes) + " |")
+    print("|---|" + "---|" * len(modes))
+    for key in rows[baseline]:
+        print(f"| {key} | " + " | ".join(f"{rows[m][key]:.0f}" for m in modes) + " |")
+    print(f"| OCR img/s at 4 clients (median of {args.rounds}) | " + " | ".join(
+        f"{statistics.median(speeds[m]):.2f}" for m in modes) + " |")
+    for mode in modes:
+        if mode != baseline:
+            ratios = [d / t for d, t in zip(speeds[mode], speeds[baseline])]
+            print(f"paired ratio {mode}/{baseline} per round: "
+                  f"{', '.join(f'{r:.3f}' for r in ratios)} "
+                  f"(median {statistics.median(ratios):.3f})")
 
 if __name__ == "__main__":
     main()

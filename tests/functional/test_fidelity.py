@@ -89,7 +89,8 @@ def test_ocr_with_line_orientation_identical_to_paddlex(wheel_models, shared_cac
         "TextRecognition": wheel_models["PP-OCRv4_mobile_rec"],
         "TextLineOrientation": wheel_models["ch_ppocr_mobile_v2_cls_onnx"]})
     repo = tmp_path / "repo"
-    build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), [spec])
+    build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir, hosting="graph"),
+                     [spec])
     pages = make_realistic_pages(12, seed=3)
     for index in (0, 5, 11):
         cv2.imwrite(str(tmp_path / f"p{index:02d}.png"), pages[index].image)
@@ -169,7 +170,11 @@ def pipelines_server(wheel_models, pir_model, segmentation_model, shared_cache_d
             "FormulaRecognition": latex_model_dir(formulas)}, served_name="layout_formula"),
     ]
     repo = tmp_path_factory.mktemp("pipelines") / "repo"
-    build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir), specs)
+    # Every BLS graph runs its engines itself (--hosting graph, the CLI's default on CPU):
+    # the OCR fidelity tests above serve separate engine models, so both hostings are held
+    # to PaddleX's results.
+    build_repository([], BuildOptions(out=repo, cache_dir=shared_cache_dir, hosting="graph"),
+                     specs)
     with TritonServer(repo, 0, 0, 0) as server:
         yield server, json.loads((repo / "build_report.json").read_text())
 

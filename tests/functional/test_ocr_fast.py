@@ -67,12 +67,11 @@ def test_fast_build_keeps_the_fastest_int8_candidate(fast_repo):
     fastest = next(c for c in changed if c["img_s"] >= top * (1 - quantize.TIE_TOLERANCE))
     assert (gate["chosen"], gate["precision"]) == (fastest["int8"], fastest["precision"])
     for role in ("TextDetection", "TextRecognition"):
-        model = f"OCR_{role}"
-        ir = (repo / model / "1" / "model.xml").read_text()
-        params = read_pbtxt(repo / model / "config.pbtxt").parameters
-        assert params["precision"].string_value == gate["precision"]
+        folder, params = _engine(repo, f"OCR_{role}")
+        ir = (folder / "model.xml").read_text()
+        assert params["precision"] == gate["precision"]
         if role in gate["chosen"]:
-            assert "FakeQuantize" in ir and params["quantization"].string_value == "int8"
+            assert "FakeQuantize" in ir and params["quantization"] == "int8"
         else:
             assert "FakeQuantize" not in ir and "quantization" not in params
     assert report["pipelines"][0]["params"]["text_rec_batching"] == "width_buckets"
@@ -81,20 +80,38 @@ def test_fast_build_keeps_the_fastest_int8_candidate(fast_repo):
     assert "## int8 quantization" in text and f"**{quantize.describe(fastest)}** kept" in text
 
 
+def _engine(repo, model):
+    """(artifact folder, parameters) of engine ``model``: in the graph where it hosts it."""
+    hosted = read_pbtxt(repo / "OCR" / "config.pbtxt").parameters.get("hosted_engines")
+    if hosted is not None and model in json.loads(hosted.string_value):
+        return (repo / "OCR" / "1" / "engines" / model,
+                json.loads(hosted.string_value)[model]["parameters"])
+    params = read_pbtxt(repo / model / "config.pbtxt").parameters
+    return repo / model / "1", {k: v.string_value for k, v in params.items()}
+
+
 def test_layout_is_measured_and_written(fast_repo):
+    """--hosting auto (the CLI's default): engines in the graph and separate engine models,
+    each split of the cores; graph first, a later layout kept when >= 5% faster."""
     repo, report = fast_repo
     layout = report["transforms"]["layout"]
-    assert [(t["instances"], t["cpu_threads"]) for t in layout["tried"]] == \
-        layouts(usable_cores())
+    assert [(t["hosting"], t["instances"], t["cpu_threads"]) for t in layout["tried"]] == [
+        (hosting, *split) for hosting in ("graph", "python") for split in layouts(usable_cores())]
     assert all(t["img_s"] > 0 for t in layout["tried"])
-    best = layout["tried"][0]  # fewer instances first; more must be >= 5% faster
+    best = layout["tried"][0]
     for tried in layout["tried"][1:]:
         best = tried if tried["img_s"] >= best["img_s"] * 1.05 else best
-    assert layout["chosen"] == {"instances": best["instances"], "cpu_threads": best["cpu_threads"]}
+    assert layout["chosen"] == {k: best[k] for k in ("hosting", "instances", "cpu_threads")}
+    graph = read_pbtxt(repo / "OCR" / "config.pbtxt")
     for model in ("OCR_TextDetection", "OCR_TextRecognition"):
-        config = read_pbtxt(repo / model / "config.pbtxt")
-        assert config.instance_group[0].count == best["instances"]
-        assert config.parameters["cpu_threads"].string_value == str(best["cpu_threads"])
+        _, params = _engine(repo, model)
+        assert params["cpu_threads"] == str(best["cpu_threads"])
+        if best["hosting"] == "python":
+            assert read_pbtxt(repo / model / "config.pbtxt").instance_group[0].count == \
+                best["instances"]
+    if best["hosting"] == "graph":
+        assert graph.instance_group[0].count == best["instances"]
+        assert {m["hosting"] for m in report["models"]} == {"graph"}
     assert "## Engine layout (`--concurrency 2`)" in (repo / "REPORT.md").read_text()
 
 

@@ -364,6 +364,10 @@ class OnnxRuntimeRunner(Runner):
             release_heap()
 
 
+#: Input shapes an OpenVINO CPU engine keeps compiled (parameter ``runtime_cache_capacity``).
+DEFAULT_RUNTIME_CACHE_CAPACITY = 128
+
+
 class OpenVINORunner(Runner):
     """OpenVINO. Precision is pinned: ``f32`` unless the build asked for bf16/fp16.
 
@@ -400,6 +404,11 @@ class OpenVINORunner(Runner):
             config["INFERENCE_NUM_THREADS"] = str(_threads(params))
             if params.get("cpu_pinning") in ("true", "false"):
                 config["ENABLE_CPU_PINNING"] = params["cpu_pinning"] == "true"
+            # OpenVINO keeps the kernels and buffers it made for each input shape (5000 by
+            # default): OCR pages of ever new sizes grew an engine process by ~1.6 GB over 40
+            # pages (bench/RESULTS.md). A bounded cache keeps recurring shapes warm.
+            config["CPU_RUNTIME_CACHE_CAPACITY"] = int(params.get(
+                "runtime_cache_capacity", DEFAULT_RUNTIME_CACHE_CAPACITY))
         self._compiled = core.compile_model(model, device, config)
         if device == "GPU":
             ran_on = list(self._compiled.get_property("EXECUTION_DEVICES"))
