@@ -3,11 +3,12 @@ trade for it.
 
 Run: python bench/memory.py [--compare hosting|malloc] [--pages 40] [--rounds 4]
 
-Servers on OCR repositories (PP-OCRv4 mobile det/rec + text-line orientation), all up the
-whole run. ``--compare hosting`` (default): the CLI's default build on CPU (``graph``: the
-graph runs its engines, 2 graph instances x every core's threads), the layout
-``--concurrency 4`` chose on the 2-core VMs (``graph 1x2``: one graph instance) and the named
-baseline ``python`` (separate engine models, the earlier default). ``--compare malloc``: one
+Servers on OCR repositories (PP-OCRv4 mobile det/rec + text-line orientation), each alone
+while its memory is read (PSS splits shared libraries among every process mapping them), all
+up for the speed rounds. ``--compare hosting`` (default): the CLI's default build on CPU
+(``graph``: the graph runs its engines, one instance x every core's threads, also what
+``--concurrency 4`` chose on the 2-core VMs), ``graph, 2 instances`` and the named baseline
+``python`` (separate engine models, the earlier default). ``--compare malloc``: one
 python-hosted repository served with glibc's malloc (what ``hpi-triton serve`` uses) and the
 baseline ``tuned`` (``--malloc tuned``: up to 128 MiB of freed memory kept per arena).
 
@@ -90,7 +91,7 @@ def main():
              "TextRecognition": dirs["PP-OCRv4_mobile_rec"],
              "TextLineOrientation": dirs["ch_ppocr_mobile_v2_cls_onnx"]}
     # mode -> (hosting, graph instances, malloc); the last is the named baseline.
-    modes = ({"graph": ("graph", 2, "default"), "graph 1x2": ("graph", 1, "default"),
+    modes = ({"graph": ("graph", 1, "default"), "graph, 2 instances": ("graph", 2, "default"),
               "python": ("python", 2, "default")} if args.compare == "hosting" else
              {"default": ("python", 2, "default"), "tuned": ("python", 2, "tuned")})
     repos = {}
@@ -103,15 +104,20 @@ def main():
     pages = [_png(p.image) for p in make_realistic_pages(args.pages, seed=3)]
     big = large_page(9000, 4000, 24)
     worst = large_page(6320, 6320, 16)  # 39.9 MP: just under the default max_pixels
-    servers = {}
-    for mode, (_, _, malloc) in modes.items():
-        os.environ["HPI_TRITON_MALLOC"] = malloc
-        servers[mode] = TritonServer(repos[mode], 0, 0, 0, exit_timeout=5).start()
-    os.environ.pop("HPI_TRITON_MALLOC")
+    def start(mode):
+        os.environ["HPI_TRITON_MALLOC"] = modes[mode][2]
+        try:
+            return TritonServer(repos[mode], 0, 0, 0, exit_timeout=5).start()
+        finally:
+            os.environ.pop("HPI_TRITON_MALLOC")
+
     baseline = list(modes)[-1]
-    rows = {}
+    rows, servers = {}, {}
     try:
-        for mode, server in servers.items():
+        # Memory with one server up at a time: PSS splits shared libraries among every
+        # process mapping them, so servers up together would each look smaller.
+        for mode in modes:
+            server = servers[mode] = start(mode)
             client = Client(server.grpc_url, "grpc")
             row = {"start": total(server)}
             for page in pages:
@@ -129,6 +135,8 @@ def main():
                 client.predict("OCR", page)
             row["after 10 more ordinary pages"] = total(server)
             rows[mode] = row
+            servers.pop(mode).stop()
+        servers = {mode: start(mode) for mode in modes}
         speeds = {mode: [] for mode in servers}
         for _ in range(args.rounds):
             for mode, server in servers.items():

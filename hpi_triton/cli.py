@@ -74,7 +74,8 @@ def build(
         "(GPU only; on CPU it costs a hand-off per request and batches run no cheaper), on, off"),
     pipeline_instances: int = typer.Option(
         2, min=1, help="Instances of each pipeline model (BLS graph, or a vision ensemble's "
-        "pre/post-processing model)"),
+        "pre/post-processing model); a graph running its engines (--hosting graph) takes "
+        "one unless --concurrency measures more"),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists"),
     license_key: Optional[Path] = typer.Option(
         None, "--license", help="The issuer's public.pem: a licensed repository (engines "
@@ -829,7 +830,8 @@ def demo(
         spec = pipeline_spec("OCR", {"TextDetection": dirs["PP-OCRv4_mobile_det"],
                                      "TextRecognition": dirs["PP-OCRv4_mobile_rec"],
                                      "TextLineOrientation": dirs["ch_ppocr_mobile_v2_cls_onnx"]})
-        report = build_repository([], BuildOptions(out=out, force=True), [spec])
+        report = build_repository([], BuildOptions(out=out, force=True, hosting=Hosting.AUTO),
+                                  [spec])
         (out / DEMO_MARKER).write_text("written by hpi-triton demo\n")
         for m in report.models:
             typer.echo(f"{m.name}: {m.backend} ({m.selection})")

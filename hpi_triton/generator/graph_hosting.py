@@ -92,15 +92,16 @@ class GraphHostingTransform(RepositoryTransform):
         hosting: ``graph``, or ``auto`` (graph unless the layout measurement kept separate
             engine models).
         plain_models: Models the build serves on their own (they stay served).
-        instances: Graph instances when no measurement chose (None: as the graph was
-            written, ``--pipeline-instances``).
+        instances: Graph instances when no measurement chose: one (it measured fastest
+            on 2 cores at 1 and 4 clients, default and ``--fast``, and one process holds
+            half the memory of two; bench/RESULTS.md); None: as the graph was written.
         threads: Threads per engine (``--cpu-threads``, 0: every core) when none chose.
     """
 
     name = "hosting"
 
     def __init__(self, hosting: str, plain_models: Sequence[str] = (),
-                 instances: Optional[int] = None, threads: int = 0):
+                 instances: Optional[int] = 1, threads: int = 0):
         self.hosting = hosting
         self.plain_models = list(plain_models)
         self.instances, self.threads = instances, threads

@@ -365,7 +365,7 @@ class OnnxRuntimeRunner(Runner):
 
 
 #: Input shapes an OpenVINO CPU engine keeps compiled (parameter ``runtime_cache_capacity``).
-DEFAULT_RUNTIME_CACHE_CAPACITY = 128
+DEFAULT_RUNTIME_CACHE_CAPACITY = 64
 
 
 class OpenVINORunner(Runner):
