@@ -59,25 +59,29 @@ def test_graph_runs_its_engines_and_reads_as_separate_models(repos):
     hosted = json.loads(config.parameters["hosted_engines"].string_value)
     assert sorted(hosted) == [f"OCR_{role}" for role in sorted(ROLES)]
     for model, entry in hosted.items():
-        assert (repo / "OCR" / "1" / "engines" / model / "model.xml").is_file()
-        assert entry["parameters"]["engine"] == "openvino" and entry["inputs"]
+        folder = repo / "OCR" / "1" / "engines" / model
+        assert (folder / entry["parameters"]["model_file"]).is_file()
+        assert entry["parameters"]["engine"] in ("openvino", "paddle", "onnxruntime")
+        assert entry["inputs"] and entry["outputs"]
     assert {m.hosting for m in report.models} == {"graph"}
     assert report.transforms["hosting"]["graphs"] == {"OCR": sorted(hosted)}
     assert "## Engines in the graphs" in (repo / "REPORT.md").read_text()
     # Equal results: every text, box and score, with the build's parameters and a request's.
     pages = make_realistic_pages(4, seed=5)
     encoded = [cv2.imencode(".png", p.image)[1].tobytes() for p in pages]
-    for params in ({}, {"text_det_unclip_ratio": 2.0}):
-        graph, graph_stubs = _read(repo, encoded, **params)
+    read = {}
+    for key, params in (("default", {}), ("wide", {"text_det_unclip_ratio": 2.0})):
+        graph, graph_stubs = read[key] = _read(repo, encoded, **params)
         separate, separate_stubs = _read(repos["python"][0], encoded, **params)
         assert graph == separate
         assert sum(len(r["rec_texts"]) for r in graph) >= 4 * 8
+    assert read["default"][0] != read["wide"][0]  # the request's parameter reached the graph
     # Fewer processes: only the graph's instances run stubs.
     assert sorted(graph_stubs) == ["OCR"]
-    assert sorted(separate_stubs) == ["OCR", *(f"OCR_{role}" for role in ROLES)]
+    assert sorted(separate_stubs) == sorted(["OCR", *(f"OCR_{role}" for role in ROLES)])
     # The in-process reference reads the hosted engines where they now are.
     local = LocalOCR.load(repo, "OCR").flow().run(pages[0].image)
-    assert local["rec_texts"] == graph[0]["rec_texts"]
+    assert local["rec_texts"] == read["default"][0][0]["rec_texts"]
 
 
 def test_cli_build_hosts_engines_in_the_graph_by_default_on_cpu(wheel_models, shared_cache_dir,
