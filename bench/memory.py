@@ -7,8 +7,8 @@ Servers on OCR repositories (PP-OCRv4 mobile det/rec + text-line orientation), e
 while its memory is read (PSS splits shared libraries among every process mapping them), all
 up for the speed rounds. ``--compare hosting`` (default): the CLI's default build on CPU
 (``graph``: the graph runs its engines, one instance x every core's threads, also what
-``--concurrency 4`` chose on the 2-core VMs), ``graph, 2 instances`` and the named baseline
-``python`` (separate engine models, the earlier default). ``--compare malloc``: one
+``--concurrency 4`` chose on the 2-core VMs) and the named baseline ``python`` (separate
+engine models, the earlier default). ``--compare malloc``: one
 python-hosted repository served with glibc's malloc (what ``hpi-triton serve`` uses) and the
 baseline ``tuned`` (``--malloc tuned``: up to 128 MiB of freed memory kept per arena).
 
@@ -91,8 +91,8 @@ def main():
              "TextRecognition": dirs["PP-OCRv4_mobile_rec"],
              "TextLineOrientation": dirs["ch_ppocr_mobile_v2_cls_onnx"]}
     # mode -> (hosting, graph instances, malloc); the last is the named baseline.
-    modes = ({"graph": ("graph", 1, "default"), "graph, 2 instances": ("graph", 2, "default"),
-              "python": ("python", 2, "default")} if args.compare == "hosting" else
+    modes = ({"graph": ("graph", 1, "default"), "python": ("python", 2, "default")}
+             if args.compare == "hosting" else
              {"default": ("python", 2, "default"), "tuned": ("python", 2, "tuned")})
     repos = {}
     for mode, (hosting, instances, _) in modes.items():
