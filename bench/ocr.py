@@ -63,7 +63,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.load import machine, model_stats, percentiles, predict_loop  # noqa: E402
-from bench.peers import VARIANTS, rapidocr3_label, rapidocr3_python, run_rapidocr3  # noqa: E402
+from bench.peers import (  # noqa: E402
+    VARIANTS,
+    rapidocr3_label,
+    rapidocr3_python,
+    run_rapidocr3,
+    write_pages,
+)
 from hpi_triton import wheel_models  # noqa: E402
 from hpi_triton.ensembles import pipeline_spec  # noqa: E402
 from hpi_triton.generator.build import BuildOptions, build_repository  # noqa: E402
@@ -128,12 +134,7 @@ def run_paddlex(python, repo, pages, tmp):
     from hpi_triton.compare import run_paddlex as run
     from hpi_triton.compare.paddlex_config import paddlex_job
 
-    paths = []
-    for i, page in enumerate(pages):
-        paths.append(str(tmp / f"page_{i:03d}.png"))
-        cv2.imwrite(paths[-1], page.image)
-    warmup = str(tmp / "warmup.png")
-    cv2.imwrite(warmup, make_pages(1, seed=99)[0].image)
+    paths, warmup = write_pages(pages, tmp)
     report = json.loads((repo / "build_report.json").read_text())
     job = dict(paddlex_job(report, "OCR", paths, {}), warmup=warmup)
     records = {r["input"]: r for r in run(python, job) if "res" in r}

@@ -92,18 +92,25 @@ def model_paths(cache_dir=None) -> dict:
     return {k: str(target / f) for k, f in MODEL_FILES.items()}
 
 
+def write_pages(pages, folder: Path, prefix: str = ""):
+    """``pages`` as PNG files in ``folder`` for a reader in another process, and a warm-up
+    page it reads first: (page paths, warm-up path)."""
+    paths = []
+    for i, page in enumerate(pages):
+        paths.append(str(folder / f"{prefix}page_{i:03d}.png"))
+        cv2.imwrite(paths[-1], page.image)
+    warmup = str(folder / f"{prefix}warmup.png")
+    cv2.imwrite(warmup, make_pages(1, seed=99)[0].image)
+    return paths, warmup
+
+
 def rapidocr3_job(python, pages, variant, tmp, passes=2) -> dict:
     """The worker's whole answer (versions, precision per stage, per-pass texts and times)."""
     if variant not in VARIANTS:
         raise PeerError(f"unknown RapidOCR 3 variant {variant!r}; known: {', '.join(VARIANTS)}")
     tmp = Path(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, page in enumerate(pages):
-        paths.append(str(tmp / f"rapidocr3_page_{i:03d}.png"))
-        cv2.imwrite(paths[-1], page.image)
-    warmup = str(tmp / "rapidocr3_warmup.png")
-    cv2.imwrite(warmup, make_pages(1, seed=99)[0].image)
+    paths, warmup = write_pages(pages, tmp, "rapidocr3_")
     job = dict(model_paths(), variant=variant, pages=paths, warmup=warmup, passes=passes)
     job_path = tmp / f"rapidocr3_{variant}.json"
     job_path.write_text(json.dumps(job))

@@ -64,10 +64,8 @@ def host_in_graphs(repo: Path, report, instances: Optional[int], threads: int,
         hosted = {}
         for model in models:
             config = report.model_config(model)
-            target = repo / graph_name / "1" / GRAPH_ENGINES_DIR / model
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(repo / model / "1", target)
+            shutil.copytree(repo / model / "1",
+                            repo / graph_name / "1" / GRAPH_ENGINES_DIR / model)
             params = dict(config.parameters)
             params["cpu_threads"] = str(threads)
             hosted[model] = {"parameters": params,

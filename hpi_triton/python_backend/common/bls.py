@@ -9,6 +9,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from . import image_io, parameters, stub_runtime
+from .engine import tensor_names
 
 # Every pipeline model runs as several instance processes, which is where its parallelism
 # comes from; OpenCV's own thread pool on top of them only adds scheduling overhead (measured:
@@ -84,8 +85,8 @@ class EngineCall:
 
     def __init__(self, model, input_names, output_names):
         self.model = model
-        self.input_names = [input_names] if isinstance(input_names, str) else list(input_names)
-        self.output_names = [output_names] if isinstance(output_names, str) else list(output_names)
+        self.input_names = tensor_names(input_names)
+        self.output_names = tensor_names(output_names)
 
     def run(self, *arrays):
         """Call the engine model on ``arrays`` (in ``input_names`` order); return its outputs.

@@ -20,6 +20,12 @@ class Engine(Protocol):
         """One call: ``arrays`` in the model's input order; every output, in order."""
 
 
+def tensor_names(names) -> List[str]:
+    """An engine-call spec's input or output names as a list (a spec may name one as a
+    string)."""
+    return [names] if isinstance(names, str) else list(names)
+
+
 def first_output(engine: Engine, x) -> np.ndarray:
     """``engine``'s first output for the single float32 input ``x`` (text detection and
     recognition, the classifiers, the unwarping model)."""

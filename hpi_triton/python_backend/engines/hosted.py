@@ -2,7 +2,7 @@
 where an engine runs inside tritonserver.
 
 An engine model (``models/engine.py``) serves one of these to every graph over BLS; with
-``--hosting graph`` a pipeline graph holds its own (:func:`graph_engine`) and calls it in its
+``--hosting graph`` a pipeline graph holds its own (:func:`engine_factory`) and calls it in its
 process, with no tensor crossing a process boundary. Either way the same code decides how the
 artifact loads (decrypted in memory in a licensed repository), how uint8 pixels become the
 engine's float32, and how the memory a huge input grew goes back. Imports nothing outside the
@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..common import stub_runtime
+from ..common.engine import tensor_names
 from . import create_runner, instance_core
 
 #: The folder of a graph's version dir that holds the engines it runs itself, one folder per
@@ -149,8 +150,8 @@ class GraphEngine:
 
     def __init__(self, engine: HostedEngine, inputs: Sequence[str], outputs: Sequence[str]):
         self.engine = engine
-        self.input_names = [inputs] if isinstance(inputs, str) else list(inputs)
-        self.output_names = [outputs] if isinstance(outputs, str) else list(outputs)
+        self.input_names = tensor_names(inputs)
+        self.output_names = tensor_names(outputs)
 
     def run(self, *arrays: np.ndarray) -> List[np.ndarray]:
         """The engine on ``arrays`` (in ``input_names`` order); outputs in order."""
